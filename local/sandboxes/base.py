@@ -99,7 +99,7 @@ class SlidingWindowLimiter:
         self._lock = threading.Lock()
 
     def hit(self, key: str) -> float:
-        """Record a hit. Returns 0 when allowed, else seconds until a slot frees (hit not counted)."""
+        """Record a hit: 0 when allowed, else seconds until a slot frees (hit not counted)."""
         now = self._clock()
         with self._lock:
             hits = self._hits[key]

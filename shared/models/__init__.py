@@ -1,0 +1,38 @@
+"""Canonical models: the only shapes the sync engine knows."""
+
+from shared.models.events import ChangeEvent, ChangeKind, ObjectType, System
+from shared.models.links import AuditEntry, Outcome, RecordLink
+from shared.models.records import (
+    Address,
+    Deal,
+    DealStatus,
+    Invoice,
+    InvoiceLine,
+    LineItem,
+    Money,
+    Party,
+    PartyKind,
+    Payment,
+)
+from shared.models.source import SourceRecord
+
+__all__ = [
+    "Address",
+    "AuditEntry",
+    "ChangeEvent",
+    "ChangeKind",
+    "Deal",
+    "DealStatus",
+    "Invoice",
+    "InvoiceLine",
+    "LineItem",
+    "Money",
+    "ObjectType",
+    "Outcome",
+    "Party",
+    "PartyKind",
+    "Payment",
+    "RecordLink",
+    "SourceRecord",
+    "System",
+]

@@ -1,0 +1,192 @@
+"""The one description of crmsync's AWS resources.
+
+The CDK constructs build the cloud resources from it, and the local runtime
+creates the same tables, queues and secrets in moto from it, so the two can
+never drift apart. Plain data: importing this module does not import CDK.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+KeyType = Literal["S", "N"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Key(_Spec):
+    name: str
+    type: KeyType = "S"
+
+
+class IndexSpec(_Spec):
+    name: str
+    partition_key: Key
+    sort_key: Key | None = None
+
+
+class TableSpec(_Spec):
+    id: str
+    setting: str  # the Settings field (and CRMSYNC_* env var) that carries its name
+    partition_key: Key
+    sort_key: Key | None = None
+    ttl_attribute: str | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+
+
+class QueueSpec(_Spec):
+    id: str
+    setting: str
+    fifo: bool = True
+    visibility_timeout_s: int
+    retention_days: int
+    # A dead-letter queue of its own, after this many receives.
+    max_receive_count: int | None = None
+
+
+class SecretSpec(_Spec):
+    id: str
+    setting: str
+    vendor: str
+    description: str
+    # The JSON keys the secret must hold; documented in the README.
+    keys: tuple[str, ...]
+
+
+class FunctionSpec(_Spec):
+    id: str
+    handler: str  # module:function
+    memory_mb: int
+    timeout_s: int
+    tables_rw: tuple[str, ...] = ()
+    queues_send: tuple[str, ...] = ()
+    queues_consume: tuple[str, ...] = ()
+    secrets_read: tuple[str, ...] = ()
+    secrets_write: tuple[str, ...] = ()
+
+
+class ScheduleSpec(_Spec):
+    id: str
+    function: str
+    rate_minutes: int
+
+
+class ServiceDescription(_Spec):
+    tables: tuple[TableSpec, ...]
+    queues: tuple[QueueSpec, ...]
+    secrets: tuple[SecretSpec, ...]
+    functions: tuple[FunctionSpec, ...]
+    schedules: tuple[ScheduleSpec, ...]
+
+    def table(self, table_id: str) -> TableSpec:
+        return next(t for t in self.tables if t.id == table_id)
+
+    def queue(self, queue_id: str) -> QueueSpec:
+        return next(q for q in self.queues if q.id == queue_id)
+
+    def function(self, function_id: str) -> FunctionSpec:
+        return next(f for f in self.functions if f.id == function_id)
+
+
+DESCRIPTION = ServiceDescription(
+    tables=(
+        TableSpec(
+            id="Links",
+            setting="links_table",
+            partition_key=Key(name="pk"),
+            indexes=(IndexSpec(name="by_target", partition_key=Key(name="target_pk")),),
+        ),
+        # Powertools idempotency: partition key `id`, TTL `expiration` (its defaults).
+        TableSpec(
+            id="Idempotency",
+            setting="idempotency_table",
+            partition_key=Key(name="id"),
+            ttl_attribute="expiration",
+        ),
+        TableSpec(
+            id="Audit",
+            setting="audit_table",
+            partition_key=Key(name="pk"),
+            sort_key=Key(name="sk"),
+            ttl_attribute="expires_at",
+        ),
+        # Watermarks, OAuth refresh leases and rate-limit windows; the last two expire.
+        TableSpec(
+            id="Cursors",
+            setting="cursors_table",
+            partition_key=Key(name="pk"),
+            ttl_attribute="expires_at",
+        ),
+    ),
+    queues=(
+        QueueSpec(
+            id="Events",
+            setting="events_queue_url",
+            visibility_timeout_s=180,  # ≥ 6 × the sync function's timeout is AWS's advice for
+            retention_days=14,  # batches; 180 s = 6 × 30 s
+            max_receive_count=5,
+        ),
+    ),
+    secrets=(
+        SecretSpec(
+            id="HubSpotCredentials",
+            setting="hubspot_secret_id",
+            vendor="hubspot",
+            description="HubSpot private-app access token and the app secret that signs webhooks",
+            keys=("access_token", "client_secret"),
+        ),
+        SecretSpec(
+            id="QuickBooksCredentials",
+            setting="quickbooks_secret_id",
+            vendor="quickbooks",
+            description="QuickBooks Online OAuth client, rotating refresh token, realm, "
+            "webhook verifier token",
+            keys=("client_id", "client_secret", "refresh_token", "realm_id", "verifier_token"),
+        ),
+    ),
+    functions=(
+        FunctionSpec(
+            id="Webhook",
+            handler="functions.webhook.handler.handler",
+            memory_mb=512,
+            timeout_s=10,  # vendors give up after 3–5 s; never hold a webhook longer
+            queues_send=("Events",),
+            secrets_read=("HubSpotCredentials", "QuickBooksCredentials"),
+        ),
+        FunctionSpec(
+            id="Sync",
+            handler="functions.sync.handler.handler",
+            memory_mb=512,
+            timeout_s=30,
+            tables_rw=("Links", "Idempotency", "Audit", "Cursors"),
+            queues_consume=("Events",),
+            secrets_read=("HubSpotCredentials",),
+            secrets_write=("QuickBooksCredentials",),  # rotating refresh token
+        ),
+        FunctionSpec(
+            id="Reconcile",
+            handler="functions.reconcile.handler.handler",
+            memory_mb=512,
+            timeout_s=300,
+            tables_rw=("Links", "Cursors"),
+            queues_send=("Events",),
+            secrets_read=("HubSpotCredentials",),
+        ),
+    ),
+    schedules=(ScheduleSpec(id="ReconcileSchedule", function="Reconcile", rate_minutes=60),),
+)
+
+
+def local_name(connection_id: str, resource_id: str, *, fifo: bool = False) -> str:
+    """Physical name of a resource in the local stack (CloudFormation names them in AWS)."""
+    name = f"crmsync-{connection_id}-{resource_id.lower()}"
+    return f"{name}.fifo" if fifo else name
+
+
+def secret_name(connection_id: str, vendor: str) -> str:
+    """Secrets have fixed names in both worlds so an operator can find and fill them."""
+    return f"crmsync/{connection_id}/{vendor}"

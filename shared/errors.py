@@ -1,0 +1,78 @@
+"""Errors the core understands, by what should happen next.
+
+* ``WebhookRejected`` → a 4xx with a short reason, nothing enqueued.
+* ``RecordInvalid`` → audited with field and rule, not retried.
+* ``Retryable`` / ``RateLimited`` → the message is retried (later).
+* ``Permanent`` → the vendor refused for good; audited, then the message fails
+  so it ends in the DLQ where a person looks at it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CrmSyncError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class WebhookRejected(CrmSyncError):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a record broke the mapping: which field, which rule, in words."""
+
+    field: str
+    rule: str
+    message: str
+
+
+class RecordInvalid(CrmSyncError):
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.message} ({v.rule})" for v in violations))
+
+
+class MappingConfigError(CrmSyncError):
+    """A mapping file is wrong. The message names the file, the key and the problem."""
+
+
+class ConnectorError(CrmSyncError):
+    """A vendor call failed."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Retryable(ConnectorError):
+    """Transient: 5xx, timeout, connection reset, stale version we can re-read."""
+
+
+class RateLimited(Retryable):
+    def __init__(self, message: str, *, retry_after_s: float, status: int | None = 429):
+        super().__init__(message, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class Permanent(ConnectorError):
+    """The vendor refused the request for good (validation, duplicate, forbidden)."""
+
+
+class AuthFailed(Permanent):
+    """Credentials are wrong or revoked: a person must re-authorize."""
+
+
+class StaleWrite(CrmSyncError):
+    """A conditional write lost: a newer version was stored first."""
+
+
+class LockTimeout(Retryable):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"lock {name!r} not acquired in time")

@@ -1,0 +1,63 @@
+"""What travels on the queue: one vendor change, normalized."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class System(StrEnum):
+    HUBSPOT = "hubspot"
+    QUICKBOOKS = "quickbooks"
+
+
+class ObjectType(StrEnum):
+    CONTACT = "contact"
+    COMPANY = "company"
+    DEAL = "deal"
+    LINE_ITEM = "line_item"
+    CUSTOMER = "customer"
+    INVOICE = "invoice"
+    PAYMENT = "payment"
+    ITEM = "item"
+
+
+class ChangeKind(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DELETED = "deleted"
+    ASSOCIATION = "association"
+    RECONCILE = "reconcile"  # found by the scheduled catch-up, not by a webhook
+
+
+class ChangeEvent(BaseModel):
+    """One change to one record in one system.
+
+    Webhooks are thin: the event says *which* record changed and when; the sync
+    engine fetches the record itself. ``version`` orders events of one record
+    (epoch milliseconds of the change) so a stale one can be skipped.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str = Field(min_length=1, max_length=64)
+    source: System
+    object_type: ObjectType
+    record_id: str = Field(min_length=1, max_length=64)
+    event_id: str = Field(min_length=1, max_length=256)
+    kind: ChangeKind
+    occurred_at: datetime
+    version: int = Field(ge=0, description="epoch ms of the change; orders events of one record")
+
+    @property
+    def record_key(self) -> str:
+        """Identifies the record across systems; the FIFO message group."""
+        return f"{self.source}:{self.object_type}:{self.record_id}"
+
+    @property
+    def dedup_id(self) -> str:
+        """SQS FIFO deduplication id (≤128 chars) derived from the vendor's event identity."""
+        return hashlib.sha256(f"{self.connection_id}|{self.event_id}".encode()).hexdigest()

@@ -1,0 +1,73 @@
+"""What the service remembers: record links and the audit trail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.models.events import ObjectType, System
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RecordLink(BaseModel):
+    """Source record ↔ target record, with what was last applied.
+
+    ``source_version`` is the version of the source record last written to the
+    target (stale events are those older than it). ``target_version`` and
+    ``content_hash`` describe the target as we left it, so the target's own
+    webhook echoing our write back can be recognised and dropped.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str
+    source: System
+    source_type: ObjectType
+    source_id: str
+    target: System
+    target_type: ObjectType
+    target_id: str
+    source_version: int = Field(ge=0)
+    target_version: str | None = None
+    content_hash: str | None = None
+    updated_at: datetime = Field(default_factory=utc_now)
+
+    @property
+    def source_key(self) -> str:
+        return f"{self.source}:{self.source_type}:{self.source_id}"
+
+    @property
+    def target_key(self) -> str:
+        return f"{self.target}:{self.target_type}:{self.target_id}"
+
+
+class Outcome(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    LINKED = "linked"  # matched an existing target record and linked it
+    UNCHANGED = "unchanged"
+    SKIPPED = "skipped"  # deliberately not applied: filter, stale, echo, unsupported
+    INVALID = "invalid"  # the record violates the mapping: not retried
+    FAILED = "failed"  # an error that will be retried or dead-lettered
+
+
+class AuditEntry(BaseModel):
+    """One line of the audit trail: what happened to one event and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str
+    record_key: str
+    event_id: str
+    outcome: Outcome
+    reason: str = ""
+    field: str | None = None
+    rule: str | None = None
+    target_key: str | None = None
+    source_version: int | None = None
+    at: datetime = Field(default_factory=utc_now)

@@ -1,0 +1,178 @@
+"""The small protocols the core talks to. Adapters implement them.
+
+The sync engine, the webhook ingest and reconciliation depend only on these.
+Vendor adapters live in ``shared/connectors/``; AWS adapters in ``shared/stores/``;
+in-memory ones (tests, benchmarks, dry runs) in ``shared/stores/memory.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.models import (
+    AuditEntry,
+    ChangeEvent,
+    Invoice,
+    ObjectType,
+    Party,
+    RecordLink,
+    SourceRecord,
+    System,
+)
+
+# --- inbound webhooks -------------------------------------------------------------
+
+
+class InboundWebhook(BaseModel):
+    """An HTTP request as the vendor signed it. Headers are lower-cased."""
+
+    model_config = ConfigDict(frozen=True)
+
+    method: str
+    url: str  # full URL the vendor posted to, scheme and query included
+    headers: Mapping[str, str]
+    body: str
+    received_at: datetime
+
+
+class WebhookReceiver(Protocol):
+    """Verifies and normalizes one vendor's webhooks.
+
+    ``verify`` raises ``shared.errors.WebhookRejected`` (a 4xx reason) when the
+    request is not provably from the vendor; ``normalize`` raises it for a payload
+    that is signed but not understood. Neither does I/O.
+    """
+
+    system: System
+
+    def verify(self, request: InboundWebhook) -> None: ...
+
+    def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]: ...
+
+
+# --- the two sides ----------------------------------------------------------------
+
+
+class CrmSource(Protocol):
+    """Reads records from a CRM (the source of truth for customers and deals)."""
+
+    system: System
+
+    def fetch(self, object_type: ObjectType, record_id: str) -> SourceRecord | None:
+        """The full record with associations and children; None when it no longer exists."""
+        ...
+
+    def changed_since(self, object_type: ObjectType, since_ms: int) -> Iterator[SourceRecord]:
+        """Records modified at or after ``since_ms``, oldest first (reconciliation)."""
+        ...
+
+
+class TargetRef(BaseModel):
+    """A record in the target system as it stands after our read or write."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    version: str  # QuickBooks SyncToken, Xero UpdatedDateUTC, …
+
+
+class PaymentTerms(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    due_days: int
+
+
+class AccountingTarget(Protocol):
+    """Writes customers and invoices into an accounting system.
+
+    Every write takes an ``idempotency_key`` derived from the source record and its
+    version; the adapter passes it to the vendor (QuickBooks ``requestid``) so a
+    retried write after a lost response cannot create a second record.
+    """
+
+    system: System
+
+    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None: ...
+
+    def upsert_customer(
+        self, party: Party, *, existing: TargetRef | None, idempotency_key: str
+    ) -> TargetRef: ...
+
+    def find_item(self, *, name: str, sku: str | None) -> str | None: ...
+
+    def find_terms(self, name: str) -> PaymentTerms | None: ...
+
+    def upsert_invoice(
+        self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
+    ) -> TargetRef: ...
+
+    def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
+        """The record's current version; None when it is gone."""
+        ...
+
+
+# --- state --------------------------------------------------------------------------
+
+
+class LinkStore(Protocol):
+    def get(self, connection_id: str, source_key: str) -> RecordLink | None: ...
+
+    def get_by_target(self, connection_id: str, target_key: str) -> RecordLink | None: ...
+
+    def save(self, link: RecordLink) -> None:
+        """Conditional write: succeeds when no link exists or the stored
+        ``source_version`` is not newer. Raises ``shared.errors.StaleWrite`` otherwise."""
+        ...
+
+
+class AuditLog(Protocol):
+    def record(self, entry: AuditEntry) -> None: ...
+
+    def entries(self, connection_id: str, *, limit: int = 100) -> list[AuditEntry]:
+        """Newest first."""
+        ...
+
+
+class CursorStore(Protocol):
+    """Watermarks for reconciliation, by name."""
+
+    def get(self, name: str) -> int | None: ...
+
+    def put(self, name: str, value: int) -> None: ...
+
+
+class EventQueue(Protocol):
+    def send(self, events: Sequence[ChangeEvent]) -> None:
+        """Enqueue all or raise: a webhook is acknowledged only after this returns."""
+        ...
+
+
+class SecretStore(Protocol):
+    def read(self, secret_id: str, *, fresh: bool = False) -> dict[str, str]:
+        """``fresh`` bypasses any cache (after another process may have rotated it)."""
+        ...
+
+    def write(self, secret_id: str, value: Mapping[str, str]) -> None: ...
+
+
+class Lock(Protocol):
+    """A lease shared by every Lambda, e.g. around an OAuth refresh."""
+
+    def hold(self, name: str, *, lease_s: float, wait_s: float) -> AbstractContextManager[None]:
+        """Raises ``shared.errors.LockTimeout`` when not acquired within ``wait_s``."""
+        ...
+
+
+class CallBudget(Protocol):
+    """A call-rate budget shared by every Lambda of a connection."""
+
+    def acquire(self, key: str, *, limit: int, per_s: float) -> float:
+        """Take one call from the window; returns 0 if granted, else seconds to wait."""
+        ...

@@ -1,0 +1,49 @@
+"""Runtime settings, read once from CRMSYNC_* environment variables.
+
+Logic never reads ``os.environ``: the composition root builds a ``Settings`` and
+passes what each piece needs. The CDK stack and the local runtime set the same
+variables from ``infra.resources.DESCRIPTION``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MAPPING = Path(__file__).resolve().parent.parent / "config" / "services.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRMSYNC_", frozen=True)
+
+    connection_id: str = Field(default="default", min_length=1, max_length=64)
+    mapping_file: Path = DEFAULT_MAPPING
+
+    links_table: str = "crmsync-links"
+    idempotency_table: str = "crmsync-idempotency"
+    audit_table: str = "crmsync-audit"
+    cursors_table: str = "crmsync-cursors"
+    events_queue_url: str = ""
+
+    hubspot_secret_id: str = "crmsync/default/hubspot"
+    quickbooks_secret_id: str = "crmsync/default/quickbooks"
+
+    hubspot_api_url: str = "https://api.hubapi.com"
+    quickbooks_api_url: str = "https://quickbooks.api.intuit.com"
+    quickbooks_token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+    # Public base URL of the webhook API, as vendors see it (signatures cover the URL).
+    public_base_url: str = ""
+
+    webhook_tolerance_s: int = 300
+    max_webhook_body_bytes: int = 1_048_576
+    idempotency_ttl_s: int = 7 * 24 * 3600
+    audit_ttl_days: int = 400
+    reconcile_overlap_s: int = 300
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
