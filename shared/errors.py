@@ -65,6 +65,10 @@ class Permanent(ConnectorError):
     """The vendor refused the request for good (validation, duplicate, forbidden)."""
 
 
+class NotFound(Permanent):
+    """The record does not exist (any more)."""
+
+
 class AuthFailed(Permanent):
     """Credentials are wrong or revoked: a person must re-authorize."""
 

@@ -1,0 +1,122 @@
+"""Authenticators, as httpx ``Auth`` flows, reading credentials from the secret store.
+
+* ``SecretBearer``: a long-lived token kept in a secret (HubSpot private apps).
+* ``RotatingOAuth2``: OAuth 2 with a refresh token that the vendor rotates on
+  every refresh (QuickBooks Online). The new refresh token must be stored before
+  anyone else refreshes, or the stored one goes stale; every Lambda therefore
+  refreshes under a shared lease, re-reads the secret inside it (another Lambda
+  may have refreshed already) and writes the rotated tokens back before the
+  lease is released. The access token is kept in the secret too, so concurrent
+  Lambdas share it instead of each refreshing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+
+import httpx
+
+from shared.errors import AuthFailed, Retryable
+from shared.ports import Lock, SecretStore
+
+# Refresh this long before the access token's stated expiry (clock skew, slow calls).
+EXPIRY_MARGIN_S = 120
+
+
+class SecretBearer(httpx.Auth):
+    def __init__(self, secrets: SecretStore, secret_id: str, key: str = "access_token") -> None:
+        self._secrets = secrets
+        self._secret_id = secret_id
+        self._key = key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._secrets.read(self._secret_id).get(self._key)
+        if not token:
+            raise AuthFailed(f"secret {self._secret_id} has no {self._key!r}")
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
+class RotatingOAuth2(httpx.Auth):
+    """Bearer auth that refreshes (and rotates) tokens when they expire or get a 401.
+
+    The secret holds ``client_id``, ``client_secret`` and ``refresh_token``, and
+    after the first refresh also ``access_token`` and ``access_expires_at`` (epoch s).
+    """
+
+    def __init__(
+        self,
+        *,
+        secrets: SecretStore,
+        secret_id: str,
+        lock: Lock,
+        token_url: str,
+        clock: Callable[[], float] = time.time,
+        token_http: httpx.Client | None = None,
+    ) -> None:
+        self._secrets = secrets
+        self._secret_id = secret_id
+        self._lock = lock
+        self._token_url = token_url
+        self._clock = clock
+        self._token_http = token_http or httpx.Client(timeout=15.0)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._valid_access_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            # Revoked or expired early: refresh once and retry; a second 401 is the
+            # vendor's answer and is classified by the connector.
+            request.headers["Authorization"] = f"Bearer {self._refresh(rejected=token)}"
+            yield request
+
+    def _valid_access_token(self) -> str:
+        secret = self._secrets.read(self._secret_id)
+        if self._usable(secret):
+            return secret["access_token"]
+        return self._refresh(rejected=secret.get("access_token"))
+
+    def _usable(self, secret: dict[str, str]) -> bool:
+        expires_at = float(secret.get("access_expires_at") or 0)
+        return bool(secret.get("access_token")) and expires_at - EXPIRY_MARGIN_S > self._clock()
+
+    def _refresh(self, *, rejected: str | None) -> str:
+        with self._lock.hold(f"oauth-refresh:{self._secret_id}", lease_s=30, wait_s=25):
+            secret = self._secrets.read(self._secret_id, fresh=True)
+            if self._usable(secret) and secret["access_token"] != rejected:
+                return secret["access_token"]  # another Lambda refreshed while we waited
+            tokens = self._request_tokens(secret)
+            rotated = {
+                **secret,
+                "access_token": tokens["access_token"],
+                "access_expires_at": str(int(self._clock() + int(tokens["expires_in"]))),
+                "refresh_token": tokens.get("refresh_token") or secret["refresh_token"],
+            }
+            self._secrets.write(self._secret_id, rotated)
+            return rotated["access_token"]
+
+    def _request_tokens(self, secret: dict[str, str]) -> dict[str, str]:
+        for key in ("client_id", "client_secret", "refresh_token"):
+            if not secret.get(key):
+                raise AuthFailed(f"secret {self._secret_id} has no {key!r}")
+        try:
+            response = self._token_http.post(
+                self._token_url,
+                auth=(secret["client_id"], secret["client_secret"]),
+                data={"grant_type": "refresh_token", "refresh_token": secret["refresh_token"]},
+                headers={"Accept": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            raise Retryable(f"token endpoint unreachable: {type(exc).__name__}") from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise Retryable(f"token endpoint answered {response.status_code}")
+        body = response.json() if response.content else {}
+        if response.status_code != 200:
+            # invalid_grant: the refresh token is dead; a person must re-authorize.
+            raise AuthFailed(
+                f"token refresh refused ({response.status_code} {body.get('error', '')}); "
+                f"re-authorize and store a new refresh_token in {self._secret_id}"
+            )
+        return {k: str(v) for k, v in body.items()}
