@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRMSYNC_", frozen=True)
 
     connection_id: str = Field(default="default", min_length=1, max_length=64)
+    # Which connector of shared.connectors.registry serves each side.
+    crm: str = "hubspot"
+    accounting: str = "quickbooks"
     mapping_file: Path = DEFAULT_MAPPING
 
     links_table: str = "crmsync-links"

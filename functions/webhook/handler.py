@@ -1,0 +1,69 @@
+"""Webhook Lambda: API Gateway HTTP API → verify → normalize → SQS FIFO → 2xx."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.bootstrap import Container
+from shared.errors import WebhookRejected
+from shared.observability import logger, metrics, tracer
+from shared.ports import InboundWebhook
+from shared.settings import get_settings
+
+settings = get_settings()
+ingest = Container(settings).ingest()
+app = APIGatewayHttpResolver()
+
+
+def inbound(event: APIGatewayProxyEventV2) -> InboundWebhook:
+    """The request as the vendor signed it: the public URL it posted to, the raw body."""
+    base = settings.public_base_url.rstrip("/") or f"https://{event.request_context.domain_name}"
+    query = f"?{event.raw_query_string}" if event.raw_query_string else ""
+    return InboundWebhook(
+        method=event.request_context.http.method,
+        url=f"{base}{event.raw_path}{query}",
+        headers={k.lower(): v for k, v in (event.headers or {}).items()},
+        body=event.decoded_body or "",
+        received_at=datetime.now(UTC),
+    )
+
+
+@app.post("/webhooks/<vendor>")
+def receive(vendor: str) -> dict[str, Any]:
+    enqueued = ingest.accept(vendor, inbound(app.current_event))
+    metrics.add_metric(name="WebhookEventsEnqueued", unit=MetricUnit.Count, value=enqueued)
+    return {"enqueued": enqueued}
+
+
+@app.exception_handler(WebhookRejected)
+def rejected(error: WebhookRejected) -> Response[str]:
+    logger.warning("webhook rejected", extra={"status": error.status, "reason": error.reason})
+    metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+    return Response(
+        status_code=error.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({"message": error.reason}),
+    )
+
+
+@app.not_found
+def unknown_route(_: Exception) -> Response[str]:
+    return Response(
+        status_code=404,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({"message": "unknown route; POST /webhooks/<vendor>"}),
+    )
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

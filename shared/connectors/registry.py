@@ -1,0 +1,94 @@
+"""Which connector serves which vendor name. A new vendor adds one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from shared.models import ObjectType
+from shared.ports import (
+    AccountingTarget,
+    CallBudget,
+    CrmSource,
+    Lock,
+    SecretStore,
+    WebhookReceiver,
+)
+from shared.settings import Settings
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    """Everything a connector factory may need; each takes what it uses."""
+
+    settings: Settings
+    secrets: SecretStore
+    lock: Lock
+    budget: CallBudget
+    # Vendor properties the mapping reads, per object type (fetch only what is used).
+    properties: Mapping[ObjectType, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class CrmConnector:
+    source: Callable[[ConnectorContext], CrmSource]
+    webhooks: Callable[[ConnectorContext], WebhookReceiver]
+
+
+@dataclass(frozen=True)
+class AccountingConnector:
+    target: Callable[[ConnectorContext], AccountingTarget]
+    webhooks: Callable[[ConnectorContext], WebhookReceiver]
+
+
+def _hubspot() -> CrmConnector:
+    from shared.connectors.crm import hubspot
+
+    return CrmConnector(
+        source=lambda ctx: hubspot.build_hubspot(
+            base_url=ctx.settings.hubspot_api_url,
+            secrets=ctx.secrets,
+            secret_id=ctx.settings.hubspot_secret_id,
+            budget=ctx.budget,
+            connection_id=ctx.settings.connection_id,
+            properties=ctx.properties,
+        ),
+        webhooks=lambda ctx: hubspot.hubspot_webhooks(
+            ctx.secrets, ctx.settings.hubspot_secret_id, ctx.settings.webhook_tolerance_s
+        ),
+    )
+
+
+def _quickbooks() -> AccountingConnector:
+    from shared.connectors.accounting import quickbooks
+
+    return AccountingConnector(
+        target=lambda ctx: quickbooks.build_quickbooks(
+            api_url=ctx.settings.quickbooks_api_url,
+            token_url=ctx.settings.quickbooks_token_url,
+            secrets=ctx.secrets,
+            secret_id=ctx.settings.quickbooks_secret_id,
+            lock=ctx.lock,
+            budget=ctx.budget,
+        ),
+        webhooks=lambda ctx: quickbooks.quickbooks_webhooks(
+            ctx.secrets, ctx.settings.quickbooks_secret_id
+        ),
+    )
+
+
+CRM: dict[str, Callable[[], CrmConnector]] = {"hubspot": _hubspot}
+ACCOUNTING: dict[str, Callable[[], AccountingConnector]] = {"quickbooks": _quickbooks}
+
+
+def crm_connector(name: str) -> CrmConnector:
+    if name not in CRM:
+        raise KeyError(f"unknown CRM connector {name!r}; known: {', '.join(sorted(CRM))}")
+    return CRM[name]()
+
+
+def accounting_connector(name: str) -> AccountingConnector:
+    if name not in ACCOUNTING:
+        known = ", ".join(sorted(ACCOUNTING))
+        raise KeyError(f"unknown accounting connector {name!r}; known: {known}")
+    return ACCOUNTING[name]()

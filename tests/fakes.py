@@ -1,0 +1,129 @@
+"""In-memory fakes of the two vendor sides, keyed by external id (cosmicpython style).
+
+Tests of the core assert on their state (how many customers, what an invoice
+holds), not on which calls were made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import count
+
+from shared.errors import Retryable
+from shared.models import Invoice, ObjectType, Party, SourceRecord, System
+from shared.ports import PaymentTerms, TargetRef
+
+
+def epoch_ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+@dataclass
+class FakeCrm:
+    system: System = System.HUBSPOT
+    records: dict[tuple[ObjectType, str], SourceRecord] = field(default_factory=dict)
+    fetches: int = 0
+
+    def put(self, record: SourceRecord) -> SourceRecord:
+        self.records[(record.object_type, record.id)] = record
+        return record
+
+    def fetch(self, object_type: ObjectType, record_id: str) -> SourceRecord | None:
+        self.fetches += 1
+        return self.records.get((object_type, record_id))
+
+    def changed_since(self, object_type: ObjectType, since_ms: int) -> list[SourceRecord]:
+        found = [r for (t, _), r in self.records.items() if t == object_type]
+        return sorted((r for r in found if r.version >= since_ms), key=lambda r: r.version)
+
+
+@dataclass
+class Stored:
+    id: str
+    sync_token: int
+    body: Party | Invoice
+
+
+@dataclass
+class FakeLedger:
+    """QuickBooks-like: SyncTokens, requestid replay, lookups by email and name."""
+
+    system: System = System.QUICKBOOKS
+    customers: dict[str, Stored] = field(default_factory=dict)
+    invoices: dict[str, Stored] = field(default_factory=dict)
+    items: dict[str, str] = field(default_factory=lambda: {"Services": "1", "Hours": "2"})
+    terms: dict[str, PaymentTerms] = field(
+        default_factory=lambda: {"Net 30": PaymentTerms(id="3", name="Net 30", due_days=30)}
+    )
+    replies: dict[str, TargetRef] = field(default_factory=dict)
+    # Faults: the next N writes commit but their response is lost (a Retryable).
+    lose_responses: int = 0
+    _ids: count[int] = field(default_factory=lambda: count(100))
+
+    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
+        for stored in self.customers.values():
+            party = stored.body
+            assert isinstance(party, Party)
+            if email and party.email == email:
+                return _ref(stored)
+        for stored in self.customers.values():
+            party = stored.body
+            assert isinstance(party, Party)
+            if party.display_name == display_name:
+                return _ref(stored)
+        return None
+
+    def upsert_customer(
+        self, party: Party, *, existing: TargetRef | None, idempotency_key: str
+    ) -> TargetRef:
+        return self._write(self.customers, party, existing, idempotency_key)
+
+    def find_item(self, *, name: str, sku: str | None) -> str | None:
+        return self.items.get(sku or "") or self.items.get(name)
+
+    def find_terms(self, name: str) -> PaymentTerms | None:
+        return self.terms.get(name)
+
+    def upsert_invoice(
+        self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
+    ) -> TargetRef:
+        return self._write(self.invoices, invoice, existing, idempotency_key)
+
+    def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
+        table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
+        stored = table.get(target_id)
+        return _ref(stored) if stored else None
+
+    def touch(self, object_type: ObjectType, target_id: str) -> None:
+        """Someone edits the record in the accounting UI."""
+        table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
+        table[target_id].sync_token += 1
+
+    def _write(
+        self,
+        table: dict[str, Stored],
+        body: Party | Invoice,
+        existing: TargetRef | None,
+        key: str,
+    ) -> TargetRef:
+        if key in self.replies:  # requestid replay: the original answer, nothing written
+            return self.replies[key]
+        if existing is None:
+            stored = Stored(id=str(next(self._ids)), sync_token=0, body=body)
+            table[stored.id] = stored
+        else:
+            stored = table[existing.id]
+            if str(stored.sync_token) != existing.version:
+                raise AssertionError("stale SyncToken: the engine must pass the current one")
+            merged = stored.body.model_copy(update=body.model_dump(exclude_unset=True))
+            stored.body, stored.sync_token = merged, stored.sync_token + 1
+        self.replies[key] = _ref(stored)
+        if self.lose_responses:
+            self.lose_responses -= 1
+            raise Retryable("response lost on the wire")
+        return _ref(stored)
+
+
+def _ref(stored: Stored) -> TargetRef:
+    return TargetRef(id=stored.id, version=str(stored.sync_token))
