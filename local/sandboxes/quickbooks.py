@@ -1,0 +1,1623 @@
+"""QuickBooks Online sandbox: Intuit's OAuth 2 token endpoint and Accounting API v3.
+
+A stateful stand-in for ``oauth.platform.intuit.com`` and
+``quickbooks.api.intuit.com`` on one local server, so the production connector
+(plain httpx) runs against it unchanged. Built from Intuit's documented behaviour
+(the shared VENDOR-APIS.md fact sheet, section 2 and traps 1-9, 15), not from
+what a client happens to send.
+
+Reproduced behaviours
+---------------------
+* OAuth: ``POST /oauth2/v1/tokens/bearer`` with HTTP Basic client credentials
+  (bad -> 401 ``invalid_client``), ``grant_type=refresh_token`` or
+  ``authorization_code``. Every refresh rotates the refresh token; a superseded one
+  keeps working for ``superseded_refresh_grace_s`` (24 h), then 400
+  ``invalid_grant``. Access tokens live ``access_token_ttl_s`` (1 h). Every
+  response carries an ``intuit_tid`` header.
+* Accounting API under ``/v3/company/{realmId}/``: Bearer token required; a
+  missing, unknown or expired one gets 401 with the lower-case
+  ``fault.error[]`` body (type ``AUTHENTICATION``, code 3200) that differs from the
+  ``Fault.Error[]`` shape of every other error. ``minorversion`` below 75 is read
+  as 75 (Aug 2025 rule); no behaviour depends on it.
+* Entities Customer, Item, Invoice, Payment (read/write) and Account, Term,
+  TaxCode, TaxRate, CompanyInfo (read-only; ``GET /companyinfo/{realmId}``).
+  Create and update share ``POST /{entity}``; ``"sparse": true`` changes only the
+  supplied top-level fields (a ``Line`` array is replaced whole), a full update
+  replaces every writable field. Each write bumps the string ``SyncToken`` and
+  ``MetaData.LastUpdatedTime``; a stale token gets 5010. Invoice and Payment
+  delete with ``?operation=delete``; Customer and Item are retired with
+  ``Active: false`` (delete answers 500 "Unsupported Operation").
+* Validation: 6240 duplicate ``DisplayName``/``Name``; 6080 no name on a
+  Customer; 2020 missing required field; 2500 reference to a missing or inactive
+  object; 6070 ``Amount`` != ``Qty`` x ``UnitPrice``; 6090 discount line without
+  amount or percent; 610 object not found; 2170 bad enumeration; 2010 malformed
+  body. Fault bodies are ``{"Fault":{"Error":[...],"type":"ValidationFault"}}``.
+* Invoice maths: ``TotalAmt`` = sales lines - discount line + tax; a
+  ``SubTotalLineDetail`` line is appended (or recomputed); ``Balance`` =
+  ``TotalAmt`` - applied payments; ``DocNumber`` auto-assigned from 1001;
+  ``TxnDate`` defaults to today in the company time zone; ``DueDate`` from the
+  term's ``DueDays`` (the invoice's, else the customer's); ``CurrencyRef``
+  defaults to the home currency.
+* Query (GET ``?query=`` or POST ``application/text``): see ``qbo_query``. The
+  entity key is absent when nothing matches; ``count(*)`` answers ``totalCount``.
+  Name-list entities return only active rows unless the query tests ``Active``.
+* ``?requestid=``: a repeat gets the byte-identical original response and changes
+  nothing (faults included). At most 50 characters, 36 for batch, and then each
+  ``bId`` at most 10.
+* Batch: at most 30 items (1040 beyond), per-item ``Fault`` in an overall 200;
+  items read the company as it was when the batch began, so one item cannot see
+  or reference another's create.
+* CDC: 30-day look-back, 1,000 objects at most (oldest changes first); deleted
+  objects appear as ``{"status": "Deleted"}``.
+* Throttling: 500 requests/min per realm, 10/s per realm and app, 40 batch
+  calls/min -> 429 with Fault code 3001. Webhooks: CloudEvents (default) or the
+  legacy ``eventNotifications`` shape, signed ``intuit-signature`` =
+  base64(HMAC-SHA256(verifier token, raw body)), retried on non-2xx.
+* Seed data: a new company has accounts, items, terms, tax codes, five sample
+  customers, two invoices and a payment, like an Intuit sandbox company.
+
+Choices where the documentation is unclear
+------------------------------------------
+* 429 carries no ``Retry-After`` by default: Intuit documents none and says to
+  wait 60 s, so clients must cope without it. ``send_retry_after=True`` adds it.
+  The body is JSON with ``type: "SERVICE"`` and Detail "The request limit was
+  reached.  Try again later" as integrations quote it; Intuit has been seen
+  sending that body as XML, so clients should key on the status, not the body.
+* 5010 answers HTTP 400. A token for another realm gets 403, lower-case shape,
+  code 3100 ``ApplicationAuthorizationFailed``.
+* Full update: omitted writable fields are cleared, then defaults re-apply.
+* Names compare case-insensitively for uniqueness and in queries. Inactive
+  customers still hold their name. Only Customer names are modelled (no
+  Vendor/Employee).
+* Tax: an invoice is taxed only through ``TxnTaxDetail.TxnTaxCodeRef`` naming a
+  tax code with rates (seeded "2" California, 8 %); lines marked ``TAX`` form the
+  base, reduced pro rata by a discount. No automated sales tax.
+* Multicurrency is off: a currency other than ``home_currency`` answers 6000.
+* Deleting an invoice that has payments applied answers 6000.
+* Applying a payment changes the invoice's ``Balance`` but not its SyncToken.
+* requestid responses are kept until reset (Intuit states no window). Admin reset
+  restores the company, counters, requestid cache and rate windows; OAuth tokens
+  survive it, as a company reset would not disconnect the app.
+* CloudEvents deliveries use ``Content-Type: application/cloudevents-batch+json``
+  (the CloudEvents batch media type); ``source`` is ``intuit.`` + a hash of the
+  client id. One delivery per API request, holding every event it caused.
+* A SalesItemLine needs ``Amount`` and ``ItemRef`` (2020 otherwise); Intuit may
+  default a missing ItemRef to the Services item, which is not modelled.
+* A request refused by one rate window still counts in the others.
+* Seed objects are dated 45 days back, so CDC reports only changes made through
+  the API.
+* Authorization codes are single-use and live 5 minutes.
+
+Admin routes (never called by production code): ``/_sandbox/faults`` and
+``/_sandbox/reset`` from ``base.install_fault_routes``,
+``GET /_sandbox/entities/<Entity>``, ``GET /_sandbox/stats``,
+``GET /_sandbox/webhooks`` and ``POST /_sandbox/oauth/code``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import hmac
+import json
+import math
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from flask import Flask, Response, request
+
+from local.sandboxes import qbo_query
+from local.sandboxes.base import (
+    Delivery,
+    Fault,
+    FaultInjector,
+    SlidingWindowLimiter,
+    WebhookDispatcher,
+    install_fault_routes,
+)
+
+JsonObj = dict[str, Any]
+
+REQUEST_ID_MAX = 50
+BATCH_REQUEST_ID_MAX = 36
+BATCH_BID_MAX_WITH_REQUEST_ID = 10
+BATCH_MAX_ITEMS = 30
+CDC_MAX_OBJECTS = 1000
+CDC_LOOKBACK = timedelta(days=30)
+REFRESH_TOKEN_TTL_S = 8_726_400
+AUTH_CODE_TTL_S = 300
+SEED_AGE = timedelta(days=45)
+
+_SYSTEM_FIELDS = ("Id", "SyncToken", "MetaData", "domain", "sparse", "status")
+_CURRENCY_NAMES = {"USD": "United States Dollar", "EUR": "Euro", "GBP": "British Pound Sterling"}
+
+
+@dataclass
+class QuickBooksSandboxConfig:
+    """Everything a test or the demo may tune; defaults match Intuit's documented limits."""
+
+    realm_id: str = "9341453000000001"
+    client_id: str = "sandbox-qbo-client-id"
+    client_secret: str = "sandbox-qbo-client-secret"
+    initial_refresh_token: str = "sandbox-qbo-refresh-token"
+    webhook_verifier_token: str = "sandbox-qbo-verifier-token"
+    webhook_url: str | None = None
+    webhook_format: Literal["cloudevents", "legacy"] = "cloudevents"
+    access_token_ttl_s: float = 3600.0
+    superseded_refresh_grace_s: float = 24 * 3600.0
+    rate_per_minute: int = 500
+    rate_per_second: int = 10
+    batch_per_minute: int = 40
+    send_retry_after: bool = False
+    # Intuit retries at 10 s, 20 s, 30 s, 5 m, ...; compressed so tests finish.
+    webhook_retry_delays_s: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
+    home_currency: str = "USD"
+    company_timezone: str = "America/Los_Angeles"
+    clock: Callable[[], float] = time.time
+
+
+class QboError(Exception):
+    """A Fault the API answers with; ``status`` is the HTTP status."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        detail: str,
+        *,
+        status: int = 400,
+        element: str = "",
+        fault_type: str = "ValidationFault",
+    ) -> None:
+        super().__init__(f"{code} {message}: {detail}")
+        self.code = code
+        self.message = message
+        self.detail = detail
+        self.status = status
+        self.element = element
+        self.fault_type = fault_type
+
+    def fault(self) -> JsonObj:
+        error = {
+            "Message": self.message,
+            "Detail": self.detail,
+            "code": self.code,
+            "element": self.element,
+        }
+        return {"Error": [error], "type": self.fault_type}
+
+
+def _required(name: str) -> QboError:
+    return QboError(
+        "2020",
+        "Required param missing, need to supply the required value for the API",
+        f"Required parameter {name} is missing in the request",
+        element=name,
+    )
+
+
+def _invalid_ref(entity: str, ref_id: Any) -> QboError:
+    return QboError(
+        "2500",
+        "Invalid Reference Id",
+        f"Invalid Reference Id : {entity} {ref_id!r} does not exist or has been made inactive",
+    )
+
+
+def _invalid_property(name: str) -> QboError:
+    return QboError(
+        "2010",
+        "Request has invalid or unsupported property",
+        f"Property Name:{name} specified is unsupported or invalid",
+        element=name,
+    )
+
+
+def _business(detail: str) -> QboError:
+    return QboError(
+        "6000",
+        "A business validation error has occurred while processing your request",
+        f"Business Validation Error: {detail}",
+    )
+
+
+def _not_found() -> QboError:
+    return QboError(
+        "610",
+        "Object Not Found",
+        "Object Not Found : Something you're trying to use has been made inactive. "
+        "Check the fields with accounts.",
+    )
+
+
+def _unsupported(operation: str) -> QboError:
+    return QboError("500", "Unsupported Operation", f"Operation {operation} is not supported.")
+
+
+@dataclass(frozen=True)
+class _EntitySpec:
+    name: str
+    writable: bool = False
+    deletable: bool = False
+    name_list: bool = False  # Intuit's "name list": retired via Active, queried active-only
+
+
+_ENTITIES = {
+    spec.name.lower(): spec
+    for spec in (
+        _EntitySpec("Customer", writable=True, name_list=True),
+        _EntitySpec("Item", writable=True, name_list=True),
+        _EntitySpec("Invoice", writable=True, deletable=True),
+        _EntitySpec("Payment", writable=True, deletable=True),
+        _EntitySpec("Account", name_list=True),
+        _EntitySpec("Term", name_list=True),
+        _EntitySpec("TaxCode", name_list=True),
+        _EntitySpec("TaxRate", name_list=True),
+        _EntitySpec("CompanyInfo"),
+    )
+}
+
+
+def _spec(name: str) -> _EntitySpec | None:
+    return _ENTITIES.get(name.lower())
+
+
+def _money(value: Any, name: str) -> Decimal:
+    return _number(value, name).quantize(Decimal("0.01"), ROUND_HALF_UP)
+
+
+def _number(value: Any, name: str) -> Decimal:
+    if isinstance(value, bool):
+        raise _invalid_property(name)
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise _invalid_property(name) from exc
+    if not number.is_finite():
+        raise _invalid_property(name)
+    return number
+
+
+def _num_out(value: Decimal) -> float | int:
+    """JSON number the way Intuit prints it (100.0, 0.5, 3)."""
+    return int(value) if value.as_tuple().exponent == 0 else float(value)
+
+
+def _ref_id(body: JsonObj, key: str) -> str | None:
+    ref = body.get(key)
+    if isinstance(ref, dict) and ref.get("value") not in (None, ""):
+        return str(ref["value"])
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+@dataclass
+class _RefreshToken:
+    issued_at: float
+    superseded_at: float | None = None
+
+
+@dataclass
+class _Event:
+    entity: str
+    entity_id: str
+    operation: Literal["Create", "Update", "Delete"]
+    at: float
+
+
+@dataclass
+class _Call:
+    """What one API call did, so the caller can notify webhooks after committing."""
+
+    events: list[_Event] = field(default_factory=list)
+    visible: dict[str, set[str]] | None = None  # batch snapshot: ids items may see
+
+
+class QuickBooksSandbox:
+    """One QuickBooks Online company plus the Intuit OAuth server, as a Flask app."""
+
+    def __init__(self, config: QuickBooksSandboxConfig | None = None) -> None:
+        self.config = config or QuickBooksSandboxConfig()
+        self.tz: tzinfo = ZoneInfo(self.config.company_timezone)
+        self.webhook_url = self.config.webhook_url
+        self.faults = FaultInjector()
+        self._lock = threading.RLock()
+        clock = self.config.clock
+        self._per_minute = SlidingWindowLimiter(self.config.rate_per_minute, 60.0, clock)
+        self._per_second = SlidingWindowLimiter(self.config.rate_per_second, 1.0, clock)
+        self._batch_per_minute = SlidingWindowLimiter(self.config.batch_per_minute, 60.0, clock)
+        self._dispatcher = WebhookDispatcher(self.config.webhook_retry_delays_s)
+        self._event_source = (
+            "intuit."
+            + base64.b64encode(hashlib.sha256(self.config.client_id.encode()).digest()).decode()
+        )
+        self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._access_tokens: dict[str, float] = {}  # token -> expiry
+        self._auth_codes: dict[str, float] = {}  # code -> expiry
+        self._refresh_tokens[self.config.initial_refresh_token] = _RefreshToken(clock())
+        self._store: dict[str, dict[str, JsonObj]] = {}
+        self._deleted: dict[str, dict[str, float]] = {}
+        self._touched: dict[tuple[str, str], float] = {}
+        self._next_id: dict[str, int] = {}
+        self._replies: dict[str, tuple[int, bytes]] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._seed()
+        self.app = self._build_app()
+
+    # --- public helpers for tests and the demo -----------------------------------
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        """Every webhook sent so far, with each attempt's status."""
+        return self._dispatcher.deliveries
+
+    def wait_for_webhooks_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every queued webhook is delivered or given up; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self._dispatcher.idle():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def create_count(self, entity: str) -> int:
+        """How many objects of ``entity`` the API created since the last reset."""
+        with self._lock:
+            return self._counts[("create", entity.lower())]
+
+    def entities(self, entity: str) -> list[JsonObj]:
+        """Current objects of one entity as the API would render them (no rate limit)."""
+        spec = _spec(entity)
+        if spec is None:
+            raise KeyError(entity)
+        with self._lock:
+            return self._rows(spec.name)
+
+    def mint_authorization_code(self) -> str:
+        """An OAuth code as the consent screen would issue (single use, 5 minutes)."""
+        code = "AB" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._auth_codes[code] = self.config.clock() + AUTH_CODE_TTL_S
+        return code
+
+    def reset(self) -> None:
+        """Back to the seeded company; OAuth tokens are kept (see module docstring)."""
+        with self._lock:
+            self._seed()
+            self._replies.clear()
+            self._counts.clear()
+            self._per_minute.reset()
+            self._per_second.reset()
+            self._batch_per_minute.reset()
+            self._dispatcher.deliveries.clear()
+
+    def close(self) -> None:
+        """Stop the webhook thread (the HTTP server is the caller's ``SandboxServer``)."""
+        self._dispatcher.stop()
+
+    # --- time --------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.config.clock(), self.tz)
+
+    def _stamp(self, at: float) -> str:
+        return datetime.fromtimestamp(at, self.tz).isoformat(timespec="seconds")
+
+    def _response_time(self) -> str:
+        return self._now().isoformat(timespec="milliseconds")
+
+    # --- seed data ---------------------------------------------------------------
+
+    def _seed(self) -> None:
+        """A fresh sandbox company: chart of accounts, items, terms, tax, customers."""
+        self._store = {spec.name: {} for spec in _ENTITIES.values()}
+        self._deleted = {spec.name: {} for spec in _ENTITIES.values()}
+        self._touched = {}
+        seeded_at = (self._now() - SEED_AGE).timestamp()
+        today = self._now().date()
+        usd = self._currency_ref(self.config.home_currency)
+
+        def put(entity: str, obj: JsonObj) -> None:
+            obj.setdefault("SyncToken", "0")
+            obj["MetaData"] = {
+                "CreateTime": self._stamp(seeded_at),
+                "LastUpdatedTime": self._stamp(seeded_at),
+            }
+            self._store[entity][obj["Id"]] = obj
+            self._touched[(entity, obj["Id"])] = seeded_at
+
+        put(
+            "CompanyInfo",
+            {
+                "Id": "1",
+                "CompanyName": "Sandbox Company_US_1",
+                "LegalName": "Sandbox Company_US_1",
+                "Country": "US",
+                "CompanyAddr": {
+                    "Line1": "123 Sierra Way",
+                    "City": "San Pablo",
+                    "CountrySubDivisionCode": "CA",
+                    "PostalCode": "87999",
+                },
+                "Email": {"Address": "noreply@quickbooks.com"},
+                "SupportedLanguages": "en",
+                "FiscalYearStartMonth": "January",
+            },
+        )
+        accounts = [
+            ("1", "Services", "Income", "ServiceFeeIncome", "Revenue"),
+            ("2", "Sales of Product Income", "Income", "SalesOfProductIncome", "Revenue"),
+            ("3", "Cost of Goods Sold", "Cost of Goods Sold", "SuppliesMaterialsCogs", "Expense"),
+            ("4", "Inventory Asset", "Other Current Asset", "Inventory", "Asset"),
+            ("5", "Discounts given", "Income", "DiscountsRefundsGiven", "Revenue"),
+            ("6", "Undeposited Funds", "Other Current Asset", "UndepositedFunds", "Asset"),
+            (
+                "7",
+                "Accounts Receivable (A/R)",
+                "Accounts Receivable",
+                "AccountsReceivable",
+                "Asset",
+            ),
+        ]
+        for acc_id, name, acc_type, sub_type, classification in accounts:
+            put(
+                "Account",
+                {
+                    "Id": acc_id,
+                    "Name": name,
+                    "FullyQualifiedName": name,
+                    "SubAccount": False,
+                    "Active": True,
+                    "Classification": classification,
+                    "AccountType": acc_type,
+                    "AccountSubType": sub_type,
+                    "CurrentBalance": 0,
+                    "CurrentBalanceWithSubAccounts": 0,
+                    "CurrencyRef": usd,
+                },
+            )
+        for term_id, name, days in [
+            ("1", "Due on receipt", 0),
+            ("2", "Net 15", 15),
+            ("3", "Net 30", 30),
+            ("4", "Net 60", 60),
+        ]:
+            put(
+                "Term",
+                {
+                    "Id": term_id,
+                    "Name": name,
+                    "Active": True,
+                    "Type": "STANDARD",
+                    "DueDays": days,
+                    "DiscountPercent": 0,
+                    "DiscountDays": 0,
+                },
+            )
+        put(
+            "TaxRate",
+            {
+                "Id": "1",
+                "Name": "California",
+                "Description": "Sales Tax",
+                "Active": True,
+                "RateValue": 8,
+                "AgencyRef": {"value": "1"},
+                "SpecialTaxType": "NONE",
+                "DisplayType": "ReadOnly",
+            },
+        )
+        for code, taxable in [("TAX", True), ("NON", False)]:
+            put(
+                "TaxCode",
+                {"Id": code, "Name": code, "Active": True, "Taxable": taxable, "TaxGroup": False},
+            )
+        put(
+            "TaxCode",
+            {
+                "Id": "2",
+                "Name": "California",
+                "Description": "California",
+                "Active": True,
+                "Taxable": True,
+                "TaxGroup": True,
+                "SalesTaxRateList": {
+                    "TaxRateDetail": [
+                        {
+                            "TaxRateRef": {"value": "1", "name": "California"},
+                            "TaxTypeApplicable": "TaxOnAmount",
+                            "TaxOrder": 0,
+                        }
+                    ]
+                },
+                "PurchaseTaxRateList": {"TaxRateDetail": []},
+            },
+        )
+        items = [
+            ("1", "Services", "Service", 0, "1"),
+            ("2", "Hours", "Service", 0, "1"),
+            ("3", "Design", "Service", 75, "1"),
+            ("4", "Installation", "Service", 50, "1"),
+            ("5", "Pest Control", "Service", 35, "1"),
+            ("6", "Sprinklers", "NonInventory", 4, "2"),
+        ]
+        for item_id, name, item_type, price, income in items:
+            put(
+                "Item",
+                {
+                    "Id": item_id,
+                    "Name": name,
+                    "FullyQualifiedName": name,
+                    "Active": True,
+                    "Type": item_type,
+                    "UnitPrice": price,
+                    "Taxable": item_type == "NonInventory",
+                    "IncomeAccountRef": {"value": income, "name": accounts[int(income) - 1][1]},
+                },
+            )
+        customers = [
+            ("1", "Amy's Bird Sanctuary", "Amy", "Lauterbach", "Birds@Intuit.com", "3"),
+            ("2", "Bill's Windsurf Shop", "Bill", "Lucchini", "Surf@Intuit.com", "3"),
+            ("3", "Cool Cars", "Grace", "Pariente", "Cool_Cars@intuit.com", "2"),
+            ("4", "Diego Rodriguez", "Diego", "Rodriguez", "Diego@Rodriguez.com", "1"),
+            ("5", "Dukes Basketball Camp", "Peter", "Dukes", "Dukes_bball@intuit.com", "3"),
+        ]
+        for cust_id, display, given, family, email, term in customers:
+            company = display if display != f"{given} {family}" else None
+            customer: JsonObj = {
+                "Id": cust_id,
+                "DisplayName": display,
+                "GivenName": given,
+                "FamilyName": family,
+                "FullyQualifiedName": display,
+                "PrintOnCheckName": company or display,
+                "PrimaryEmailAddr": {"Address": email},
+                "Active": True,
+                "Job": False,
+                "BillWithParent": False,
+                "Taxable": False,
+                "CurrencyRef": usd,
+                "SalesTermRef": {"value": term},
+                "PreferredDeliveryMethod": "Print",
+            }
+            if company:
+                customer["CompanyName"] = company
+            put("Customer", customer)
+        invoices = [
+            ("1", "1001", "1", [("3", 2, 75), ("4", 1, 50)], today - timedelta(days=20)),
+            ("2", "1002", "2", [("5", 3, 35)], today - timedelta(days=10)),
+        ]
+        for inv_id, doc, cust, lines, txn_date in invoices:
+            body: JsonObj = {
+                "DocNumber": doc,
+                "TxnDate": txn_date.isoformat(),
+                "CustomerRef": {"value": cust},
+                "Line": [
+                    {
+                        "Amount": qty * price,
+                        "DetailType": "SalesItemLineDetail",
+                        "SalesItemLineDetail": {
+                            "ItemRef": {"value": item},
+                            "Qty": qty,
+                            "UnitPrice": price,
+                        },
+                    }
+                    for item, qty, price in lines
+                ],
+            }
+            put("Invoice", {"Id": inv_id, **self._prepare_invoice(body, None)})
+        payment = {
+            "CustomerRef": {"value": "2"},
+            "TotalAmt": 50,
+            "TxnDate": (today - timedelta(days=5)).isoformat(),
+            "Line": [{"Amount": 50, "LinkedTxn": [{"TxnId": "2", "TxnType": "Invoice"}]}],
+        }
+        put("Payment", {"Id": "1", **self._prepare_payment(payment, None, None)})
+        self._next_id = {
+            name: max((int(i) for i in rows if i.isdigit()), default=0) + 1
+            for name, rows in self._store.items()
+        }
+
+    # --- flask app ---------------------------------------------------------------
+
+    def _build_app(self) -> Flask:
+        app = Flask(__name__)
+        install_fault_routes(app, self.faults, self._rate_limited_fault, self.reset)
+
+        @app.after_request
+        def _intuit_tid(response: Response) -> Response:
+            if not request.path.startswith("/_sandbox/"):
+                response.headers["intuit_tid"] = f"1-{secrets.token_hex(4)}-{secrets.token_hex(12)}"
+            return response
+
+        app.add_url_rule(
+            "/oauth2/v1/tokens/bearer", "token", self._token_endpoint, methods=["POST"]
+        )
+        app.add_url_rule(
+            "/v3/company/<realm>/<path:rest>",
+            "accounting",
+            self._accounting,
+            methods=["GET", "POST"],
+        )
+        app.add_url_rule(
+            "/_sandbox/entities/<entity>", "admin_entities", self._admin_entities, methods=["GET"]
+        )
+        app.add_url_rule("/_sandbox/stats", "admin_stats", self._admin_stats, methods=["GET"])
+        app.add_url_rule(
+            "/_sandbox/webhooks", "admin_webhooks", self._admin_webhooks, methods=["GET"]
+        )
+        app.add_url_rule("/_sandbox/oauth/code", "admin_code", self._admin_code, methods=["POST"])
+        return app
+
+    @staticmethod
+    def _json(body: Any, status: int = 200) -> Response:
+        return Response(json.dumps(body), status=status, mimetype="application/json")
+
+    # --- admin routes --------------------------------------------------------------
+
+    def _admin_entities(self, entity: str) -> Response:
+        spec = _spec(entity)
+        if spec is None:
+            return self._json({"error": f"unknown entity {entity!r}"}, 404)
+        with self._lock:
+            rows = self._rows(spec.name)
+            deleted = sorted(self._deleted[spec.name], key=int)
+        return self._json({spec.name: rows, "deleted": deleted})
+
+    def _admin_stats(self) -> Response:
+        with self._lock:
+            stats: dict[str, dict[str, int]] = {"create": {}, "update": {}, "delete": {}}
+            for (op, entity), n in self._counts.items():
+                stats[op][_ENTITIES[entity].name] = n
+        return self._json(stats)
+
+    def _admin_webhooks(self) -> Response:
+        return self._json(
+            [
+                {
+                    "url": d.url,
+                    "body": json.loads(d.body),
+                    "headers": d.headers,
+                    "attempts": d.attempts,
+                    "delivered": d.delivered,
+                }
+                for d in list(self.deliveries)
+            ]
+        )
+
+    def _admin_code(self) -> Response:
+        return self._json({"code": self.mint_authorization_code(), "realmId": self.config.realm_id})
+
+    # --- OAuth ---------------------------------------------------------------------
+
+    def _oauth_error(self, error: str, status: int) -> Response:
+        return self._json({"error": error}, status)
+
+    def _token_endpoint(self) -> Response:
+        auth = request.authorization
+        if (
+            auth is None
+            or auth.type != "basic"
+            or not hmac.compare_digest(auth.username or "", self.config.client_id)
+            or not hmac.compare_digest(auth.password or "", self.config.client_secret)
+        ):
+            return self._oauth_error("invalid_client", 401)
+        grant = request.form.get("grant_type")
+        now = self.config.clock()
+        with self._lock:
+            if grant == "refresh_token":
+                presented = request.form.get("refresh_token")
+                if not presented:
+                    return self._oauth_error("invalid_request", 400)
+                record = self._refresh_tokens.get(presented)
+                if record is None or not self._refresh_usable(record, now):
+                    return self._oauth_error("invalid_grant", 400)
+            elif grant == "authorization_code":
+                code = request.form.get("code")
+                if not code or not request.form.get("redirect_uri"):
+                    return self._oauth_error("invalid_request", 400)
+                expiry = self._auth_codes.pop(code, None)
+                if expiry is None or now >= expiry:
+                    return self._oauth_error("invalid_grant", 400)
+            elif not grant:
+                return self._oauth_error("invalid_request", 400)
+            else:
+                return self._oauth_error("unsupported_grant_type", 400)
+            for record in self._refresh_tokens.values():
+                if record.superseded_at is None:
+                    record.superseded_at = now
+            refresh = "AB11" + secrets.token_urlsafe(36)
+            self._refresh_tokens[refresh] = _RefreshToken(now)
+            access = "eyJ" + secrets.token_urlsafe(48)
+            self._access_tokens[access] = now + self.config.access_token_ttl_s
+        return self._json(
+            {
+                "access_token": access,
+                "refresh_token": refresh,
+                "expires_in": int(self.config.access_token_ttl_s),
+                "x_refresh_token_expires_in": REFRESH_TOKEN_TTL_S,
+                "token_type": "bearer",
+            }
+        )
+
+    def _refresh_usable(self, record: _RefreshToken, now: float) -> bool:
+        if now >= record.issued_at + REFRESH_TOKEN_TTL_S:
+            return False
+        if record.superseded_at is None:
+            return True
+        return now < record.superseded_at + self.config.superseded_refresh_grace_s
+
+    # --- accounting API: gatekeeping --------------------------------------------------
+
+    def _auth_failure(self, status: int, message: str, code: str, detail: str) -> Response:
+        """Intuit's gateway error: lower-case keys, unlike every other Fault."""
+        body: JsonObj = {
+            "warnings": None,
+            "intuitObject": None,
+            "fault": {
+                "error": [{"message": message, "detail": detail, "code": code, "element": None}],
+                "type": "AUTHENTICATION",
+            },
+            "report": None,
+            "queryResponse": None,
+            "batchItemResponse": [],
+            "attachableResponse": [],
+            "syncErrorResponse": None,
+            "requestId": None,
+            "time": int(self.config.clock() * 1000),
+            "status": None,
+            "cdcresponse": [],
+        }
+        return self._json(body, status)
+
+    def _authenticate(self, realm: str) -> Response | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        with self._lock:
+            expiry = self._access_tokens.get(token) if scheme.lower() == "bearer" else None
+        if expiry is None or self.config.clock() >= expiry:
+            detail = f"Token expired: {token[:12]}" if expiry is not None else "Token invalid"
+            return self._auth_failure(
+                401,
+                "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                "3200",
+                detail,
+            )
+        if realm != self.config.realm_id:
+            return self._auth_failure(
+                403,
+                "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
+                "3100",
+                f"The access token does not grant access to company {realm}",
+            )
+        return None
+
+    def _throttled(self, retry_after_s: float) -> Response:
+        error = QboError(
+            "3001",
+            "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+            "The request limit was reached.  Try again later",
+            status=429,
+            fault_type="SERVICE",
+        )
+        response = self._fault_response(error)
+        if self.config.send_retry_after:
+            response.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+        return response
+
+    def _rate_limited_fault(self, fault: Fault) -> Response:
+        return self._throttled(fault.retry_after_s)
+
+    def _throttle(self, is_batch: bool) -> Response | None:
+        realm, app_key = self.config.realm_id, f"{self.config.realm_id}:{self.config.client_id}"
+        waits = [self._per_minute.hit(realm), self._per_second.hit(app_key)]
+        if is_batch:
+            waits.append(self._batch_per_minute.hit(app_key))
+        wait = max(waits)
+        return self._throttled(wait) if wait else None
+
+    def _fault_response(self, error: QboError) -> Response:
+        return self._json({"Fault": error.fault(), "time": self._response_time()}, error.status)
+
+    # --- accounting API: routing -------------------------------------------------------
+
+    def _accounting(self, realm: str, rest: str) -> Response:
+        denied = self._authenticate(realm)
+        if denied is not None:
+            return denied
+        parts = [p for p in rest.split("/") if p]
+        resource = parts[0].lower() if parts else ""
+        throttled = self._throttle(resource == "batch")
+        if throttled is not None:
+            return throttled
+        try:
+            if resource == "query" and len(parts) == 1:
+                return self._query_route()
+            if resource == "cdc" and len(parts) == 1 and request.method == "GET":
+                with self._lock:
+                    return self._reply(self._cdc())
+            if resource == "batch" and len(parts) == 1 and request.method == "POST":
+                return self._idempotent(BATCH_REQUEST_ID_MAX, self._batch)
+            spec = _spec(resource)
+            if spec is None:
+                raise QboError(
+                    "404", "Resource not found", f"This sandbox does not model {rest!r}", status=404
+                )
+            if request.method == "GET" and len(parts) == 2:
+                # CompanyInfo is read by realm id (GET /companyinfo/{realmId}); its Id is "1".
+                obj_id = "1" if spec.name == "CompanyInfo" and parts[1] == realm else parts[1]
+                with self._lock:
+                    return self._reply({spec.name: self._read(spec, obj_id, _Call())})
+            if request.method == "POST" and len(parts) == 1:
+                return self._idempotent(REQUEST_ID_MAX, lambda call: self._write_route(spec, call))
+            raise _unsupported(f"{request.method} {rest}")
+        except QboError as error:
+            return self._fault_response(error)
+
+    def _reply(self, body: JsonObj) -> Response:
+        return self._json({**body, "time": self._response_time()})
+
+    def _idempotent(self, max_len: int, handler: Callable[[_Call], JsonObj]) -> Response:
+        """Run a write once per ``requestid``; a repeat gets the stored response bytes."""
+        request_id = request.args.get("requestid")
+        if request_id is not None and not 0 < len(request_id) <= max_len:
+            raise _invalid_property(f"requestid (at most {max_len} characters)")
+        with self._lock:
+            if request_id is not None and request_id in self._replies:
+                status, body = self._replies[request_id]
+                return Response(body, status=status, mimetype="application/json")
+            call = _Call()
+            try:
+                payload = handler(call)
+                status = 200
+                out: JsonObj = {**payload, "time": self._response_time()}
+            except QboError as error:
+                status = error.status
+                out = {"Fault": error.fault(), "time": self._response_time()}
+            encoded = json.dumps(out).encode()
+            if request_id is not None:
+                self._replies[request_id] = (status, encoded)
+            self._notify(call.events)
+        return Response(encoded, status=status, mimetype="application/json")
+
+    def _body(self) -> JsonObj:
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            raise _invalid_property("request body (expected a JSON object)")
+        return body
+
+    def _write_route(self, spec: _EntitySpec, call: _Call) -> JsonObj:
+        operation = (request.args.get("operation") or "").lower()
+        body = self._body()
+        if operation == "delete":
+            op = "delete"
+        elif operation in ("", "create", "update"):
+            op = "update" if operation == "update" or body.get("Id") not in (None, "") else "create"
+        else:
+            raise _unsupported(operation)
+        return {spec.name: self._apply(spec, op, body, call)}
+
+    # --- reads -----------------------------------------------------------------------
+
+    def _visible(self, entity: str, obj_id: str, call: _Call) -> bool:
+        return call.visible is None or obj_id in call.visible.get(entity, set())
+
+    def _get(self, entity: str, obj_id: str, call: _Call) -> JsonObj | None:
+        obj = self._store[entity].get(obj_id)
+        return obj if obj is not None and self._visible(entity, obj_id, call) else None
+
+    def _read(self, spec: _EntitySpec, obj_id: str, call: _Call) -> JsonObj:
+        obj = self._get(spec.name, obj_id, call)
+        if obj is None:
+            raise _not_found()
+        return self._render(spec.name, [obj])[0]
+
+    def _rows(self, entity: str, call: _Call | None = None) -> list[JsonObj]:
+        objs = [
+            o
+            for i, o in self._store[entity].items()
+            if call is None or self._visible(entity, i, call)
+        ]
+        return self._render(entity, objs)
+
+    def _payments_by_invoice(self) -> dict[str, list[tuple[str, Decimal]]]:
+        applied: dict[str, list[tuple[str, Decimal]]] = {}
+        for pay_id, payment in self._store["Payment"].items():
+            for line in payment.get("Line", []):
+                for linked in line.get("LinkedTxn", []):
+                    if linked.get("TxnType") == "Invoice":
+                        applied.setdefault(str(linked["TxnId"]), []).append(
+                            (pay_id, Decimal(str(line["Amount"])))
+                        )
+        return applied
+
+    def _invoice_balance(
+        self, invoice: JsonObj, applied: dict[str, list[tuple[str, Decimal]]]
+    ) -> Decimal:
+        paid = sum((amount for _, amount in applied.get(invoice["Id"], [])), Decimal(0))
+        return Decimal(str(invoice["TotalAmt"])) - paid
+
+    def _render(self, entity: str, objs: list[JsonObj]) -> list[JsonObj]:
+        """Stored objects plus the fields Intuit derives on read (balances, links)."""
+        out = [copy.deepcopy(o) for o in objs]
+        if entity in ("Invoice", "Customer"):
+            applied = self._payments_by_invoice()
+            if entity == "Invoice":
+                for inv in out:
+                    inv["Balance"] = _num_out(self._invoice_balance(inv, applied))
+                    links = [
+                        {"TxnId": p, "TxnType": "Payment"} for p, _ in applied.get(inv["Id"], [])
+                    ]
+                    if links:
+                        inv["LinkedTxn"] = links
+            else:
+                owed: dict[str, Decimal] = {}
+                for inv in self._store["Invoice"].values():
+                    cust = inv["CustomerRef"]["value"]
+                    owed[cust] = owed.get(cust, Decimal(0)) + self._invoice_balance(inv, applied)
+                for customer in out:
+                    balance = _num_out(owed.get(customer["Id"], Decimal(0)))
+                    customer["Balance"] = balance
+                    customer["BalanceWithJobs"] = balance
+        for obj in out:
+            obj["domain"] = "QBO"
+            obj["sparse"] = False
+        return out
+
+    # --- query -----------------------------------------------------------------------
+
+    def _query_route(self) -> Response:
+        if request.method == "POST":
+            if request.mimetype not in ("application/text", "text/plain"):
+                raise QboError(
+                    "4000",
+                    "Error parsing query",
+                    "QueryParserError: POST /query takes the query as "
+                    "Content-Type application/text",
+                )
+            text = request.get_data(as_text=True)
+        else:
+            text = request.args.get("query", "")
+        with self._lock:
+            return self._reply({"QueryResponse": self._run_query(text, _Call())})
+
+    def _run_query(self, text: str, call: _Call) -> JsonObj:
+        try:
+            query = qbo_query.parse(text)
+        except qbo_query.QueryError as exc:
+            raise QboError(exc.code, exc.message, exc.detail) from exc
+        spec = _spec(query.entity)
+        if spec is None:
+            raise QboError(
+                "4001", "Invalid query", f"QueryValidationError: Entity '{query.entity}' not found"
+            )
+        rows = self._rows(spec.name, call)
+        if spec.name_list and not query.mentions("Active"):
+            rows = [r for r in rows if r.get("Active", True)]
+        selected = qbo_query.select(query, rows, self.tz)
+        if query.count:
+            return {"totalCount": len(selected)}
+        window = qbo_query.page(query, selected)
+        if not window:
+            return {}
+        return {
+            spec.name: window,
+            "startPosition": query.start_position,
+            "maxResults": len(window),
+        }
+
+    # --- CDC -------------------------------------------------------------------------
+
+    def _cdc(self) -> JsonObj:
+        names = request.args.get("entities")
+        since_text = request.args.get("changedSince")
+        if not names:
+            raise _required("entities")
+        if not since_text:
+            raise _required("changedSince")
+        try:
+            since = datetime.fromisoformat(since_text.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise _invalid_property("changedSince") from exc
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=self.tz)
+        if since < self._now() - CDC_LOOKBACK:
+            raise QboError(
+                "2010",
+                "Request has invalid or unsupported property",
+                "changedSince cannot be more than 30 days in the past",
+                element="changedSince",
+            )
+        specs = []
+        for name in names.split(","):
+            spec = _spec(name.strip())
+            if spec is None:
+                raise _invalid_property(f"entities ({name.strip()})")
+            specs.append(spec)
+        cutoff = since.timestamp()
+        budget = CDC_MAX_OBJECTS
+        responses: list[JsonObj] = []
+        for spec in specs:
+            changes: list[tuple[float, JsonObj]] = []
+            for row in self._rows(spec.name):
+                at = self._touched[(spec.name, row["Id"])]
+                if at >= cutoff:
+                    changes.append((at, row))
+            for obj_id, at in self._deleted[spec.name].items():
+                if at >= cutoff:
+                    tombstone = {
+                        "domain": "QBO",
+                        "status": "Deleted",
+                        "Id": obj_id,
+                        "MetaData": {"LastUpdatedTime": self._stamp(at)},
+                    }
+                    changes.append((at, tombstone))
+            changes.sort(key=lambda change: change[0])
+            taken = [obj for _, obj in changes[:budget]]
+            budget -= len(taken)
+            if taken:
+                responses.append({spec.name: taken, "startPosition": 1, "maxResults": len(taken)})
+            else:
+                responses.append({})
+        return {"CDCResponse": [{"QueryResponse": responses}]}
+
+    # --- batch -----------------------------------------------------------------------
+
+    def _batch(self, call: _Call) -> JsonObj:
+        body = self._body()
+        items = body.get("BatchItemRequest")
+        if not isinstance(items, list) or not items:
+            raise _required("BatchItemRequest")
+        if len(items) > BATCH_MAX_ITEMS:
+            raise QboError(
+                "1040",
+                "Batch size exceeds allowed limit",
+                f"Batch size exceeds allowed limit: at most {BATCH_MAX_ITEMS} items, "
+                f"got {len(items)}",
+            )
+        with_request_id = request.args.get("requestid") is not None
+        for item in items:
+            if not isinstance(item, dict) or not item.get("bId"):
+                raise _required("bId")
+            if with_request_id and len(str(item["bId"])) > BATCH_BID_MAX_WITH_REQUEST_ID:
+                raise _invalid_property(
+                    f"bId (at most {BATCH_BID_MAX_WITH_REQUEST_ID} characters with a requestid)"
+                )
+        call.visible = {name: set(rows) for name, rows in self._store.items()}
+        return {"BatchItemResponse": [self._batch_item(item, call) for item in items]}
+
+    def _batch_item(self, item: JsonObj, call: _Call) -> JsonObj:
+        out: JsonObj = {"bId": item["bId"]}
+        try:
+            if "Query" in item:
+                out["QueryResponse"] = self._run_query(str(item["Query"]), call)
+                return out
+            op = str(item.get("operation", "")).lower()
+            if op not in ("create", "update", "delete"):
+                raise _unsupported(op or "(none)")
+            keys = [k for k in item if _spec(k) is not None]
+            if len(keys) != 1:
+                raise _required("entity object")
+            spec = _spec(keys[0])
+            entity_body = item[keys[0]]
+            if spec is None or not isinstance(entity_body, dict):
+                raise _invalid_property(keys[0])
+            out[spec.name] = self._apply(spec, op, entity_body, call)
+        except QboError as error:
+            out["Fault"] = error.fault()
+        return out
+
+    # --- writes ----------------------------------------------------------------------
+
+    def _apply(self, spec: _EntitySpec, op: str, body: JsonObj, call: _Call) -> JsonObj:
+        """Create, update or delete one object; records the webhook event on ``call``."""
+        if not spec.writable:
+            raise _unsupported(f"{op.capitalize()} on {spec.name}")
+        now = self.config.clock()
+        if op == "delete":
+            if not spec.deletable:
+                raise _unsupported("Delete")
+            existing = self._existing_for_write(spec, body, call)
+            self._check_deletable(spec, existing)
+            del self._store[spec.name][existing["Id"]]
+            self._deleted[spec.name][existing["Id"]] = now
+            self._record(call, spec, "delete", existing["Id"], now)
+            return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
+        incoming = {k: v for k, v in body.items() if k not in _SYSTEM_FIELDS}
+        if op == "create":
+            stored = self._prepare(spec, incoming, None, call)
+            obj_id = str(self._next_id[spec.name])
+            self._next_id[spec.name] += 1
+            stored = {"Id": obj_id, **stored, "SyncToken": "0"}
+            stored["MetaData"] = {
+                "CreateTime": self._stamp(now),
+                "LastUpdatedTime": self._stamp(now),
+            }
+        else:
+            existing = self._existing_for_write(spec, body, call)
+            writable = {k: v for k, v in existing.items() if k not in _SYSTEM_FIELDS}
+            merged = {**writable, **incoming} if _truthy(body.get("sparse")) else incoming
+            stored = {"Id": existing["Id"], **self._prepare(spec, merged, existing, call)}
+            stored["SyncToken"] = str(int(existing["SyncToken"]) + 1)
+            stored["MetaData"] = {
+                "CreateTime": existing["MetaData"]["CreateTime"],
+                "LastUpdatedTime": self._stamp(now),
+            }
+        self._store[spec.name][stored["Id"]] = stored
+        self._record(call, spec, op, stored["Id"], now)
+        return self._render(spec.name, [stored])[0]
+
+    def _record(self, call: _Call, spec: _EntitySpec, op: str, obj_id: str, now: float) -> None:
+        self._touched[(spec.name, obj_id)] = now
+        self._counts[(op, spec.name.lower())] += 1
+        operation: Literal["Create", "Update", "Delete"] = (
+            "Create" if op == "create" else "Delete" if op == "delete" else "Update"
+        )
+        call.events.append(_Event(spec.name, obj_id, operation, now))
+
+    def _existing_for_write(self, spec: _EntitySpec, body: JsonObj, call: _Call) -> JsonObj:
+        obj_id = body.get("Id")
+        if obj_id in (None, ""):
+            raise _required("Id")
+        existing = self._get(spec.name, str(obj_id), call)
+        if existing is None:
+            raise _not_found()
+        token = body.get("SyncToken")
+        if token in (None, ""):
+            raise _required("SyncToken")
+        if str(token) != existing["SyncToken"]:
+            raise QboError(
+                "5010",
+                "Stale Object Error",
+                "Stale Object Error : You and root were working on this at the same time. "
+                "root finished before you did, so your work was not saved.",
+            )
+        return existing
+
+    def _check_deletable(self, spec: _EntitySpec, existing: JsonObj) -> None:
+        if spec.name == "Invoice" and existing["Id"] in self._payments_by_invoice():
+            raise _business(
+                "This invoice has payments applied to it. Delete or unlink the payments first."
+            )
+
+    def _prepare(
+        self, spec: _EntitySpec, body: JsonObj, existing: JsonObj | None, call: _Call
+    ) -> JsonObj:
+        """Validate a create/update body and return the object to store (minus Id/meta)."""
+        if spec.name == "Customer":
+            return self._prepare_customer(body, existing, call)
+        if spec.name == "Item":
+            return self._prepare_item(body, existing, call)
+        if spec.name == "Invoice":
+            return self._prepare_invoice(body, call)
+        return self._prepare_payment(body, existing, call)
+
+    def _resolve(self, entity: str, ref_id: str, call: _Call | None, name: str) -> JsonObj:
+        obj = self._store[entity].get(ref_id)
+        visible = call is None or self._visible(entity, ref_id, call)
+        if obj is None or not visible or not obj.get("Active", True):
+            raise _invalid_ref(name, ref_id)
+        return obj
+
+    def _currency_ref(self, code: str) -> JsonObj:
+        return {"value": code, "name": _CURRENCY_NAMES.get(code, code)}
+
+    def _check_currency(self, body: JsonObj, expected: str) -> JsonObj:
+        code = _ref_id(body, "CurrencyRef") or self.config.home_currency
+        if code != expected:
+            raise _business(
+                f"Multicurrency is not turned on for this company; use {expected}, not {code}."
+            )
+        return self._currency_ref(code)
+
+    def _check_unique_name(
+        self, entity: str, name_field: str, name: str, existing: JsonObj | None, kind: str
+    ) -> None:
+        wanted = name.strip().casefold()
+        for obj_id, obj in self._store[entity].items():
+            if existing is not None and obj_id == existing["Id"]:
+                continue
+            if str(obj.get(name_field, "")).strip().casefold() == wanted:
+                raise QboError(
+                    "6240",
+                    "Duplicate Name Exists Error",
+                    f"The name supplied already exists. : Another {kind} is already using "
+                    "this name. Please use a different name.",
+                )
+
+    def _prepare_customer(self, body: JsonObj, existing: JsonObj | None, call: _Call) -> JsonObj:
+        out = dict(body)
+        for key in ("Balance", "BalanceWithJobs", "FullyQualifiedName"):
+            out.pop(key, None)
+        parts = [
+            str(body[k]).strip()
+            for k in ("Title", "GivenName", "MiddleName", "FamilyName", "Suffix")
+            if body.get(k)
+        ]
+        display = str(body.get("DisplayName") or "").strip() or " ".join(parts)
+        if not display:
+            raise QboError(
+                "6080",
+                "No Name Provided",
+                "Title, GivenName, MiddleName, FamilyName, DisplayName, Suffix - "
+                "one of these must be non-empty",
+            )
+        self._check_unique_name(
+            "Customer", "DisplayName", display, existing, "customer, vendor or employee"
+        )
+        term = _ref_id(body, "SalesTermRef")
+        if term is not None:
+            self._resolve("Term", term, call, "Term")
+        out["DisplayName"] = display
+        out["FullyQualifiedName"] = display
+        out.setdefault("PrintOnCheckName", body.get("CompanyName") or display)
+        out["Active"] = body.get("Active", True) is not False
+        out.setdefault("Job", False)
+        out.setdefault("BillWithParent", False)
+        out.setdefault("Taxable", False)
+        out["CurrencyRef"] = self._check_currency(body, self.config.home_currency)
+        return out
+
+    def _prepare_item(self, body: JsonObj, existing: JsonObj | None, call: _Call) -> JsonObj:
+        out = dict(body)
+        name = str(body.get("Name") or "").strip()
+        if not name:
+            raise _required("Name")
+        self._check_unique_name("Item", "Name", name, existing, "product or service")
+        item_type = str(body.get("Type", "Service"))
+        required = {
+            "Service": ["IncomeAccountRef"],
+            "NonInventory": ["IncomeAccountRef"],
+            "Inventory": [
+                "IncomeAccountRef",
+                "ExpenseAccountRef",
+                "AssetAccountRef",
+                "QtyOnHand",
+                "InvStartDate",
+            ],
+        }.get(item_type)
+        if required is None:
+            raise QboError("2170", "Invalid Enumeration", f"Invalid Enumeration : {item_type}")
+        for key in required:
+            if body.get(key) in (None, "", {}):
+                raise _required(key)
+            if key.endswith("Ref"):
+                ref = _ref_id(body, key)
+                if ref is None:
+                    raise _required(f"{key}.value")
+                self._resolve("Account", ref, call, "Account")
+        out["Name"] = name
+        out["FullyQualifiedName"] = name
+        out["Type"] = item_type
+        out["Active"] = body.get("Active", True) is not False
+        out["UnitPrice"] = _num_out(_number(body.get("UnitPrice", 0), "UnitPrice"))
+        out.setdefault("Taxable", False)
+        if item_type == "Inventory":
+            out["TrackQtyOnHand"] = True
+        return out
+
+    def _prepare_invoice(self, body: JsonObj, call: _Call | None) -> JsonObj:
+        out = {k: v for k, v in body.items() if k not in ("TotalAmt", "Balance", "LinkedTxn")}
+        customer_id = _ref_id(body, "CustomerRef")
+        if customer_id is None:
+            raise _required("CustomerRef")
+        customer = self._resolve("Customer", customer_id, call, "Customer")
+        lines = body.get("Line")
+        if not isinstance(lines, list) or not lines:
+            raise _required("Line")
+
+        subtotal = Decimal(0)
+        taxable = Decimal(0)
+        discount = Decimal(0)
+        kept: list[JsonObj] = []
+        used_ids = {
+            str(line.get("Id")) for line in lines if isinstance(line, dict) and line.get("Id")
+        }
+        next_line = 1
+        for raw in lines:
+            if not isinstance(raw, dict):
+                raise _invalid_property("Line")
+            line = copy.deepcopy(raw)
+            kind = line.get("DetailType")
+            if kind == "SubTotalLineDetail":
+                continue  # recomputed and appended below
+            if kind == "SalesItemLineDetail":
+                amount, is_taxable = self._sales_line(line, call)
+                subtotal += amount
+                if is_taxable:
+                    taxable += amount
+            elif kind == "DiscountLineDetail":
+                discount += self._discount_line(line, subtotal)
+            elif kind == "DescriptionOnly":
+                line.setdefault("DescriptionLineDetail", {})
+            elif kind is None:
+                raise _required("Line.DetailType")
+            else:
+                raise QboError("2170", "Invalid Enumeration", f"Invalid Enumeration : {kind}")
+            if not line.get("Id"):
+                while str(next_line) in used_ids:
+                    next_line += 1
+                line["Id"] = str(next_line)
+                used_ids.add(line["Id"])
+            line["LineNum"] = len(kept) + 1
+            kept.append(line)
+        if discount > subtotal:
+            raise _business("The discount amount can't be greater than the subtotal.")
+        kept.append(
+            {
+                "Amount": _num_out(subtotal),
+                "DetailType": "SubTotalLineDetail",
+                "SubTotalLineDetail": {},
+            }
+        )
+        tax_detail, tax = self._invoice_tax(body, taxable, discount, subtotal, call)
+
+        today = self._now().date()
+        txn_date = self._date(body.get("TxnDate"), "TxnDate") or today
+        term_id = _ref_id(body, "SalesTermRef") or _ref_id(customer, "SalesTermRef")
+        due_days = 0
+        if term_id is not None:
+            term = self._resolve("Term", term_id, call, "Term")
+            due_days = int(term.get("DueDays", 0))
+            out["SalesTermRef"] = {"value": term_id, "name": term["Name"]}
+        due = self._date(body.get("DueDate"), "DueDate") or txn_date + timedelta(days=due_days)
+
+        out["Line"] = kept
+        out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
+        out["CurrencyRef"] = self._check_currency(
+            body, _ref_id(customer, "CurrencyRef") or self.config.home_currency
+        )
+        out["TxnDate"] = txn_date.isoformat()
+        out["DueDate"] = due.isoformat()
+        out["DocNumber"] = str(body.get("DocNumber") or "") or self._next_doc_number()
+        out["TxnTaxDetail"] = tax_detail
+        out["TotalAmt"] = _num_out(subtotal - discount + tax)
+        out.setdefault("PrintStatus", "NotSet")
+        out.setdefault("EmailStatus", "NotSet")
+        return out
+
+    def _sales_line(self, line: JsonObj, call: _Call | None) -> tuple[Decimal, bool]:
+        """Validate a SalesItemLine in place; returns its amount and taxability."""
+        detail = line.get("SalesItemLineDetail")
+        if not isinstance(detail, dict):
+            raise _required("Line.SalesItemLineDetail")
+        if "Amount" not in line or line["Amount"] in (None, ""):
+            raise _required("Line.Amount")
+        amount = _money(line["Amount"], "Line.Amount")
+        item_id = _ref_id(detail, "ItemRef")
+        if item_id is None:
+            raise _required("Line.SalesItemLineDetail.ItemRef")
+        item = self._resolve("Item", item_id, call, "Item")
+        detail["ItemRef"] = {"value": item_id, "name": item["Name"]}
+        qty, price = detail.get("Qty"), detail.get("UnitPrice")
+        if qty is not None and price is not None:
+            expected = _money(_number(qty, "Qty") * _number(price, "UnitPrice"), "Line.Amount")
+            if expected != amount:
+                raise QboError(
+                    "6070",
+                    "Amount calculation incorrect in the request",
+                    f"Amount is not equal to Qty * UnitPrice. Supplied value:{line['Amount']}",
+                    element="Line.Amount",
+                )
+        tax_code = _ref_id(detail, "TaxCodeRef") or ("TAX" if item.get("Taxable") else "NON")
+        code = self._store["TaxCode"].get(tax_code)
+        if code is None or not code.get("Active", True):
+            raise _invalid_ref("TaxCode", tax_code)
+        detail["TaxCodeRef"] = {"value": tax_code}
+        line["Amount"] = _num_out(amount)
+        return amount, bool(code.get("Taxable"))
+
+    def _discount_line(self, line: JsonObj, subtotal: Decimal) -> Decimal:
+        detail = line.get("DiscountLineDetail")
+        if not isinstance(detail, dict):
+            detail = {}
+            line["DiscountLineDetail"] = detail
+        if _truthy(detail.get("PercentBased")) and detail.get("DiscountPercent") is not None:
+            percent = _number(detail["DiscountPercent"], "DiscountPercent")
+            amount = _money(subtotal * percent / 100, "Line.Amount")
+        elif line.get("Amount") not in (None, ""):
+            amount = _money(line["Amount"], "Line.Amount")
+            detail["PercentBased"] = False
+        else:
+            raise QboError(
+                "6090",
+                "Discount Line missing required info.",
+                "Discount amount or percent should be provided.",
+            )
+        account = self._store["Account"]["5"]
+        detail.setdefault("DiscountAccountRef", {"value": account["Id"], "name": account["Name"]})
+        line["Amount"] = _num_out(amount)
+        return amount
+
+    def _invoice_tax(
+        self,
+        body: JsonObj,
+        taxable: Decimal,
+        discount: Decimal,
+        subtotal: Decimal,
+        call: _Call | None,
+    ) -> tuple[JsonObj, Decimal]:
+        detail = body.get("TxnTaxDetail")
+        code_id = _ref_id(detail, "TxnTaxCodeRef") if isinstance(detail, dict) else None
+        if code_id is None:
+            return {"TotalTax": 0}, Decimal(0)
+        code = self._resolve("TaxCode", code_id, call, "TaxCode")
+        base = taxable - (discount * taxable / subtotal if subtotal else Decimal(0))
+        base = _money(base, "TxnTaxDetail")
+        tax_lines = []
+        total = Decimal(0)
+        for rate_detail in code.get("SalesTaxRateList", {}).get("TaxRateDetail", []):
+            rate = self._store["TaxRate"][rate_detail["TaxRateRef"]["value"]]
+            percent = Decimal(str(rate["RateValue"]))
+            amount = _money(base * percent / 100, "TxnTaxDetail")
+            total += amount
+            tax_lines.append(
+                {
+                    "Amount": _num_out(amount),
+                    "DetailType": "TaxLineDetail",
+                    "TaxLineDetail": {
+                        "TaxRateRef": {"value": rate["Id"]},
+                        "PercentBased": True,
+                        "TaxPercent": _num_out(percent),
+                        "NetAmountTaxable": _num_out(base),
+                    },
+                }
+            )
+        return {
+            "TxnTaxCodeRef": {"value": code_id},
+            "TotalTax": _num_out(total),
+            "TaxLine": tax_lines,
+        }, total
+
+    def _next_doc_number(self) -> str:
+        numbers = [
+            int(d) for i in self._store["Invoice"].values() if (d := i["DocNumber"]).isdigit()
+        ]
+        return str(max(numbers, default=1000) + 1)
+
+    def _date(self, value: Any, name: str) -> date | None:
+        if value in (None, ""):
+            return None
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError as exc:
+            raise _invalid_property(name) from exc
+
+    def _prepare_payment(
+        self, body: JsonObj, existing: JsonObj | None, call: _Call | None
+    ) -> JsonObj:
+        out = {k: v for k, v in body.items() if k != "UnappliedAmt"}
+        customer_id = _ref_id(body, "CustomerRef")
+        if customer_id is None:
+            raise _required("CustomerRef")
+        customer = self._resolve("Customer", customer_id, call, "Customer")
+        if body.get("TotalAmt") in (None, ""):
+            raise _required("TotalAmt")
+        total = _money(body["TotalAmt"], "TotalAmt")
+        applied_elsewhere = self._payments_by_invoice()
+        applied_total = Decimal(0)
+        lines = copy.deepcopy(body.get("Line") or [])
+        if not isinstance(lines, list):
+            raise _invalid_property("Line")
+        for line in lines:
+            if not isinstance(line, dict) or line.get("Amount") in (None, ""):
+                raise _required("Line.Amount")
+            amount = _money(line["Amount"], "Line.Amount")
+            linked_txns = line.get("LinkedTxn", [])
+            if not isinstance(linked_txns, list):
+                raise _invalid_property("Line.LinkedTxn")
+            for linked in linked_txns:
+                if not isinstance(linked, dict):
+                    raise _invalid_property("Line.LinkedTxn")
+                if linked.get("TxnType") != "Invoice":
+                    raise QboError(
+                        "2170",
+                        "Invalid Enumeration",
+                        f"Invalid Enumeration : {linked.get('TxnType')}",
+                    )
+                invoice_id = str(linked.get("TxnId"))
+                invoice = self._store["Invoice"].get(invoice_id)
+                if (
+                    invoice is None
+                    or (call is not None and not self._visible("Invoice", invoice_id, call))
+                    or invoice["CustomerRef"]["value"] != customer_id
+                ):
+                    raise _invalid_ref("Invoice", invoice_id)
+                others = [
+                    (p, a)
+                    for p, a in applied_elsewhere.get(invoice_id, [])
+                    if existing is None or p != existing["Id"]
+                ]
+                open_balance = self._invoice_balance(invoice, {invoice_id: others})
+                if amount > open_balance:
+                    raise _business(
+                        f"The payment amount {amount} is more than invoice {invoice_id}'s "
+                        f"open balance {open_balance}."
+                    )
+            line["Amount"] = _num_out(amount)
+            applied_total += amount
+        if applied_total > total:
+            raise _business("The amounts applied to transactions exceed the payment's TotalAmt.")
+        out["Line"] = lines
+        out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
+        out["CurrencyRef"] = self._check_currency(
+            body, _ref_id(customer, "CurrencyRef") or self.config.home_currency
+        )
+        out["TotalAmt"] = _num_out(total)
+        out["UnappliedAmt"] = _num_out(total - applied_total)
+        out["TxnDate"] = (
+            self._date(body.get("TxnDate"), "TxnDate") or self._now().date()
+        ).isoformat()
+        return out
+
+    # --- webhooks --------------------------------------------------------------------
+
+    def _notify(self, events: list[_Event]) -> None:
+        """Queue one signed notification carrying every event of one API call."""
+        url = self.webhook_url
+        if not events or not url:
+            return
+        payload: Any
+        if self.config.webhook_format == "legacy":
+            payload = {
+                "eventNotifications": [
+                    {
+                        "realmId": self.config.realm_id,
+                        "dataChangeEvent": {
+                            "entities": [
+                                {
+                                    "name": e.entity,
+                                    "id": e.entity_id,
+                                    "operation": e.operation,
+                                    "lastUpdated": self._utc(e.at),
+                                }
+                                for e in events
+                            ]
+                        },
+                    }
+                ]
+            }
+            content_type = "application/json"
+        else:
+            verbs = {"Create": "created", "Update": "updated", "Delete": "deleted"}
+            payload = [
+                {
+                    "specversion": "1.0",
+                    "id": str(uuid.uuid4()),
+                    "source": self._event_source,
+                    "type": f"qbo.{e.entity.lower()}.{verbs[e.operation]}.v1",
+                    "datacontenttype": "application/json",
+                    "time": self._utc(e.at),
+                    "intuitentityid": e.entity_id,
+                    "intuitaccountid": self.config.realm_id,
+                    "data": {},
+                }
+                for e in events
+            ]
+            content_type = "application/cloudevents-batch+json"
+        body = json.dumps(payload).encode()
+        signature = base64.b64encode(
+            hmac.new(self.config.webhook_verifier_token.encode(), body, hashlib.sha256).digest()
+        ).decode()
+        headers = {"Content-Type": content_type, "intuit-signature": signature}
+        self._dispatcher.start()
+        self._dispatcher.send(url, lambda _attempt: (body, headers))
+
+    @staticmethod
+    def _utc(at: float) -> str:
+        stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
+        return stamp.replace("+00:00", "Z")
