@@ -110,6 +110,13 @@ class SlidingWindowLimiter:
             hits.append(now)
             return 0.0
 
+    def remaining(self, key: str) -> int:
+        """Hits left in the current window (vendors report it in response headers)."""
+        now = self._clock()
+        with self._lock:
+            used = sum(1 for t in self._hits[key] if now - t < self.window_s)
+        return max(self.limit - used, 0)
+
     def reset(self) -> None:
         with self._lock:
             self._hits.clear()
@@ -157,6 +164,11 @@ class WebhookDispatcher:
     def send(self, url: str, build: Callable[[int], tuple[bytes, dict[str, str]]]) -> None:
         """Queue a delivery. ``build(attempt_number)`` returns (body, headers)."""
         self._queue.put((url, build))
+
+    def clear(self) -> None:
+        """Forget past deliveries (a sandbox reset)."""
+        with self._lock:
+            self.deliveries.clear()
 
     def idle(self) -> bool:
         return self._queue.unfinished_tasks == 0
@@ -206,7 +218,10 @@ class SandboxServer:
         self._server: BaseWSGIServer = make_server(host, port, app, threaded=True)
         self.host = host
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval so stop() returns promptly (werkzeug's default is 0.5 s).
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:

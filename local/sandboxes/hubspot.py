@@ -371,16 +371,6 @@ class _ApiError(Exception):
         }
 
 
-class _CountingLimiter(SlidingWindowLimiter):
-    """Adds the count HubSpot reports in ``X-HubSpot-RateLimit-Remaining``."""
-
-    def remaining(self, key: str) -> int:
-        now = self._clock()
-        with self._lock:
-            used = sum(1 for t in self._hits[key] if now - t < self.window_s)
-        return max(self.limit - used, 0)
-
-
 # --- small pure helpers -------------------------------------------------------------------
 
 
@@ -518,7 +508,7 @@ class HubSpotSandbox:
         self._flushing = False
         self._closing = False
         self._daily: tuple[str, int] = ("", 0)
-        self._burst = _CountingLimiter(self.config.rate_limit, self.config.rate_window_s, clock)
+        self._burst = SlidingWindowLimiter(self.config.rate_limit, self.config.rate_window_s, clock)
         self._search_limiter = SlidingWindowLimiter(self.config.search_rate_per_s, 1.0, clock)
         self.faults = FaultInjector()
         self._dispatcher = WebhookDispatcher(
@@ -562,7 +552,7 @@ class HubSpotSandbox:
             self._daily = ("", 0)
             self._burst.reset()
             self._search_limiter.reset()
-            self._dispatcher.deliveries.clear()
+            self._dispatcher.clear()
 
     def close(self) -> None:
         """Stop the batcher and dispatcher threads."""

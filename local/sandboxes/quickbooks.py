@@ -402,7 +402,7 @@ class QuickBooksSandbox:
             self._per_minute.reset()
             self._per_second.reset()
             self._batch_per_minute.reset()
-            self._dispatcher.deliveries.clear()
+            self._dispatcher.clear()
 
     def close(self) -> None:
         """Stop the webhook thread (the HTTP server is the caller's ``SandboxServer``)."""

@@ -1,0 +1,56 @@
+"""The audit trail in DynamoDB: one partition per connection, newest first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+from shared.models import AuditEntry
+from shared.stores.dynamo import from_item, to_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+_KEYS = ("pk", "sk", "expires_at")
+
+
+def utc(at: datetime) -> datetime:
+    """Entries written without a zone are taken as UTC, so every stamp compares."""
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def sort_key(entry: AuditEntry) -> str:
+    """Fixed-width UTC stamp first, so string order is time order; the suffix keeps
+    two entries of the same event at the same microsecond apart."""
+    stamp = utc(entry.at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{stamp}#{entry.event_id}#{uuid4().hex[:8]}"
+
+
+class DynamoAuditLog:
+    """``AuditLog`` on the Audit table: pk connection id, sk time-ordered, TTL ``expires_at``."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str, ttl_days: int) -> None:
+        self._client = client
+        self._table = table_name
+        self._ttl = timedelta(days=ttl_days)
+
+    def record(self, entry: AuditEntry) -> None:
+        item = to_item(entry.model_dump(mode="json"))
+        item["pk"] = {"S": entry.connection_id}
+        item["sk"] = {"S": sort_key(entry)}
+        item["expires_at"] = {"N": str(int((utc(entry.at) + self._ttl).timestamp()))}
+        self._client.put_item(TableName=self._table, Item=item)
+
+    def entries(self, connection_id: str, *, limit: int = 100) -> list[AuditEntry]:
+        response = self._client.query(
+            TableName=self._table,
+            KeyConditionExpression="pk = :c",
+            ExpressionAttributeValues={":c": {"S": connection_id}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [
+            AuditEntry.model_validate(from_item(item, drop=_KEYS))
+            for item in response.get("Items", [])
+        ]

@@ -1,0 +1,64 @@
+"""Record links in DynamoDB: source record ↔ target record, written conditionally."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.errors import StaleWrite
+from shared.models import RecordLink
+from shared.stores.dynamo import from_item, to_item
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+TARGET_INDEX = "by_target"
+_KEYS = ("pk", "target_pk")
+
+
+def _pk(connection_id: str, key: str) -> str:
+    return f"{connection_id}#{key}"
+
+
+class DynamoLinkStore:
+    """``LinkStore`` on the Links table: pk ``{connection}#{source_key}``, GSI on ``target_pk``."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def get(self, connection_id: str, source_key: str) -> RecordLink | None:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, source_key)}},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        return RecordLink.model_validate(from_item(item, drop=_KEYS)) if item else None
+
+    def get_by_target(self, connection_id: str, target_key: str) -> RecordLink | None:
+        # A GSI read is eventually consistent: a link saved a moment ago may not show yet.
+        response = self._client.query(
+            TableName=self._table,
+            IndexName=TARGET_INDEX,
+            KeyConditionExpression="target_pk = :t",
+            ExpressionAttributeValues={":t": {"S": _pk(connection_id, target_key)}},
+            Limit=1,
+        )
+        items = response.get("Items", [])
+        return RecordLink.model_validate(from_item(items[0], drop=_KEYS)) if items else None
+
+    def save(self, link: RecordLink) -> None:
+        item = to_item(link.model_dump(mode="json"))
+        item["pk"] = {"S": _pk(link.connection_id, link.source_key)}
+        item["target_pk"] = {"S": _pk(link.connection_id, link.target_key)}
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR source_version <= :v",
+                ExpressionAttributeValues={":v": {"N": str(link.source_version)}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise StaleWrite(
+                f"link {link.source_key} holds a version newer than {link.source_version}"
+            ) from None

@@ -1,0 +1,393 @@
+"""DynamoDB adapters on moto, each beside its in-memory twin: both must behave alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from infra.resources import DESCRIPTION
+from shared.errors import LockTimeout, StaleWrite
+from shared.models import AuditEntry, ObjectType, Outcome, RecordLink, System
+from shared.ports import AuditLog, CallBudget, CursorStore, LinkStore, Lock
+from shared.stores import (
+    DynamoAuditLog,
+    DynamoCallBudget,
+    DynamoCursorStore,
+    DynamoLinkStore,
+    DynamoLock,
+    MemoryAuditLog,
+    MemoryCallBudget,
+    MemoryCursorStore,
+    MemoryLinkStore,
+    MemoryLock,
+)
+from tests.integration.conftest import create_table
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+BOTH = pytest.mark.parametrize("kind", ["dynamo", "memory"])
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """Epoch seconds that move only when told to, or when someone sleeps."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_700_000_000.5)
+
+
+def _table(dynamodb: DynamoDBClient, table_id: str) -> str:
+    name = f"test-{table_id.lower()}"
+    create_table(dynamodb, DESCRIPTION.table(table_id), name)
+    return name
+
+
+# --- links ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def links(kind: str, request: pytest.FixtureRequest) -> LinkStore:
+    if kind == "memory":
+        return MemoryLinkStore()
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    return DynamoLinkStore(dynamodb, _table(dynamodb, "Links"))
+
+
+def _link(version: int, *, target_id: str = "77", content_hash: str | None = "h1") -> RecordLink:
+    return RecordLink(
+        connection_id="acme",
+        source=System.HUBSPOT,
+        source_type=ObjectType.DEAL,
+        source_id="101",
+        target=System.QUICKBOOKS,
+        target_type=ObjectType.INVOICE,
+        target_id=target_id,
+        source_version=version,
+        target_version="3",
+        content_hash=content_hash,
+        updated_at=T0,
+    )
+
+
+@BOTH
+def test_given_no_link_when_saved_then_every_field_reads_back(links: LinkStore) -> None:
+    link = _link(1000)
+
+    links.save(link)
+
+    assert links.get("acme", link.source_key) == link
+    assert links.get("other-connection", link.source_key) is None
+
+
+@BOTH
+def test_given_a_link_with_unset_optionals_when_read_then_they_stay_unset(
+    links: LinkStore,
+) -> None:
+    link = _link(1000, content_hash=None).model_copy(update={"target_version": None})
+
+    links.save(link)
+
+    assert links.get("acme", link.source_key) == link
+
+
+@BOTH
+def test_given_a_link_when_a_newer_version_is_saved_then_it_wins(links: LinkStore) -> None:
+    links.save(_link(1000))
+
+    links.save(_link(2000, content_hash="h2"))
+
+    stored = links.get("acme", "hubspot:deal:101")
+    assert stored is not None
+    assert (stored.source_version, stored.content_hash) == (2000, "h2")
+
+
+@BOTH
+def test_given_a_link_when_an_older_version_is_saved_then_stale_write_and_newer_kept(
+    links: LinkStore,
+) -> None:
+    links.save(_link(2000))
+
+    with pytest.raises(StaleWrite):
+        links.save(_link(1000, content_hash="old"))
+
+    stored = links.get("acme", "hubspot:deal:101")
+    assert stored is not None
+    assert (stored.source_version, stored.content_hash) == (2000, "h1")
+
+
+@BOTH
+def test_given_a_link_when_the_same_version_is_saved_again_then_it_is_accepted(
+    links: LinkStore,
+) -> None:
+    links.save(_link(2000))
+
+    links.save(_link(2000, content_hash="h-retry"))
+
+    stored = links.get("acme", "hubspot:deal:101")
+    assert stored is not None
+    assert stored.content_hash == "h-retry"
+
+
+@BOTH
+def test_given_a_link_when_looked_up_by_target_then_it_is_found(links: LinkStore) -> None:
+    link = _link(1000)
+    links.save(link)
+
+    assert links.get_by_target("acme", "quickbooks:invoice:77") == link
+    assert links.get_by_target("acme", "quickbooks:invoice:78") is None
+    assert links.get_by_target("other-connection", "quickbooks:invoice:77") is None
+
+
+@BOTH
+def test_given_a_link_when_relinked_to_another_target_then_the_old_target_is_free(
+    links: LinkStore,
+) -> None:
+    links.save(_link(1000, target_id="77"))
+
+    links.save(_link(2000, target_id="88"))
+
+    assert links.get_by_target("acme", "quickbooks:invoice:77") is None
+    found = links.get_by_target("acme", "quickbooks:invoice:88")
+    assert found is not None
+    assert found.source_version == 2000
+
+
+# --- audit ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def audit(kind: str, request: pytest.FixtureRequest) -> AuditLog:
+    if kind == "memory":
+        return MemoryAuditLog()
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    return DynamoAuditLog(dynamodb, _table(dynamodb, "Audit"), ttl_days=30)
+
+
+def _entry(minutes: int, *, event_id: str = "e", connection_id: str = "acme") -> AuditEntry:
+    return AuditEntry(
+        connection_id=connection_id,
+        record_key="hubspot:deal:101",
+        event_id=event_id,
+        outcome=Outcome.INVALID,
+        reason="missing email",
+        field="email",
+        rule="required",
+        target_key="quickbooks:customer:9",
+        source_version=1000 + minutes,
+        at=T0 + timedelta(minutes=minutes),
+    )
+
+
+@BOTH
+def test_given_entries_recorded_out_of_order_when_listed_then_newest_first(
+    audit: AuditLog,
+) -> None:
+    for minutes in (5, 0, 600, 30):
+        audit.record(_entry(minutes, event_id=f"e{minutes}"))
+    audit.record(_entry(1, connection_id="other"))
+
+    listed = audit.entries("acme")
+
+    assert [e.event_id for e in listed] == ["e600", "e30", "e5", "e0"]
+    assert listed[0] == _entry(600, event_id="e600")
+
+
+@BOTH
+def test_given_many_entries_when_listed_with_a_limit_then_only_the_newest(
+    audit: AuditLog,
+) -> None:
+    for minutes in range(5):
+        audit.record(_entry(minutes, event_id=f"e{minutes}"))
+
+    assert [e.event_id for e in audit.entries("acme", limit=2)] == ["e4", "e3"]
+
+
+@BOTH
+def test_given_one_event_audited_twice_at_one_instant_then_both_are_kept(
+    audit: AuditLog,
+) -> None:
+    audit.record(_entry(0))
+    audit.record(_entry(0))
+
+    assert len(audit.entries("acme")) == 2
+
+
+def test_given_an_entry_when_recorded_then_it_expires_after_the_ttl(
+    dynamodb: DynamoDBClient,
+) -> None:
+    table = _table(dynamodb, "Audit")
+
+    DynamoAuditLog(dynamodb, table, ttl_days=30).record(_entry(0))
+
+    (item,) = dynamodb.scan(TableName=table)["Items"]
+    assert int(item["expires_at"]["N"]) == int((T0 + timedelta(days=30)).timestamp())
+
+
+# --- cursors --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cursors(kind: str, request: pytest.FixtureRequest) -> CursorStore:
+    if kind == "memory":
+        return MemoryCursorStore()
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    return DynamoCursorStore(dynamodb, _table(dynamodb, "Cursors"))
+
+
+@BOTH
+def test_given_a_cursor_when_moved_back_then_it_keeps_its_value(cursors: CursorStore) -> None:
+    assert cursors.get("hubspot:deal") is None
+    cursors.put("hubspot:deal", 2000)
+
+    cursors.put("hubspot:deal", 1000)
+    cursors.put("hubspot:deal", 2000)
+
+    assert cursors.get("hubspot:deal") == 2000
+
+
+@BOTH
+def test_given_a_cursor_when_moved_forward_then_it_moves(cursors: CursorStore) -> None:
+    cursors.put("hubspot:deal", 2000)
+    cursors.put("hubspot:contact", 5)
+
+    cursors.put("hubspot:deal", 3000)
+
+    assert (cursors.get("hubspot:deal"), cursors.get("hubspot:contact")) == (3000, 5)
+
+
+# --- lock -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_lock(kind: str, request: pytest.FixtureRequest, clock: FakeClock) -> Callable[[str], Lock]:
+    """One ``Lock`` per owner, all on the same store, all on the fake clock."""
+    if kind == "memory":
+        shared = MemoryLock(clock=clock, sleep=clock.sleep, poll_s=1)
+        return lambda owner: shared
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    table = _table(dynamodb, "Cursors")
+    return lambda owner: DynamoLock(
+        dynamodb, table, owner, clock=clock, sleep=clock.sleep, poll_s=1
+    )
+
+
+@BOTH
+def test_given_a_held_lock_when_another_owner_waits_then_it_times_out(
+    make_lock: Callable[[str], Lock], clock: FakeClock
+) -> None:
+    started = clock.now
+    with (
+        make_lock("a").hold("qbo-refresh", lease_s=30, wait_s=0),
+        pytest.raises(LockTimeout),
+        make_lock("b").hold("qbo-refresh", lease_s=30, wait_s=5),
+    ):
+        pytest.fail("two owners held the lock at once")
+    assert clock.now >= started + 5  # it did wait, on the fake clock
+
+
+@BOTH
+def test_given_a_released_lock_when_another_owner_asks_then_it_gets_it_at_once(
+    make_lock: Callable[[str], Lock],
+) -> None:
+    with make_lock("a").hold("qbo-refresh", lease_s=30, wait_s=0):
+        pass
+
+    with make_lock("b").hold("qbo-refresh", lease_s=30, wait_s=0):
+        pass
+
+
+@BOTH
+def test_given_other_lock_names_when_held_then_they_do_not_exclude_each_other(
+    make_lock: Callable[[str], Lock],
+) -> None:
+    with (
+        make_lock("a").hold("qbo-refresh", lease_s=30, wait_s=0),
+        make_lock("b").hold("hubspot-refresh", lease_s=30, wait_s=0),
+    ):
+        pass
+
+
+@BOTH
+def test_given_a_holder_past_its_lease_when_another_waits_then_it_takes_over(
+    make_lock: Callable[[str], Lock], clock: FakeClock
+) -> None:
+    started = clock.now
+    with (
+        make_lock("a").hold("qbo-refresh", lease_s=2, wait_s=0),
+        make_lock("b").hold("qbo-refresh", lease_s=30, wait_s=10),
+    ):
+        assert clock.now > started + 2  # b got in once a's lease had run out
+
+
+@BOTH
+def test_given_a_lease_taken_over_when_the_old_holder_exits_then_the_new_lease_stays(
+    make_lock: Callable[[str], Lock], clock: FakeClock
+) -> None:
+    with ExitStack() as b_holds:
+        with make_lock("a").hold("qbo-refresh", lease_s=2, wait_s=0):
+            clock.now += 10  # a stalls past its lease
+            b_holds.enter_context(make_lock("b").hold("qbo-refresh", lease_s=30, wait_s=0))
+
+        with pytest.raises(LockTimeout), make_lock("c").hold("qbo-refresh", lease_s=30, wait_s=0):
+            pytest.fail("a's exit freed b's lease")
+
+
+# --- call budget ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def budget(kind: str, request: pytest.FixtureRequest, clock: FakeClock) -> CallBudget:
+    if kind == "memory":
+        return MemoryCallBudget(clock=clock)
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    return DynamoCallBudget(dynamodb, _table(dynamodb, "Cursors"), clock=clock)
+
+
+@BOTH
+def test_given_a_window_with_calls_left_when_acquired_then_granted(budget: CallBudget) -> None:
+    assert [budget.acquire("realm-1", limit=3, per_s=60) for _ in range(3)] == [0.0, 0.0, 0.0]
+
+
+@BOTH
+def test_given_an_exhausted_window_when_acquired_then_wait_until_it_ends(
+    budget: CallBudget, clock: FakeClock
+) -> None:
+    clock.now = 1_700_000_010.5  # 30.5 s into a minute window that ends at …040
+    for _ in range(3):
+        budget.acquire("realm-1", limit=3, per_s=60)
+
+    wait = budget.acquire("realm-1", limit=3, per_s=60)
+
+    assert wait == pytest.approx(29.5)
+    assert budget.acquire("realm-2", limit=3, per_s=60) == 0.0
+    assert budget.acquire("realm-1", limit=10, per_s=1) == 0.0  # the per-second budget is apart
+
+
+@BOTH
+def test_given_an_exhausted_window_when_the_next_window_starts_then_granted_again(
+    budget: CallBudget, clock: FakeClock
+) -> None:
+    for _ in range(2):
+        budget.acquire("realm-1", limit=2, per_s=1)
+    wait = budget.acquire("realm-1", limit=2, per_s=1)
+    assert wait > 0
+
+    clock.now += wait
+
+    assert budget.acquire("realm-1", limit=2, per_s=1) == 0.0
