@@ -1,24 +1,14 @@
 """Adapters behind the state and queue ports of ``shared.ports``.
 
 AWS adapters take their boto3 client and resource name from the composition root,
-which creates clients once per process; ``memory`` holds in-memory twins of each.
+which creates clients once per process. ``shared.stores.memory`` holds in-memory
+twins of each for tests, benchmarks and dry runs; Lambdas never import it.
 """
 
 from shared.stores.audit import DynamoAuditLog
 from shared.stores.cursors import DynamoCursorStore
 from shared.stores.links import DynamoLinkStore
 from shared.stores.lock import DynamoLock
-from shared.stores.memory import (
-    MemoryAuditLog,
-    MemoryCallBudget,
-    MemoryCursorStore,
-    MemoryLinkStore,
-    MemoryLock,
-    MemoryQueue,
-    MemorySecretStore,
-    QueuedMessage,
-    Received,
-)
 from shared.stores.ratelimit import DynamoCallBudget
 from shared.stores.secrets import SecretsManagerStore
 from shared.stores.sqs import SqsEventQueue
@@ -29,15 +19,6 @@ __all__ = [
     "DynamoCursorStore",
     "DynamoLinkStore",
     "DynamoLock",
-    "MemoryAuditLog",
-    "MemoryCallBudget",
-    "MemoryCursorStore",
-    "MemoryLinkStore",
-    "MemoryLock",
-    "MemoryQueue",
-    "MemorySecretStore",
-    "QueuedMessage",
-    "Received",
     "SecretsManagerStore",
     "SqsEventQueue",
 ]

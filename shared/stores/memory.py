@@ -15,14 +15,17 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from infra.resources import QueueSpec
 from shared.errors import Retryable, StaleWrite
 from shared.models import AuditEntry, ChangeEvent, RecordLink
 from shared.stores.audit import utc
 from shared.stores.lock import LeaseLock
 from shared.stores.ratelimit import FixedWindowBudget
 from shared.stores.sqs import message_body
+
+if TYPE_CHECKING:  # only for a type: Lambdas ship shared/ without infra/
+    from infra.resources import QueueSpec
 
 
 class MemoryLinkStore:

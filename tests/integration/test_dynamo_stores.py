@@ -19,6 +19,8 @@ from shared.stores import (
     DynamoCursorStore,
     DynamoLinkStore,
     DynamoLock,
+)
+from shared.stores.memory import (
     MemoryAuditLog,
     MemoryCallBudget,
     MemoryCursorStore,

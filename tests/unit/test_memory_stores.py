@@ -15,7 +15,7 @@ from infra.resources import DESCRIPTION
 from shared.errors import Retryable
 from shared.models import ChangeEvent, ChangeKind, ObjectType, System
 from shared.ports import EventQueue, SecretStore
-from shared.stores import MemoryCursorStore, MemoryQueue, MemorySecretStore, Received
+from shared.stores.memory import MemoryCursorStore, MemoryQueue, MemorySecretStore, Received
 
 
 class Clock:
