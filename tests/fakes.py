@@ -116,7 +116,9 @@ class FakeLedger:
             stored = table[existing.id]
             if str(stored.sync_token) != existing.version:
                 raise AssertionError("stale SyncToken: the engine must pass the current one")
-            merged = stored.body.model_copy(update=body.model_dump(exclude_unset=True))
+            merged = stored.body.model_copy(
+                update={k: getattr(body, k) for k in body.model_fields_set}
+            )
             stored.body, stored.sync_token = merged, stored.sync_token + 1
         self.replies[key] = _ref(stored)
         if self.lose_responses:

@@ -1,0 +1,808 @@
+"""QuickBooks Online (Intuit Accounting API v3): customers and invoices out, webhooks in.
+
+Mostly declarations over ``shared.connectors.http.ApiClient``: how to read Intuit's
+responses (``classify``), its documented limits, and how canonical records become
+QuickBooks entities. Facts cite ``/work/shared/VENDOR-APIS.md`` §2 by source key
+(Q1…Q13).
+
+Writes are exactly-once through Intuit's ``requestid`` [Q7]: every write carries
+one derived from the engine's idempotency key, so a write retried after a lost
+response is answered with the original response instead of creating a second
+record. Updates are sparse and carry the current ``SyncToken`` [Q8].
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import httpx
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from shared.connectors.auth import RotatingOAuth2
+from shared.connectors.http import (
+    ApiClient,
+    CallLimit,
+    Classified,
+    ResponseAction,
+    paginate,
+    retry_after_seconds,
+)
+from shared.errors import (
+    AuthFailed,
+    ConnectorError,
+    NotFound,
+    Permanent,
+    RateLimited,
+    RecordInvalid,
+    Retryable,
+    Violation,
+    WebhookRejected,
+)
+from shared.models import (
+    ChangeEvent,
+    ChangeKind,
+    Invoice,
+    ObjectType,
+    Party,
+    System,
+)
+from shared.ports import CallBudget, InboundWebhook, Lock, PaymentTerms, SecretStore, TargetRef
+
+# --- declarations -----------------------------------------------------------------
+
+# "Limits and throttles" [Q6]: 500 requests/min per realm, 10 requests/s per realm
+# and app, and batch calls also 40/min per realm and app.
+CALL_LIMITS = (CallLimit(500, 60.0), CallLimit(10, 1.0))
+BATCH_CALL_LIMIT = CallLimit(40, 60.0)
+# On 429 Intuit says "wait 60 seconds"; a Retry-After is not documented [Q6].
+THROTTLE_WAIT_S = 60.0
+THROTTLE_CODES = frozenset({"3001"})  # "message=ThrottleExceeded; errorCode=003001" [Q10]
+STALE_OBJECT = "5010"  # SyncToken older than the stored object [Q10]
+DUPLICATE_NAME = "6240"  # DisplayName shared with a customer, vendor or employee [Q8, Q10]
+OBJECT_NOT_FOUND = "610"  # [Q10]
+# Any minorversion below 75 is ignored and 75 is the default since Aug 2025 [Q5].
+MINOR_VERSION = 75
+REQUEST_ID_MAX = 50  # requestid ≤50 chars, ≤36 on a batch call [Q7]
+BATCH_REQUEST_ID_MAX = 36
+BATCH_MAX_ITEMS = 30  # [Q8]
+QUERY_MAX_RESULTS = 1000  # MAXRESULTS is at most 1000 [Q13]
+JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
+
+_ENTITY = {
+    ObjectType.CUSTOMER: "Customer",
+    ObjectType.INVOICE: "Invoice",
+    ObjectType.PAYMENT: "Payment",
+    ObjectType.ITEM: "Item",
+}
+_OBJECT_TYPE = {name.lower(): object_type for object_type, name in _ENTITY.items()}
+
+
+# --- reading Intuit's answers --------------------------------------------------------
+
+
+class _ErrorItem(BaseModel):
+    """One ``Error`` of a Fault; the 401 gateway body spells the keys lower-case [Q10]."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    message: str = Field("", validation_alias=AliasChoices("Message", "message"))
+    detail: str = Field("", validation_alias=AliasChoices("Detail", "detail"))
+    code: str = Field("", validation_alias=AliasChoices("code", "Code"))
+
+
+class _Fault(BaseModel):
+    errors: list[_ErrorItem] = Field(
+        default_factory=list, validation_alias=AliasChoices("Error", "error")
+    )
+    type: str = ""
+
+    @property
+    def code(self) -> str:
+        return next((e.code for e in self.errors if e.code), "")
+
+    def describe(self) -> str:
+        parts = [": ".join(p for p in (e.message, e.detail) if p) for e in self.errors]
+        return "; ".join(p for p in parts if p) or self.type or "fault without detail"
+
+
+class _FaultBody(BaseModel):
+    fault: _Fault | None = Field(None, validation_alias=AliasChoices("Fault", "fault"))
+
+
+class _Written(BaseModel):
+    """The part of any entity this connector needs back: identity and version."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    Id: str
+    SyncToken: str
+
+    def ref(self) -> TargetRef:
+        return TargetRef(id=self.Id, version=self.SyncToken)
+
+
+def _read_fault(response: httpx.Response) -> _Fault | None:
+    try:
+        return _FaultBody.model_validate(response.json()).fault
+    except (ValueError, ValidationError):  # not JSON (a proxy's HTML page) or not an object
+        return None
+
+
+def _fault_verdict(fault: _Fault) -> Classified:
+    """What a Fault means, whether it came as a response or as one batch item."""
+    code, message = fault.code, fault.describe()
+    if code in THROTTLE_CODES:
+        return Classified(ResponseAction.RATE_LIMITED, message, code, THROTTLE_WAIT_S)
+    if code == OBJECT_NOT_FOUND:
+        return Classified(ResponseAction.NOT_FOUND, message, code)
+    return Classified(ResponseAction.FAIL, message, code or None)
+
+
+def classify(response: httpx.Response) -> Classified:
+    """Intuit's responses as ``ApiClient`` actions.
+
+    A ``Fault`` can arrive inside an HTTP 200 [Q10], so the body is read whatever
+    the status. 5010 (stale SyncToken) and 6240 (duplicate name) are FAIL with
+    their code: ``QuickBooksAccounting`` handles them. A 401 reaching here is the
+    second one: ``RotatingOAuth2`` already refreshed and retried once.
+    """
+    status = response.status_code
+    fault = _read_fault(response)
+    if status == 429 or (fault is not None and fault.code in THROTTLE_CODES):
+        wait = retry_after_seconds(response)
+        message = fault.describe() if fault else "throttled"
+        code = (fault.code if fault else "") or "429"
+        return Classified(
+            ResponseAction.RATE_LIMITED, message, code, THROTTLE_WAIT_S if wait is None else wait
+        )
+    if status >= 500:
+        return Classified(ResponseAction.RETRY, fault.describe() if fault else "server error")
+    if status == 401:
+        detail = fault.describe() if fault else "unauthorized"
+        code = (fault.code if fault else "") or "401"
+        return Classified(ResponseAction.FAIL, f"authentication failed: {detail}", code)
+    if fault is not None:
+        return _fault_verdict(fault)
+    if status == 404:
+        return Classified(ResponseAction.NOT_FOUND, "not found", "404")
+    if status >= 400:
+        return Classified(ResponseAction.FAIL, response.text[:200], str(status))
+    return Classified(ResponseAction.SUCCESS)
+
+
+def _error_for(verdict: Classified, context: str) -> ConnectorError:
+    """A batch item's Fault as the error ``ApiClient`` would have raised for a call."""
+    message = f"quickbooks {context}: {verdict.message}"
+    if verdict.action is ResponseAction.RATE_LIMITED:
+        return RateLimited(message, retry_after_s=verdict.retry_after_s or THROTTLE_WAIT_S)
+    if verdict.action is ResponseAction.NOT_FOUND:
+        return NotFound(message, code=verdict.code)
+    return Permanent(message, code=verdict.code)
+
+
+# --- writing Intuit's requests --------------------------------------------------------
+
+
+def request_id(idempotency_key: str, limit: int = REQUEST_ID_MAX) -> str:
+    """The ``requestid`` for a key: itself when short enough, else a prefix of its SHA-256.
+
+    Deterministic, so the retry of a write sends the id of the first attempt.
+    """
+    if len(idempotency_key) <= limit:
+        return idempotency_key
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:limit]
+
+
+def quote(value: str) -> str:
+    """A QuickBooks query string literal: backslash escapes special characters."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def select(entity: str, where: Mapping[str, str | bool], *, start: int = 1, limit: int = 1) -> str:
+    """``SELECT * FROM entity WHERE a = 'x' AND …`` (the language has no OR [Q13])."""
+    conditions = " AND ".join(
+        f"{name} = {('true' if value else 'false') if isinstance(value, bool) else quote(value)}"
+        for name, value in where.items()
+    )
+    clause = f" WHERE {conditions}" if conditions else ""
+    # Not SQL: Intuit's query language; every literal went through ``quote``.
+    return f"SELECT * FROM {entity}{clause} STARTPOSITION {start} MAXRESULTS {limit}"  # noqa: S608
+
+
+def json_number(value: Decimal, field: str) -> int | float:
+    """A Decimal as a JSON number carrying exactly the same value.
+
+    httpx's JSON encoder takes no Decimal. An integral value goes out as an int; any
+    other through ``float`` only after checking that the float's shortest repr (what
+    ``json`` prints) reads back as the same Decimal, so 59.97 is sent as ``59.97``.
+    A value a double cannot carry (more than ~15 significant digits) is refused
+    rather than rounded, since an amount must not change on the wire.
+    """
+    if value.is_finite():
+        if value == value.to_integral_value() and abs(value) < 2**53:
+            return int(value)
+        as_float = float(value)
+        if Decimal(repr(as_float)) == value:
+            return as_float
+    raise RecordInvalid(
+        [Violation(field, "json_number", f"{value} cannot be sent as an exact JSON number")]
+    )
+
+
+def _present(model: BaseModel) -> dict[str, Any]:
+    """Fields the mapping set with a value: selective sync writes these and no others.
+
+    A field set to None is not written either: how a sparse update clears a field
+    is not established (VENDOR-APIS §2), so a cleared CRM field leaves QuickBooks as is.
+    """
+    return {
+        name: getattr(model, name)
+        for name in type(model).model_fields  # declaration order: the same body every time
+        if name in model.model_fields_set and getattr(model, name) is not None
+    }
+
+
+_ADDRESS_FIELDS = {
+    "line1": "Line1",
+    "line2": "Line2",
+    "city": "City",
+    "region": "CountrySubDivisionCode",
+    "postal_code": "PostalCode",
+    "country": "Country",
+}
+
+
+@dataclass(frozen=True)
+class CustomerWrite:
+    """One customer for ``batch_upsert_customers``: what to write, over what, with which key."""
+
+    party: Party
+    existing: TargetRef | None
+    idempotency_key: str
+
+
+# --- the accounting target ------------------------------------------------------------
+
+
+class QuickBooksAccounting:
+    """``AccountingTarget`` for one QuickBooks company (realm).
+
+    ``api`` is rooted at ``/v3/company/{realm}``; ``batch_api`` is the same API with
+    the batch-call budget added (``build_quickbooks`` wires both).
+    """
+
+    system = System.QUICKBOOKS
+
+    def __init__(
+        self,
+        api: ApiClient,
+        *,
+        realm_id: str,
+        minor_version: int = MINOR_VERSION,
+        batch_api: ApiClient | None = None,
+    ) -> None:
+        self.realm_id = realm_id  # the company this adapter writes to, for links and logs
+        self._api = api
+        self._batch_api = batch_api or api
+        self._minor_version = minor_version
+        self._terms: dict[str, PaymentTerms] | None = None
+
+    # --- reads --------------------------------------------------------------------------
+
+    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
+        """An active customer by primary email, else by display name.
+
+        ``PrimaryEmailAddr`` is filterable on Customer (Intuit's entity reference, as
+        typed in Nytely-Official/quickbooks-api ``CustomerFilters``); it compares
+        through its ``Address``.
+        """
+        if email:
+            found = self._first("Customer", {"Active": True, "PrimaryEmailAddr": email})
+            if found is not None:
+                return found.ref()
+        found = self._first("Customer", {"Active": True, "DisplayName": display_name})
+        return found.ref() if found is not None else None
+
+    def find_item(self, *, name: str, sku: str | None) -> str | None:
+        """An active item's Id by SKU when given, else by name."""
+        if sku:
+            found = self._first("Item", {"Active": True, "Sku": sku})
+            if found is not None:
+                return found.Id
+        found = self._first("Item", {"Active": True, "Name": name})
+        return found.Id if found is not None else None
+
+    def find_terms(self, name: str) -> PaymentTerms | None:
+        """Terms by name (case-insensitive), from the Term list read once per instance.
+
+        Only terms with a fixed ``DueDays`` are offered: date-driven terms ("due on
+        the 10th") have no day count to report.
+        """
+        if self._terms is None:
+            self._terms = {
+                str(row["Name"]).casefold(): PaymentTerms(
+                    id=str(row["Id"]), name=str(row["Name"]), due_days=int(row["DueDays"])
+                )
+                for row in self._query_all("Term", {"Active": True})
+                if row.get("DueDays") is not None
+            }
+        return self._terms.get(name.casefold())
+
+    def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
+        entity = _entity(object_type)
+        try:
+            response = self._api.request(
+                "GET", f"/{entity.lower()}/{target_id}", params=self._params()
+            )
+        except NotFound:  # 404, or Fault 610 "Object Not Found"
+            return None
+        return self._written(response.json(), entity).ref()
+
+    # --- writes -------------------------------------------------------------------------
+
+    def upsert_customer(
+        self, party: Party, *, existing: TargetRef | None, idempotency_key: str
+    ) -> TargetRef:
+        """Create the customer, or sparse-update ``existing`` with the Party's set fields.
+
+        A create refused with 6240 means the DisplayName is taken: DisplayName is
+        unique across customers, vendors and employees [Q8]. When an active customer
+        holds it, matching missed it (e.g. another email); it is returned so the
+        engine links it instead of failing the record. A vendor, employee or
+        inactive customer holding the name is for a person to resolve: the 6240 stands.
+        """
+        body = self._customer_body(party)
+        if existing is not None:
+            return self._update(ObjectType.CUSTOMER, body, existing, idempotency_key)
+        try:
+            return self._create("Customer", body, idempotency_key)
+        except Permanent as exc:
+            if exc.code != DUPLICATE_NAME:
+                raise
+            found = self._first("Customer", {"Active": True, "DisplayName": party.display_name})
+            if found is None:
+                raise
+            return found.ref()
+
+    def upsert_invoice(
+        self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
+    ) -> TargetRef:
+        """Create the invoice, or sparse-update ``existing``; ``Line`` is always sent whole."""
+        body = self._invoice_body(invoice)
+        if existing is not None:
+            return self._update(ObjectType.INVOICE, body, existing, idempotency_key)
+        return self._create("Invoice", body, idempotency_key)
+
+    def batch_upsert_customers(
+        self, writes: Sequence[CustomerWrite]
+    ) -> list[TargetRef | ConnectorError]:
+        """Many customers through ``POST /batch``, ≤30 items a call [Q8].
+
+        Returns, in input order, each customer's ref or the error its item's Fault
+        maps to (``Permanent`` with code 5010 or 6240 for the caller to resolve one
+        by one). A failure of a whole call raises. Each call's requestid derives from
+        its items' keys, so a retried call is answered, not re-run.
+        """
+        results: list[TargetRef | ConnectorError] = []
+        for start in range(0, len(writes), BATCH_MAX_ITEMS):
+            results.extend(self._batch_chunk(writes[start : start + BATCH_MAX_ITEMS]))
+        return results
+
+    # --- payloads ---------------------------------------------------------------------
+
+    def _customer_body(self, party: Party) -> dict[str, Any]:
+        """Party → Customer [Q3]. ``tax_id``, ``credit_limit`` and ``kind`` have no
+        documented Customer field (VENDOR-APIS §2) and are not written."""
+        given = _present(party)
+        body: dict[str, Any] = {}
+        simple = {
+            "display_name": "DisplayName",
+            "given_name": "GivenName",
+            "family_name": "FamilyName",
+            "company_name": "CompanyName",
+        }
+        for field, key in simple.items():
+            if field in given:
+                body[key] = given[field]
+        if "email" in given:
+            body["PrimaryEmailAddr"] = {"Address": given["email"]}
+        if "phone" in given:
+            body["PrimaryPhone"] = {"FreeFormNumber": given["phone"]}
+        if "currency" in given:
+            body["CurrencyRef"] = {"value": given["currency"]}
+        if "billing_address" in given:
+            address = _present(given["billing_address"])
+            body["BillAddr"] = {_ADDRESS_FIELDS[k]: v for k, v in address.items()}
+        if "payment_terms" in given:
+            terms = self.find_terms(given["payment_terms"])
+            if terms is None:
+                raise RecordInvalid(
+                    [
+                        Violation(
+                            "payment_terms",
+                            "known_terms",
+                            f"QuickBooks has no active terms named {given['payment_terms']!r}",
+                        )
+                    ]
+                )
+            body["SalesTermRef"] = {"value": terms.id}
+        return body
+
+    @staticmethod
+    def _invoice_body(invoice: Invoice) -> dict[str, Any]:
+        """Invoice → QuickBooks Invoice [Q3, Q8].
+
+        One SalesItemLineDetail line per line, with ``Amount`` = Qty × UnitPrice
+        computed in Decimal, so it always agrees; one fixed-amount DiscountLineDetail
+        line for a discount. ``memo`` goes to ``PrivateNote``: CRM notes are internal
+        and ``CustomerMemo`` would print them on the customer's invoice.
+        """
+        given = _present(invoice)
+        body: dict[str, Any] = {
+            "CustomerRef": {"value": invoice.customer_ref},
+            "CurrencyRef": {"value": invoice.currency},
+        }
+        if "txn_date" in given:
+            body["TxnDate"] = given["txn_date"].isoformat()
+        if "due_date" in given:
+            body["DueDate"] = given["due_date"].isoformat()
+        if "terms_ref" in given:
+            body["SalesTermRef"] = {"value": given["terms_ref"]}
+        if "doc_number" in given:
+            body["DocNumber"] = given["doc_number"]
+        if "memo" in given:
+            body["PrivateNote"] = given["memo"]
+        lines: list[dict[str, Any]] = []
+        for index, line in enumerate(invoice.lines):
+            detail: dict[str, Any] = {
+                "ItemRef": {"value": line.item_ref},
+                "Qty": json_number(line.quantity, f"lines[{index}].quantity"),
+                "UnitPrice": json_number(line.unit_price, f"lines[{index}].unit_price"),
+            }
+            if line.tax_code:
+                detail["TaxCodeRef"] = {"value": line.tax_code}
+            sales_line: dict[str, Any] = {
+                "Amount": json_number(line.amount, f"lines[{index}].amount"),
+                "DetailType": "SalesItemLineDetail",
+                "SalesItemLineDetail": detail,
+            }
+            if line.description:
+                sales_line["Description"] = line.description
+            lines.append(sales_line)
+        if invoice.discount_amount > 0:
+            lines.append(
+                {
+                    "Amount": json_number(invoice.discount_amount, "discount_amount"),
+                    "DetailType": "DiscountLineDetail",
+                    "DiscountLineDetail": {"PercentBased": False},
+                }
+            )
+        body["Line"] = lines
+        return body
+
+    # --- calls ------------------------------------------------------------------------
+
+    def _params(self, **extra: str) -> dict[str, str]:
+        return {"minorversion": str(self._minor_version), **extra}
+
+    def _create(self, entity: str, body: dict[str, Any], idempotency_key: str) -> TargetRef:
+        params = self._params(requestid=request_id(idempotency_key))
+        response = self._api.request("POST", f"/{entity.lower()}", params=params, json=body)
+        return self._written(response.json(), entity).ref()
+
+    def _update(
+        self,
+        object_type: ObjectType,
+        body: dict[str, Any],
+        existing: TargetRef,
+        idempotency_key: str,
+    ) -> TargetRef:
+        """Sparse update [Q8]; on 5010 re-read the SyncToken once and try again.
+
+        The second attempt gets its own requestid (key + the token it carries):
+        Intuit answers a repeated requestid with the stored response, and for the
+        first attempt that is the 5010.
+        """
+        entity = _entity(object_type)
+        try:
+            return self._sparse(entity, body, existing, request_id(idempotency_key))
+        except Permanent as exc:
+            if exc.code != STALE_OBJECT:
+                raise
+            stale = exc
+        fresh = self.current(object_type, existing.id)
+        if fresh is None:
+            raise NotFound(f"quickbooks {entity} {existing.id} is gone", code=OBJECT_NOT_FOUND)
+        try:
+            return self._sparse(
+                entity, body, fresh, request_id(f"{idempotency_key}@{fresh.version}")
+            )
+        except Permanent as exc:
+            if exc.code != STALE_OBJECT:
+                raise
+            # Written again in between: a race, not a refusal; the message comes back later.
+            raise Retryable(str(exc), status=exc.status, code=exc.code) from stale
+
+    def _sparse(
+        self, entity: str, body: dict[str, Any], existing: TargetRef, requestid: str
+    ) -> TargetRef:
+        payload = {**body, "Id": existing.id, "SyncToken": existing.version, "sparse": True}
+        params = self._params(requestid=requestid)
+        response = self._api.request("POST", f"/{entity.lower()}", params=params, json=payload)
+        return self._written(response.json(), entity).ref()
+
+    def _batch_chunk(self, chunk: Sequence[CustomerWrite]) -> list[TargetRef | ConnectorError]:
+        items: list[dict[str, Any]] = []
+        for index, write in enumerate(chunk):
+            body = self._customer_body(write.party)
+            if write.existing is None:
+                items.append({"bId": str(index), "operation": "create", "Customer": body})
+            else:
+                sparse = {
+                    **body,
+                    "Id": write.existing.id,
+                    "SyncToken": write.existing.version,
+                    "sparse": True,
+                }
+                items.append({"bId": str(index), "operation": "update", "Customer": sparse})
+        key = "|".join(write.idempotency_key for write in chunk)
+        params = self._params(requestid=request_id(key, BATCH_REQUEST_ID_MAX))
+        response = self._batch_api.request(
+            "POST", "/batch", params=params, json={"BatchItemRequest": items}
+        )
+        answers = {
+            str(item.get("bId")): item
+            for item in response.json().get("BatchItemResponse", [])
+            if isinstance(item, dict)
+        }
+        results: list[TargetRef | ConnectorError] = []
+        for index in range(len(chunk)):
+            answer = answers.get(str(index))
+            context = f"batch item {index}"
+            if answer is None:
+                results.append(Retryable(f"quickbooks {context}: no answer in the batch response"))
+            elif answer.get("Fault") is not None:
+                fault = _Fault.model_validate(answer["Fault"])
+                results.append(_error_for(_fault_verdict(fault), context))
+            else:
+                results.append(self._written(answer, "Customer").ref())
+        return results
+
+    def _first(self, entity: str, where: Mapping[str, str | bool]) -> _Written | None:
+        rows = self._query(entity, select(entity, where))
+        return _Written.model_validate(rows[0]) if rows else None
+
+    def _query_all(self, entity: str, where: Mapping[str, str | bool]) -> Iterator[dict[str, Any]]:
+        """Every matching row, ``QUERY_MAX_RESULTS`` a page (STARTPOSITION is 1-based)."""
+
+        def fetch_page(cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            start = int(cursor or 1)
+            rows = self._query(entity, select(entity, where, start=start, limit=QUERY_MAX_RESULTS))
+            more = len(rows) == QUERY_MAX_RESULTS
+            return rows, str(start + QUERY_MAX_RESULTS) if more else None
+
+        return paginate(fetch_page)
+
+    def _query(self, entity: str, statement: str) -> list[dict[str, Any]]:
+        """Rows of one query; the entity key is absent when nothing matched [Q13]."""
+        response = self._api.request("GET", "/query", params=self._params(query=statement))
+        rows = response.json().get("QueryResponse", {}).get(entity, [])
+        return [row for row in rows if isinstance(row, dict)]
+
+    @staticmethod
+    def _written(body: Any, entity: str) -> _Written:
+        """The entity in a ``{"Customer": {…}, "time": …}`` answer [Q3]."""
+        try:
+            return _Written.model_validate(body[entity])
+        except (KeyError, TypeError, ValidationError) as exc:
+            raise Permanent(f"quickbooks answered without a {entity} Id/SyncToken") from exc
+
+
+def _entity(object_type: ObjectType) -> str:
+    if object_type not in _ENTITY:
+        raise ValueError(f"QuickBooks holds no {object_type} records")
+    return _ENTITY[object_type]
+
+
+# --- webhooks ------------------------------------------------------------------------
+
+
+class _CloudEvent(BaseModel):
+    """One event of the CloudEvents payload, mandatory from 15 May 2026 [Q12]."""
+
+    specversion: str
+    id: str = Field(min_length=1)
+    type: str  # qbo.<entity>.<verb>.v<n>, e.g. qbo.customer.created.v1
+    time: datetime
+    intuitentityid: str = Field(min_length=1)
+    intuitaccountid: str = ""
+
+
+class _LegacyEntity(BaseModel):
+    name: str
+    id: str = Field(min_length=1)
+    operation: str
+    lastUpdated: datetime
+
+
+class _LegacyDataChange(BaseModel):
+    entities: list[_LegacyEntity]
+
+
+class _LegacyNotification(BaseModel):
+    realmId: str
+    dataChangeEvent: _LegacyDataChange
+
+
+class _LegacyPayload(BaseModel):
+    """``{"eventNotifications": [{realmId, dataChangeEvent: {entities: […]}}]}`` [Q12]."""
+
+    eventNotifications: list[_LegacyNotification]
+
+
+_CLOUD_EVENTS = TypeAdapter(list[_CloudEvent])
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    """Exact integer milliseconds (no float rounding); a naive time is taken as UTC."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _kind(operation: str) -> ChangeKind:
+    """Create/created → CREATED, Delete/deleted → DELETED; Update, Merge, Void and
+    Emailed change a record the engine re-reads anyway → UPDATED."""
+    verb = operation.lower()
+    if verb.startswith("create"):
+        return ChangeKind.CREATED
+    if verb.startswith("delete"):
+        return ChangeKind.DELETED
+    return ChangeKind.UPDATED
+
+
+class QuickBooksWebhooks:
+    """``WebhookReceiver`` for Intuit webhooks, both payload shapes."""
+
+    system = System.QUICKBOOKS
+
+    def __init__(self, verifier_token: Callable[[], str]) -> None:
+        self._verifier_token = verifier_token
+
+    def verify(self, request: InboundWebhook) -> None:
+        """``intuit-signature`` = base64(HMAC-SHA256(key=verifier token, msg=raw body)) [Q3]."""
+        signature = request.headers.get("intuit-signature")
+        if not signature:
+            raise WebhookRejected(401, "missing intuit-signature header")
+        try:
+            presented = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise WebhookRejected(401, "intuit-signature is not base64") from exc
+        expected = hmac.new(
+            self._verifier_token().encode(), request.body.encode(), hashlib.sha256
+        ).digest()
+        if not hmac.compare_digest(presented, expected):
+            raise WebhookRejected(401, "intuit-signature does not match the body")
+
+    def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
+        """Customer, Invoice, Payment and Item events; other entities are dropped."""
+        try:
+            payload = json.loads(request.body)
+        except ValueError as exc:
+            raise WebhookRejected(400, "body is not JSON") from exc
+        try:
+            if isinstance(payload, list):
+                return list(self._cloud_events(payload, connection_id))
+            return list(self._legacy_events(payload, connection_id))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise WebhookRejected(400, f"unrecognised payload at {where}: {first['msg']}") from exc
+
+    def _cloud_events(self, payload: list[Any], connection_id: str) -> Iterator[ChangeEvent]:
+        for event in _CLOUD_EVENTS.validate_python(payload):
+            parts = event.type.split(".")
+            object_type = _OBJECT_TYPE.get(parts[1]) if len(parts) >= 3 else None
+            if parts[0] != "qbo" or object_type is None:
+                continue
+            yield ChangeEvent(
+                connection_id=connection_id,
+                source=System.QUICKBOOKS,
+                object_type=object_type,
+                record_id=event.intuitentityid,
+                event_id=event.id,
+                kind=_kind(parts[2]),
+                occurred_at=event.time,
+                version=_epoch_ms(event.time),
+            )
+
+    def _legacy_events(self, payload: Any, connection_id: str) -> Iterator[ChangeEvent]:
+        for notification in _LegacyPayload.model_validate(payload).eventNotifications:
+            for entity in notification.dataChangeEvent.entities:
+                object_type = _OBJECT_TYPE.get(entity.name.lower())
+                if object_type is None:
+                    continue
+                version = _epoch_ms(entity.lastUpdated)
+                yield ChangeEvent(
+                    connection_id=connection_id,
+                    source=System.QUICKBOOKS,
+                    object_type=object_type,
+                    record_id=entity.id,
+                    # No event id in this shape: the change itself identifies it.
+                    event_id=":".join(
+                        (notification.realmId, entity.name, entity.id, entity.operation)
+                    )
+                    + f":{version}",
+                    kind=_kind(entity.operation),
+                    occurred_at=entity.lastUpdated,
+                    version=version,
+                )
+
+
+# --- factories -------------------------------------------------------------------------
+
+
+def build_quickbooks(
+    *,
+    api_url: str,
+    token_url: str,
+    secrets: SecretStore,
+    secret_id: str,
+    lock: Lock,
+    budget: CallBudget,
+    transport: httpx.BaseTransport | None = None,
+) -> QuickBooksAccounting:
+    """The connector for the company named by ``realm_id`` in the secret.
+
+    The secret also holds the OAuth client and rotating refresh token
+    (``RotatingOAuth2``). Both API clients share the per-realm budget keys; the
+    batch one adds the 40 batch calls/min budget.
+    """
+    realm_id = secrets.read(secret_id).get("realm_id")
+    if not realm_id:
+        raise AuthFailed(f"secret {secret_id} has no 'realm_id'")
+    auth = RotatingOAuth2(
+        secrets=secrets,
+        secret_id=secret_id,
+        lock=lock,
+        token_url=token_url,
+        token_http=httpx.Client(transport=transport, timeout=15.0),
+    )
+    client = partial(
+        ApiClient,
+        vendor="quickbooks",
+        base_url=f"{api_url.rstrip('/')}/v3/company/{realm_id}",
+        auth=auth,
+        classify=classify,
+        budget=budget,
+        budget_key=f"quickbooks:{realm_id}",
+        headers=JSON_HEADERS,
+        transport=transport,
+    )
+    return QuickBooksAccounting(
+        client(limits=CALL_LIMITS),
+        realm_id=realm_id,
+        batch_api=client(limits=(*CALL_LIMITS, BATCH_CALL_LIMIT)),
+    )
+
+
+def quickbooks_webhooks(secrets: SecretStore, secret_id: str) -> QuickBooksWebhooks:
+    """Reads the verifier token on each verification, so a rotated one takes effect."""
+
+    def verifier_token() -> str:
+        token = secrets.read(secret_id).get("verifier_token")
+        if not token:
+            raise AuthFailed(f"secret {secret_id} has no 'verifier_token'")
+        return token
+
+    return QuickBooksWebhooks(verifier_token)

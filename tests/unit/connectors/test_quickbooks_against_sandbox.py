@@ -1,0 +1,338 @@
+"""The production QuickBooks connector against the local QuickBooks sandbox, over real HTTP.
+
+One sandbox company and one secret for the module, like one connection: the
+sandbox rotates refresh tokens and forgets a superseded one at once (grace 0),
+so every test also proves the connector keeps using the newest refresh token.
+Each test stays under 10 API calls, the sandbox's per-second limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask, Response, request
+
+from local.sandboxes.base import SandboxServer
+from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
+from shared.connectors.accounting.quickbooks import (
+    CustomerWrite,
+    QuickBooksAccounting,
+    build_quickbooks,
+    quickbooks_webhooks,
+)
+from shared.errors import Permanent
+from shared.models import ChangeKind, Invoice, InvoiceLine, ObjectType, Party, PartyKind
+from shared.ports import InboundWebhook, TargetRef
+from shared.stores.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
+
+SECRET_ID = "crmsync/sandbox/quickbooks"
+TOKEN_PATH = "/oauth2/v1/tokens/bearer"
+
+
+class Env:
+    def __init__(self) -> None:
+        self.config = QuickBooksSandboxConfig(superseded_refresh_grace_s=0.0)
+        self.sandbox = QuickBooksSandbox(self.config)
+        self.server = SandboxServer(self.sandbox.app, 0).start()
+        self.secrets = MemorySecretStore(
+            {
+                SECRET_ID: {
+                    "client_id": self.config.client_id,
+                    "client_secret": self.config.client_secret,
+                    "refresh_token": self.config.initial_refresh_token,
+                    "realm_id": self.config.realm_id,
+                    "verifier_token": self.config.webhook_verifier_token,
+                }
+            }
+        )
+        self.admin = httpx.Client(base_url=self.server.url, timeout=10)
+
+    def connector(self) -> QuickBooksAccounting:
+        return build_quickbooks(
+            api_url=self.server.url,
+            token_url=self.server.url + TOKEN_PATH,
+            secrets=self.secrets,
+            secret_id=SECRET_ID,
+            lock=MemoryLock(),
+            budget=MemoryCallBudget(),
+        )
+
+    def fault(self, **fault: Any) -> None:
+        self.admin.post("/_sandbox/faults", json=fault).raise_for_status()
+
+    def secret(self) -> dict[str, str]:
+        return self.secrets.read(SECRET_ID)
+
+    def patch_secret(self, **values: str) -> None:
+        self.secrets.write(SECRET_ID, {**self.secret(), **values})
+
+
+@pytest.fixture(scope="module")
+def env_once() -> Iterator[Env]:
+    env = Env()
+    yield env
+    env.admin.close()
+    env.sandbox.close()
+    env.server.stop()
+
+
+@pytest.fixture
+def env(env_once: Env) -> Env:
+    env_once.sandbox.reset()
+    env_once.sandbox.webhook_url = None
+    return env_once
+
+
+@pytest.fixture(scope="module")
+def qbo(env_once: Env) -> QuickBooksAccounting:
+    """One connector for the module, as one warm Lambda holds one (building one costs ~0.3 s)."""
+    return env_once.connector()
+
+
+def stored(env: Env, entity: str, target_id: str) -> dict[str, Any]:
+    return next(row for row in env.sandbox.entities(entity) if row["Id"] == target_id)
+
+
+# --- customers -----------------------------------------------------------------------
+
+
+def test_given_the_seeded_company_when_matching_then_email_and_quoted_names_are_found(
+    qbo: QuickBooksAccounting,
+) -> None:
+    by_email = qbo.find_customer(email="Birds@Intuit.com", display_name="not this")
+    by_name = qbo.find_customer(email="nobody@example.com", display_name="Amy's Bird Sanctuary")
+
+    assert by_email is not None and by_email.id == "1"
+    assert by_name == by_email
+    assert qbo.find_customer(email=None, display_name="Nobody's Business") is None
+
+
+def test_given_a_new_party_when_created_then_updated_then_one_customer_keeps_unsent_fields(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    party = Party(
+        kind=PartyKind.PERSON,
+        display_name="Zoë O'Hara",
+        given_name="Zoë",
+        family_name="O'Hara",
+        email="zoe@example.com",
+        payment_terms="Net 15",
+    )
+
+    created = qbo.upsert_customer(party, existing=None, idempotency_key="hs:contact:1:v1")
+    found = qbo.find_customer(email="zoe@example.com", display_name="-")
+    updated = qbo.upsert_customer(
+        Party(kind=PartyKind.PERSON, display_name="Zoë O'Hara", phone="+1 555 0199"),
+        existing=found,
+        idempotency_key="hs:contact:1:v2",
+    )
+
+    assert found == created and created.version == "0"
+    assert updated == TargetRef(id=created.id, version="1")
+    customer = stored(env, "Customer", created.id)
+    assert customer["GivenName"] == "Zoë" and customer["FamilyName"] == "O'Hara"
+    assert customer["PrimaryPhone"] == {"FreeFormNumber": "+1 555 0199"}
+    assert customer["SalesTermRef"]["value"] == "2"  # Net 15
+    assert env.sandbox.create_count("Customer") == 1
+
+
+def test_given_someone_edited_the_customer_when_updating_with_the_old_token_then_it_recovers(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    seeded = qbo.current(ObjectType.CUSTOMER, "4")
+    assert seeded is not None
+    qbo.upsert_customer(
+        Party(kind=PartyKind.PERSON, display_name="Diego Rodriguez", phone="555-1"),
+        existing=seeded,
+        idempotency_key="someone-else",
+    )
+
+    ref = qbo.upsert_customer(
+        Party(kind=PartyKind.PERSON, display_name="Diego Rodriguez", company_name="Rodriguez Co"),
+        existing=seeded,  # SyncToken "0", now stale: 5010
+        idempotency_key="hs:contact:4:v9",
+    )
+
+    assert ref == TargetRef(id="4", version=str(int(seeded.version) + 2))
+    assert stored(env, "Customer", "4")["CompanyName"] == "Rodriguez Co"
+
+
+def test_given_a_taken_display_name_when_creating_then_the_holder_is_linked_not_duplicated(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    ref = qbo.upsert_customer(
+        Party(kind=PartyKind.COMPANY, display_name="Cool Cars", email="other@cool.test"),
+        existing=None,
+        idempotency_key="hs:company:3:v1",
+    )
+
+    assert ref.id == "3"
+    assert env.sandbox.create_count("Customer") == 0
+
+
+def test_given_a_batch_with_a_taken_name_when_upserted_then_per_item_results(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    writes = [
+        CustomerWrite(Party(kind=PartyKind.COMPANY, display_name=name), None, f"hs:company:{i}")
+        for i, name in enumerate(["Batch One", "Cool Cars", "Batch Two"])
+    ]
+
+    first, taken, second = qbo.batch_upsert_customers(writes)
+
+    assert isinstance(first, TargetRef) and isinstance(second, TargetRef)
+    assert isinstance(taken, Permanent) and taken.code == "6240"
+    assert env.sandbox.create_count("Customer") == 2
+
+
+# --- invoices ---------------------------------------------------------------------------
+
+
+def won_deal_invoice(qbo: QuickBooksAccounting, quantity: str) -> Invoice:
+    design = qbo.find_item(name="Design", sku=None)
+    terms = qbo.find_terms("Net 30")
+    assert design is not None and terms is not None
+    return Invoice(
+        customer_ref="1",
+        currency="USD",
+        lines=[
+            InvoiceLine(
+                item_ref=design,
+                quantity=Decimal(quantity),
+                unit_price=Decimal("75.00"),
+                tax_code="NON",
+            ),
+        ],
+        discount_amount=Decimal("10.50"),
+        txn_date=date(2026, 1, 5),
+        terms_ref=terms.id,
+        memo="hubspot deal 77",
+    )
+
+
+def test_given_a_won_deal_when_invoiced_then_updated_then_one_invoice_with_the_new_lines(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    created = qbo.upsert_invoice(
+        won_deal_invoice(qbo, "2.5"), existing=None, idempotency_key="hs:deal:77:v1"
+    )
+    updated = qbo.upsert_invoice(
+        won_deal_invoice(qbo, "3"), existing=created, idempotency_key="hs:deal:77:v2"
+    )
+
+    assert updated == TargetRef(id=created.id, version="1")
+    assert env.sandbox.create_count("Invoice") == 1
+    invoice = stored(env, "Invoice", created.id)
+    assert Decimal(str(invoice["TotalAmt"])) == Decimal("214.50")  # 3 × 75 − 10.50
+    assert invoice["DueDate"] == "2026-02-04"  # Net 30 from the TxnDate
+    assert invoice["PrivateNote"] == "hubspot deal 77"
+    kinds = [line["DetailType"] for line in invoice["Line"]]
+    assert kinds.count("SalesItemLineDetail") == 1 and kinds.count("DiscountLineDetail") == 1
+
+
+def test_given_the_response_is_lost_when_invoicing_then_the_retry_replays_and_one_exists(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    invoice = won_deal_invoice(qbo, "1")
+    before = len(env.sandbox.entities("Invoice"))
+    env.fault(kind="drop_response", path_prefix="/v3/company", method="POST")
+
+    ref = qbo.upsert_invoice(invoice, existing=None, idempotency_key="hs:deal:78:v1")
+
+    assert env.sandbox.create_count("Invoice") == 1
+    assert len(env.sandbox.entities("Invoice")) == before + 1
+    assert stored(env, "Invoice", ref.id)["SyncToken"] == ref.version
+
+
+# --- OAuth ---------------------------------------------------------------------------------
+
+
+def test_given_an_expired_access_token_when_calling_then_the_refresh_token_rotates(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    qbo.current(ObjectType.CUSTOMER, "1")  # holds a valid access token from here
+    before = env.secret()
+    env.patch_secret(access_expires_at="0")
+
+    assert qbo.current(ObjectType.CUSTOMER, "1") is not None
+
+    after = env.secret()
+    assert after["refresh_token"] != before["refresh_token"]
+    assert after["access_token"] != before["access_token"]
+    superseded = env.admin.post(
+        TOKEN_PATH,
+        auth=(env.config.client_id, env.config.client_secret),
+        data={"grant_type": "refresh_token", "refresh_token": before["refresh_token"]},
+    )
+    assert (superseded.status_code, superseded.json()["error"]) == (400, "invalid_grant")
+
+
+def test_given_a_revoked_access_token_when_calling_then_401_refreshes_and_retries(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    qbo.current(ObjectType.CUSTOMER, "1")
+    before = env.secret()
+    env.patch_secret(access_token="revoked-by-intuit")  # still "valid" by its expiry
+
+    assert qbo.current(ObjectType.CUSTOMER, "1") is not None
+
+    after = env.secret()
+    assert after["access_token"] not in ("revoked-by-intuit", before["access_token"])
+    assert after["refresh_token"] != before["refresh_token"]
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inbox() -> Iterator[tuple[str, list[InboundWebhook]]]:
+    """A receiver the sandbox posts its signed webhooks to."""
+    received: list[InboundWebhook] = []
+    app = Flask("qbo-webhook-inbox")
+
+    @app.post("/hooks/quickbooks")
+    def hook() -> Response:
+        received.append(
+            InboundWebhook(
+                method="POST",
+                url=request.url,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=request.get_data(as_text=True),
+                received_at=datetime.now(UTC),
+            )
+        )
+        return Response(status=200)
+
+    server = SandboxServer(app, 0).start()
+    yield f"{server.url}/hooks/quickbooks", received
+    server.stop()
+
+
+def test_given_the_sandboxs_signed_webhook_when_received_then_it_verifies_and_normalizes(
+    env: Env, qbo: QuickBooksAccounting, inbox: tuple[str, list[InboundWebhook]]
+) -> None:
+    url, received = inbox
+    received.clear()
+    env.sandbox.webhook_url = url
+    ref = qbo.upsert_customer(
+        Party(kind=PartyKind.COMPANY, display_name="Hooked Ltd"),
+        existing=None,
+        idempotency_key="hs:company:hook",
+    )
+    assert env.sandbox.wait_for_webhooks_idle()
+    receiver = quickbooks_webhooks(env.secrets, SECRET_ID)
+
+    (delivery,) = received
+    receiver.verify(delivery)
+    events = receiver.normalize(delivery, "conn-1")
+
+    assert [(e.object_type, e.record_id, e.kind) for e in events] == [
+        (ObjectType.CUSTOMER, ref.id, ChangeKind.CREATED)
+    ]
+    assert events[0].event_id == json.loads(delivery.body)[0]["id"]

@@ -1,0 +1,341 @@
+"""The sync engine on in-memory fakes: state in, state out."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from shared.errors import Retryable
+from shared.mapping import Mapper, load_mapping
+from shared.models import (
+    ChangeEvent,
+    ChangeKind,
+    Invoice,
+    ObjectType,
+    Outcome,
+    Party,
+    SourceRecord,
+    System,
+)
+from shared.settings import DEFAULT_MAPPING
+from shared.stores.memory import MemoryAuditLog, MemoryLinkStore
+from shared.sync.engine import SyncEngine
+from tests.fakes import FakeCrm, FakeLedger, epoch_ms
+
+T0 = epoch_ms("2026-11-20T10:00:00")
+CONNECTION = "acme"
+
+
+@pytest.fixture
+def crm() -> FakeCrm:
+    return FakeCrm()
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger()
+
+
+@pytest.fixture
+def links() -> MemoryLinkStore:
+    return MemoryLinkStore()
+
+
+@pytest.fixture
+def audit() -> MemoryAuditLog:
+    return MemoryAuditLog()
+
+
+@pytest.fixture
+def engine(
+    crm: FakeCrm, ledger: FakeLedger, links: MemoryLinkStore, audit: MemoryAuditLog
+) -> SyncEngine:
+    return SyncEngine(
+        connection_id=CONNECTION,
+        crm=crm,
+        ledger=ledger,
+        mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
+        links=links,
+        audit=audit,
+        clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
+    )
+
+
+def contact(record_id: str = "1", version: int = T0, **props: str | None) -> SourceRecord:
+    properties: dict[str, str | None] = {
+        "firstname": "Ada",
+        "lastname": "Lovelace",
+        "email": "ada@example.com",
+    }
+    properties.update(props)
+    return SourceRecord(
+        object_type=ObjectType.CONTACT, id=record_id, version=version, properties=properties
+    )
+
+
+def line(record_id: str, name: str, quantity: str, price: str, **props: str) -> SourceRecord:
+    return SourceRecord(
+        object_type=ObjectType.LINE_ITEM,
+        id=record_id,
+        version=T0,
+        properties={"name": name, "quantity": quantity, "price": price, **props},
+    )
+
+
+def deal(
+    record_id: str = "9",
+    version: int = T0,
+    stage: str = "closedwon",
+    lines: list[SourceRecord] | None = None,
+    contacts: list[str] | None = None,
+) -> SourceRecord:
+    return SourceRecord(
+        object_type=ObjectType.DEAL,
+        id=record_id,
+        version=version,
+        properties={
+            "dealname": "Website redesign",
+            "dealstage": stage,
+            "pipeline": "default",
+            "closedate": "2026-11-20T15:00:00Z",
+            "hs_object_id": record_id,
+        },
+        associations={ObjectType.CONTACT: contacts if contacts is not None else ["1"]},
+        children={
+            ObjectType.LINE_ITEM: lines
+            if lines is not None
+            else [
+                line("501", "Services", "10", "150.00"),
+                line("502", "Hours", "2.5", "80", hs_total_discount="20"),
+            ]
+        },
+    )
+
+
+def event(
+    record: SourceRecord,
+    *,
+    kind: ChangeKind = ChangeKind.UPDATED,
+    version: int | None = None,
+    event_id: str | None = None,
+    source: System = System.HUBSPOT,
+) -> ChangeEvent:
+    version = record.version if version is None else version
+    return ChangeEvent(
+        connection_id=CONNECTION,
+        source=source,
+        object_type=record.object_type,
+        record_id=record.id,
+        event_id=event_id or f"evt-{record.object_type}-{record.id}-{version}",
+        kind=kind,
+        occurred_at=datetime.fromtimestamp(version / 1000, UTC),
+        version=version,
+    )
+
+
+def only_customer(ledger: FakeLedger) -> Party:
+    assert len(ledger.customers) == 1
+    party = next(iter(ledger.customers.values())).body
+    assert isinstance(party, Party)
+    return party
+
+
+def only_invoice(ledger: FakeLedger) -> Invoice:
+    assert len(ledger.invoices) == 1
+    invoice = next(iter(ledger.invoices.values())).body
+    assert isinstance(invoice, Invoice)
+    return invoice
+
+
+class TestContacts:
+    def test_given_a_new_contact_when_handled_then_one_customer_is_created_and_linked(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, links: MemoryLinkStore
+    ) -> None:
+        record = crm.put(contact())
+
+        entry = engine.handle(event(record, kind=ChangeKind.CREATED))
+
+        assert entry.outcome is Outcome.CREATED
+        assert only_customer(ledger).display_name == "Ada Lovelace"
+        link = links.get(CONNECTION, "hubspot:contact:1")
+        assert link is not None
+        assert link.target_key == f"quickbooks:customer:{entry.target_key.split(':')[-1]}"  # type: ignore[union-attr]
+        assert link.source_version == T0
+
+    def test_given_the_same_event_twice_then_still_one_customer(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        record = crm.put(contact())
+
+        engine.handle(event(record))
+        second = engine.handle(event(record))
+
+        assert second.outcome is Outcome.UNCHANGED
+        assert len(ledger.customers) == 1
+
+    def test_given_an_existing_customer_with_that_email_then_it_is_linked_not_duplicated(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        existing = ledger.upsert_customer(
+            Party(kind="person", display_name="A. Lovelace", email="ada@example.com"),
+            existing=None,
+            idempotency_key="seed",
+        )
+        record = crm.put(contact())
+
+        entry = engine.handle(event(record))
+
+        assert entry.outcome is Outcome.LINKED
+        assert list(ledger.customers) == [existing.id]
+        # the mapping owns display_name: the linked customer now carries HubSpot's value
+        assert only_customer(ledger).display_name == "Ada Lovelace"
+
+    def test_given_a_changed_contact_then_the_same_customer_is_updated(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        engine.handle(event(crm.put(contact())))
+        changed = crm.put(contact(version=T0 + 1000, phone="+1 555 0100"))
+
+        entry = engine.handle(event(changed))
+
+        assert entry.outcome is Outcome.UPDATED
+        assert only_customer(ledger).phone == "+1 555 0100"
+        assert next(iter(ledger.customers.values())).sync_token == 1
+
+    def test_given_an_event_older_than_the_applied_version_then_it_is_skipped_as_stale(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog
+    ) -> None:
+        engine.handle(event(crm.put(contact(version=T0 + 5000))))
+
+        entry = engine.handle(event(contact(), version=T0 + 1000))
+
+        assert entry.outcome is Outcome.SKIPPED
+        assert "stale" in entry.reason
+        assert audit.entries(CONNECTION)[0] == entry
+
+    def test_given_a_contact_without_email_then_it_is_audited_as_invalid_and_not_written(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        record = crm.put(contact(email=None))
+
+        entry = engine.handle(event(record))
+
+        assert entry.outcome is Outcome.INVALID
+        assert (entry.field, entry.rule) == ("email", "required")
+        assert ledger.customers == {}
+
+    def test_given_a_deleted_contact_then_the_customer_is_kept(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        engine.handle(event(crm.put(contact())))
+
+        entry = engine.handle(event(contact(version=T0 + 1), kind=ChangeKind.DELETED))
+
+        assert entry.outcome is Outcome.SKIPPED
+        assert len(ledger.customers) == 1
+
+
+class TestDeals:
+    def test_given_a_won_deal_then_an_invoice_is_written_for_its_contacts_customer(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        crm.put(contact())
+        record = crm.put(deal())
+
+        entry = engine.handle(event(record))
+
+        assert entry.outcome is Outcome.CREATED
+        invoice = only_invoice(ledger)
+        customer_id = next(iter(ledger.customers))
+        assert invoice.customer_ref == customer_id
+        assert [(ln.item_ref, ln.quantity, ln.unit_price) for ln in invoice.lines] == [
+            ("1", Decimal("10"), Decimal("150.00")),
+            ("2", Decimal("2.5"), Decimal("80.00")),
+        ]
+        assert invoice.discount_amount == Decimal("20.00")
+        assert invoice.txn_date == date(2026, 11, 20)
+        assert invoice.due_date == date(2026, 12, 20)  # Net 30
+        assert invoice.terms_ref == "3"
+
+    def test_given_a_changed_won_deal_then_the_invoice_is_updated_not_duplicated(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        crm.put(contact())
+        engine.handle(event(crm.put(deal())))
+        changed = crm.put(deal(version=T0 + 60_000, lines=[line("501", "Services", "12", "150")]))
+
+        entry = engine.handle(event(changed))
+
+        assert entry.outcome is Outcome.UPDATED
+        invoice = only_invoice(ledger)
+        assert [ln.quantity for ln in invoice.lines] == [Decimal("12")]
+
+    def test_given_an_open_deal_then_it_is_filtered_with_the_rule_named(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        entry = engine.handle(event(crm.put(deal(stage="appointmentscheduled"))))
+
+        assert entry.outcome is Outcome.SKIPPED
+        assert "dealstage" in entry.reason
+        assert ledger.invoices == {}
+
+    def test_given_an_unknown_item_then_the_deal_is_invalid_with_the_line_named(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        crm.put(contact())
+        record = crm.put(deal(lines=[line("501", "Gold plating", "1", "10")]))
+
+        entry = engine.handle(event(record))
+
+        assert entry.outcome is Outcome.INVALID
+        assert (entry.field, entry.rule) == ("line_items[0].name", "item_exists")
+        assert ledger.invoices == {}
+
+    def test_given_a_deal_without_contact_or_company_then_it_is_invalid(
+        self, engine: SyncEngine, crm: FakeCrm
+    ) -> None:
+        entry = engine.handle(event(crm.put(deal(contacts=[]))))
+
+        assert entry.outcome is Outcome.INVALID
+        assert entry.field == "associations"
+
+    def test_given_a_response_lost_after_the_write_then_the_retry_creates_nothing_new(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog
+    ) -> None:
+        crm.put(contact())
+        engine.handle(event(crm.put(contact())))
+        record = crm.put(deal())
+        ledger.lose_responses = 1
+
+        with pytest.raises(Retryable):
+            engine.handle(event(record))
+        retried = engine.handle(event(record))
+
+        assert audit.entries(CONNECTION)[1].outcome is Outcome.FAILED
+        assert retried.outcome is Outcome.CREATED
+        assert len(ledger.invoices) == 1
+
+
+class TestAccountingEvents:
+    def test_given_the_echo_of_our_own_write_then_it_is_dropped(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        engine.handle(event(crm.put(contact())))
+        customer_id = next(iter(ledger.customers))
+        echo = ChangeEvent(
+            connection_id=CONNECTION,
+            source=System.QUICKBOOKS,
+            object_type=ObjectType.CUSTOMER,
+            record_id=customer_id,
+            event_id="qbo-1",
+            kind=ChangeKind.UPDATED,
+            occurred_at=datetime.now(UTC),
+            version=T0 + 10,
+        )
+
+        assert engine.handle(echo).reason == "echo of our own write"
+
+        ledger.touch(ObjectType.CUSTOMER, customer_id)  # a person edits it in QuickBooks
+        assert "no two-way fields" in engine.handle(echo).reason
