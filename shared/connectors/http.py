@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from shared.errors import NotFound, Permanent, RateLimited, Retryable
+from shared.errors import AuthFailed, NotFound, Permanent, RateLimited, Retryable
 from shared.ports import CallBudget
 
 T = TypeVar("T")
@@ -31,6 +31,7 @@ class ResponseAction(StrEnum):
     RETRY = "retry"  # transient: try again after a backoff
     RATE_LIMITED = "rate_limited"  # wait (Retry-After if given), then try again
     NOT_FOUND = "not_found"
+    AUTH_FAILED = "auth_failed"  # credentials refused: a person must re-authorize
     FAIL = "fail"  # permanent: retrying will not help
 
 
@@ -124,7 +125,7 @@ class ApiClient:
     ) -> httpx.Response:
         """Send one logical request; returns the successful response or raises.
 
-        Raises ``NotFound``, ``Permanent`` (with the vendor's code), ``RateLimited``
+        Raises ``NotFound``, ``AuthFailed``, ``Permanent`` (with the vendor's code), ``RateLimited``
         (wait longer than ``max_inline_wait_s``) or ``Retryable`` (attempts used up).
         """
         last_error: Retryable | None = None
@@ -144,6 +145,8 @@ class ApiClient:
             message = f"{self.vendor} {method} {path} → {response.status_code}: {verdict.message}"
             if verdict.action is ResponseAction.NOT_FOUND:
                 raise NotFound(message, status=response.status_code, code=verdict.code)
+            if verdict.action is ResponseAction.AUTH_FAILED:
+                raise AuthFailed(message, status=response.status_code, code=verdict.code)
             if verdict.action is ResponseAction.FAIL:
                 raise Permanent(message, status=response.status_code, code=verdict.code)
             if verdict.action is ResponseAction.RATE_LIMITED:

@@ -170,7 +170,7 @@ def classify(response: httpx.Response) -> Classified:
     if status == 401:
         detail = fault.describe() if fault else "unauthorized"
         code = (fault.code if fault else "") or "401"
-        return Classified(ResponseAction.FAIL, f"authentication failed: {detail}", code)
+        return Classified(ResponseAction.AUTH_FAILED, f"authentication failed: {detail}", code)
     if fault is not None:
         return _fault_verdict(fault)
     if status == 404:

@@ -362,7 +362,7 @@ def classify(response: httpx.Response, *, clock: Callable[[], float] = time.time
     if status >= 500:
         return Classified(ResponseAction.RETRY, text, error.category)
     if status in (401, 403):
-        return Classified(ResponseAction.FAIL, f"token refused: {text}", error.category)
+        return Classified(ResponseAction.AUTH_FAILED, f"token refused: {text}", error.category)
     return Classified(ResponseAction.FAIL, text, error.category)
 
 

@@ -707,13 +707,13 @@ def test_given_a_400_when_fetching_then_permanent_with_hubspots_category(env: En
 
 
 @pytest.mark.parametrize("status", [401, 403])
-def test_given_an_auth_failure_when_fetching_then_permanent_without_retry(
+def test_given_an_auth_failure_when_fetching_then_auth_failed_without_retry(
     env: Env, status: int
 ) -> None:
     env.hubspot.scripted.append(
         httpx.Response(status, json=error_body("INVALID_AUTHENTICATION", "credentials invalid"))
     )
-    with pytest.raises(Permanent, match="token refused") as caught:
+    with pytest.raises(AuthFailed, match="token refused") as caught:
         env.crm.fetch(ObjectType.CONTACT, "11")
     assert caught.value.code == "INVALID_AUTHENTICATION"
     assert len(env.hubspot.requests) == 1

@@ -502,7 +502,7 @@ def test_given_a_lowercase_401_fault_when_classified_then_auth_fails_with_its_co
 
     verdict = classify(httpx.Response(401, json=body))
 
-    assert (verdict.action, verdict.code) == (ResponseAction.FAIL, "3200")
+    assert (verdict.action, verdict.code) == (ResponseAction.AUTH_FAILED, "3200")
     assert "AuthenticationFailed" in verdict.message
 
 
