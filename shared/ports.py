@@ -173,6 +173,10 @@ class Lock(Protocol):
 class CallBudget(Protocol):
     """A call-rate budget shared by every Lambda of a connection."""
 
-    def acquire(self, key: str, *, limit: int, per_s: float) -> float:
-        """Take one call from the window; returns 0 if granted, else seconds to wait."""
+    def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
+        """Reserve the next call slot if it is at most ``max_wait_s`` away.
+
+        Returns the seconds until the reserved slot (0 = call now); a value above
+        ``max_wait_s`` means nothing was reserved and the caller should come back later.
+        """
         ...

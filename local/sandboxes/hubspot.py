@@ -924,6 +924,8 @@ class HubSpotSandbox:
             raise _ApiError(400, "VALIDATION_ERROR", "associations must be a list")
         with self._lock:
             props = self._validate(otype, body.get("properties"))
+            if otype == "deals" and not props.get("pipeline"):
+                props["pipeline"] = "default"  # documented: omitted → the default pipeline
             self._check_unique(otype, props, None)
             links = [self._parse_association(otype, item) for item in raw_assoc]
             now = self._clock()

@@ -164,12 +164,16 @@ class ApiClient:
         raise last_error
 
     def _take_budget(self) -> None:
-        """Wait for a slot in every declared limit; a long wait goes back to the queue."""
+        """Reserve a slot in every declared limit; a long wait goes back to the queue."""
+        longest = self._retry.max_inline_wait_s
         for limit in self._limits:
             key = f"{self._budget_key}:{limit.limit}/{limit.per_s:g}s"
-            while (wait := self._budget.acquire(key, limit=limit.limit, per_s=limit.per_s)) > 0:
-                if wait > self._retry.max_inline_wait_s:
-                    raise RateLimited(f"{self.vendor} call budget exhausted", retry_after_s=wait)
+            wait = self._budget.acquire(
+                key, limit=limit.limit, per_s=limit.per_s, max_wait_s=longest
+            )
+            if wait > longest:
+                raise RateLimited(f"{self.vendor} call budget exhausted", retry_after_s=wait)
+            if wait:
                 self._sleep(wait)
 
 

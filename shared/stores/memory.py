@@ -21,7 +21,7 @@ from shared.errors import Retryable, StaleWrite
 from shared.models import AuditEntry, ChangeEvent, RecordLink
 from shared.stores.audit import utc
 from shared.stores.lock import LeaseLock
-from shared.stores.ratelimit import FixedWindowBudget
+from shared.stores.ratelimit import PacedBudget
 from shared.stores.sqs import message_body
 
 if TYPE_CHECKING:  # only for a type: Lambdas ship shared/ without infra/
@@ -142,21 +142,24 @@ class MemoryLock(LeaseLock):
             return True
 
 
-class MemoryCallBudget(FixedWindowBudget):
+class MemoryCallBudget(PacedBudget):
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock=clock)
         self._lock = threading.Lock()
-        # Only the current window of each bucket matters; an older one is replaced.
-        self._windows: dict[str, tuple[int, int]] = {}  # bucket → (start_ms, calls)
+        self._next_free: dict[str, float] = {}
 
-    def _take(self, bucket: str, start_ms: int, *, limit: int, expires_at: int) -> bool:
+    def _read(self, bucket: str) -> tuple[float, str | None]:
         with self._lock:
-            start, calls = self._windows.get(bucket, (start_ms, 0))
-            if start != start_ms:
-                calls = 0
-            if calls >= limit:
+            if bucket not in self._next_free:
+                return 0.0, None
+            return self._next_free[bucket], repr(self._next_free[bucket])
+
+    def _swap(self, bucket: str, version: str | None, next_free: float, *, expires_at: int) -> bool:
+        with self._lock:
+            current = self._next_free.get(bucket)
+            if (None if current is None else repr(current)) != version:
                 return False
-            self._windows[bucket] = (start_ms, calls + 1)
+            self._next_free[bucket] = next_free
             return True
 
 

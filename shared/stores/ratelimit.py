@@ -1,8 +1,13 @@
-"""Call budgets shared by every Lambda of a connection: fixed-window counters.
+"""Call budgets shared by every Lambda of a connection: calls paced evenly.
 
-QuickBooks allows 500 calls a minute and 10 a second per company; each limit is
-its own budget (``per_s`` is part of the window's key), and a caller that is
-refused waits until the window turns over.
+Vendors count their limits over a rolling window ("10 requests per second per
+realm"). A fixed-window counter lets twice the limit through across a window
+boundary, so calls are instead *paced*: one every ``per_s / limit`` seconds
+(the generic cell rate algorithm with no burst). Any rolling window of
+``per_s`` seconds then holds at most ``limit`` calls. Each caller reserves the
+next free slot with one conditional write and sleeps until it; a slot further
+away than the caller is willing to wait is not reserved, so nothing is wasted
+when the message goes back to the queue instead.
 """
 
 from __future__ import annotations
@@ -16,33 +21,46 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-# A refusal always asks for a wait: 0 means "granted" in the CallBudget contract.
-_MIN_WAIT_S = 0.001
+# Calls leave 5 % further apart than the limit allows: requests reserved exactly
+# per_s/limit apart can reach the vendor closer together (network jitter).
+PACING_MARGIN = 1.05
+# A refusal always asks for a wait longer than the caller's maximum.
+_MIN_EXCESS_S = 0.001
 
 
-class FixedWindowBudget(ABC):
-    """Window arithmetic; subclasses count calls per window."""
+class PacedBudget(ABC):
+    """The pacing arithmetic; subclasses store each bucket's next free slot."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        # Wall-clock time: windows are shared by processes on different hosts.
+        # Wall-clock time: slots are shared by processes on different hosts.
         self._clock = clock
 
-    def acquire(self, key: str, *, limit: int, per_s: float) -> float:
-        now = self._clock()
-        start = math.floor(now / per_s) * per_s
-        end = start + per_s
-        bucket = f"rate#{key}#{per_s:g}s"
-        if self._take(bucket, round(start * 1000), limit=limit, expires_at=math.ceil(end)):
-            return 0.0
-        return max(end - now, _MIN_WAIT_S)
+    def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
+        interval = per_s / limit * PACING_MARGIN
+        bucket = f"rate#{key}#{limit}/{per_s:g}s"
+        while True:
+            now = self._clock()
+            next_free, version = self._read(bucket)
+            slot = max(next_free, now)
+            wait = slot - now
+            if wait > max_wait_s:
+                return max(wait, max_wait_s + _MIN_EXCESS_S)
+            expires_at = math.ceil(slot + interval + per_s)
+            if self._swap(bucket, version, slot + interval, expires_at=expires_at):
+                return wait
+            # Another caller took that slot first: read again.
 
     @abstractmethod
-    def _take(self, bucket: str, start_ms: int, *, limit: int, expires_at: int) -> bool:
-        """Count one call in the window of ``bucket`` starting at ``start_ms``, if under limit."""
+    def _read(self, bucket: str) -> tuple[float, str | None]:
+        """The bucket's next free slot (0 when new) and a version for ``_swap``."""
+
+    @abstractmethod
+    def _swap(self, bucket: str, version: str | None, next_free: float, *, expires_at: int) -> bool:
+        """Store ``next_free`` if the bucket still has ``version``; False if it changed."""
 
 
-class DynamoCallBudget(FixedWindowBudget):
-    """``CallBudget`` on the Cursors table: item pk ``rate#{key}#{per_s}s#{window_start_ms}``."""
+class DynamoCallBudget(PacedBudget):
+    """``CallBudget`` on the Cursors table: item pk ``rate#{key}#{limit}/{per_s}s``."""
 
     def __init__(
         self, client: DynamoDBClient, table_name: str, *, clock: Callable[[], float] = time.time
@@ -51,18 +69,28 @@ class DynamoCallBudget(FixedWindowBudget):
         self._client = client
         self._table = table_name
 
-    def _take(self, bucket: str, start_ms: int, *, limit: int, expires_at: int) -> bool:
+    def _read(self, bucket: str) -> tuple[float, str | None]:
+        item = self._client.get_item(
+            TableName=self._table, Key={"pk": {"S": bucket}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return 0.0, None
+        version = item["next_free"]["N"]
+        return float(version), version
+
+    def _swap(self, bucket: str, version: str | None, next_free: float, *, expires_at: int) -> bool:
+        condition = "attribute_not_exists(pk)" if version is None else "next_free = :version"
+        values = {":version": {"N": version}} if version is not None else {}
         try:
-            self._client.update_item(
+            self._client.put_item(
                 TableName=self._table,
-                Key={"pk": {"S": f"{bucket}#{start_ms}"}},
-                UpdateExpression="ADD calls :one SET expires_at = :exp",
-                ConditionExpression="attribute_not_exists(calls) OR calls < :limit",
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(limit)},
-                    ":exp": {"N": str(expires_at)},
+                Item={
+                    "pk": {"S": bucket},
+                    "next_free": {"N": f"{next_free:.6f}"},
+                    "expires_at": {"N": str(expires_at)},
                 },
+                ConditionExpression=condition,
+                **({"ExpressionAttributeValues": values} if values else {}),
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False

@@ -362,34 +362,38 @@ def budget(kind: str, request: pytest.FixtureRequest, clock: FakeClock) -> CallB
 
 
 @BOTH
-def test_given_a_window_with_calls_left_when_acquired_then_granted(budget: CallBudget) -> None:
-    assert [budget.acquire("realm-1", limit=3, per_s=60) for _ in range(3)] == [0.0, 0.0, 0.0]
+def test_given_a_fresh_budget_when_acquired_then_calls_are_spaced_by_per_s_over_limit(
+    budget: CallBudget,
+) -> None:
+    waits = [budget.acquire("realm-1", limit=3, per_s=60, max_wait_s=100) for _ in range(3)]
+
+    assert waits == pytest.approx([0.0, 21.0, 42.0])  # 60 / 3, plus the 5 % pacing margin
 
 
 @BOTH
-def test_given_an_exhausted_window_when_acquired_then_wait_until_it_ends(
+def test_given_a_slot_further_than_the_caller_waits_then_nothing_is_reserved(
     budget: CallBudget, clock: FakeClock
 ) -> None:
-    clock.now = 1_700_000_010.5  # 30.5 s into a minute window that ends at …040
-    for _ in range(3):
-        budget.acquire("realm-1", limit=3, per_s=60)
+    budget.acquire("realm-1", limit=3, per_s=60, max_wait_s=0)
 
-    wait = budget.acquire("realm-1", limit=3, per_s=60)
+    refused = budget.acquire("realm-1", limit=3, per_s=60, max_wait_s=5)
+    clock.now += refused
 
-    assert wait == pytest.approx(29.5)
-    assert budget.acquire("realm-2", limit=3, per_s=60) == 0.0
-    assert budget.acquire("realm-1", limit=10, per_s=1) == 0.0  # the per-second budget is apart
+    assert refused == pytest.approx(21.0)
+    assert budget.acquire("realm-1", limit=3, per_s=60, max_wait_s=0) == 0.0
+    assert budget.acquire("realm-2", limit=3, per_s=60, max_wait_s=0) == 0.0
+    assert budget.acquire("realm-1", limit=10, per_s=1, max_wait_s=0) == 0.0  # its own pace
 
 
 @BOTH
-def test_given_an_exhausted_window_when_the_next_window_starts_then_granted_again(
+def test_given_callers_that_wait_their_turn_then_no_rolling_window_exceeds_the_limit(
     budget: CallBudget, clock: FakeClock
 ) -> None:
-    for _ in range(2):
-        budget.acquire("realm-1", limit=2, per_s=1)
-    wait = budget.acquire("realm-1", limit=2, per_s=1)
-    assert wait > 0
+    # Vendors count a rolling window; a fixed-window counter would let 2 × limit through.
+    calls: list[float] = []
+    for _ in range(50):
+        clock.now += budget.acquire("realm-1", limit=10, per_s=1, max_wait_s=5)
+        calls.append(clock.now)
 
-    clock.now += wait
-
-    assert budget.acquire("realm-1", limit=2, per_s=1) == 0.0
+    busiest = max(sum(1 for t in calls if start <= t < start + 1) for start in calls)
+    assert busiest == 10  # spaced 0.105 s apart: 10 fit in any second, never 11

@@ -489,7 +489,7 @@ class RecordingBudget:
 
     keys: list[str] = field(default_factory=list)
 
-    def acquire(self, key: str, *, limit: int, per_s: float) -> float:
+    def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
         self.keys.append(key)
         return 0.0
 

@@ -70,7 +70,7 @@ class RecordingBudget:
     def __init__(self) -> None:
         self.keys: list[str] = []
 
-    def acquire(self, key: str, *, limit: int, per_s: float) -> float:
+    def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
         self.keys.append(key)
         return 0.0
 
