@@ -164,7 +164,7 @@ DESCRIPTION = ServiceDescription(
             timeout_s=30,
             tables_rw=("Links", "Idempotency", "Audit", "Cursors"),
             queues_consume=("Events",),
-            secrets_read=("HubSpotCredentials",),
+            secrets_read=("HubSpotCredentials", "QuickBooksCredentials"),
             secrets_write=("QuickBooksCredentials",),  # rotating refresh token
         ),
         FunctionSpec(

@@ -1,0 +1,11 @@
+"""One construct per concern; ``infra.stack.CrmSyncStack`` composes them."""
+
+from infra.constructs.functions import Functions
+from infra.constructs.ingress import Ingress
+from infra.constructs.monitoring import Monitoring
+from infra.constructs.queues import Queues
+from infra.constructs.schedules import Schedules
+from infra.constructs.secrets import Secrets
+from infra.constructs.tables import Tables
+
+__all__ = ["Functions", "Ingress", "Monitoring", "Queues", "Schedules", "Secrets", "Tables"]

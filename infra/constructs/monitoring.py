@@ -1,0 +1,91 @@
+"""Alarms that say something needs a person, all publishing to one SNS topic.
+
+* a dead-letter queue holds any message (an event gave up: invariant 1),
+* a function reports errors or throttles,
+* a queue's oldest message is older than a failing message could legitimately be
+  (every receive used up, one visibility timeout each): the consumer is stuck.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.constructs.queues import Queues
+from infra.resources import QueueSpec
+
+PERIOD = Duration.minutes(1)
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        queue_specs: tuple[QueueSpec, ...],
+        queues: Queues,
+        functions: Mapping[str, lambda_.Function],
+        alarm_email: str | None = None,
+    ):
+        super().__init__(scope, construct_id)
+        self.topic = sns.Topic(self, "AlarmTopic", enforce_ssl=True)
+        if alarm_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
+        self.alarms: list[cloudwatch.Alarm] = []
+
+        for queue_id, dead_letter in queues.dead_letters.items():
+            self._alarm(
+                f"{queue_id}DeadLetterNotEmpty",
+                dead_letter.metric_approximate_number_of_messages_visible(
+                    period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                threshold=0,
+                description=f"Events gave up and wait in the {queue_id} dead-letter queue: "
+                "read the audit log, fix the cause, then redrive.",
+            )
+        for spec in queue_specs:
+            max_age_s = spec.visibility_timeout_s * (spec.max_receive_count or 1)
+            self._alarm(
+                f"{spec.id}OldestMessageAge",
+                queues.by_id[spec.id].metric_approximate_age_of_oldest_message(
+                    period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM
+                ),
+                threshold=max_age_s,
+                description=f"The oldest message on {spec.id} is older than {max_age_s} s: "
+                "the consumer is not keeping up or not running.",
+            )
+        for function_id, function in functions.items():
+            for kind, metric in (
+                ("Errors", function.metric_errors(period=PERIOD)),
+                ("Throttles", function.metric_throttles(period=PERIOD)),
+            ):
+                self._alarm(
+                    f"{function_id}{kind}",
+                    metric,
+                    threshold=0,
+                    description=f"The {function_id} function reported {kind.lower()}.",
+                )
+
+    def _alarm(
+        self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
+    ) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
