@@ -40,7 +40,7 @@ synth: install
 	npx cdk synth --quiet
 
 bench: $(VENV)/.installed
-	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+	for b in bench/bench_*.py; do $(PY) -m bench.$$(basename $$b .py) || exit 1; done
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,51 @@
+"""The ``CRMSYNC_*`` environment a function runs with, in AWS and in the local stack.
+
+``Settings`` reads one variable per field; the CDK stack and ``local/`` both build
+that environment here, so a renamed setting or a new table cannot reach one world
+and not the other. Plain data: importing this module does not import CDK, and the
+values may be CDK tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from infra.resources import DESCRIPTION, ServiceDescription
+from shared.settings import Settings
+
+
+def settings_env_name(setting: str) -> str:
+    """The environment variable ``Settings`` reads ``setting`` from."""
+    if setting not in Settings.model_fields:
+        raise ValueError(f"{setting!r} is not a field of shared.settings.Settings")
+    return f"{Settings.model_config.get('env_prefix', '')}{setting.upper()}"
+
+
+def settings_environment(values: Mapping[str, str]) -> dict[str, str]:
+    """``{Settings field: value}`` → ``{CRMSYNC_FIELD: value}``; unknown fields raise."""
+    return {settings_env_name(setting): value for setting, value in values.items()}
+
+
+def resource_settings(
+    *,
+    tables: Mapping[str, str],
+    queues: Mapping[str, str],
+    secrets: Mapping[str, str],
+    description: ServiceDescription = DESCRIPTION,
+) -> dict[str, str]:
+    """Physical names keyed by spec id (queue URLs for queues) → ``{Settings field: value}``.
+
+    Ids the description does not declare raise, so a typo cannot silently leave a
+    function on a default name. Ids left out are left out (a function may need few).
+    """
+    settings: dict[str, str] = {}
+    for kind, given, specs in (
+        ("table", tables, {t.id: t.setting for t in description.tables}),
+        ("queue", queues, {q.id: q.setting for q in description.queues}),
+        ("secret", secrets, {s.id: s.setting for s in description.secrets}),
+    ):
+        for spec_id, value in given.items():
+            if spec_id not in specs:
+                raise ValueError(f"no {kind} {spec_id!r} in the resource description")
+            settings[specs[spec_id]] = value
+    return settings

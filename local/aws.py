@@ -1,0 +1,253 @@
+"""AWS for the local stack: moto's server, and the resources the stack declares, made in it.
+
+moto's CloudFormation cannot deploy the CDK template (no HTTP API, FIFO naming), so
+the tables, queues, secrets and schedule are created here with boto3, from the same
+``infra.resources`` description the CDK constructs read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import boto3
+import httpx
+from moto.server import ThreadedMotoServer
+from moto.sqs.models import Queue as MotoQueue
+
+from infra.resources import (
+    Key,
+    QueueSpec,
+    SecretSpec,
+    ServiceDescription,
+    TableSpec,
+    local_name,
+    secret_name,
+)
+from local.config import LOOPBACK, AwsConfig, ensure_port_free
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import CreateTableInputTypeDef, KeySchemaElementTypeDef
+    from mypy_boto3_events.client import EventBridgeClient
+    from mypy_boto3_secretsmanager.client import SecretsManagerClient
+    from mypy_boto3_sqs.client import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
+
+# moto's fixed account; ARNs in events and contexts use it.
+ACCOUNT_ID = "123456789012"
+
+
+def _fifo_group_waits_only_for_invisible_messages() -> None:
+    """Keep FIFO order when several in-flight messages of one group time out together.
+
+    moto 5.2.5 counts a group as busy while any of its received messages is still
+    in its pending set, even once that message is visible again. When a batch
+    [a, b] of one group times out, the next receive drops ``a`` from the pending set,
+    finds ``b`` still there and skips ``a``, then delivers ``b`` alone: the group
+    comes back out of order. SQS blocks a group only on messages that are in flight
+    (received and still invisible), which is what this property now says.
+    """
+
+    def pending_message_groups(queue: MotoQueue) -> set[str]:
+        return {
+            message.group_id
+            for message in queue._pending_messages
+            if message.group_id is not None and not message.visible
+        }
+
+    MotoQueue.pending_message_groups = property(pending_message_groups)  # type: ignore[method-assign,assignment]
+
+
+class MotoServer:
+    """moto's server on 127.0.0.1 in a background thread, with a clean state."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._requested_port = port
+        self._server: ThreadedMotoServer | None = None
+        self.url = ""
+
+    def start(self) -> MotoServer:
+        # ThreadedMotoServer binds inside its thread and waits forever if the bind fails.
+        ensure_port_free(self._requested_port)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        _fifo_group_waits_only_for_invisible_messages()
+        self._server = ThreadedMotoServer(
+            ip_address=LOOPBACK, port=self._requested_port, verbose=False
+        )
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+        # moto keeps its state per process: a second stack must not see the first's messages.
+        httpx.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    dynamodb: DynamoDBClient
+    sqs: SQSClient
+    secretsmanager: SecretsManagerClient
+    events: EventBridgeClient
+
+    @classmethod
+    def connect(cls, endpoint_url: str, aws: AwsConfig) -> AwsClients:
+        session = boto3.session.Session(
+            aws_access_key_id=aws.access_key_id,
+            aws_secret_access_key=aws.secret_access_key,
+            region_name=aws.region,
+        )
+        return cls(
+            dynamodb=session.client("dynamodb", endpoint_url=endpoint_url),
+            sqs=session.client("sqs", endpoint_url=endpoint_url),
+            secretsmanager=session.client("secretsmanager", endpoint_url=endpoint_url),
+            events=session.client("events", endpoint_url=endpoint_url),
+        )
+
+
+@dataclass(frozen=True)
+class QueueRef:
+    url: str
+    arn: str
+    visibility_timeout_s: int
+    dead_letter_url: str | None = None
+    dead_letter_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalResources:
+    """Physical names of what ``create_resources`` made, keyed by spec id."""
+
+    tables: dict[str, str]
+    queues: dict[str, QueueRef]
+    secrets: dict[str, str]
+    schedules: dict[str, str]  # schedule id -> EventBridge rule ARN
+
+
+def _key_schema(partition: Key, sort: Key | None) -> list[KeySchemaElementTypeDef]:
+    schema: list[KeySchemaElementTypeDef] = [{"AttributeName": partition.name, "KeyType": "HASH"}]
+    if sort is not None:
+        schema.append({"AttributeName": sort.name, "KeyType": "RANGE"})
+    return schema
+
+
+def create_table(client: DynamoDBClient, spec: TableSpec, name: str) -> None:
+    """The table ``spec`` describes, under ``name``, with its indexes and TTL."""
+    keys = [spec.partition_key, spec.sort_key]
+    for index in spec.indexes:
+        keys += [index.partition_key, index.sort_key]
+    attributes = {key.name: key.type for key in keys if key is not None}
+    request: CreateTableInputTypeDef = {
+        "TableName": name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": attr, "AttributeType": kind} for attr, kind in attributes.items()
+        ],
+        "KeySchema": _key_schema(spec.partition_key, spec.sort_key),
+    }
+    if spec.indexes:
+        request["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": _key_schema(index.partition_key, index.sort_key),
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index in spec.indexes
+        ]
+    client.create_table(**request)
+    if spec.ttl_attribute:
+        client.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+        )
+
+
+def create_queue(client: SQSClient, spec: QueueSpec, connection_id: str) -> QueueRef:
+    """The queue and, when it asks for one, its dead-letter queue with the redrive policy."""
+    base: dict[QueueAttributeNameType, str] = {
+        "MessageRetentionPeriod": str(spec.retention_days * 86_400)
+    }
+    if spec.fifo:
+        # Dedup and throughput per message group, as infra/constructs/queues.py declares.
+        base |= {
+            "FifoQueue": "true",
+            "DeduplicationScope": "messageGroup",
+            "FifoThroughputLimit": "perMessageGroupId",
+        }
+
+    def make(resource_id: str, attributes: dict[QueueAttributeNameType, str]) -> tuple[str, str]:
+        name = local_name(connection_id, resource_id, fifo=spec.fifo)
+        url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        return url, arn["Attributes"]["QueueArn"]
+
+    attributes: dict[QueueAttributeNameType, str] = {
+        **base,
+        "VisibilityTimeout": str(spec.visibility_timeout_s),
+    }
+    dead_letter: tuple[str, str] | None = None
+    if spec.max_receive_count is not None:
+        dead_letter = make(f"{spec.id}-DLQ", base)
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dead_letter[1], "maxReceiveCount": spec.max_receive_count}
+        )
+    url, arn = make(spec.id, attributes)
+    return QueueRef(
+        url=url,
+        arn=arn,
+        visibility_timeout_s=spec.visibility_timeout_s,
+        dead_letter_url=dead_letter[0] if dead_letter else None,
+        dead_letter_arn=dead_letter[1] if dead_letter else None,
+    )
+
+
+def function_name(connection_id: str, function_id: str) -> str:
+    return local_name(connection_id, function_id)
+
+
+def function_arn(region: str, name: str) -> str:
+    return f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{name}"
+
+
+def create_resources(
+    clients: AwsClients,
+    description: ServiceDescription,
+    *,
+    connection_id: str,
+    region: str,
+    secret_values: Callable[[SecretSpec], Mapping[str, str]],
+) -> LocalResources:
+    """Every table, queue, secret and schedule of ``description``, named for the connection."""
+    tables = {}
+    for table in description.tables:
+        tables[table.id] = local_name(connection_id, table.id)
+        create_table(clients.dynamodb, table, tables[table.id])
+    queues = {q.id: create_queue(clients.sqs, q, connection_id) for q in description.queues}
+    secrets = {}
+    for secret in description.secrets:
+        secrets[secret.id] = secret_name(connection_id, secret.vendor)
+        clients.secretsmanager.create_secret(
+            Name=secrets[secret.id],
+            Description=secret.description,
+            SecretString=json.dumps(dict(secret_values(secret))),
+        )
+    schedules = {}
+    for schedule in description.schedules:
+        rule = local_name(connection_id, schedule.id)
+        unit = "minute" if schedule.rate_minutes == 1 else "minutes"
+        schedules[schedule.id] = clients.events.put_rule(
+            Name=rule, ScheduleExpression=f"rate({schedule.rate_minutes} {unit})"
+        )["RuleArn"]
+        target = function_name(connection_id, schedule.function)
+        clients.events.put_targets(
+            Rule=rule, Targets=[{"Id": schedule.function, "Arn": function_arn(region, target)}]
+        )
+    return LocalResources(tables=tables, queues=queues, secrets=secrets, schedules=schedules)

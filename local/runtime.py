@@ -1,0 +1,392 @@
+"""The local stack: everything ``cdk deploy`` would give, on 127.0.0.1, in one process.
+
+``LocalStack(config)`` starts moto's server and creates the described resources in
+it, starts the HubSpot and QuickBooks sandboxes, points the ``CRMSYNC_*`` and AWS
+environment at all of that, then serves the webhook routes (API Gateway stand-in),
+runs one SQS worker per consumed queue (event source mapping stand-in) and one
+scheduler per schedule (EventBridge stand-in) with the real handlers, or with the
+callables a test passes in. Use it as a context manager; ``stop`` undoes it all,
+the environment included.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import boto3
+
+from infra.environment import resource_settings, settings_environment
+from infra.resources import DESCRIPTION, ServiceDescription
+from local.apigw import create_app
+from local.aws import (
+    AwsClients,
+    LocalResources,
+    MotoServer,
+    create_resources,
+    function_arn,
+    function_name,
+)
+from local.config import LOOPBACK, LocalConfig, ensure_port_free
+from local.lambdas import Handler, LocalFunction, resolve_handler
+from local.sandboxes.base import SandboxServer
+from local.scheduler import Scheduler, SchedulerStatus
+from local.worker import SqsWorker, WorkerStatus
+from shared.settings import get_settings
+
+if TYPE_CHECKING:
+    from local.sandboxes.hubspot import HubSpotSandbox
+    from local.sandboxes.quickbooks import QuickBooksSandbox
+
+# The function behind the webhook routes, as in infra/stack.py.
+WEBHOOK_FUNCTION = "Webhook"
+# Where vendor calls go without sandboxes: the discard port, closed on any sane machine.
+NO_VENDOR = f"http://{LOOPBACK}:9"
+
+
+class LocalStackError(Exception):
+    """The local stack cannot start; the message says why in a sentence."""
+
+
+class PortInUse(LocalStackError):
+    def __init__(self, service: str, port: int) -> None:
+        super().__init__(
+            f"port {port} for the {service} is already in use on 127.0.0.1; stop whatever "
+            f"holds it or choose another port in the local config (0 picks a free one)"
+        )
+        self.service = service
+        self.port = port
+
+
+@dataclass(frozen=True)
+class Urls:
+    api: str
+    moto: str
+    webhooks: dict[str, str]  # vendor -> webhook URL
+    hubspot: str | None
+    quickbooks: str | None
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    visible: int
+    in_flight: int
+    dead_letters: int
+
+
+@dataclass(frozen=True)
+class StackStatus:
+    workers: dict[str, WorkerStatus]
+    schedulers: dict[str, SchedulerStatus]
+    queues: dict[str, QueueCounts]
+
+
+def webhook_vendors(description: ServiceDescription) -> tuple[str, ...]:
+    """One webhook route per vendor whose credentials the webhook function reads,
+    the rule infra/stack.py applies."""
+    vendors = {s.id: s.vendor for s in description.secrets}
+    return tuple(vendors[s] for s in description.function(WEBHOOK_FUNCTION).secrets_read)
+
+
+@contextmanager
+def _environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, for None, unset) variables in ``os.environ``; put the old values back after."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            _set_env(name, value)
+        yield
+    finally:
+        for name, value in saved.items():
+            _set_env(name, value)
+
+
+def _set_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+@contextmanager
+def _claiming(service: str, port: int) -> Iterator[None]:
+    """Turn "address in use" while binding ``service`` into a ``PortInUse`` that says so."""
+    try:
+        ensure_port_free(port)
+        yield
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(service, port) from exc
+        raise
+
+
+class LocalStack:
+    """See the module docstring. One stack at a time per process: the environment is global."""
+
+    _running: ClassVar[LocalStack | None] = None
+    _running_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(
+        self,
+        config: LocalConfig,
+        *,
+        handlers: Mapping[str, Handler] | None = None,
+        sandboxes: bool = True,
+        description: ServiceDescription = DESCRIPTION,
+    ) -> None:
+        """``handlers`` replaces the handlers of the named functions (by ``FunctionSpec.id``);
+        the others are imported from their spec. ``sandboxes=False`` leaves the vendor
+        sandboxes out; the vendor URLs then point at a closed local port, never at a
+        real vendor."""
+        self.config = config
+        self.description = description
+        self._handler_overrides = dict(handlers or {})
+        self._with_sandboxes = sandboxes
+        self._exit = ExitStack()
+        self.hubspot: HubSpotSandbox | None = None
+        self.quickbooks: QuickBooksSandbox | None = None
+        self.clients: AwsClients
+        self.resources: LocalResources
+        self.urls: Urls
+        self.functions: dict[str, LocalFunction] = {}
+        self.workers: dict[str, SqsWorker] = {}
+        self.schedulers: dict[str, Scheduler] = {}
+        self.environment: dict[str, str | None] = {}
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        with LocalStack._running_lock:
+            if LocalStack._running is not None:
+                raise LocalStackError("another local stack is running in this process")
+            LocalStack._running = self
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop everything that was started, newest first, and restore the environment."""
+        try:
+            self._exit.close()
+        finally:
+            with LocalStack._running_lock:
+                if LocalStack._running is self:
+                    LocalStack._running = None
+
+    def _start(self) -> None:
+        config = self.config
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        with _claiming("AWS (moto) server", config.ports.moto):
+            moto = MotoServer(config.ports.moto).start()
+        self._exit.callback(moto.stop)
+        self.clients = AwsClients.connect(moto.url, config.aws)
+        self.resources = create_resources(
+            self.clients,
+            self.description,
+            connection_id=config.connection_id,
+            region=config.aws.region,
+            secret_values=config.secret_values,
+        )
+
+        with _claiming("API", config.ports.api):
+            api = SandboxServer(
+                create_app(self._invoke_webhook, self._route_keys()), config.ports.api
+            )
+        api.start()
+        self._exit.callback(api.stop)
+        webhooks = {v: f"{api.url}/webhooks/{v}" for v in webhook_vendors(self.description)}
+        hubspot_url, quickbooks_url = (
+            self._start_sandboxes(webhooks) if self._with_sandboxes else (None, None)
+        )
+        self.urls = Urls(
+            api=api.url,
+            moto=moto.url,
+            webhooks=webhooks,
+            hubspot=hubspot_url,
+            quickbooks=quickbooks_url,
+        )
+
+        self.environment = self._environment_values()
+        self._exit.enter_context(_environment(self.environment))
+        # Handlers build their clients and settings at import, from this environment.
+        get_settings.cache_clear()
+        boto3.DEFAULT_SESSION = None
+        self._exit.callback(get_settings.cache_clear)
+
+        for spec in self.description.functions:
+            name = function_name(config.connection_id, spec.id)
+            handler = self._handler_overrides.get(spec.id) or resolve_handler(spec.handler)
+            self.functions[spec.id] = LocalFunction(
+                spec, handler, name=name, arn=function_arn(config.aws.region, name)
+            )
+
+        for spec in self.description.functions:
+            for queue_id in spec.queues_consume:
+                queue = self.resources.queues[queue_id]
+                worker = SqsWorker(
+                    self.clients.sqs,
+                    queue_url=queue.url,
+                    queue_arn=queue.arn,
+                    function=self.functions[spec.id],
+                    region=config.aws.region,
+                    batch_size=config.worker.batch_size,
+                    wait_time_s=config.worker.wait_time_s,
+                )
+                self.workers[queue_id] = worker.start()
+                self._exit.callback(worker.stop)
+        for schedule in self.description.schedules:
+            scheduler = Scheduler(
+                self.functions[schedule.function],
+                rule_arn=self.resources.schedules[schedule.id],
+                region=config.aws.region,
+                interval_s=config.reconcile_interval_s or schedule.rate_minutes * 60.0,
+            )
+            self.schedulers[schedule.id] = scheduler.start()
+            self._exit.callback(scheduler.stop)
+
+    def _route_keys(self) -> tuple[str, ...]:
+        return tuple(f"POST /webhooks/{vendor}" for vendor in webhook_vendors(self.description))
+
+    def _invoke_webhook(self, event: dict[str, Any]) -> Any:
+        return self.functions[WEBHOOK_FUNCTION].invoke(event)
+
+    def _start_sandboxes(self, webhooks: Mapping[str, str]) -> tuple[str, str]:
+        # Imported here: the sandboxes are only needed when they run.
+        from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
+        from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
+
+        config = self.config
+        self.hubspot = HubSpotSandbox(
+            HubSpotSandboxConfig(
+                access_token=config.hubspot.access_token,
+                client_secret=config.hubspot.client_secret,
+                webhook_url=webhooks.get("hubspot"),
+                portal_id=config.hubspot.portal_id,
+                app_id=config.hubspot.app_id,
+            )
+        )
+        self._exit.callback(self.hubspot.close)
+        self.quickbooks = QuickBooksSandbox(
+            QuickBooksSandboxConfig(
+                realm_id=config.quickbooks.realm_id,
+                client_id=config.quickbooks.client_id,
+                client_secret=config.quickbooks.client_secret,
+                initial_refresh_token=config.quickbooks.refresh_token,
+                webhook_verifier_token=config.quickbooks.verifier_token,
+                webhook_url=webhooks.get("quickbooks"),
+            )
+        )
+        self._exit.callback(self.quickbooks.close)
+        urls = []
+        for service, sandbox, port in (
+            ("HubSpot sandbox", self.hubspot, config.ports.hubspot),
+            ("QuickBooks sandbox", self.quickbooks, config.ports.quickbooks),
+        ):
+            with _claiming(service, port):
+                server = SandboxServer(sandbox.app, port)
+            server.start()
+            self._exit.callback(server.stop)
+            urls.append(server.url)
+        return urls[0], urls[1]
+
+    def _environment_values(self) -> dict[str, str | None]:
+        config = self.config
+        values = resource_settings(
+            tables=self.resources.tables,
+            queues={queue_id: q.url for queue_id, q in self.resources.queues.items()},
+            secrets=self.resources.secrets,
+            description=self.description,
+        )
+        values |= {
+            "connection_id": config.connection_id,
+            "public_base_url": self.urls.api,
+            "mapping_file": str(config.mapping_file),
+        }
+        hubspot = self.urls.hubspot or NO_VENDOR
+        quickbooks = self.urls.quickbooks or NO_VENDOR
+        values |= {
+            "hubspot_api_url": hubspot,
+            "quickbooks_api_url": quickbooks,
+            "quickbooks_token_url": f"{quickbooks}/oauth2/v1/tokens/bearer",
+        }
+        quiet = config.log_level != "DEBUG"
+        return {
+            **settings_environment(values),
+            "AWS_ENDPOINT_URL": self.urls.moto,
+            "AWS_ACCESS_KEY_ID": config.aws.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": config.aws.secret_access_key,
+            "AWS_DEFAULT_REGION": config.aws.region,
+            "AWS_REGION": config.aws.region,
+            # A developer's real profile or session must not leak into the local stack.
+            "AWS_SESSION_TOKEN": None,
+            "AWS_PROFILE": None,
+            "POWERTOOLS_SERVICE_NAME": "crmsync",
+            "POWERTOOLS_LOG_LEVEL": config.log_level,
+            "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
+            "POWERTOOLS_METRICS_DISABLED": "true" if quiet else "false",
+        }
+
+    # --- for tests, the CLI and the demo -----------------------------------------------
+
+    def wait_until_drained(self, timeout: float = 30.0) -> bool:
+        """True once every consumed queue is empty and no batch is being handled."""
+        deadline = time.monotonic() + timeout
+        return all(
+            worker.wait_until_drained(max(deadline - time.monotonic(), 0.0))
+            for worker in self.workers.values()
+        )
+
+    def fire_schedule(self, schedule_id: str | None = None) -> Any:
+        """Run a schedule's function now (the only schedule when ``schedule_id`` is None)."""
+        if schedule_id is None:
+            (schedule_id,) = self.schedulers
+        return self.schedulers[schedule_id].fire_now()
+
+    def status(self) -> StackStatus:
+        queues = {}
+        for queue_id, queue in self.resources.queues.items():
+            counts = self._counts(queue.url)
+            dead = self._counts(queue.dead_letter_url) if queue.dead_letter_url else (0, 0)
+            queues[queue_id] = QueueCounts(
+                visible=counts[0], in_flight=counts[1], dead_letters=sum(dead)
+            )
+        return StackStatus(
+            workers={queue_id: w.status() for queue_id, w in self.workers.items()},
+            schedulers={schedule_id: s.status() for schedule_id, s in self.schedulers.items()},
+            queues=queues,
+        )
+
+    def _counts(self, url: str) -> tuple[int, int]:
+        attributes = self.clients.sqs.get_queue_attributes(
+            QueueUrl=url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+            ],
+        )["Attributes"]
+        return (
+            int(attributes["ApproximateNumberOfMessages"]),
+            int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+        )

@@ -1,0 +1,736 @@
+"""The local stack (``local/``): resources from the description, the API Gateway stand-in,
+the SQS worker, the scheduler, and ``crmsync up``.
+
+Most tests share one running stack with stand-in handlers that record what they get
+and answer what the test tells them to; moto's server is real, so queues really
+redeliver, and redrive really moves messages to the DLQ.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.environment import resource_settings, settings_environment
+from infra.resources import DESCRIPTION, local_name, secret_name
+from local import cli
+from local.apigw import create_app
+from local.config import LocalConfig, LocalConfigError
+from local.lambdas import LambdaContext
+from local.runtime import LocalStack, PortInUse
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = DESCRIPTION.queue("Events")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@dataclass
+class StandIns:
+    """Handlers in place of the real ones: they record their calls and do as they are told."""
+
+    webhook_events: list[dict[str, Any]] = field(default_factory=list)
+    webhook_answer: Callable[[dict[str, Any]], Any] = lambda event: {"statusCode": 200}
+    sync_batches: list[list[dict[str, Any]]] = field(default_factory=list)
+    sync_contexts: list[LambdaContext] = field(default_factory=list)
+    sync_answer: Callable[[list[dict[str, Any]]], Any] = lambda records: None
+    scheduled: list[dict[str, Any]] = field(default_factory=list)
+
+    def webhook(self, event: dict[str, Any], context: LambdaContext) -> Any:
+        self.webhook_events.append(event)
+        return self.webhook_answer(event)
+
+    def sync(self, event: dict[str, Any], context: LambdaContext) -> Any:
+        self.sync_batches.append(event["Records"])
+        self.sync_contexts.append(context)
+        return self.sync_answer(event["Records"])
+
+    def reconcile(self, event: dict[str, Any], context: LambdaContext) -> Any:
+        self.scheduled.append(event)
+        return {"enqueued": 0}
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any], Any], Any]]:
+        return {"Webhook": self.webhook, "Sync": self.sync, "Reconcile": self.reconcile}
+
+    def reset(self) -> None:
+        self.webhook_events.clear()
+        self.sync_batches.clear()
+        self.sync_contexts.clear()
+        self.webhook_answer = StandIns.webhook_answer
+        self.sync_answer = StandIns.sync_answer
+
+    def bodies(self) -> list[str]:
+        return [record["body"] for batch in self.sync_batches for record in batch]
+
+
+def free_config(**changes: Any) -> LocalConfig:
+    return LocalConfig.load().with_free_ports().model_copy(update=changes)
+
+
+@pytest.fixture(scope="class")
+def standins() -> StandIns:
+    return StandIns()
+
+
+@pytest.fixture(scope="class")
+def stack(standins: StandIns) -> Iterator[LocalStack]:
+    config = free_config(reconcile_interval_s=0.2)
+    with LocalStack(config, handlers=standins.handlers(), sandboxes=False) as running:
+        yield running
+
+
+@pytest.fixture
+def fakes(stack: LocalStack, standins: StandIns) -> Iterator[StandIns]:
+    standins.reset()
+    yield standins
+    assert stack.wait_until_drained(10), "a test left messages on the events queue"
+
+
+def send(stack: LocalStack, body: str, group: str, **extra: Any) -> str:
+    return stack.clients.sqs.send_message(
+        QueueUrl=stack.resources.queues["Events"].url,
+        MessageBody=body,
+        MessageGroupId=group,
+        MessageDeduplicationId=f"{group}-{body}-{time.monotonic_ns()}",
+        **extra,
+    )["MessageId"]
+
+
+def send_together(stack: LocalStack, group: str, *bodies: str) -> None:
+    """One SendMessageBatch, so the worker's next receive sees all of them."""
+    stack.clients.sqs.send_message_batch(
+        QueueUrl=stack.resources.queues["Events"].url,
+        Entries=[
+            {
+                "Id": str(i),
+                "MessageBody": body,
+                "MessageGroupId": group,
+                "MessageDeduplicationId": f"{group}-{body}-{time.monotonic_ns()}",
+            }
+            for i, body in enumerate(bodies)
+        ],
+    )
+
+
+def retry_soon(stack: LocalStack, records: list[dict[str, Any]], seconds: int = 1) -> None:
+    """What a handler does to get a failed record back sooner than the queue's timeout."""
+    for record in records:
+        stack.clients.sqs.change_message_visibility(
+            QueueUrl=stack.resources.queues["Events"].url,
+            ReceiptHandle=record["receiptHandle"],
+            VisibilityTimeout=seconds,
+        )
+
+
+class TestRunningStack:
+    # --- resources ------------------------------------------------------------------
+
+    def test_given_stack_then_every_table_has_the_described_keys_indexes_and_ttl(
+        self, stack: LocalStack
+    ) -> None:
+        dynamodb = stack.clients.dynamodb
+        for spec in DESCRIPTION.tables:
+            name = local_name(stack.config.connection_id, spec.id)
+            table = dynamodb.describe_table(TableName=name)["Table"]
+            keys = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
+            expected = {spec.partition_key.name: "HASH"}
+            if spec.sort_key:
+                expected[spec.sort_key.name] = "RANGE"
+            assert keys == expected
+            indexes = {i["IndexName"] for i in table.get("GlobalSecondaryIndexes", [])}
+            assert indexes == {i.name for i in spec.indexes}
+            ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+            if spec.ttl_attribute:
+                assert ttl["TimeToLiveStatus"] == "ENABLED"
+                assert ttl["AttributeName"] == spec.ttl_attribute
+            else:
+                assert ttl["TimeToLiveStatus"] == "DISABLED"
+            assert stack.resources.tables[spec.id] == name
+
+    def test_given_stack_then_events_queue_is_fifo_and_redrives_to_a_fifo_dlq(
+        self, stack: LocalStack
+    ) -> None:
+        sqs = stack.clients.sqs
+        queue = stack.resources.queues["Events"]
+        assert queue.url.endswith(local_name(stack.config.connection_id, "Events", fifo=True))
+        attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])[
+            "Attributes"
+        ]
+        assert attributes["FifoQueue"] == "true"
+        assert attributes["VisibilityTimeout"] == str(EVENTS.visibility_timeout_s)
+        assert attributes["MessageRetentionPeriod"] == str(EVENTS.retention_days * 86_400)
+        redrive = json.loads(attributes["RedrivePolicy"])
+        assert int(redrive["maxReceiveCount"]) == EVENTS.max_receive_count
+        assert redrive["deadLetterTargetArn"] == queue.dead_letter_arn
+        assert queue.dead_letter_url is not None
+        dlq = sqs.get_queue_attributes(QueueUrl=queue.dead_letter_url, AttributeNames=["All"])
+        assert dlq["Attributes"]["FifoQueue"] == "true"
+        assert dlq["Attributes"]["QueueArn"] == queue.dead_letter_arn
+
+    def test_given_stack_then_secrets_hold_exactly_the_declared_keys_with_local_values(
+        self, stack: LocalStack
+    ) -> None:
+        for spec in DESCRIPTION.secrets:
+            name = secret_name(stack.config.connection_id, spec.vendor)
+            value = json.loads(
+                stack.clients.secretsmanager.get_secret_value(SecretId=name)["SecretString"]
+            )
+            assert sorted(value) == sorted(spec.keys)
+            assert value == stack.config.secret_values(spec)
+        assert json.loads(
+            stack.clients.secretsmanager.get_secret_value(
+                SecretId=secret_name(stack.config.connection_id, "hubspot")
+            )["SecretString"]
+        )["access_token"] == (stack.config.hubspot.access_token)
+
+    def test_given_stack_then_the_schedule_rule_carries_the_described_rate(
+        self, stack: LocalStack
+    ) -> None:
+        for spec in DESCRIPTION.schedules:
+            rule = stack.clients.events.describe_rule(
+                Name=local_name(stack.config.connection_id, spec.id)
+            )
+            assert rule["ScheduleExpression"] == f"rate({spec.rate_minutes} minutes)"
+            assert rule["Arn"] == stack.resources.schedules[spec.id]
+
+    def test_given_stack_then_settings_read_from_the_environment_name_its_resources(
+        self, stack: LocalStack
+    ) -> None:
+        settings = Settings()
+        assert settings.connection_id == stack.config.connection_id
+        assert settings.links_table == stack.resources.tables["Links"]
+        assert settings.idempotency_table == stack.resources.tables["Idempotency"]
+        assert settings.audit_table == stack.resources.tables["Audit"]
+        assert settings.cursors_table == stack.resources.tables["Cursors"]
+        assert settings.events_queue_url == stack.resources.queues["Events"].url
+        assert settings.hubspot_secret_id == stack.resources.secrets["HubSpotCredentials"]
+        assert settings.quickbooks_secret_id == stack.resources.secrets["QuickBooksCredentials"]
+        assert settings.public_base_url == stack.urls.api
+        assert settings.mapping_file == stack.config.mapping_file
+        # Without sandboxes, vendor calls must go nowhere rather than to the real vendors.
+        assert settings.hubspot_api_url.startswith("http://127.0.0.1:")
+        assert settings.quickbooks_token_url.startswith("http://127.0.0.1:")
+        assert os.environ["AWS_ENDPOINT_URL"] == stack.urls.moto
+        assert os.environ["AWS_ACCESS_KEY_ID"] == stack.config.aws.access_key_id
+
+    # --- API Gateway stand-in -------------------------------------------------------
+
+    def test_given_a_json_post_when_served_then_the_handler_gets_a_faithful_v2_event(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        response = httpx.post(
+            f"{stack.urls.webhooks['hubspot']}?b=2&a=1&a=3",
+            content=b'{"objectId": 1}',
+            headers=[
+                ("Content-Type", "application/json"),
+                ("X-HubSpot-Signature-V3", "abc="),
+                ("X-Twice", "one"),
+                ("X-Twice", "two"),
+                ("Cookie", "c1=v1; c2=v2"),
+                ("User-Agent", "HubSpot Connect 2.0"),
+            ],
+        )
+
+        assert response.status_code == 200
+        (event,) = fakes.webhook_events
+        assert event["version"] == "2.0"
+        assert event["routeKey"] == "POST /webhooks/hubspot"
+        assert event["rawPath"] == "/webhooks/hubspot"
+        assert event["rawQueryString"] == "b=2&a=1&a=3"
+        assert event["queryStringParameters"] == {"a": "1,3", "b": "2"}
+        assert event["headers"]["x-hubspot-signature-v3"] == "abc="
+        assert event["headers"]["x-twice"] == "one,two"
+        assert event["headers"]["content-type"] == "application/json"
+        assert "cookie" not in event["headers"]
+        assert event["cookies"] == ["c1=v1", "c2=v2"]
+        assert event["body"] == '{"objectId": 1}'
+        assert event["isBase64Encoded"] is False
+        context = event["requestContext"]
+        assert context["http"] == {
+            "method": "POST",
+            "path": "/webhooks/hubspot",
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": "HubSpot Connect 2.0",
+        }
+        assert context["stage"] == "$default"
+        assert context["routeKey"] == "POST /webhooks/hubspot"
+        assert context["domainName"] == stack.urls.api.removeprefix("http://")
+        assert context["requestId"] == response.headers["apigw-requestid"]
+        assert isinstance(context["timeEpoch"], int)
+
+    def test_given_binary_or_undecodable_bodies_when_served_then_they_arrive_base64(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        url = stack.urls.webhooks["quickbooks"]
+        httpx.post(url, content=b"\x00\xffzip", headers={"content-type": "application/zip"})
+        httpx.post(url, content=b"caf\xe9", headers={"content-type": "text/plain"})
+        httpx.post(url, content=b"[]", headers={"content-type": "application/cloudevents+json"})
+
+        binary, latin1, text = fakes.webhook_events
+        assert binary["isBase64Encoded"] is True
+        assert base64.b64decode(binary["body"]) == b"\x00\xffzip"
+        assert latin1["isBase64Encoded"] is True
+        assert base64.b64decode(latin1["body"]) == b"caf\xe9"
+        assert text["isBase64Encoded"] is False
+        assert text["body"] == "[]"
+
+    def test_given_an_empty_body_when_served_then_the_event_has_no_body(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        httpx.post(stack.urls.webhooks["hubspot"])
+
+        (event,) = fakes.webhook_events
+        assert "body" not in event
+        assert event["isBase64Encoded"] is False
+        assert "queryStringParameters" not in event
+
+    def test_given_a_full_proxy_result_when_returned_then_it_is_the_http_response(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        fakes.webhook_answer = lambda event: {
+            "statusCode": 201,
+            "headers": {"Content-Type": "application/octet-stream", "X-Seen": "yes"},
+            "cookies": ["a=1; Path=/", "b=2"],
+            "body": base64.b64encode(b"\x01\x02").decode(),
+            "isBase64Encoded": True,
+        }
+
+        response = httpx.post(stack.urls.webhooks["hubspot"], content=b"{}")
+
+        assert response.status_code == 201
+        assert response.content == b"\x01\x02"
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert response.headers["x-seen"] == "yes"
+        assert response.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2"]
+
+    def test_given_a_result_without_status_code_when_returned_then_api_gateway_infers_200_json(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        fakes.webhook_answer = lambda event: {"enqueued": 3}
+
+        response = httpx.post(stack.urls.webhooks["hubspot"], content=b"{}")
+
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        assert response.json() == {"enqueued": 3}
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            pytest.param(lambda event: 1 / 0, id="handler raises"),
+            pytest.param(lambda event: {"statusCode": "two hundred"}, id="malformed result"),
+        ],
+    )
+    def test_given_a_failing_function_when_served_then_500_like_api_gateway(
+        self, stack: LocalStack, fakes: StandIns, answer: Callable[[dict[str, Any]], Any]
+    ) -> None:
+        fakes.webhook_answer = answer
+
+        response = httpx.post(stack.urls.webhooks["hubspot"], content=b"{}")
+
+        assert response.status_code == 500
+        assert response.json() == {"message": "Internal Server Error"}
+
+    @pytest.mark.parametrize(
+        ("method", "path"), [("GET", "/webhooks/hubspot"), ("POST", "/webhooks/salesforce")]
+    )
+    def test_given_no_matching_route_when_requested_then_404_and_no_invocation(
+        self, stack: LocalStack, fakes: StandIns, method: str, path: str
+    ) -> None:
+        response = httpx.request(method, f"{stack.urls.api}{path}")
+
+        assert response.status_code == 404
+        assert response.json() == {"message": "Not Found"}
+        assert fakes.webhook_events == []
+
+    def test_given_a_payload_over_10_mb_when_posted_then_413_and_no_invocation(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        response = httpx.post(stack.urls.webhooks["hubspot"], content=b"x" * (10 * 1024 * 1024 + 1))
+
+        assert response.status_code == 413
+        assert fakes.webhook_events == []
+
+    def test_given_a_parameterised_route_and_a_default_then_route_keys_and_parameters_follow(
+        self,
+    ) -> None:
+        events: list[dict[str, Any]] = []
+        app = create_app(
+            lambda event: events.append(event), ["POST /webhooks/{vendor}", "$default"]
+        )
+
+        app.test_client().post("/webhooks/pipedrive", data=b"{}")
+        app.test_client().get("/health")
+
+        routed, default = events
+        assert routed["routeKey"] == "POST /webhooks/{vendor}"
+        assert routed["pathParameters"] == {"vendor": "pipedrive"}
+        assert default["routeKey"] == "$default"
+        assert "pathParameters" not in default
+
+    # --- SQS worker -----------------------------------------------------------------
+
+    def test_given_messages_when_polled_then_records_look_like_lambdas_sqs_event(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        message_id = send(
+            stack,
+            '{"n": 1}',
+            "contact-1",
+            MessageAttributes={
+                "origin": {"DataType": "String", "StringValue": "hubspot"},
+                "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+            },
+        )
+
+        assert wait_for(lambda: fakes.sync_batches != [])
+        (record,) = fakes.sync_batches[0]
+        assert record["messageId"] == message_id
+        assert record["body"] == '{"n": 1}'
+        assert record["md5OfBody"] == hashlib.md5(b'{"n": 1}').hexdigest()  # noqa: S324
+        assert record["eventSource"] == "aws:sqs"
+        assert record["eventSourceARN"] == stack.resources.queues["Events"].arn
+        assert record["awsRegion"] == stack.config.aws.region
+        attributes = record["attributes"]
+        assert attributes["ApproximateReceiveCount"] == "1"
+        assert attributes["MessageGroupId"] == "contact-1"
+        for name in (
+            "SentTimestamp",
+            "ApproximateFirstReceiveTimestamp",
+            "SequenceNumber",
+            "MessageDeduplicationId",
+        ):
+            assert attributes[name]
+        assert record["messageAttributes"]["origin"] == {
+            "stringValue": "hubspot",
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": "String",
+        }
+        assert record["messageAttributes"]["blob"]["binaryValue"] == "AAE="
+
+    def test_given_a_batch_when_invoked_then_the_context_describes_the_sync_function(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        send(stack, "ctx", "contact-ctx")
+
+        assert wait_for(lambda: fakes.sync_contexts != [])
+        context = fakes.sync_contexts[0]
+        sync = DESCRIPTION.function("Sync")
+        assert context.function_name == local_name(stack.config.connection_id, "Sync")
+        assert context.memory_limit_in_mb == sync.memory_mb
+        assert context.invoked_function_arn.endswith(f":function:{context.function_name}")
+        assert 0 < context.get_remaining_time_in_millis() <= sync.timeout_s * 1000
+
+    def test_given_a_partial_failure_then_successes_are_deleted_and_the_failure_returns(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        before = stack.workers["Events"].status()
+
+        def fail_bad_once(records: list[dict[str, Any]]) -> Any:
+            bad = [
+                r
+                for r in records
+                if r["body"] == "bad" and r["attributes"]["ApproximateReceiveCount"] == "1"
+            ]
+            retry_soon(stack, bad)
+            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in bad]}
+
+        fakes.sync_answer = fail_bad_once
+        for body, group in (("good-1", "g1"), ("bad", "g2"), ("good-2", "g3")):
+            send(stack, body, group)
+
+        assert stack.wait_until_drained(10)
+        assert sorted(fakes.bodies()) == ["bad", "bad", "good-1", "good-2"]
+        receives = [
+            r["attributes"]["ApproximateReceiveCount"]
+            for batch in fakes.sync_batches
+            for r in batch
+            if r["body"] == "bad"
+        ]
+        assert receives == ["1", "2"]
+        after = stack.workers["Events"].status()
+        assert after.processed - before.processed == 3
+        assert after.failed - before.failed == 1
+
+    def test_given_the_handler_raises_then_the_whole_batch_is_redelivered(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        def raise_first(records: list[dict[str, Any]]) -> Any:
+            if len(fakes.sync_batches) == 1:
+                retry_soon(stack, records)
+                raise RuntimeError("cold start blew up")
+            return {"batchItemFailures": []}
+
+        fakes.sync_answer = raise_first
+        send_together(stack, "same-group", "a", "b")
+
+        assert stack.wait_until_drained(10)
+        raised = [record["body"] for record in fakes.sync_batches[0]]
+        assert raised
+        assert sorted(fakes.bodies()) == sorted(["a", "b", *raised])
+
+    def test_given_an_answer_naming_an_unknown_message_then_the_whole_batch_is_retried(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        def nonsense_once(records: list[dict[str, Any]]) -> Any:
+            if records[0]["attributes"]["ApproximateReceiveCount"] == "1":
+                retry_soon(stack, records)
+                return {"batchItemFailures": [{"itemIdentifier": "not-in-this-batch"}]}
+            return {"batchItemFailures": []}
+
+        fakes.sync_answer = nonsense_once
+        send(stack, "only", "g-unknown")
+
+        assert stack.wait_until_drained(10)
+        assert fakes.bodies() == ["only", "only"]
+
+    def test_given_a_poison_message_then_it_moves_to_the_dlq_after_max_receive_count(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        queue = stack.resources.queues["Events"]
+        assert queue.dead_letter_url is not None
+
+        def always_fail(records: list[dict[str, Any]]) -> Any:
+            retry_soon(stack, records, seconds=0)
+            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+
+        fakes.sync_answer = always_fail
+        message_id = send(stack, "poison", "g-poison")
+
+        assert stack.wait_until_drained(15)
+        assert fakes.bodies() == ["poison"] * (EVENTS.max_receive_count or 0)
+        dead = stack.clients.sqs.receive_message(
+            QueueUrl=queue.dead_letter_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )["Messages"]
+        assert [(m["MessageId"], m["Body"]) for m in dead] == [(message_id, "poison")]
+        assert stack.status().queues["Events"].dead_letters == 1
+        stack.clients.sqs.delete_message(
+            QueueUrl=queue.dead_letter_url, ReceiptHandle=dead[0]["ReceiptHandle"]
+        )
+
+    def test_given_a_failed_group_when_it_comes_back_then_its_messages_keep_their_order(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        def fail_first_round(records: list[dict[str, Any]]) -> Any:
+            first_round = [r for r in records if r["attributes"]["ApproximateReceiveCount"] == "1"]
+            retry_soon(stack, first_round)
+            return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in first_round]}
+
+        fakes.sync_answer = fail_first_round
+        send_together(stack, "deal-7", "first", "second", "third")
+
+        assert stack.wait_until_drained(10)
+        records = [record for batch in fakes.sync_batches for record in batch]
+
+        def attempt(n: str) -> list[str]:
+            return [r["body"] for r in records if r["attributes"]["ApproximateReceiveCount"] == n]
+
+        assert attempt("1") == ["first", "second", "third"]
+        assert attempt("2") == ["first", "second", "third"]
+
+    # --- scheduler ------------------------------------------------------------------
+
+    def test_given_a_short_interval_then_the_schedule_fires_with_an_eventbridge_event(
+        self, stack: LocalStack, standins: StandIns
+    ) -> None:
+        assert wait_for(lambda: len(standins.scheduled) >= 2)
+        event = standins.scheduled[-1]
+        assert event["source"] == "aws.events"
+        assert event["detail-type"] == "Scheduled Event"
+        assert event["detail"] == {}
+        assert event["resources"] == [stack.resources.schedules["ReconcileSchedule"]]
+        assert event["region"] == stack.config.aws.region
+
+    def test_given_fire_now_then_the_function_runs_at_once_and_its_result_comes_back(
+        self, stack: LocalStack, standins: StandIns
+    ) -> None:
+        fired = stack.schedulers["ReconcileSchedule"].status().fired
+
+        assert stack.fire_schedule() == {"enqueued": 0}
+        assert stack.schedulers["ReconcileSchedule"].status().fired > fired
+
+
+# --- lifecycle, config, sandboxes, CLI -------------------------------------------------
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.parametrize("service", ["api", "moto"])
+def test_given_a_taken_port_when_starting_then_port_in_use_names_it_and_nothing_is_left(
+    taken_port: int, service: str
+) -> None:
+    config = free_config()
+    config = config.model_copy(
+        update={"ports": config.ports.model_copy(update={service: taken_port})}
+    )
+    before = dict(os.environ)
+
+    with pytest.raises(PortInUse) as raised:
+        LocalStack(config, handlers=StandIns().handlers(), sandboxes=False).start()
+
+    assert f"port {taken_port}" in str(raised.value)
+    assert dict(os.environ) == before
+    if service == "api":
+        # moto had started before the API failed: it was stopped, so a new stack starts.
+        LocalStack(free_config(), handlers=StandIns().handlers(), sandboxes=False).start().stop()
+
+
+def test_given_names_outside_the_description_or_settings_then_the_environment_refuses_them() -> (
+    None
+):
+    with pytest.raises(ValueError, match="no table 'Linkz'"):
+        resource_settings(tables={"Linkz": "t"}, queues={}, secrets={})
+    with pytest.raises(ValueError, match="not a field"):
+        settings_environment({"links_tabel": "t"})
+    assert settings_environment(
+        resource_settings(tables={"Links": "t"}, queues={}, secrets={})
+    ) == {"CRMSYNC_LINKS_TABLE": "t"}
+
+
+def test_given_a_secret_key_without_local_value_when_loading_then_the_error_names_it(
+    tmp_path: Path,
+) -> None:
+    text = (REPO / "local" / "local.yaml").read_text().replace("  verifier_token:", "  ignored:")
+    (tmp_path / "local.yaml").write_text(text)
+
+    with pytest.raises(LocalConfigError) as raised:
+        LocalConfig.load(tmp_path / "local.yaml")
+
+    assert "verifier_token" in str(raised.value)
+
+
+def test_given_the_committed_config_then_the_mapping_file_resolves_next_to_the_repo() -> None:
+    assert LocalConfig.load().mapping_file == REPO / "config" / "services.yaml"
+
+
+def test_given_the_sandboxes_when_started_then_webhooks_reach_the_api_and_dummy_creds_work() -> (
+    None
+):
+    pytest.importorskip("local.sandboxes.hubspot", reason="the HubSpot sandbox does not import")
+    pytest.importorskip("local.sandboxes.quickbooks", reason="the QBO sandbox does not import")
+    standins = StandIns()
+    before = dict(os.environ)
+
+    with LocalStack(free_config(), handlers=standins.handlers()) as stack:
+        assert stack.hubspot is not None
+        stack.hubspot.ui_create("contacts", {"email": "ada@example.com", "firstname": "Ada"})
+        assert wait_for(lambda: standins.webhook_events != [])
+        event = standins.webhook_events[0]
+        assert event["rawPath"] == "/webhooks/hubspot"
+        assert "x-hubspot-signature-v3" in event["headers"]
+
+        settings = Settings()
+        assert settings.hubspot_api_url == stack.urls.hubspot
+        quickbooks = stack.config.quickbooks
+        token = httpx.post(
+            settings.quickbooks_token_url,
+            auth=(quickbooks.client_id, quickbooks.client_secret),
+            data={"grant_type": "refresh_token", "refresh_token": quickbooks.refresh_token},
+        )
+        assert token.status_code == 200, token.text
+        contacts = httpx.get(
+            f"{settings.hubspot_api_url}/crm/v3/objects/contacts",
+            headers={"Authorization": f"Bearer {stack.config.hubspot.access_token}"},
+        )
+        assert contacts.status_code == 200, contacts.text
+
+    assert dict(os.environ) == before
+
+
+def test_given_an_unreadable_config_when_up_then_exit_1_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["up", "--config", str(tmp_path / "missing.yaml")]) == 1
+    assert "cannot read the local config" in capsys.readouterr().err
+
+
+def test_given_an_invalid_mapping_file_when_up_then_exit_1_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mapping.yaml").write_text("version: 1\nobjects: [not, a, mapping]\n")
+    text = (REPO / "local" / "local.yaml").read_text()
+    text = text.replace("../config/services.yaml", "mapping.yaml")
+    (tmp_path / "local.yaml").write_text(text)
+
+    assert cli.main(["up", "--config", str(tmp_path / "local.yaml")]) == 1
+    assert "mapping.yaml" in capsys.readouterr().err
+
+
+def test_given_a_taken_port_when_up_then_exit_1_naming_the_port(
+    taken_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (REPO / "local" / "local.yaml").read_text()
+    text = text.replace("../config/services.yaml", str(REPO / "config" / "services.yaml"))
+    text = text.replace("api: 8710", f"api: {taken_port}")
+    for port in ("8711", "8712", "8713"):
+        text = text.replace(f": {port}", ": 0")
+    (tmp_path / "local.yaml").write_text(text)
+
+    assert cli.main(["up", "--config", str(tmp_path / "local.yaml")]) == 1
+    assert f"port {taken_port}" in capsys.readouterr().err
+
+
+def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path: Path) -> None:
+    text = (REPO / "local" / "local.yaml").read_text()
+    text = text.replace("../config/services.yaml", str(REPO / "config" / "services.yaml"))
+    for port in ("8710", "8711", "8712", "8713"):
+        text = text.replace(f": {port}", ": 0")
+    (tmp_path / "local.yaml").write_text(text)
+    process = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "local.cli", "up", "--config", str(tmp_path / "local.yaml")],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in process.stdout or []:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert wait_for(lambda: any("Ctrl-C" in line for line in lines), timeout=60), (
+            process.stderr.read() if process.poll() is not None and process.stderr else lines
+        )
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    output = "".join(lines)
+    assert "/webhooks/hubspot" in output
+    assert "HubSpot sandbox" in output
