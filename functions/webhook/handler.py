@@ -42,7 +42,7 @@ def receive(vendor: str) -> dict[str, Any]:
     return {"enqueued": enqueued}
 
 
-@app.exception_handler(WebhookRejected)
+@app.exception_handler(WebhookRejected)  # type: ignore[untyped-decorator]  # untyped upstream
 def rejected(error: WebhookRejected) -> Response[str]:
     logger.warning("webhook rejected", extra={"status": error.status, "reason": error.reason})
     metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 # Calls leave 5 % further apart than the limit allows: requests reserved exactly
 # per_s/limit apart can reach the vendor closer together (network jitter).
@@ -79,19 +80,23 @@ class DynamoCallBudget(PacedBudget):
         return float(version), version
 
     def _swap(self, bucket: str, version: str | None, next_free: float, *, expires_at: int) -> bool:
-        condition = "attribute_not_exists(pk)" if version is None else "next_free = :version"
-        values = {":version": {"N": version}} if version is not None else {}
+        item: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": bucket},
+            "next_free": {"N": f"{next_free:.6f}"},
+            "expires_at": {"N": str(expires_at)},
+        }
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "pk": {"S": bucket},
-                    "next_free": {"N": f"{next_free:.6f}"},
-                    "expires_at": {"N": str(expires_at)},
-                },
-                ConditionExpression=condition,
-                **({"ExpressionAttributeValues": values} if values else {}),
-            )
+            if version is None:
+                self._client.put_item(
+                    TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+                )
+            else:
+                self._client.put_item(
+                    TableName=self._table,
+                    Item=item,
+                    ConditionExpression="next_free = :version",
+                    ExpressionAttributeValues={":version": {"N": version}},
+                )
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
