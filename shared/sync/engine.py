@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -42,9 +43,12 @@ from shared.models import (
     Party,
     RecordLink,
     SourceRecord,
+    System,
 )
 from shared.models.links import utc_now
 from shared.ports import AccountingTarget, AuditLog, CrmSource, LinkStore, TargetRef
+
+M = TypeVar("M", bound=BaseModel)
 
 # A deal's invoice goes to its company when it has one (B2B), else to its contact.
 CUSTOMER_SOURCES = (ObjectType.COMPANY, ObjectType.CONTACT)
@@ -53,6 +57,11 @@ CUSTOMER_SOURCES = (ObjectType.COMPANY, ObjectType.CONTACT)
 def idempotency_key(connection_id: str, source_key: str, version: int) -> str:
     """Same record, same version → same key (40 hex chars, under QuickBooks' 50)."""
     return hashlib.sha256(f"{connection_id}|{source_key}|{version}".encode()).hexdigest()[:40]
+
+
+def _source_key(system: System, object_type: ObjectType, record_id: str) -> str:
+    """The same key as ``ChangeEvent.record_key`` and ``RecordLink.source_key``."""
+    return f"{system}:{object_type}:{record_id}"
 
 
 def content_hash(model: BaseModel) -> str:
@@ -138,7 +147,7 @@ class SyncEngine:
     def _target_event(self, event: ChangeEvent) -> _Result:
         """A change in the accounting system. One-way sync: only our own echoes are
         expected here; anything else is noted, and two-way fields are opt-in."""
-        target_key = f"{event.source}:{event.object_type}:{event.record_id}"
+        target_key = _source_key(event.source, event.object_type, event.record_id)
         link = self._links.get_by_target(self.connection_id, target_key)
         if link is not None and event.kind is not ChangeKind.DELETED:
             current = self._ledger.current(event.object_type, event.record_id)
@@ -161,37 +170,16 @@ class SyncEngine:
     # --- parties → customers ------------------------------------------------------
 
     def _sync_party(self, record: SourceRecord, party: Party, link: RecordLink | None) -> _Result:
-        source_key = f"{self._crm.system}:{record.object_type}:{record.id}"
-        digest = content_hash(party)
-        existing = self._current(ObjectType.CUSTOMER, link)
-        if existing is not None and link is not None and link.content_hash == digest:
-            self._save_link(record, ObjectType.CUSTOMER, existing, digest)
-            return _Result(
-                Outcome.UNCHANGED,
-                "no mapped field changed",
-                self._target_key(ObjectType.CUSTOMER, existing),
-            )
-        outcome = Outcome.UPDATED
-        if existing is None:
-            existing = self._ledger.find_customer(
-                email=party.email, display_name=party.display_name
-            )
-            outcome = Outcome.CREATED if existing is None else Outcome.LINKED
-        ref = self._ledger.upsert_customer(
+        return self._write(
+            record,
+            link,
+            ObjectType.CUSTOMER,
             party,
-            existing=existing,
-            idempotency_key=idempotency_key(self.connection_id, source_key, record.version),
-        )
-        if not self._save_link(record, ObjectType.CUSTOMER, ref, digest):
-            return _Result(
-                Outcome.SKIPPED,
-                "a newer version was applied meanwhile",
-                self._target_key(ObjectType.CUSTOMER, ref),
-            )
-        return _Result(
-            outcome,
-            f"customer {ref.id} ({party.display_name})",
-            self._target_key(ObjectType.CUSTOMER, ref),
+            self._ledger.upsert_customer,
+            describe=f"customer ({party.display_name})",
+            match=lambda: self._ledger.find_customer(
+                email=party.email, display_name=party.display_name
+            ),
         )
 
     def _customer_for(self, record: SourceRecord) -> str:
@@ -200,7 +188,7 @@ class SyncEngine:
             for party_id in record.associations.get(object_type, []):
                 if not self._mapper.handles(object_type):
                     continue
-                key = f"{self._crm.system}:{object_type}:{party_id}"
+                key = _source_key(self._crm.system, object_type, party_id)
                 link = self._links.get(self.connection_id, key)
                 if link is not None:
                     return link.target_id
@@ -229,31 +217,13 @@ class SyncEngine:
     def _sync_deal(self, record: SourceRecord, deal: Deal, link: RecordLink | None) -> _Result:
         if deal.status is not DealStatus.WON:
             return _Result(Outcome.SKIPPED, f"deal is {deal.status}, only won deals are invoiced")
-        invoice = self._invoice_for(record, deal)
-        digest = content_hash(invoice)
-        existing = self._current(ObjectType.INVOICE, link)
-        if existing is not None and link is not None and link.content_hash == digest:
-            self._save_link(record, ObjectType.INVOICE, existing, digest)
-            return _Result(
-                Outcome.UNCHANGED,
-                "invoice already matches the deal",
-                self._target_key(ObjectType.INVOICE, existing),
-            )
-        source_key = f"{self._crm.system}:{record.object_type}:{record.id}"
-        ref = self._ledger.upsert_invoice(
-            invoice,
-            existing=existing,
-            idempotency_key=idempotency_key(self.connection_id, source_key, record.version),
-        )
-        if not self._save_link(record, ObjectType.INVOICE, ref, digest):
-            return _Result(
-                Outcome.SKIPPED,
-                "a newer version was applied meanwhile",
-                self._target_key(ObjectType.INVOICE, ref),
-            )
-        outcome = Outcome.CREATED if existing is None else Outcome.UPDATED
-        return _Result(
-            outcome, f"invoice {ref.id} for {deal.name}", self._target_key(ObjectType.INVOICE, ref)
+        return self._write(
+            record,
+            link,
+            ObjectType.INVOICE,
+            self._invoice_for(record, deal),
+            self._ledger.upsert_invoice,
+            describe=f"invoice for {deal.name}",
         )
 
     def _invoice_for(self, record: SourceRecord, deal: Deal) -> Invoice:
@@ -310,6 +280,44 @@ class SyncEngine:
             memo=deal.memo or deal.name,
         )
 
+    # --- writing ------------------------------------------------------------------
+
+    def _write(
+        self,
+        record: SourceRecord,
+        link: RecordLink | None,
+        target_type: ObjectType,
+        model: M,
+        upsert: Callable[..., TargetRef],
+        *,
+        describe: str,
+        match: Callable[[], TargetRef | None] | None = None,
+    ) -> _Result:
+        """Upsert ``model`` as the linked target record, or as a matched or new one."""
+        digest = content_hash(model)
+        existing = self._current(target_type, link)
+        if existing is not None and link is not None and link.content_hash == digest:
+            self._save_link(record, target_type, existing, digest)
+            return _Result(
+                Outcome.UNCHANGED,
+                f"{describe}: no mapped field changed",
+                self._target_key(target_type, existing),
+            )
+        outcome = Outcome.UPDATED
+        if existing is None:
+            existing = match() if match else None
+            outcome = Outcome.CREATED if existing is None else Outcome.LINKED
+        source_key = _source_key(self._crm.system, record.object_type, record.id)
+        ref = upsert(
+            model,
+            existing=existing,
+            idempotency_key=idempotency_key(self.connection_id, source_key, record.version),
+        )
+        target_key = self._target_key(target_type, ref)
+        if not self._save_link(record, target_type, ref, digest):
+            return _Result(Outcome.SKIPPED, "a newer version was applied meanwhile", target_key)
+        return _Result(outcome, f"{describe} {ref.id}", target_key)
+
     # --- links and audit ------------------------------------------------------------
 
     def _current(self, target_type: ObjectType, link: RecordLink | None) -> TargetRef | None:
@@ -341,7 +349,7 @@ class SyncEngine:
         return True
 
     def _target_key(self, target_type: ObjectType, ref: TargetRef) -> str:
-        return f"{self._ledger.system}:{target_type}:{ref.id}"
+        return _source_key(self._ledger.system, target_type, ref.id)
 
     def _record(self, event: ChangeEvent, result: _Result) -> AuditEntry:
         entry = AuditEntry(

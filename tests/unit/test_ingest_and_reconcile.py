@@ -1,0 +1,196 @@
+"""Webhook ingest and reconciliation on in-memory fakes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from shared.errors import Retryable, WebhookRejected
+from shared.mapping import Mapper, load_mapping
+from shared.models import ChangeEvent, ChangeKind, ObjectType, RecordLink, SourceRecord, System
+from shared.ports import InboundWebhook
+from shared.settings import DEFAULT_MAPPING
+from shared.stores.memory import MemoryCursorStore, MemoryLinkStore, MemoryQueue
+from shared.sync.ingest import WebhookIngest
+from shared.sync.reconcile import Reconciler
+from tests.fakes import FakeCrm, epoch_ms
+
+CONNECTION = "acme"
+
+
+def request(body: str = "[]", signature: str = "good") -> InboundWebhook:
+    return InboundWebhook(
+        method="POST",
+        url="https://api.example/webhooks/fake",
+        headers={"x-signature": signature},
+        body=body,
+        received_at=datetime.now(UTC),
+    )
+
+
+class FakeReceiver:
+    """Accepts ``x-signature: good``; one event per comma-separated id in the body."""
+
+    system = System.HUBSPOT
+
+    def verify(self, req: InboundWebhook) -> None:
+        if req.headers.get("x-signature") != "good":
+            raise WebhookRejected(401, "signature mismatch")
+
+    def normalize(self, req: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
+        if not req.body.startswith("ids:"):
+            raise WebhookRejected(400, "body is not an id list")
+        return [
+            ChangeEvent(
+                connection_id=connection_id,
+                source=System.HUBSPOT,
+                object_type=ObjectType.CONTACT,
+                record_id=record_id,
+                event_id=f"e-{record_id}",
+                kind=ChangeKind.UPDATED,
+                occurred_at=datetime.now(UTC),
+                version=1,
+            )
+            for record_id in req.body.removeprefix("ids:").split(",")
+            if record_id
+        ]
+
+
+class BrokenQueue:
+    def send(self, events: object) -> None:
+        raise Retryable("SQS unavailable")
+
+
+def ingest(queue: object) -> WebhookIngest:
+    return WebhookIngest(
+        connection_id=CONNECTION,
+        receivers={"fake": FakeReceiver()},
+        queue=queue,  # type: ignore[arg-type]
+        max_body_bytes=64,
+    )
+
+
+class TestIngest:
+    def test_given_a_signed_delivery_then_every_event_is_enqueued(self) -> None:
+        queue = MemoryQueue()
+
+        assert ingest(queue).accept("fake", request("ids:1,2,3")) == 3
+        assert [m.event.record_id for m in queue.receive(10)] == ["1", "2", "3"]
+
+    @pytest.mark.parametrize(
+        ("vendor", "req", "status"),
+        [
+            ("nope", request("ids:1"), 404),
+            ("fake", request("ids:" + "1," * 40), 413),
+            ("fake", request("ids:1", signature="forged"), 401),
+            ("fake", request("{not json"), 400),
+        ],
+    )
+    def test_given_bad_input_then_a_4xx_reason_and_nothing_enqueued(
+        self, vendor: str, req: InboundWebhook, status: int
+    ) -> None:
+        queue = MemoryQueue()
+
+        with pytest.raises(WebhookRejected) as rejected:
+            ingest(queue).accept(vendor, req)
+
+        assert rejected.value.status == status
+        assert rejected.value.reason
+        assert len(queue) == 0
+
+    def test_given_the_queue_fails_then_the_error_surfaces_so_the_vendor_retries(self) -> None:
+        with pytest.raises(Retryable):
+            ingest(BrokenQueue()).accept("fake", request("ids:1"))
+
+
+def contact(record_id: str, version: int) -> SourceRecord:
+    return SourceRecord(
+        object_type=ObjectType.CONTACT,
+        id=record_id,
+        version=version,
+        properties={"email": f"{record_id}@example.com"},
+    )
+
+
+class TestReconcile:
+    T0 = epoch_ms("2026-11-20T10:00:00")
+
+    def reconciler(
+        self, crm: FakeCrm, links: MemoryLinkStore, cursors: MemoryCursorStore, queue: MemoryQueue
+    ) -> Reconciler:
+        return Reconciler(
+            connection_id=CONNECTION,
+            crm=crm,
+            mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
+            links=links,
+            cursors=cursors,
+            queue=queue,
+            overlap_s=60,
+        )
+
+    def test_given_unlinked_and_newer_records_then_only_those_are_enqueued(self) -> None:
+        crm, links, cursors, queue = (
+            FakeCrm(),
+            MemoryLinkStore(),
+            MemoryCursorStore(),
+            MemoryQueue(),
+        )
+        for record_id, version in [("1", self.T0), ("2", self.T0 + 1), ("3", self.T0 + 2)]:
+            crm.put(contact(record_id, version))
+        for record_id, applied in [("2", self.T0 + 1), ("3", self.T0)]:  # 3 changed since
+            links.save(
+                RecordLink(
+                    connection_id=CONNECTION,
+                    source=System.HUBSPOT,
+                    source_type=ObjectType.CONTACT,
+                    source_id=record_id,
+                    target=System.QUICKBOOKS,
+                    target_type=ObjectType.CUSTOMER,
+                    target_id=f"q{record_id}",
+                    source_version=applied,
+                )
+            )
+
+        report = self.reconciler(crm, links, cursors, queue).run()
+
+        events = [m.event for m in queue.receive(10)]
+        assert sorted(e.record_id for e in events) == ["1", "3"]
+        assert {e.kind for e in events} == {ChangeKind.RECONCILE}
+        assert report.enqueued[ObjectType.CONTACT] == 2
+        assert cursors.get(f"{CONNECTION}:hubspot:contact") == self.T0 + 2
+
+    def test_given_a_second_run_then_it_rescans_only_the_overlap_and_enqueues_nothing_new(
+        self,
+    ) -> None:
+        crm, links, cursors, queue = (
+            FakeCrm(),
+            MemoryLinkStore(),
+            MemoryCursorStore(),
+            MemoryQueue(),
+        )
+        crm.put(contact("1", self.T0 - 3_600_000))  # an hour before the watermark
+        crm.put(contact("2", self.T0))
+        cursors.put(f"{CONNECTION}:hubspot:contact", self.T0)
+
+        report = self.reconciler(crm, links, cursors, queue).run()
+
+        assert report.scanned[ObjectType.CONTACT] == 1
+        assert [m.event.record_id for m in queue.receive(10)] == ["2"]
+
+    def test_given_more_than_a_batch_then_all_are_enqueued_before_the_watermark_moves(
+        self,
+    ) -> None:
+        crm, links, cursors, queue = (
+            FakeCrm(),
+            MemoryLinkStore(),
+            MemoryCursorStore(),
+            MemoryQueue(),
+        )
+        for i in range(25):
+            crm.put(contact(str(i), self.T0 + i))
+
+        self.reconciler(crm, links, cursors, queue).run()
+
+        assert len(queue) == 25
+        assert cursors.get(f"{CONNECTION}:hubspot:contact") == self.T0 + 24
