@@ -1,0 +1,204 @@
+"""End to end: HubSpot records in, QuickBooks customers and invoices out.
+
+Two figures, because two different things bound the rate:
+
+1. **Through the local stack, at the vendors' documented limits.** Records are
+   created in the HubSpot sandbox; its signed webhooks go through the API
+   adapter, the real webhook handler, moto's SQS FIFO, the worker and the real
+   sync handler, which calls both sandboxes over HTTP. The clock runs from the
+   first create until every customer and invoice exists and the queue is
+   drained. QuickBooks allows 500 calls a minute per company and a contact
+   costs ~4 QuickBooks calls (two lookups, the create, the echo check), so this
+   rate is set by Intuit, not by us.
+2. **The engine alone, vendor limits lifted.** The same connectors and engine
+   over real HTTP against sandboxes whose limits are raised, with an unmetered
+   call budget and the in-memory queue and stores (moto's SQS costs O(queue
+   length) per call and would measure moto; see TOOLCHAIN.md). One worker, one
+   thread: a Lambda's view. This is our own overhead per event.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from local.config import LocalConfig
+from local.runtime import LocalStack
+from local.sandboxes.base import SandboxServer
+from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
+from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
+from shared.connectors.accounting.quickbooks import build_quickbooks
+from shared.connectors.crm.hubspot import build_hubspot
+from shared.mapping import Mapper, load_mapping
+from shared.models import ChangeEvent, ChangeKind, ObjectType, System
+from shared.models.links import utc_now
+from shared.settings import DEFAULT_MAPPING
+from shared.stores.memory import (
+    MemoryAuditLog,
+    MemoryLinkStore,
+    MemoryLock,
+    MemoryQueue,
+    MemorySecretStore,
+)
+from shared.sync.engine import SyncEngine
+
+WON = {"dealstage": "closedwon", "pipeline": "default", "closedate": "2026-11-20T15:00:00Z"}
+
+
+def create_records(hubspot: HubSpotSandbox, contacts: int, deals: int, tag: str) -> list[Any]:
+    """Contacts, then won deals (two line items each) on the first contacts; as a person would."""
+    created = []
+    ids = []
+    for i in range(contacts):
+        record = hubspot.ui_create(
+            "contacts",
+            {"firstname": f"Bench{i}", "lastname": tag, "email": f"bench{i}.{tag}@example.com"},
+        )
+        ids.append(record["id"])
+        created.append(("contact", record["id"]))
+    for i in range(deals):
+        deal = hubspot.ui_create("deals", {"dealname": f"Deal {i} {tag}", **WON})
+        hubspot.ui_associate("deals", deal["id"], "contacts", ids[i % len(ids)])
+        for name, qty, price in (("Services", "3", "150"), ("Hours", "2.5", "80")):
+            item = hubspot.ui_create("line_items", {"name": name, "quantity": qty, "price": price})
+            hubspot.ui_associate("line_items", item["id"], "deals", deal["id"])
+        created.append(("deal", deal["id"]))
+    return created
+
+
+def through_local_stack(contacts: int, deals: int) -> None:
+    stack = LocalStack(LocalConfig.load().with_free_ports()).start()
+    try:
+        assert stack.hubspot is not None and stack.quickbooks is not None
+        customers_before = stack.quickbooks.create_count("Customer")
+        invoices_before = stack.quickbooks.create_count("Invoice")
+        started = time.perf_counter()
+        create_records(stack.hubspot, contacts, deals, "stack")
+        deadline = started + 600
+        while time.perf_counter() < deadline:
+            done_customers = stack.quickbooks.create_count("Customer") - customers_before
+            done_invoices = stack.quickbooks.create_count("Invoice") - invoices_before
+            if done_customers >= contacts and done_invoices >= deals:
+                break
+            time.sleep(0.05)
+        stack.hubspot.wait_for_webhooks_idle(60)
+        stack.wait_until_drained(120)
+        elapsed = time.perf_counter() - started
+        status = stack.status()
+        processed = sum(w.processed for w in status.workers.values())
+        failed = sum(w.failed for w in status.workers.values())
+        print(
+            f"local stack, documented limits: {contacts} contacts + {deals} won deals → "
+            f"{done_customers} customers, {done_invoices} invoices in {elapsed:.1f} s "
+            f"({(contacts + deals) / elapsed:.2f} records/s; {processed} queue events, "
+            f"{processed / elapsed:.1f} events/s, {failed} failed attempts)"
+        )
+    finally:
+        stack.stop()
+
+
+class Unmetered:
+    """A call budget that never waits: the limits are lifted for this measurement."""
+
+    def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
+        return 0.0
+
+
+def engine_alone(contacts: int, deals: int) -> None:
+    hubspot = HubSpotSandbox(
+        HubSpotSandboxConfig(
+            access_token="bench", client_secret="bench", rate_limit=10**9, daily_limit=10**9
+        )
+    )
+    quickbooks = QuickBooksSandbox(
+        QuickBooksSandboxConfig(
+            realm_id="1",
+            client_id="c",
+            client_secret="s",
+            initial_refresh_token="r",
+            webhook_verifier_token="v",
+            rate_per_minute=10**9,
+            rate_per_second=10**9,
+        )
+    )
+    servers = [SandboxServer(hubspot.app).start(), SandboxServer(quickbooks.app).start()]
+    try:
+        secrets = MemorySecretStore(
+            {
+                "hubspot": {"access_token": "bench", "client_secret": "bench"},
+                "quickbooks": {
+                    "client_id": "c",
+                    "client_secret": "s",
+                    "refresh_token": "r",
+                    "realm_id": "1",
+                },
+            }
+        )
+        mapper = Mapper(load_mapping(DEFAULT_MAPPING))
+        properties = {t: mapper.source_properties(t) for t in ObjectType}
+        engine = SyncEngine(
+            connection_id="bench",
+            crm=build_hubspot(
+                base_url=servers[0].url,
+                secrets=secrets,
+                secret_id="hubspot",
+                budget=Unmetered(),
+                connection_id="bench",
+                properties=properties,
+            ),
+            ledger=build_quickbooks(
+                api_url=servers[1].url,
+                token_url=f"{servers[1].url}/oauth2/v1/tokens/bearer",
+                secrets=secrets,
+                secret_id="quickbooks",
+                lock=MemoryLock(),
+                budget=Unmetered(),
+            ),
+            mapper=mapper,
+            links=MemoryLinkStore(),
+            audit=MemoryAuditLog(),
+        )
+        queue = MemoryQueue()
+        queue.send(
+            [
+                ChangeEvent(
+                    connection_id="bench",
+                    source=System.HUBSPOT,
+                    object_type=ObjectType(object_type),
+                    record_id=record_id,
+                    event_id=f"{object_type}-{record_id}",
+                    kind=ChangeKind.CREATED,
+                    occurred_at=utc_now(),
+                    version=0,
+                )
+                for object_type, record_id in create_records(hubspot, contacts, deals, "engine")
+            ]
+        )
+        events = len(queue)
+        started = time.perf_counter()
+        while batch := queue.receive(10):
+            for message in batch:
+                engine.handle(message.event)
+                queue.delete(message.receipt)
+        elapsed = time.perf_counter() - started
+        print(
+            f"engine alone, limits lifted:    {events} events ({contacts} contacts, {deals} deals)"
+            f" in {elapsed:.2f} s → {events / elapsed:.1f} events/s, "
+            f"{elapsed / events * 1e3:.1f} ms/event; QuickBooks now holds "
+            f"{quickbooks.create_count('Customer')} created customers, "
+            f"{quickbooks.create_count('Invoice')} created invoices"
+        )
+    finally:
+        for server in servers:
+            server.stop()
+        hubspot.close()
+        quickbooks.close()
+
+
+def main() -> None:
+    through_local_stack(contacts=20, deals=5)
+    engine_alone(contacts=200, deals=50)
+
+
+if __name__ == "__main__":
+    main()
