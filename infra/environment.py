@@ -1,4 +1,5 @@
-"""The ``CRMSYNC_*`` environment a function runs with, in AWS and in the local stack.
+"""The environment a function runs with, ``CRMSYNC_*`` and powertools' service name, in
+AWS and in the local stack.
 
 ``Settings`` reads one variable per field; the CDK stack and ``local/`` both build
 that environment here, so a renamed setting or a new table cannot reach one world
@@ -13,6 +14,9 @@ from collections.abc import Mapping
 from infra.resources import DESCRIPTION, ServiceDescription
 from shared.settings import Settings
 
+# Powertools' service name: the logs, metrics and traces of every function carry it.
+SERVICE_NAME = "crmsync"
+
 
 def settings_env_name(setting: str) -> str:
     """The environment variable ``Settings`` reads ``setting`` from."""
@@ -24,6 +28,12 @@ def settings_env_name(setting: str) -> str:
 def settings_environment(values: Mapping[str, str]) -> dict[str, str]:
     """``{Settings field: value}`` → ``{CRMSYNC_FIELD: value}``; unknown fields raise."""
     return {settings_env_name(setting): value for setting, value in values.items()}
+
+
+def function_environment(values: Mapping[str, str]) -> dict[str, str]:
+    """What every function runs with: ``settings_environment(values)`` and powertools'
+    service name."""
+    return {**settings_environment(values), "POWERTOOLS_SERVICE_NAME": SERVICE_NAME}
 
 
 def resource_settings(

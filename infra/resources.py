@@ -12,6 +12,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 KeyType = Literal["S", "N"]
+# SQS attribute values (CloudFormation takes the same strings).
+DeduplicationScope = Literal["messageGroup", "queue"]
+FifoThroughputLimit = Literal["perMessageGroupId", "perQueue"]
 
 
 class _Spec(BaseModel):
@@ -42,6 +45,10 @@ class QueueSpec(_Spec):
     id: str
     setting: str
     fifo: bool = True
+    # FIFO only. Dedup and throughput per message group (= one record) let a backfill
+    # of many records run at FIFO high-throughput rates while each record stays in order.
+    deduplication_scope: DeduplicationScope = "messageGroup"
+    fifo_throughput_limit: FifoThroughputLimit = "perMessageGroupId"
     visibility_timeout_s: int
     retention_days: int
     # A dead-letter queue of its own, after this many receives.
@@ -59,7 +66,7 @@ class SecretSpec(_Spec):
 
 class FunctionSpec(_Spec):
     id: str
-    handler: str  # module:function
+    handler: str  # dotted path of the callable, as Lambda takes it
     memory_mb: int
     timeout_s: int
     tables_rw: tuple[str, ...] = ()
@@ -81,6 +88,9 @@ class ServiceDescription(_Spec):
     secrets: tuple[SecretSpec, ...]
     functions: tuple[FunctionSpec, ...]
     schedules: tuple[ScheduleSpec, ...]
+    # The function behind the webhook routes; the other wiring (schedules, queue
+    # consumers, grants) is spelled out in the specs themselves.
+    webhook_function: str
 
     def table(self, table_id: str) -> TableSpec:
         return next(t for t in self.tables if t.id == table_id)
@@ -90,6 +100,12 @@ class ServiceDescription(_Spec):
 
     def function(self, function_id: str) -> FunctionSpec:
         return next(f for f in self.functions if f.id == function_id)
+
+    def webhook_vendors(self) -> tuple[str, ...]:
+        """One webhook route per vendor whose signatures the webhook function verifies,
+        i.e. whose credentials it reads."""
+        vendors = {s.id: s.vendor for s in self.secrets}
+        return tuple(vendors[s] for s in self.function(self.webhook_function).secrets_read)
 
 
 DESCRIPTION = ServiceDescription(
@@ -178,6 +194,7 @@ DESCRIPTION = ServiceDescription(
         ),
     ),
     schedules=(ScheduleSpec(id="ReconcileSchedule", function="Reconcile", rate_minutes=60),),
+    webhook_function="Webhook",
 )
 
 
@@ -190,3 +207,8 @@ def local_name(connection_id: str, resource_id: str, *, fifo: bool = False) -> s
 def secret_name(connection_id: str, vendor: str) -> str:
     """Secrets have fixed names in both worlds so an operator can find and fill them."""
     return f"crmsync/{connection_id}/{vendor}"
+
+
+def webhook_path(vendor: str) -> str:
+    """The path a vendor POSTs its webhooks to, on API Gateway and on the local API."""
+    return f"/webhooks/{vendor}"

@@ -13,17 +13,6 @@ from infra.bundling import TASK_ROOT
 from infra.constructs import Functions, Ingress, Monitoring, Queues, Schedules, Secrets, Tables
 from infra.resources import DESCRIPTION, ServiceDescription
 
-# The function behind the webhook routes; the other wiring (schedules, queue
-# consumers, grants) is spelled out in the description itself.
-WEBHOOK_FUNCTION = "Webhook"
-
-
-def webhook_vendors(service: ServiceDescription) -> tuple[str, ...]:
-    """One route per vendor whose webhook signatures the webhook function verifies,
-    i.e. whose credentials it reads."""
-    vendors = {s.id: s.vendor for s in service.secrets}
-    return tuple(vendors[s] for s in service.function(WEBHOOK_FUNCTION).secrets_read)
-
 
 class CrmSyncStack(Stack):
     def __init__(
@@ -59,7 +48,9 @@ class CrmSyncStack(Stack):
                 "mapping_file": str(TASK_ROOT / mapping_file),
             },
         )
-        ingress.add_webhook_routes(functions.by_id[WEBHOOK_FUNCTION], webhook_vendors(service))
+        ingress.add_webhook_routes(
+            functions.by_id[service.webhook_function], service.webhook_vendors()
+        )
         Schedules(self, "Schedules", specs=service.schedules, functions=functions.by_id)
         monitoring = Monitoring(
             self,

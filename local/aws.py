@@ -176,11 +176,10 @@ def create_queue(client: SQSClient, spec: QueueSpec, connection_id: str) -> Queu
         "MessageRetentionPeriod": str(spec.retention_days * 86_400)
     }
     if spec.fifo:
-        # Dedup and throughput per message group, as infra/constructs/queues.py declares.
         base |= {
             "FifoQueue": "true",
-            "DeduplicationScope": "messageGroup",
-            "FifoThroughputLimit": "perMessageGroupId",
+            "DeduplicationScope": spec.deduplication_scope,
+            "FifoThroughputLimit": spec.fifo_throughput_limit,
         }
 
     def make(resource_id: str, attributes: dict[QueueAttributeNameType, str]) -> tuple[str, str]:

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
 
-from infra.environment import resource_settings, settings_environment
-from infra.resources import DESCRIPTION, ServiceDescription
+from infra.environment import function_environment, resource_settings
+from infra.resources import DESCRIPTION, ServiceDescription, webhook_path
 from local.apigw import create_app
 from local.aws import (
     AwsClients,
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
     from local.sandboxes.hubspot import HubSpotSandbox
     from local.sandboxes.quickbooks import QuickBooksSandbox
 
-# The function behind the webhook routes, as in infra/stack.py.
-WEBHOOK_FUNCTION = "Webhook"
 # Where vendor calls go without sandboxes: the discard port, closed on any sane machine.
 NO_VENDOR = f"http://{LOOPBACK}:9"
 
@@ -87,13 +85,6 @@ class StackStatus:
     workers: dict[str, WorkerStatus]
     schedulers: dict[str, SchedulerStatus]
     queues: dict[str, QueueCounts]
-
-
-def webhook_vendors(description: ServiceDescription) -> tuple[str, ...]:
-    """One webhook route per vendor whose credentials the webhook function reads,
-    the rule infra/stack.py applies."""
-    vendors = {s.id: s.vendor for s in description.secrets}
-    return tuple(vendors[s] for s in description.function(WEBHOOK_FUNCTION).secrets_read)
 
 
 @contextmanager
@@ -216,7 +207,7 @@ class LocalStack:
             )
         api.start()
         self._exit.callback(api.stop)
-        webhooks = {v: f"{api.url}/webhooks/{v}" for v in webhook_vendors(self.description)}
+        webhooks = {v: f"{api.url}{webhook_path(v)}" for v in self.description.webhook_vendors()}
         hubspot_url, quickbooks_url = (
             self._start_sandboxes(webhooks) if self._with_sandboxes else (None, None)
         )
@@ -267,10 +258,10 @@ class LocalStack:
             self._exit.callback(scheduler.stop)
 
     def _route_keys(self) -> tuple[str, ...]:
-        return tuple(f"POST /webhooks/{vendor}" for vendor in webhook_vendors(self.description))
+        return tuple(f"POST {webhook_path(v)}" for v in self.description.webhook_vendors())
 
     def _invoke_webhook(self, event: dict[str, Any]) -> Any:
-        return self.functions[WEBHOOK_FUNCTION].invoke(event)
+        return self.functions[self.description.webhook_function].invoke(event)
 
     def _start_sandboxes(self, webhooks: Mapping[str, str]) -> tuple[str, str]:
         # Imported here: the sandboxes are only needed when they run.
@@ -333,7 +324,7 @@ class LocalStack:
         }
         quiet = config.log_level != "DEBUG"
         return {
-            **settings_environment(values),
+            **function_environment(values),
             "AWS_ENDPOINT_URL": self.urls.moto,
             "AWS_ACCESS_KEY_ID": config.aws.access_key_id,
             "AWS_SECRET_ACCESS_KEY": config.aws.secret_access_key,
@@ -342,7 +333,6 @@ class LocalStack:
             # A developer's real profile or session must not leak into the local stack.
             "AWS_SESSION_TOKEN": None,
             "AWS_PROFILE": None,
-            "POWERTOOLS_SERVICE_NAME": "crmsync",
             "POWERTOOLS_LOG_LEVEL": config.log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_METRICS_DISABLED": "true" if quiet else "false",

@@ -17,10 +17,9 @@ from infra.bundling import ARCHITECTURE, RUNTIME
 from infra.constructs.queues import Queues
 from infra.constructs.secrets import Secrets
 from infra.constructs.tables import Tables
-from infra.environment import resource_settings, settings_environment
+from infra.environment import function_environment, resource_settings
 from infra.resources import FunctionSpec, ServiceDescription
 
-SERVICE_NAME = "crmsync"
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 
 
@@ -46,8 +45,7 @@ class Functions(Construct):
             secrets=secrets.names,
             description=service,
         )
-        environment = settings_environment({**resources, **settings})
-        environment["POWERTOOLS_SERVICE_NAME"] = SERVICE_NAME
+        environment = function_environment({**resources, **settings})
         self.by_id: dict[str, lambda_.Function] = {}
         for spec in service.functions:
             role = self._role(spec)

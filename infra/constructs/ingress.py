@@ -17,6 +17,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
+from infra.resources import webhook_path
+
 # Vendors send bursts (HubSpot batches up to 100 events per request and retries on
 # 429), so the limit only caps runaway or hostile traffic, far above normal volume.
 THROTTLE_RATE_PER_S = 100
@@ -59,7 +61,7 @@ class Ingress(Construct):
         """``POST /webhooks/<vendor>`` for each vendor, all served by ``function``."""
         integration = HttpLambdaIntegration("Webhook", function)
         for vendor in vendors:
-            path = f"/webhooks/{vendor}"
+            path = webhook_path(vendor)
             for route in self.api.add_routes(
                 path=path, methods=[apigwv2.HttpMethod.POST], integration=integration
             ):

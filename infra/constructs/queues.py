@@ -6,7 +6,16 @@ from aws_cdk import Duration
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.resources import QueueSpec
+from infra.resources import DeduplicationScope, FifoThroughputLimit, QueueSpec
+
+_DEDUPLICATION_SCOPES: dict[DeduplicationScope, sqs.DeduplicationScope] = {
+    "messageGroup": sqs.DeduplicationScope.MESSAGE_GROUP,
+    "queue": sqs.DeduplicationScope.QUEUE,
+}
+_FIFO_THROUGHPUT_LIMITS: dict[FifoThroughputLimit, sqs.FifoThroughputLimit] = {
+    "perMessageGroupId": sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID,
+    "perQueue": sqs.FifoThroughputLimit.PER_QUEUE,
+}
 
 
 class Queues(Construct):
@@ -37,15 +46,15 @@ class Queues(Construct):
         visibility_timeout: Duration | None = None,
         dead_letter_queue: sqs.DeadLetterQueue | None = None,
     ) -> sqs.Queue:
-        # Dedup and throughput per message group (= one record) let a backfill of many
-        # records run at FIFO high-throughput rates while each record stays in order.
         return sqs.Queue(
             self,
             construct_id,
             fifo=spec.fifo or None,
-            deduplication_scope=sqs.DeduplicationScope.MESSAGE_GROUP if spec.fifo else None,
+            deduplication_scope=(
+                _DEDUPLICATION_SCOPES[spec.deduplication_scope] if spec.fifo else None
+            ),
             fifo_throughput_limit=(
-                sqs.FifoThroughputLimit.PER_MESSAGE_GROUP_ID if spec.fifo else None
+                _FIFO_THROUGHPUT_LIMITS[spec.fifo_throughput_limit] if spec.fifo else None
             ),
             retention_period=Duration.days(spec.retention_days),
             visibility_timeout=visibility_timeout,

@@ -13,7 +13,7 @@ from aws_cdk.assertions import Match
 from cdk_nag import AwsSolutionsChecks
 
 from infra.bundling import ARCHITECTURE, RUNTIME, TASK_ROOT
-from infra.environment import settings_env_name
+from infra.environment import SERVICE_NAME, settings_env_name
 from infra.resources import (
     DESCRIPTION,
     FunctionSpec,
@@ -23,7 +23,6 @@ from infra.resources import (
     TableSpec,
     secret_name,
 )
-from infra.stack import webhook_vendors
 from shared.settings import Settings
 from tests.infra.conftest import ALARM_EMAIL, CONNECTION_ID, MAPPING_FILE, Synthesized
 
@@ -98,6 +97,9 @@ def test_given_a_queue_spec_when_synthesized_then_an_encrypted_queue_redrives_to
     dlq = queues[dlq_id]["Properties"]
 
     assert queue["FifoQueue"] is spec.fifo
+    for attributes in (queue, dlq):
+        assert attributes["DeduplicationScope"] == spec.deduplication_scope
+        assert attributes["FifoThroughputLimit"] == spec.fifo_throughput_limit
     assert queue["VisibilityTimeout"] == spec.visibility_timeout_s
     assert queue["MessageRetentionPeriod"] == Duration.days(spec.retention_days).to_seconds()
     assert queue["RedrivePolicy"] == {
@@ -180,7 +182,7 @@ def _expected_environment(synth: Synthesized) -> dict[str, Any]:
         settings_env_name("public_base_url"): {
             "Fn::GetAtt": [_logical_id(stack, "Ingress", "Api"), "ApiEndpoint"]
         },
-        "POWERTOOLS_SERVICE_NAME": Match.any_value(),
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
     }
     for table in DESCRIPTION.tables:
         env[settings_env_name(table.setting)] = {"Ref": _logical_id(stack, "Tables", table.id)}
@@ -327,13 +329,13 @@ def test_given_the_webhook_vendors_when_synthesized_then_each_has_a_post_route_t
     api_id = _logical_id(synthesized.stack, "Ingress", "Api")
     webhook_id = _logical_id(synthesized.stack, "Functions", "Webhook")
 
-    assert set(webhook_vendors(DESCRIPTION)) == {"hubspot", "quickbooks"}
-    for vendor in webhook_vendors(DESCRIPTION):
+    assert set(DESCRIPTION.webhook_vendors()) == {"hubspot", "quickbooks"}
+    for vendor in DESCRIPTION.webhook_vendors():
         template.has_resource_properties(
             "AWS::ApiGatewayV2::Route",
             {"ApiId": {"Ref": api_id}, "RouteKey": f"POST /webhooks/{vendor}"},
         )
-    template.resource_count_is("AWS::ApiGatewayV2::Route", len(webhook_vendors(DESCRIPTION)))
+    template.resource_count_is("AWS::ApiGatewayV2::Route", len(DESCRIPTION.webhook_vendors()))
     template.has_resource_properties(
         "AWS::ApiGatewayV2::Integration",
         {
@@ -473,7 +475,7 @@ def test_given_the_stack_when_synthesized_then_it_outputs_what_an_operator_needs
     outputs = synthesized.template_json["Outputs"]
     values = json.dumps([o["Value"] for o in outputs.values()])
 
-    for vendor in webhook_vendors(DESCRIPTION):
+    for vendor in DESCRIPTION.webhook_vendors():
         assert f'"/webhooks/{vendor}"' in values
     for secret in DESCRIPTION.secrets:
         assert json.dumps(secret_name(CONNECTION_ID, secret.vendor)) in values

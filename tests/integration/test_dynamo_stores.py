@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from infra.resources import DESCRIPTION
+from local.aws import create_table
 from shared.errors import LockTimeout, StaleWrite
 from shared.models import AuditEntry, ObjectType, Outcome, RecordLink, System
 from shared.ports import AuditLog, CallBudget, CursorStore, LinkStore, Lock
@@ -27,7 +28,6 @@ from shared.stores.memory import (
     MemoryLinkStore,
     MemoryLock,
 )
-from tests.integration.conftest import create_table
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient

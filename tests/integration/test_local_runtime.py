@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import pytest
 
-from infra.environment import resource_settings, settings_environment
+from infra.environment import SERVICE_NAME, resource_settings, settings_environment
 from infra.resources import DESCRIPTION, local_name, secret_name
 from local import cli
 from local.apigw import create_app
@@ -180,6 +180,8 @@ class TestRunningStack:
             "Attributes"
         ]
         assert attributes["FifoQueue"] == "true"
+        assert attributes["DeduplicationScope"] == EVENTS.deduplication_scope
+        assert attributes["FifoThroughputLimit"] == EVENTS.fifo_throughput_limit
         assert attributes["VisibilityTimeout"] == str(EVENTS.visibility_timeout_s)
         assert attributes["MessageRetentionPeriod"] == str(EVENTS.retention_days * 86_400)
         redrive = json.loads(attributes["RedrivePolicy"])
@@ -188,6 +190,8 @@ class TestRunningStack:
         assert queue.dead_letter_url is not None
         dlq = sqs.get_queue_attributes(QueueUrl=queue.dead_letter_url, AttributeNames=["All"])
         assert dlq["Attributes"]["FifoQueue"] == "true"
+        assert dlq["Attributes"]["DeduplicationScope"] == EVENTS.deduplication_scope
+        assert dlq["Attributes"]["FifoThroughputLimit"] == EVENTS.fifo_throughput_limit
         assert dlq["Attributes"]["QueueArn"] == queue.dead_letter_arn
 
     def test_given_stack_then_secrets_hold_exactly_the_declared_keys_with_local_values(
@@ -235,6 +239,7 @@ class TestRunningStack:
         assert settings.quickbooks_token_url.startswith("http://127.0.0.1:")
         assert os.environ["AWS_ENDPOINT_URL"] == stack.urls.moto
         assert os.environ["AWS_ACCESS_KEY_ID"] == stack.config.aws.access_key_id
+        assert os.environ["POWERTOOLS_SERVICE_NAME"] == SERVICE_NAME
 
     # --- API Gateway stand-in -------------------------------------------------------
 
