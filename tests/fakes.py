@@ -85,6 +85,14 @@ class FakeLedger:
     def find_terms(self, name: str) -> PaymentTerms | None:
         return self.terms.get(name)
 
+    def find_invoice(self, doc_number: str) -> TargetRef | None:
+        for stored in self.invoices.values():
+            invoice = stored.body
+            assert isinstance(invoice, Invoice)
+            if invoice.doc_number == doc_number:
+                return _ref(stored)
+        return None
+
     def upsert_invoice(
         self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
     ) -> TargetRef:

@@ -19,7 +19,7 @@ reconciler = Container(get_settings()).reconciler()
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = reconciler.run()
+    report = reconciler.run(time_left_s=lambda: context.get_remaining_time_in_millis() / 1000)
     metrics.add_metric(name="ReconcileEnqueued", unit=MetricUnit.Count, value=report.total_enqueued)
     logger.info("reconciled", extra=asdict(report))
     return asdict(report)

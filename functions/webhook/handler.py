@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -26,11 +27,15 @@ def inbound(event: APIGatewayProxyEventV2) -> InboundWebhook:
     """The request as the vendor signed it: the public URL it posted to, the raw body."""
     base = settings.public_base_url.rstrip("/") or f"https://{event.request_context.domain_name}"
     query = f"?{event.raw_query_string}" if event.raw_query_string else ""
+    try:
+        body = event.decoded_body or ""
+    except (UnicodeDecodeError, binascii.Error):
+        raise WebhookRejected(400, "body is not UTF-8 text") from None
     return InboundWebhook(
         method=event.request_context.http.method,
         url=f"{base}{event.raw_path}{query}",
         headers={k.lower(): v for k, v in (event.headers or {}).items()},
-        body=event.decoded_body or "",
+        body=body,
         received_at=datetime.now(UTC),
     )
 

@@ -93,6 +93,9 @@ class Deal(_Record):
     close_date: date | None = None
     payment_terms: str | None = None
     due_date: date | None = None
+    # The invoice number; when mapped, an existing invoice with it is updated, never
+    # duplicated (QuickBooks DocNumber: at most 21 characters).
+    doc_number: str | None = Field(default=None, max_length=21)
     memo: str | None = None
     line_items: list[LineItem] = Field(default_factory=list)
 

@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from shared.errors import ConnectorError, RecordInvalid, StaleWrite, Violation
+from shared.errors import RecordInvalid, StaleWrite, Violation
 from shared.mapping import Filtered, Mapper
 from shared.models import (
     AuditEntry,
@@ -54,9 +54,14 @@ M = TypeVar("M", bound=BaseModel)
 CUSTOMER_SOURCES = (ObjectType.COMPANY, ObjectType.CONTACT)
 
 
-def idempotency_key(connection_id: str, source_key: str, version: int) -> str:
-    """Same record, same version → same key (40 hex chars, under QuickBooks' 50)."""
-    return hashlib.sha256(f"{connection_id}|{source_key}|{version}".encode()).hexdigest()[:40]
+def idempotency_key(connection_id: str, source_key: str, version: int, digest: str) -> str:
+    """Same record, version and content → same key (40 hex chars, under QuickBooks' 50).
+
+    The content is part of it because a deal's invoice also depends on line items and
+    associations that can change without the deal's own version moving.
+    """
+    material = f"{connection_id}|{source_key}|{version}|{digest}"
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
 
 
 def _source_key(system: System, object_type: ObjectType, record_id: str) -> str:
@@ -105,7 +110,9 @@ class SyncEngine:
         except RecordInvalid as invalid:
             first = invalid.violations[0]
             result = _Result(Outcome.INVALID, str(invalid), field=first.field, rule=first.rule)
-        except ConnectorError as error:
+        except Exception as error:
+            # Vendor refusals, outages and bugs alike: audited, then retried by the
+            # queue and finally dead-lettered. Messages name ids, never credentials.
             self._record(event, _Result(Outcome.FAILED, f"{type(error).__name__}: {error}"))
             raise
         return self._record(event, result)
@@ -116,9 +123,7 @@ class SyncEngine:
         if event.source is not self._crm.system:
             return self._target_event(event)
         if event.object_type is ObjectType.LINE_ITEM:
-            # HubSpot recalculates the deal's amount when its line items change, which
-            # arrives as a deal event; reconciliation catches anything else.
-            return _Result(Outcome.SKIPPED, "line items are synced with their deal")
+            return self._line_item_changed(event)
         if not self._mapper.handles(event.object_type):
             return _Result(Outcome.SKIPPED, f"the mapping has no section for {event.object_type}")
         if event.kind is ChangeKind.DELETED:
@@ -136,13 +141,40 @@ class SyncEngine:
         record = self._crm.fetch(event.object_type, event.record_id)
         if record is None:
             return _Result(Outcome.SKIPPED, "the record no longer exists in the CRM")
-        if link is not None and record.version <= link.source_version:
+        # An association change (a line item added or removed) need not move the
+        # record's own version: for those the content hash decides.
+        if (
+            link is not None
+            and record.version <= link.source_version
+            and event.kind is not ChangeKind.ASSOCIATION
+        ):
             return _Result(
                 Outcome.UNCHANGED,
                 f"version {record.version} already applied",
                 target_key=link.target_key,
             )
         return self._sync_record(record, link)
+
+    def _line_item_changed(self, event: ChangeEvent) -> _Result:
+        """A line item is invoiced through its deal: re-sync the deal, content deciding
+        (the deal's own version does not move when one of its line items changes)."""
+        if event.kind is ChangeKind.DELETED:
+            return _Result(
+                Outcome.SKIPPED, "a removed line item reaches its deal as an association change"
+            )
+        item = self._crm.fetch(ObjectType.LINE_ITEM, event.record_id)
+        deals = item.associations.get(ObjectType.DEAL, []) if item else []
+        if not deals:
+            return _Result(Outcome.SKIPPED, "the line item belongs to no deal")
+        deal = self._crm.fetch(ObjectType.DEAL, deals[0])
+        if deal is None:
+            return _Result(Outcome.SKIPPED, "the line item's deal no longer exists in the CRM")
+        return self._sync_record(
+            deal,
+            self._links.get(
+                self.connection_id, _source_key(self._crm.system, ObjectType.DEAL, deal.id)
+            ),
+        )
 
     def _target_event(self, event: ChangeEvent) -> _Result:
         """A change in the accounting system. One-way sync: only our own echoes are
@@ -180,6 +212,7 @@ class SyncEngine:
             match=lambda: self._ledger.find_customer(
                 email=party.email, display_name=party.display_name
             ),
+            match_rule="email or display_name",
         )
 
     def _customer_for(self, record: SourceRecord) -> str:
@@ -217,13 +250,19 @@ class SyncEngine:
     def _sync_deal(self, record: SourceRecord, deal: Deal, link: RecordLink | None) -> _Result:
         if deal.status is not DealStatus.WON:
             return _Result(Outcome.SKIPPED, f"deal is {deal.status}, only won deals are invoiced")
+        invoice = self._invoice_for(record, deal)
+        doc_number = invoice.doc_number
         return self._write(
             record,
             link,
             ObjectType.INVOICE,
-            self._invoice_for(record, deal),
+            invoice,
             self._ledger.upsert_invoice,
             describe=f"invoice for {deal.name}",
+            # A create whose response was lost, retried after the deal changed, finds
+            # the first invoice by its number instead of writing a second one.
+            match=(lambda: self._ledger.find_invoice(doc_number)) if doc_number else None,
+            match_rule="doc_number",
         )
 
     def _invoice_for(self, record: SourceRecord, deal: Deal) -> Invoice:
@@ -277,6 +316,7 @@ class SyncEngine:
             txn_date=txn_date,
             due_date=due_date,
             terms_ref=terms.id if terms else None,
+            doc_number=deal.doc_number,
             memo=deal.memo or deal.name,
         )
 
@@ -292,6 +332,7 @@ class SyncEngine:
         *,
         describe: str,
         match: Callable[[], TargetRef | None] | None = None,
+        match_rule: str = "",
     ) -> _Result:
         """Upsert ``model`` as the linked target record, or as a matched or new one."""
         digest = content_hash(model)
@@ -304,14 +345,16 @@ class SyncEngine:
                 self._target_key(target_type, existing),
             )
         outcome = Outcome.UPDATED
+        source_key = _source_key(self._crm.system, record.object_type, record.id)
         if existing is None:
             existing = match() if match else None
             outcome = Outcome.CREATED if existing is None else Outcome.LINKED
-        source_key = _source_key(self._crm.system, record.object_type, record.id)
+            if existing is not None:
+                self._check_unclaimed(target_type, existing, source_key, match_rule)
         ref = upsert(
             model,
             existing=existing,
-            idempotency_key=idempotency_key(self.connection_id, source_key, record.version),
+            idempotency_key=idempotency_key(self.connection_id, source_key, record.version, digest),
         )
         target_key = self._target_key(target_type, ref)
         if not self._save_link(record, target_type, ref, digest):
@@ -319,6 +362,24 @@ class SyncEngine:
         return _Result(outcome, f"{describe} {ref.id}", target_key)
 
     # --- links and audit ------------------------------------------------------------
+
+    def _check_unclaimed(
+        self, target_type: ObjectType, found: TargetRef, source_key: str, rule: str
+    ) -> None:
+        """A matched target record linked to another source record is not taken over:
+        two CRM records would overwrite one customer (or invoice) in turn."""
+        other = self._links.get_by_target(self.connection_id, self._target_key(target_type, found))
+        if other is not None and other.source_key != source_key:
+            raise RecordInvalid(
+                [
+                    Violation(
+                        rule,
+                        "unique_match",
+                        f"{self._ledger.system} {target_type} {found.id} matched by {rule} "
+                        f"is already linked to {other.source_key}",
+                    )
+                ]
+            )
 
     def _current(self, target_type: ObjectType, link: RecordLink | None) -> TargetRef | None:
         """The linked target record as it stands now; None if unlinked or deleted there."""

@@ -40,7 +40,12 @@ class WebhookIngest:
         if len(request.body.encode()) > self._max_body_bytes:
             raise WebhookRejected(413, f"body larger than {self._max_body_bytes} bytes")
         receiver.verify(request)
-        events = receiver.normalize(request, self._connection_id)
+        try:
+            events = receiver.normalize(request, self._connection_id)
+        except (ValueError, OverflowError) as error:
+            # Signed but not understood (pydantic's ValidationError is a ValueError):
+            # the vendor gets a 4xx with the reason, never a 5xx.
+            raise WebhookRejected(400, f"payload not understood: {error}"[:300]) from error
         if events:
             self._queue.send(events)
         return len(events)

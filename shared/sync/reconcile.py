@@ -10,6 +10,8 @@ overlap before it because CRM search indexes lag behind writes.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -19,6 +21,7 @@ from shared.ports import CrmSource, CursorStore, EventQueue, LinkStore
 
 RECONCILED_TYPES = (ObjectType.COMPANY, ObjectType.CONTACT, ObjectType.DEAL)
 BATCH = 10  # SendMessageBatch's limit
+STOP_WITH_S_LEFT = 60
 
 
 @dataclass
@@ -26,6 +29,7 @@ class ReconcileReport:
     scanned: dict[str, int] = field(default_factory=dict)
     enqueued: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
+    complete: bool = True  # False: stopped for time; the next run carries on
 
     @property
     def total_enqueued(self) -> int:
@@ -52,51 +56,64 @@ class Reconciler:
         self._queue = queue
         self._overlap_ms = overlap_s * 1000
 
-    def run(self) -> ReconcileReport:
+    def run(self, time_left_s: Callable[[], float] = lambda: math.inf) -> ReconcileReport:
+        """Scan every mapped object type; stops early (and says so) when ``time_left_s``
+        drops under a minute, so a Lambda never times out mid-batch. The next run
+        continues from the last checkpoint: a large backfill spans several runs."""
         report = ReconcileReport()
         # Parties before deals, so a deal's customer is usually linked by the time
         # its invoice is written (the engine also syncs a missing customer inline).
         for object_type in RECONCILED_TYPES:
             if self._mapper.handles(object_type):
-                self._reconcile(object_type, report)
+                self._reconcile(object_type, report, time_left_s)
+            if not report.complete:
+                break
         return report
 
-    def _reconcile(self, object_type: ObjectType, report: ReconcileReport) -> None:
+    def _reconcile(
+        self, object_type: ObjectType, report: ReconcileReport, time_left_s: Callable[[], float]
+    ) -> None:
         cursor_name = f"{self._connection_id}:{self._crm.system}:{object_type}"
         watermark = self._cursors.get(cursor_name) or 0
         since = max(watermark - self._overlap_ms, 0)
-        scanned = 0
+        report.scanned[object_type] = report.enqueued[object_type] = 0
         pending: list[ChangeEvent] = []
-        enqueued = 0
         highest = watermark
+
+        def checkpoint() -> None:
+            # Records arrive oldest first and everything scanned so far is either on
+            # the queue or already applied: the watermark may move up to here.
+            if pending:
+                self._queue.send(pending)
+                report.enqueued[object_type] += len(pending)
+                pending.clear()
+            self._cursors.put(cursor_name, highest)
+            report.watermarks[object_type] = highest
+
         for record in self._crm.changed_since(object_type, since):
-            scanned += 1
+            report.scanned[object_type] += 1
             highest = max(highest, record.version)
             key = f"{self._crm.system}:{object_type}:{record.id}"
             link = self._links.get(self._connection_id, key)
-            if link is not None and link.source_version >= record.version:
-                continue
-            pending.append(
-                ChangeEvent(
-                    connection_id=self._connection_id,
-                    source=self._crm.system,
-                    object_type=object_type,
-                    record_id=record.id,
-                    event_id=f"reconcile:{key}:{record.version}",
-                    kind=ChangeKind.RECONCILE,
-                    occurred_at=datetime.fromtimestamp(record.version / 1000, UTC),
-                    version=record.version,
-                )
-            )
-            if len(pending) == BATCH:
-                self._queue.send(pending)
-                enqueued += len(pending)
-                pending = []
-        if pending:
-            self._queue.send(pending)
-            enqueued += len(pending)
-        # Only after everything found is on the queue: a crash re-scans, never skips.
-        self._cursors.put(cursor_name, highest)
-        report.scanned[object_type] = scanned
-        report.enqueued[object_type] = enqueued
-        report.watermarks[object_type] = highest
+            if link is None or link.source_version < record.version:
+                pending.append(self._event(object_type, record.id, record.version, key))
+            if report.scanned[object_type] % BATCH == 0:
+                checkpoint()
+                if time_left_s() < STOP_WITH_S_LEFT:
+                    report.complete = False
+                    return
+        checkpoint()
+
+    def _event(
+        self, object_type: ObjectType, record_id: str, version: int, key: str
+    ) -> ChangeEvent:
+        return ChangeEvent(
+            connection_id=self._connection_id,
+            source=self._crm.system,
+            object_type=object_type,
+            record_id=record_id,
+            event_id=f"reconcile:{key}:{version}",
+            kind=ChangeKind.RECONCILE,
+            occurred_at=datetime.fromtimestamp(version / 1000, UTC),
+            version=version,
+        )

@@ -314,7 +314,7 @@ class TestDeals:
         retried = engine.handle(event(record))
 
         assert audit.entries(CONNECTION)[1].outcome is Outcome.FAILED
-        assert retried.outcome is Outcome.CREATED
+        assert retried.outcome is Outcome.LINKED  # found by its invoice number, HS-9
         assert len(ledger.invoices) == 1
 
 
@@ -339,3 +339,60 @@ class TestAccountingEvents:
 
         ledger.touch(ObjectType.CUSTOMER, customer_id)  # a person edits it in QuickBooks
         assert "no two-way fields" in engine.handle(echo).reason
+
+
+class TestMatchingSafety:
+    def test_given_two_contacts_with_one_display_name_then_the_second_does_not_take_over(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        engine.handle(event(crm.put(contact("1", email="john.a@example.com"))))
+        second = crm.put(contact("2", email="john.b@example.com"))
+
+        entry = engine.handle(event(second))
+
+        assert entry.outcome is Outcome.INVALID
+        assert entry.rule == "unique_match"
+        assert "hubspot:contact:1" in entry.reason
+        assert only_customer(ledger).email == "john.a@example.com"
+
+    def test_given_a_lost_create_and_a_newer_version_on_retry_then_one_invoice(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        engine.handle(event(crm.put(contact())))
+        ledger.lose_responses = 1
+        with pytest.raises(Retryable):
+            engine.handle(event(crm.put(deal())))
+        # HubSpot recalculated the deal after it closed: the retry fetches a newer version.
+        newer = crm.put(deal(version=T0 + 30_000, lines=[line("501", "Services", "11", "150")]))
+
+        entry = engine.handle(event(newer))
+
+        assert entry.outcome is Outcome.LINKED
+        assert [ln.quantity for ln in only_invoice(ledger).lines] == [Decimal("11")]
+
+    def test_given_an_association_change_without_a_new_version_then_content_decides(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        engine.handle(event(crm.put(contact())))
+        engine.handle(event(crm.put(deal())))
+        # a line item removed: the deal's own last-modified time does not move
+        crm.put(deal(lines=[line("501", "Services", "10", "150.00")]))
+
+        entry = engine.handle(event(deal(), kind=ChangeKind.ASSOCIATION))
+
+        assert entry.outcome is Outcome.UPDATED
+        assert len(only_invoice(ledger).lines) == 1
+
+    def test_given_a_line_item_change_then_its_deal_is_resynced_by_content(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        engine.handle(event(crm.put(contact())))
+        engine.handle(event(crm.put(deal())))
+        changed_line = line("501", "Services", "12", "150.00")
+        crm.put(deal(lines=[changed_line]))  # same deal version: only the line changed
+        crm.put(changed_line.model_copy(update={"associations": {ObjectType.DEAL: ["9"]}}))
+
+        entry = engine.handle(event(changed_line))
+
+        assert entry.outcome is Outcome.UPDATED
+        assert [ln.quantity for ln in only_invoice(ledger).lines] == [Decimal("12")]

@@ -194,3 +194,23 @@ class TestReconcile:
 
         assert len(queue) == 25
         assert cursors.get(f"{CONNECTION}:hubspot:contact") == self.T0 + 24
+
+
+def test_given_a_run_out_of_time_then_the_next_run_continues_from_its_checkpoint() -> None:
+    crm, links, cursors, queue = FakeCrm(), MemoryLinkStore(), MemoryCursorStore(), MemoryQueue()
+    t0 = TestReconcile.T0
+    for i in range(35):
+        crm.put(contact(str(i), t0 + i * 1000))
+    reconciler = TestReconcile().reconciler(crm, links, cursors, queue)
+    clock = iter([120.0, 30.0])  # plenty of time after the first batch, then too little
+
+    first = reconciler.run(time_left_s=lambda: next(clock))
+    second = reconciler.run()
+
+    assert not first.complete
+    assert first.enqueued[ObjectType.CONTACT] == 20
+    assert cursors.get(f"{CONNECTION}:hubspot:contact") == t0 + 34_000
+    assert second.complete
+    # the second run re-read the overlap (60 s) and the rest, and enqueued the rest
+    received = {m.event.record_id for m in queue.receive(100)}
+    assert received == {str(i) for i in range(35)}

@@ -488,6 +488,9 @@ class HubSpotCrm:
         params = {"properties": ",".join(self._wanted(kind)), "archived": "false"}
         if object_type is ObjectType.DEAL:
             params["associations"] = _DEAL_ASSOCIATIONS
+        elif object_type is ObjectType.LINE_ITEM:
+            # A line item is synced through its deal; the engine needs to know which.
+            params["associations"] = _KINDS[ObjectType.DEAL].path
         try:
             response = self._api.request(
                 "GET", f"/crm/v3/objects/{kind.path}/{record_id}", params=params
@@ -497,6 +500,9 @@ class HubSpotCrm:
         found = _parse(_Object, response)
         if found.archived:
             return None
+        if object_type is ObjectType.LINE_ITEM:
+            deals = self._associations(kind, found).get(ObjectType.DEAL, [])
+            return self._record(kind, found, associations={ObjectType.DEAL: deals})
         if object_type is not ObjectType.DEAL:
             return self._record(kind, found)
         linked = self._associations(kind, found)

@@ -539,6 +539,7 @@ def test_given_the_services_config_when_a_won_deal_is_mapped_then_an_invoice_rea
         currency="USD",
         close_date=date(2024, 2, 29),
         payment_terms="Net 30",
+        doc_number="HS-9001",
         memo="HubSpot deal 9001",
         line_items=[
             LineItem(
