@@ -16,12 +16,23 @@ import time
 from collections.abc import Callable, Generator
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import AuthFailed, Retryable
 from shared.ports import Lock, SecretStore
 
 # Refresh this long before the access token's stated expiry (clock skew, slow calls).
 EXPIRY_MARGIN_S = 120
+
+
+class _Tokens(BaseModel):
+    """A token endpoint's 200 answer (RFC 6749 §5.1); inputs never appear in its errors."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    access_token: str = Field(min_length=1)
+    expires_in: int = Field(gt=0)
+    refresh_token: str | None = None
 
 
 class SecretBearer(httpx.Auth):
@@ -90,14 +101,16 @@ class RotatingOAuth2(httpx.Auth):
             tokens = self._request_tokens(secret)
             rotated = {
                 **secret,
-                "access_token": tokens["access_token"],
-                "access_expires_at": str(int(self._clock() + int(tokens["expires_in"]))),
-                "refresh_token": tokens.get("refresh_token") or secret["refresh_token"],
+                "access_token": tokens.access_token,
+                "access_expires_at": str(int(self._clock() + tokens.expires_in)),
+                "refresh_token": tokens.refresh_token or secret["refresh_token"],
             }
             self._secrets.write(self._secret_id, rotated)
             return rotated["access_token"]
 
-    def _request_tokens(self, secret: dict[str, str]) -> dict[str, str]:
+    def _request_tokens(self, secret: dict[str, str]) -> _Tokens:
+        """One refresh grant. No message says more than the status and the OAuth
+        ``error`` code: the body of a token endpoint may hold tokens."""
         for key in ("client_id", "client_secret", "refresh_token"):
             if not secret.get(key):
                 raise AuthFailed(f"secret {self._secret_id} has no {key!r}")
@@ -110,13 +123,27 @@ class RotatingOAuth2(httpx.Auth):
             )
         except httpx.TransportError as exc:
             raise Retryable(f"token endpoint unreachable: {type(exc).__name__}") from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise Retryable(f"token endpoint answered {response.status_code}")
-        body = response.json() if response.content else {}
-        if response.status_code != 200:
+        status = response.status_code
+        if status >= 500 or status == 429:
+            raise Retryable(f"token endpoint answered {status}")
+        try:
+            body = response.json() if response.content else {}
+        except ValueError:  # a proxy's HTML page, say
+            body = None
+        if status != 200:
             # invalid_grant: the refresh token is dead; a person must re-authorize.
+            error = body.get("error") if isinstance(body, dict) else None
+            reason = f"{status} {error}" if isinstance(error, str) and error else str(status)
             raise AuthFailed(
-                f"token refresh refused ({response.status_code} {body.get('error', '')}); "
+                f"token refresh refused ({reason}); "
                 f"re-authorize and store a new refresh_token in {self._secret_id}"
             )
-        return {k: str(v) for k, v in body.items()}
+        if not isinstance(body, dict):
+            raise Retryable("token endpoint answered 200 with a body that is not a JSON object")
+        try:
+            return _Tokens.model_validate(body)
+        except ValidationError as exc:
+            fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+            raise Retryable(
+                f"token endpoint answered 200 without a usable {', '.join(fields)}"
+            ) from exc

@@ -258,3 +258,64 @@ class TestRotatingOAuth2:
 
         with pytest.raises(AuthFailed, match="re-authorize"):
             next(auth.auth_flow(httpx.Request("GET", "https://a.test")))
+
+    def test_given_a_non_json_refusal_then_auth_failed_names_the_status_not_the_body(
+        self,
+    ) -> None:
+        auth, _ = answered_by(httpx.Response(403, text="<html>proxy says token=leaky</html>"))
+
+        with pytest.raises(AuthFailed) as raised:
+            authorize(auth)
+
+        assert "(403)" in str(raised.value) and "re-authorize" in str(raised.value)
+        assert "html" not in str(raised.value) and "leaky" not in str(raised.value)
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            httpx.Response(502, text="<html>bad gateway</html>"),
+            httpx.Response(200, text="<html>captive portal</html>"),
+            httpx.Response(200, json=["not", "an", "object"]),
+            httpx.Response(200, json={"access_token": "secret-access", "refresh_token": "r-1"}),
+            httpx.Response(200, json={"refresh_token": "secret-refresh", "expires_in": 3600}),
+            httpx.Response(200, json={"access_token": "secret-access", "expires_in": "soon"}),
+        ],
+        ids=["html-5xx", "html-200", "json-list", "no-expiry", "no-access", "bad-expiry"],
+    )
+    def test_given_an_unusable_token_answer_then_retryable_and_the_secret_is_unchanged(
+        self, answer: httpx.Response
+    ) -> None:
+        auth, secrets = answered_by(answer)
+        before = secrets.read("qbo")
+
+        with pytest.raises(Retryable) as raised:
+            authorize(auth)
+
+        assert "secret-" not in str(raised.value) and "html" not in str(raised.value)
+        assert "secret-" not in str(raised.value.__cause__ or "")  # logged with the traceback
+        assert secrets.read("qbo") == before
+
+    def test_given_a_200_without_an_access_token_then_the_message_names_the_field(self) -> None:
+        auth, _ = answered_by(httpx.Response(200, json={"refresh_token": "r-1"}))
+
+        with pytest.raises(Retryable, match="without a usable access_token, expires_in"):
+            authorize(auth)
+
+
+def answered_by(answer: httpx.Response) -> tuple[RotatingOAuth2, MemorySecretStore]:
+    """An authenticator with no access token yet whose token endpoint gives ``answer``."""
+    secrets = MemorySecretStore(
+        {"qbo": {"client_id": "c", "client_secret": "s", "refresh_token": "refresh-0"}}
+    )
+    auth = RotatingOAuth2(
+        secrets=secrets,
+        secret_id="qbo",
+        lock=MemoryLock(),
+        token_url="https://oauth.test/tokens",
+        token_http=httpx.Client(transport=httpx.MockTransport(lambda r: answer)),
+    )
+    return auth, secrets
+
+
+def authorize(auth: RotatingOAuth2) -> httpx.Request:
+    return next(auth.auth_flow(httpx.Request("GET", "https://a.test")))

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
@@ -77,6 +77,14 @@ BATCH_REQUEST_ID_MAX = 36
 BATCH_MAX_ITEMS = 30  # [Q8]
 QUERY_MAX_RESULTS = 1000  # MAXRESULTS is at most 1000 [Q13]
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
+# Digits after the decimal point (ISO 4217 minor units) where a currency has not 2.
+DEFAULT_MINOR_UNITS = 2
+_NO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF"
+_THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
+MINOR_UNITS = {
+    **dict.fromkeys(_NO_DECIMALS.split(), 0),
+    **dict.fromkeys(_THREE_DECIMALS.split(), 3),
+}
 
 _ENTITY = {
     ObjectType.CUSTOMER: "Customer",
@@ -239,6 +247,45 @@ def json_number(value: Decimal, field: str) -> int | float:
     )
 
 
+def money(amount: Decimal, currency: str, field: str) -> int | float:
+    """An amount as QuickBooks keeps it: rounded half-up to the currency's minor unit.
+
+    QuickBooks holds amounts at the currency's precision and refuses a line whose
+    ``Amount`` is not ``Qty`` × ``UnitPrice`` (6070), so 1.5 × 33.33 = 49.995 is
+    sent as 50.00, not as a third decimal for Intuit to reject or round its own way.
+    Intuit documents no rounding rule; half-up is the commercial one. Every amount
+    the connector writes goes through here.
+    """
+    quantum = Decimal(1).scaleb(-MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS))
+    try:
+        rounded = amount.quantize(quantum, ROUND_HALF_UP)
+    except InvalidOperation:  # more digits than a Decimal context holds: no real amount
+        raise RecordInvalid(
+            [Violation(field, "currency_precision", f"{amount} {currency} is out of range")]
+        ) from None
+    return json_number(rounded, field)
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """A success's body, which must be a JSON object.
+
+    A 200 that is not (an HTML page from a proxy or captive portal) is transient
+    from here: the message comes back later rather than failing for good.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        kind = response.headers.get("content-type", "no content type")
+        raise Retryable(
+            f"quickbooks: unexpected response, not a JSON object "
+            f"(HTTP {response.status_code}, {kind})",
+            status=response.status_code,
+        )
+    return body
+
+
 def _present(model: BaseModel) -> dict[str, Any]:
     """Fields the mapping set with a value: selective sync writes these and no others.
 
@@ -346,7 +393,17 @@ class QuickBooksAccounting:
             )
         except NotFound:  # 404, or Fault 610 "Object Not Found"
             return None
-        return self._written(response.json(), entity).ref()
+        return self._written(_json(response), entity).ref()
+
+    def find_invoice(self, doc_number: str) -> TargetRef | None:
+        """The invoice numbered ``doc_number``, so a create whose response was lost
+        and whose source changed since (a new requestid) updates it, not a second one.
+
+        QuickBooks does not require DocNumbers to be unique; when several share one,
+        the query's first row is taken.
+        """
+        found = self._first("Invoice", {"DocNumber": doc_number})
+        return found.ref() if found is not None else None
 
     # --- writes -------------------------------------------------------------------------
 
@@ -357,9 +414,12 @@ class QuickBooksAccounting:
 
         A create refused with 6240 means the DisplayName is taken: DisplayName is
         unique across customers, vendors and employees [Q8]. When an active customer
-        holds it, matching missed it (e.g. another email); it is returned so the
-        engine links it instead of failing the record. A vendor, employee or
-        inactive customer holding the name is for a person to resolve: the 6240 stands.
+        holds it, matching missed it (e.g. another email, or a concurrent create): it
+        gets the Party's fields by a sparse update and is returned, so the engine
+        links it with this version written. The update's requestid is the key plus
+        the customer's Id (the key alone would replay the 6240). A vendor, employee
+        or inactive customer holding the name is for a person to resolve: the 6240
+        stands.
         """
         body = self._customer_body(party)
         if existing is not None:
@@ -372,7 +432,7 @@ class QuickBooksAccounting:
             found = self._first("Customer", {"Active": True, "DisplayName": party.display_name})
             if found is None:
                 raise
-            return found.ref()
+        return self._update(ObjectType.CUSTOMER, body, found.ref(), f"{idempotency_key}@{found.Id}")
 
     def upsert_invoice(
         self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
@@ -443,9 +503,10 @@ class QuickBooksAccounting:
         """Invoice → QuickBooks Invoice [Q3, Q8].
 
         One SalesItemLineDetail line per line, with ``Amount`` = Qty × UnitPrice
-        computed in Decimal, so it always agrees; one fixed-amount DiscountLineDetail
-        line for a discount. ``memo`` goes to ``PrivateNote``: CRM notes are internal
-        and ``CustomerMemo`` would print them on the customer's invoice.
+        computed in Decimal and rounded to the currency (``money``), so it agrees
+        with Intuit's check; one fixed-amount DiscountLineDetail line for a
+        discount. ``memo`` goes to ``PrivateNote``: CRM notes are internal and
+        ``CustomerMemo`` would print them on the customer's invoice.
         """
         given = _present(invoice)
         body: dict[str, Any] = {
@@ -472,7 +533,7 @@ class QuickBooksAccounting:
             if line.tax_code:
                 detail["TaxCodeRef"] = {"value": line.tax_code}
             sales_line: dict[str, Any] = {
-                "Amount": json_number(line.amount, f"lines[{index}].amount"),
+                "Amount": money(line.amount, invoice.currency, f"lines[{index}].amount"),
                 "DetailType": "SalesItemLineDetail",
                 "SalesItemLineDetail": detail,
             }
@@ -482,7 +543,7 @@ class QuickBooksAccounting:
         if invoice.discount_amount > 0:
             lines.append(
                 {
-                    "Amount": json_number(invoice.discount_amount, "discount_amount"),
+                    "Amount": money(invoice.discount_amount, invoice.currency, "discount_amount"),
                     "DetailType": "DiscountLineDetail",
                     "DiscountLineDetail": {"PercentBased": False},
                 }
@@ -498,7 +559,7 @@ class QuickBooksAccounting:
     def _create(self, entity: str, body: dict[str, Any], idempotency_key: str) -> TargetRef:
         params = self._params(requestid=request_id(idempotency_key))
         response = self._api.request("POST", f"/{entity.lower()}", params=params, json=body)
-        return self._written(response.json(), entity).ref()
+        return self._written(_json(response), entity).ref()
 
     def _update(
         self,
@@ -539,7 +600,7 @@ class QuickBooksAccounting:
         payload = {**body, "Id": existing.id, "SyncToken": existing.version, "sparse": True}
         params = self._params(requestid=requestid)
         response = self._api.request("POST", f"/{entity.lower()}", params=params, json=payload)
-        return self._written(response.json(), entity).ref()
+        return self._written(_json(response), entity).ref()
 
     def _batch_chunk(self, chunk: Sequence[CustomerWrite]) -> list[TargetRef | ConnectorError]:
         items: list[dict[str, Any]] = []
@@ -562,7 +623,7 @@ class QuickBooksAccounting:
         )
         answers = {
             str(item.get("bId")): item
-            for item in response.json().get("BatchItemResponse", [])
+            for item in _json(response).get("BatchItemResponse", [])
             if isinstance(item, dict)
         }
         results: list[TargetRef | ConnectorError] = []
@@ -596,7 +657,7 @@ class QuickBooksAccounting:
     def _query(self, entity: str, statement: str) -> list[dict[str, Any]]:
         """Rows of one query; the entity key is absent when nothing matched [Q13]."""
         response = self._api.request("GET", "/query", params=self._params(query=statement))
-        rows = response.json().get("QueryResponse", {}).get(entity, [])
+        rows = _json(response).get("QueryResponse", {}).get(entity, [])
         return [row for row in rows if isinstance(row, dict)]
 
     @staticmethod

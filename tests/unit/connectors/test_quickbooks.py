@@ -29,6 +29,7 @@ from shared.connectors.accounting.quickbooks import (
     build_quickbooks,
     classify,
     json_number,
+    money,
     quickbooks_webhooks,
     quote,
     request_id,
@@ -222,6 +223,24 @@ def test_given_terms_when_found_twice_then_the_term_list_is_read_once(
     assert "MAXRESULTS 1000" in queries(route)[0]
 
 
+def test_given_a_doc_number_when_finding_an_invoice_then_its_ref_or_none(
+    router: respx.MockRouter, qbo: QuickBooksAccounting
+) -> None:
+    route = router.get("/query").mock(
+        side_effect=[
+            rows("Invoice", {"Id": "130", "SyncToken": "4", "DocNumber": "HS-77"}),
+            rows("Invoice"),
+        ]
+    )
+
+    assert qbo.find_invoice("HS-77") == TargetRef(id="130", version="4")
+    assert qbo.find_invoice("O'Brien-1") is None
+    assert queries(route) == [
+        "SELECT * FROM Invoice WHERE DocNumber = 'HS-77' STARTPOSITION 1 MAXRESULTS 1",
+        "SELECT * FROM Invoice WHERE DocNumber = 'O\\'Brien-1' STARTPOSITION 1 MAXRESULTS 1",
+    ]
+
+
 def test_given_a_gone_record_when_reading_current_then_none_for_610_and_404(
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:
@@ -377,18 +396,38 @@ def test_given_stale_twice_when_updating_then_a_retryable_error_sends_it_back_la
     assert raised.value.code == "5010"
 
 
-def test_given_a_taken_display_name_when_creating_then_the_existing_customer_is_returned(
+def test_given_a_taken_display_name_when_creating_then_the_holder_gets_the_partys_fields(
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:
-    router.post("/customer").mock(return_value=fault(400, "6240", "Duplicate Name Exists Error"))
+    write = router.post("/customer").mock(
+        side_effect=[
+            fault(400, "6240", "Duplicate Name Exists Error"),
+            answer("Customer", Id="3", SyncToken="3"),
+        ]
+    )
     route = router.get("/query").mock(return_value=rows("Customer", {"Id": "3", "SyncToken": "2"}))
+    key = "connection-with-a-long-name:hubspot:company:987654321:1767225600000"
 
     ref = qbo.upsert_customer(
-        Party(kind=PartyKind.COMPANY, display_name="Cool Cars"), existing=None, idempotency_key="k"
+        Party(kind=PartyKind.COMPANY, display_name="Cool Cars", email="ap@cool.test"),
+        existing=None,
+        idempotency_key=key,
     )
 
-    assert ref == TargetRef(id="3", version="2")
+    assert ref == TargetRef(id="3", version="3")
     assert "DisplayName = 'Cool Cars'" in queries(route)[0]
+    create, update = write.calls
+    assert body_of(update) == {
+        "DisplayName": "Cool Cars",
+        "PrimaryEmailAddr": {"Address": "ap@cool.test"},
+        "Id": "3",
+        "SyncToken": "2",
+        "sparse": True,
+    }
+    # Its own requestid (the create's would replay the 6240), derived so a retry repeats it.
+    update_id = update.request.url.params["requestid"]
+    assert update_id == request_id(f"{key}@3") and len(update_id) <= REQUEST_ID_MAX
+    assert update_id != create.request.url.params["requestid"]
 
 
 def test_given_a_name_held_by_no_active_customer_when_creating_then_the_6240_stands(
@@ -595,6 +634,88 @@ def test_given_an_existing_invoice_when_updated_then_sparse_with_synctoken_and_e
     assert (sent["Id"], sent["SyncToken"], sent["sparse"]) == ("130", "2", True)
     assert len(sent["Line"]) == 2  # no discount: no discount line; lines replace wholesale
     assert "DueDate" not in sent and "PrivateNote" not in sent
+
+
+def test_given_line_amounts_past_the_currencys_precision_when_invoiced_then_rounded_half_up(
+    router: respx.MockRouter, qbo: QuickBooksAccounting
+) -> None:
+    route = router.post("/invoice").mock(return_value=answer("Invoice", Id="1", SyncToken="0"))
+    odd = InvoiceLine(item_ref="3", quantity=Decimal("1.5"), unit_price=Decimal("33.33"))
+
+    qbo.upsert_invoice(
+        invoice(lines=[odd], discount_amount=Decimal("0.125")), existing=None, idempotency_key="k"
+    )
+
+    sales, discount = body_of(route.calls.last)["Line"]
+    assert sales["Amount"] == 50  # 49.995
+    assert sales["SalesItemLineDetail"]["Qty"] == 1.5
+    assert sales["SalesItemLineDetail"]["UnitPrice"] == 33.33
+    assert discount["Amount"] == 0.13  # 0.125
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "sent"),
+    [
+        ("49.995", "USD", 50),
+        ("49.994", "EUR", 49.99),
+        ("-0.005", "GBP", -0.01),
+        ("1234.5", "JPY", 1235),
+        ("1234.4", "KRW", 1234),
+        ("1.2345", "KWD", 1.235),
+        ("1.2345", "BHD", 1.235),
+        ("1.2345", "XYZ", 1.23),  # not in the table: 2 decimals
+    ],
+)
+def test_given_an_amount_when_sent_then_it_has_the_currencys_minor_unit(
+    amount: str, currency: str, sent: float
+) -> None:
+    assert money(Decimal(amount), currency, "a") == sent
+
+
+def test_given_an_amount_too_large_for_decimal_when_sent_then_refused_with_the_field() -> None:
+    with pytest.raises(RecordInvalid) as refused:
+        money(Decimal("1E+40"), "USD", "lines[2].amount")
+
+    assert refused.value.violations[0].field == "lines[2].amount"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda qbo: qbo.find_item(name="Hours", sku=None),
+        lambda qbo: qbo.current(ObjectType.CUSTOMER, "1"),
+        lambda qbo: qbo.upsert_customer(
+            Party(kind=PartyKind.PERSON, display_name="A"), existing=None, idempotency_key="k"
+        ),
+        lambda qbo: qbo.upsert_customer(
+            Party(kind=PartyKind.PERSON, display_name="A"),
+            existing=TargetRef(id="1", version="0"),
+            idempotency_key="k",
+        ),
+        lambda qbo: qbo.batch_upsert_customers(
+            [CustomerWrite(Party(kind=PartyKind.PERSON, display_name="A"), None, "k")]
+        ),
+    ],
+    ids=["query", "read", "create", "update", "batch"],
+)
+@pytest.mark.parametrize(
+    "page",
+    [
+        httpx.Response(200, text="<html>proxy login</html>", headers={"content-type": "text/html"}),
+        httpx.Response(200, json=["not", "an", "object"]),
+    ],
+    ids=["html", "json-list"],
+)
+def test_given_a_200_that_is_not_a_json_object_when_calling_then_retryable(
+    router: respx.MockRouter,
+    qbo: QuickBooksAccounting,
+    call: Callable[[QuickBooksAccounting], object],
+    page: httpx.Response,
+) -> None:
+    router.route().mock(return_value=page)
+
+    with pytest.raises(Retryable, match="not a JSON object"):
+        call(qbo)
 
 
 def test_given_decimals_when_sent_as_json_numbers_then_exact_or_refused() -> None:

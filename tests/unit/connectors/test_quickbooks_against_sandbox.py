@@ -163,16 +163,19 @@ def test_given_someone_edited_the_customer_when_updating_with_the_old_token_then
     assert stored(env, "Customer", "4")["CompanyName"] == "Rodriguez Co"
 
 
-def test_given_a_taken_display_name_when_creating_then_the_holder_is_linked_not_duplicated(
+def test_given_a_taken_display_name_when_creating_then_the_holder_is_updated_not_duplicated(
     env: Env, qbo: QuickBooksAccounting
 ) -> None:
-    ref = qbo.upsert_customer(
-        Party(kind=PartyKind.COMPANY, display_name="Cool Cars", email="other@cool.test"),
-        existing=None,
-        idempotency_key="hs:company:3:v1",
-    )
+    party = Party(kind=PartyKind.COMPANY, display_name="Cool Cars", email="other@cool.test")
 
-    assert ref.id == "3"
+    ref = qbo.upsert_customer(party, existing=None, idempotency_key="hs:company:3:v1")
+    again = qbo.upsert_customer(party, existing=None, idempotency_key="hs:company:3:v1")
+
+    assert ref == TargetRef(id="3", version="1")
+    assert again == ref  # the retry replays both requestids: nothing written twice
+    customer = stored(env, "Customer", "3")
+    assert customer["PrimaryEmailAddr"] == {"Address": "other@cool.test"}
+    assert customer["SyncToken"] == "1" and customer["GivenName"] == "Grace"  # sparse
     assert env.sandbox.create_count("Customer") == 0
 
 
@@ -248,6 +251,39 @@ def test_given_the_response_is_lost_when_invoicing_then_the_retry_replays_and_on
     assert env.sandbox.create_count("Invoice") == 1
     assert len(env.sandbox.entities("Invoice")) == before + 1
     assert stored(env, "Invoice", ref.id)["SyncToken"] == ref.version
+
+
+def test_given_a_quantity_times_price_past_cents_when_invoiced_then_the_sandbox_accepts_it(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    deal = won_deal_invoice(qbo, "1.5")
+    odd_line = deal.lines[0].model_copy(update={"unit_price": Decimal("33.33")})
+    invoice = deal.model_copy(update={"lines": [odd_line], "discount_amount": Decimal("0.125")})
+
+    ref = qbo.upsert_invoice(invoice, existing=None, idempotency_key="hs:deal:80:v1")
+
+    stored_invoice = stored(env, "Invoice", ref.id)
+    sales = stored_invoice["Line"][0]
+    assert Decimal(str(sales["Amount"])) == Decimal("50.00")  # 49.995, half up
+    assert Decimal(str(sales["SalesItemLineDetail"]["UnitPrice"])) == Decimal("33.33")
+    assert Decimal(str(stored_invoice["TotalAmt"])) == Decimal("49.87")  # 50.00 − 0.13
+
+
+def test_given_a_lost_create_and_a_newer_deal_when_retried_then_the_doc_number_finds_it(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    first = won_deal_invoice(qbo, "1").model_copy(update={"doc_number": "HS-79"})
+    qbo.upsert_invoice(first, existing=None, idempotency_key="hs:deal:79:v1")  # answer "lost"
+    newer = won_deal_invoice(qbo, "4").model_copy(update={"doc_number": "HS-79"})
+
+    found = qbo.find_invoice("HS-79")
+    ref = qbo.upsert_invoice(newer, existing=found, idempotency_key="hs:deal:79:v2")
+
+    assert found is not None and ref == TargetRef(id=found.id, version="1")
+    assert env.sandbox.create_count("Invoice") == 1
+    assert Decimal(str(stored(env, "Invoice", ref.id)["TotalAmt"])) == Decimal("289.50")
+    assert qbo.find_invoice("1001") == TargetRef(id="1", version="0")  # seeded
+    assert qbo.find_invoice("HS-80") is None
 
 
 # --- OAuth ---------------------------------------------------------------------------------
