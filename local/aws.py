@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import httpx
@@ -42,14 +42,17 @@ ACCOUNT_ID = "123456789012"
 
 
 def _fifo_group_waits_only_for_invisible_messages() -> None:
-    """Keep FIFO order when several in-flight messages of one group time out together.
+    """Keep FIFO order when in-flight messages of one group time out.
 
     moto 5.2.5 counts a group as busy while any of its received messages is still
-    in its pending set, even once that message is visible again. When a batch
-    [a, b] of one group times out, the next receive drops ``a`` from the pending set,
-    finds ``b`` still there and skips ``a``, then delivers ``b`` alone: the group
-    comes back out of order. SQS blocks a group only on messages that are in flight
-    (received and still invisible), which is what this property now says.
+    in its pending set, even once that message is visible again, and a receive
+    works from a snapshot of that set taken before messages time out under it.
+    When a batch [a, b] of one group times out, a receive can skip ``a`` and
+    deliver ``b``: the group comes back out of order. SQS delivers a group's
+    messages strictly in order and holds the group while one is in flight; so
+    here a group is busy only while one of its messages is invisible, and a
+    receive only ever sees the oldest remaining message of each group (a batch
+    then carries one message per group: slower, never out of order).
     """
 
     def pending_message_groups(queue: MotoQueue) -> set[str]:
@@ -59,7 +62,23 @@ def _fifo_group_waits_only_for_invisible_messages() -> None:
             if message.group_id is not None and not message.visible
         }
 
+    original_messages = MotoQueue.messages
+
+    def messages(queue: MotoQueue) -> list[Any]:
+        if not queue.fifo_queue:
+            return original_messages.fget(queue)  # type: ignore[no-any-return,attr-defined]
+        heads, seen = [], set()
+        for message in queue._messages:
+            group = message.group_id
+            if group in seen:
+                continue
+            seen.add(group)
+            if message.visible and not message.delayed:
+                heads.append(message)
+        return heads
+
     MotoQueue.pending_message_groups = property(pending_message_groups)  # type: ignore[method-assign,assignment]
+    MotoQueue.messages = property(messages)  # type: ignore[method-assign,assignment]
 
 
 class MotoServer:

@@ -25,6 +25,10 @@ container = Container(settings)
 engine = container.engine()
 # A failed group is skipped, not the rest of the batch: other records keep their order.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+# A batch whose every record is retried later (a vendor's 429, say) is routine, not a
+# function error: raising would count as a Lambda error and page the operator. The
+# records are still reported failed, so SQS redelivers them.
+processor.raise_on_entire_batch_failure = False
 idempotency = IdempotencyConfig(
     event_key_jmespath="event_id", expires_after_seconds=settings.idempotency_ttl_s
 )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -169,12 +169,9 @@ class SyncEngine:
         deal = self._crm.fetch(ObjectType.DEAL, deals[0])
         if deal is None:
             return _Result(Outcome.SKIPPED, "the line item's deal no longer exists in the CRM")
-        return self._sync_record(
-            deal,
-            self._links.get(
-                self.connection_id, _source_key(self._crm.system, ObjectType.DEAL, deal.id)
-            ),
-        )
+        deal_key = _source_key(self._crm.system, ObjectType.DEAL, deal.id)
+        result = self._sync_record(deal, self._links.get(self.connection_id, deal_key))
+        return replace(result, reason=f"via {deal_key}: {result.reason}")
 
     def _target_event(self, event: ChangeEvent) -> _Result:
         """A change in the accounting system. One-way sync: only our own echoes are
