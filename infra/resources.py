@@ -72,6 +72,8 @@ class FunctionSpec(_Spec):
     tables_rw: tuple[str, ...] = ()
     queues_send: tuple[str, ...] = ()
     queues_consume: tuple[str, ...] = ()
+    # Concurrent invocations the queue may drive (SQS event sources allow 2 to 1000).
+    max_concurrency: int | None = None
     secrets_read: tuple[str, ...] = ()
     secrets_write: tuple[str, ...] = ()
 
@@ -142,8 +144,8 @@ DESCRIPTION = ServiceDescription(
         QueueSpec(
             id="Events",
             setting="events_queue_url",
-            visibility_timeout_s=180,  # ≥ 6 × the sync function's timeout is AWS's advice for
-            retention_days=14,  # batches; 180 s = 6 × 30 s
+            visibility_timeout_s=360,  # ≥ 6 × the sync function's timeout is AWS's advice for
+            retention_days=14,  # batches; 360 s = 6 × 60 s
             max_receive_count=5,
         ),
     ),
@@ -177,9 +179,15 @@ DESCRIPTION = ServiceDescription(
             id="Sync",
             handler="functions.sync.handler.handler",
             memory_mb=512,
-            timeout_s=30,
+            # Room for a vendor's short rate-limit waits (≤ 20 s inline, then the
+            # message is deferred) without the batch timing out mid-way.
+            timeout_s=60,
             tables_rw=("Links", "Idempotency", "Audit", "Cursors"),
             queues_consume=("Events",),
+            # One company's QuickBooks takes 500 calls a minute, which two workers
+            # already fill; more would only wait on the shared call budget and burn
+            # receive attempts on deferrals.
+            max_concurrency=2,
             secrets_read=("HubSpotCredentials", "QuickBooksCredentials"),
             secrets_write=("QuickBooksCredentials",),  # rotating refresh token
         ),

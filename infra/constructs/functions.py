@@ -70,7 +70,11 @@ class Functions(Construct):
             for queue_id in spec.queues_consume:
                 # Also grants receive/delete/change-visibility on the queue.
                 function.add_event_source(
-                    SqsEventSource(queues.by_id[queue_id], report_batch_item_failures=True)
+                    SqsEventSource(
+                        queues.by_id[queue_id],
+                        report_batch_item_failures=True,
+                        max_concurrency=spec.max_concurrency,
+                    )
                 )
             for secret_id in spec.secrets_read:
                 secrets.by_id[secret_id].grant_read(role)

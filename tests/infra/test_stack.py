@@ -249,6 +249,7 @@ def test_given_a_consumer_when_synthesized_then_its_queue_feeds_it_with_partial_
                 },
                 "FunctionName": {"Ref": _logical_id(synthesized.stack, "Functions", spec.id)},
                 "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                "ScalingConfig": {"MaximumConcurrency": spec.max_concurrency},
             },
         )
     synthesized.template.resource_count_is(
