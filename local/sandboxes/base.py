@@ -173,6 +173,16 @@ class WebhookDispatcher:
     def idle(self) -> bool:
         return self._queue.unfinished_tasks == 0
 
+    def wait_idle(self, timeout: float, busy: Callable[[], bool] = lambda: False) -> bool:
+        """Block until nothing is queued or being delivered and ``busy()`` (the vendor's
+        own batching, say) is False; False when ``timeout`` passes first."""
+        deadline = time.monotonic() + timeout
+        while busy() or not self.idle():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
     def _run(self) -> None:
         with httpx.Client(timeout=self.timeout_s) as client:
             while True:

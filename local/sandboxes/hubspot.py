@@ -530,14 +530,12 @@ class HubSpotSandbox:
 
     def wait_for_webhooks_idle(self, timeout: float = 10.0) -> bool:
         """Block until no event is queued, batching or being delivered; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def batching() -> bool:
             with self._lock:
-                busy = bool(self._pending_events) or self._flushing
-            if not busy and self._dispatcher.idle():
-                return True
-            time.sleep(0.01)
-        return False
+                return bool(self._pending_events) or self._flushing
+
+        return self._dispatcher.wait_idle(timeout, busy=batching)
 
     def reset(self) -> None:
         """Forget every record, association, queued event, delivery and rate-limit count.

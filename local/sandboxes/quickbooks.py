@@ -366,12 +366,7 @@ class QuickBooksSandbox:
 
     def wait_for_webhooks_idle(self, timeout: float = 10.0) -> bool:
         """Block until every queued webhook is delivered or given up; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while not self._dispatcher.idle():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return self._dispatcher.wait_idle(timeout)
 
     def create_count(self, entity: str) -> int:
         """How many objects of ``entity`` the API created since the last reset."""
