@@ -8,6 +8,7 @@ running until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -16,11 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import botocore.exceptions
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from local.config import DEFAULT_CONFIG, LocalConfig, LocalConfigError
+from infra.resources import DESCRIPTION, local_name
+from local.aws import AwsClients, QueueRef, redrive
+from local.config import DEFAULT_CONFIG, LOOPBACK, LocalConfig, LocalConfigError
 from local.runtime import LocalStack, LocalStackError
 from shared.errors import MappingConfigError
 from shared.mapping import load_mapping
@@ -148,10 +152,45 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_redrive(args: argparse.Namespace) -> int:
+    """Move dead letters back onto the events queue of a stack started by ``crmsync up``."""
+    config = load_config(args.config)
+    if not config.ports.moto:
+        raise CommandError("redrive needs the fixed moto port of a running `crmsync up`")
+    clients = AwsClients.connect(f"http://{LOOPBACK}:{config.ports.moto}", config.aws)
+    spec = DESCRIPTION.queue("Events")
+    name = local_name(config.connection_id, spec.id, fifo=spec.fifo)
+    try:
+        url = clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attributes = clients.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"]
+        )["Attributes"]
+    except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError):
+        raise CommandError(
+            f"no running local stack with queue {name} on port {config.ports.moto}; "
+            "start it with `crmsync up`"
+        ) from None
+    dead_letter_arn = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
+    dead_letter_url = clients.sqs.get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[1])
+    queue = QueueRef(
+        url=url,
+        arn=attributes["QueueArn"],
+        visibility_timeout_s=spec.visibility_timeout_s,
+        dead_letter_url=dead_letter_url["QueueUrl"],
+        dead_letter_arn=dead_letter_arn,
+    )
+    console.print(f"moved {redrive(clients.sqs, queue)} message(s) from the DLQ back to {name}")
+    return 0
+
+
 COMMANDS: dict[str, Command] = {
     "up": Command(
         help="start the local stack (moto, sandboxes, API, worker, schedule) until Ctrl-C",
         run=run_up,
+    ),
+    "redrive": Command(
+        help="move dead-lettered events back onto the queue of a running `crmsync up`",
+        run=run_redrive,
     ),
     "demo": Command(
         help="run the HubSpot → QuickBooks scenario on a fresh local stack and check it",

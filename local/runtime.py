@@ -34,6 +34,7 @@ from local.aws import (
     create_resources,
     function_arn,
     function_name,
+    redrive,
 )
 from local.config import LOOPBACK, LocalConfig, ensure_port_free
 from local.lambdas import Handler, LocalFunction, resolve_handler
@@ -347,6 +348,10 @@ class LocalStack:
             worker.wait_until_drained(max(deadline - time.monotonic(), 0.0))
             for worker in self.workers.values()
         )
+
+    def redrive(self, queue_id: str = "Events") -> int:
+        """Move the queue's dead letters back onto it (the console's "DLQ redrive")."""
+        return redrive(self.clients.sqs, self.resources.queues[queue_id])
 
     def fire_schedule(self, schedule_id: str | None = None) -> Any:
         """Run a schedule's function now (the only schedule when ``schedule_id`` is None)."""

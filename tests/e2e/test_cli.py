@@ -26,3 +26,26 @@ def test_given_local_config_when_crmsync_demo_runs_then_it_exits_0_and_says_it_p
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "demo passed" in result.stdout
+
+
+def test_given_no_running_stack_when_crmsync_redrive_runs_then_exit_1_saying_so(
+    tmp_path: Path,
+) -> None:
+    from local.config import DEFAULT_CONFIG, ensure_port_free
+
+    config = DEFAULT_CONFIG.read_text().replace("moto: 8711", "moto: 8799")
+    config = config.replace("../config/", f"{REPO}/config/")
+    ensure_port_free(8799)  # nothing listens there: no stack is up
+    (tmp_path / "local.yaml").write_text(config)
+
+    result = subprocess.run(  # noqa: S603 - our own CLI, a path we made
+        [sys.executable, "-m", "local.cli", "redrive", "--config", str(tmp_path / "local.yaml")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    assert "crmsync up" in result.stderr
