@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import boto3
-import botocore.exceptions
 
 from shared.connectors.registry import (
     ConnectorContext,
@@ -21,7 +20,6 @@ from shared.connectors.registry import (
 )
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType
-from shared.observability import logger
 from shared.settings import Settings
 from shared.stores import (
     DynamoAuditLog,
@@ -35,9 +33,6 @@ from shared.stores import (
 from shared.sync.engine import SyncEngine
 from shared.sync.ingest import WebhookIngest
 from shared.sync.reconcile import Reconciler
-
-# SQS allows 12 h after a receive; keep a margin for the time this invocation has run.
-MAX_DEFER_S = 43_200 - 900
 
 CRM_OBJECTS = (ObjectType.CONTACT, ObjectType.COMPANY, ObjectType.DEAL, ObjectType.LINE_ITEM)
 
@@ -122,19 +117,3 @@ class Container:
             queue=self.queue,
             overlap_s=self.settings.reconcile_overlap_s,
         )
-
-    def defer_message(self, receipt_handle: str, seconds: float) -> None:
-        """Hide a message for ``seconds`` (a vendor asked us to wait) before it returns.
-
-        SQS refuses a visibility timeout ending more than 12 h after this receive
-        (moments ago, in this invocation), so the wait is capped below that; if SQS
-        still refuses, the message returns after the queue's own visibility timeout.
-        """
-        try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.settings.events_queue_url,
-                ReceiptHandle=receipt_handle,
-                VisibilityTimeout=min(int(seconds) + 1, MAX_DEFER_S),
-            )
-        except botocore.exceptions.ClientError as error:
-            logger.warning("could not defer a rate-limited message", extra={"error": str(error)})

@@ -50,8 +50,9 @@ def record_handler(record: SQSRecord) -> None:
     try:
         outcome = apply_event(event=event)
     except RateLimited as limited:
-        # Come back when the vendor said to, instead of burning receive attempts.
-        container.defer_message(record.receipt_handle, limited.retry_after_s)
+        # Come back when the vendor said to, not after the queue's visibility timeout
+        # (the redelivery still counts toward maxReceiveCount).
+        container.queue.defer(record.receipt_handle, limited.retry_after_s)
         raise
     logger.info("event applied", extra={"record": event.record_key, **outcome})
 

@@ -167,9 +167,9 @@ class ApiClient:
         """Reserve a slot in every declared limit; a long wait goes back to the queue."""
         longest = self._retry.max_inline_wait_s
         for limit in self._limits:
-            key = f"{self._budget_key}:{limit.limit}/{limit.per_s:g}s"
+            # The budget keys each limit by its own rate: one key serves them all.
             wait = self._budget.acquire(
-                key, limit=limit.limit, per_s=limit.per_s, max_wait_s=longest
+                self._budget_key, limit=limit.limit, per_s=limit.per_s, max_wait_s=longest
             )
             if wait > longest:
                 raise RateLimited(f"{self.vendor} call budget exhausted", retry_after_s=wait)

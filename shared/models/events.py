@@ -33,6 +33,11 @@ class ChangeKind(StrEnum):
     RECONCILE = "reconcile"  # found by the scheduled catch-up, not by a webhook
 
 
+def record_key(system: System, object_type: ObjectType, record_id: str) -> str:
+    """One record across systems: the FIFO message group, link keys, audit keys."""
+    return f"{system}:{object_type}:{record_id}"
+
+
 class ChangeEvent(BaseModel):
     """One change to one record in one system.
 
@@ -55,7 +60,7 @@ class ChangeEvent(BaseModel):
     @property
     def record_key(self) -> str:
         """Identifies the record across systems; the FIFO message group."""
-        return f"{self.source}:{self.object_type}:{self.record_id}"
+        return record_key(self.source, self.object_type, self.record_id)
 
     @property
     def dedup_id(self) -> str:

@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.models.events import ObjectType, System
+from shared.models.events import ObjectType, System, record_key
 
 
 def utc_now() -> datetime:
@@ -39,11 +39,11 @@ class RecordLink(BaseModel):
 
     @property
     def source_key(self) -> str:
-        return f"{self.source}:{self.source_type}:{self.source_id}"
+        return record_key(self.source, self.source_type, self.source_id)
 
     @property
     def target_key(self) -> str:
-        return f"{self.target}:{self.target_type}:{self.target_id}"
+        return record_key(self.target, self.target_type, self.target_id)
 
 
 class Outcome(StrEnum):

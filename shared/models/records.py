@@ -79,10 +79,6 @@ class LineItem(_Record):
     discount_amount: Decimal = Field(default=Decimal("0"), ge=0)
     tax_code: str | None = None
 
-    @property
-    def gross(self) -> Decimal:
-        return self.quantity * self.unit_price
-
 
 class Deal(_Record):
     """A CRM deal after mapping; a won one becomes an invoice."""

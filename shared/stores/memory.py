@@ -1,7 +1,7 @@
 """In-memory adapters of every port in ``shared.ports``, for tests, benchmarks and dry runs.
 
 Each keeps the semantics of its AWS twin (conditional link writes, forward-only
-cursors, leases, fixed-window budgets) and is safe to share between threads.
+cursors, leases, paced call budgets) and is safe to share between threads.
 ``MemoryQueue`` stands in for SQS FIFO at scale, where moto's SQS is too slow.
 """
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
+
+import botocore.exceptions
 
 from shared.errors import Retryable
 from shared.models import ChangeEvent
@@ -46,12 +49,36 @@ def _batches(
         yield batch
 
 
+# SQS allows 12 h after a receive; keep a margin for the time the invocation has run.
+MAX_DEFER_S = 43_200 - 900
+
+log = logging.getLogger(__name__)
+
+
 class SqsEventQueue:
     """``EventQueue`` over an SQS FIFO queue."""
 
     def __init__(self, client: SQSClient, queue_url: str) -> None:
         self._client = client
         self._queue_url = queue_url
+
+    def defer(self, receipt_handle: str, seconds: float) -> None:
+        """Hide a received message for ``seconds`` (a vendor asked us to wait).
+
+        It still counts as a receive toward the queue's maxReceiveCount. SQS refuses a
+        visibility timeout ending more than 12 h after this receive, so the wait is
+        capped below that; if SQS still refuses, the message returns after the
+        queue's own visibility timeout, which is logged, not raised (the caller is
+        already failing the message).
+        """
+        try:
+            self._client.change_message_visibility(
+                QueueUrl=self._queue_url,
+                ReceiptHandle=receipt_handle,
+                VisibilityTimeout=min(int(seconds) + 1, MAX_DEFER_S),
+            )
+        except botocore.exceptions.ClientError as error:
+            log.warning("could not defer a rate-limited message: %s", error)
 
     def send(self, events: Sequence[ChangeEvent]) -> None:
         """All events are on the queue when this returns; entries SQS refuses are

@@ -43,8 +43,8 @@ from shared.models import (
     Party,
     RecordLink,
     SourceRecord,
-    System,
 )
+from shared.models.events import record_key
 from shared.models.links import utc_now
 from shared.ports import AccountingTarget, AuditLog, CrmSource, LinkStore, TargetRef
 
@@ -62,11 +62,6 @@ def idempotency_key(connection_id: str, source_key: str, version: int, digest: s
     """
     material = f"{connection_id}|{source_key}|{version}|{digest}"
     return hashlib.sha256(material.encode()).hexdigest()[:40]
-
-
-def _source_key(system: System, object_type: ObjectType, record_id: str) -> str:
-    """The same key as ``ChangeEvent.record_key`` and ``RecordLink.source_key``."""
-    return f"{system}:{object_type}:{record_id}"
 
 
 def content_hash(model: BaseModel) -> str:
@@ -169,14 +164,14 @@ class SyncEngine:
         deal = self._crm.fetch(ObjectType.DEAL, deals[0])
         if deal is None:
             return _Result(Outcome.SKIPPED, "the line item's deal no longer exists in the CRM")
-        deal_key = _source_key(self._crm.system, ObjectType.DEAL, deal.id)
+        deal_key = record_key(self._crm.system, ObjectType.DEAL, deal.id)
         result = self._sync_record(deal, self._links.get(self.connection_id, deal_key))
         return replace(result, reason=f"via {deal_key}: {result.reason}")
 
     def _target_event(self, event: ChangeEvent) -> _Result:
         """A change in the accounting system. One-way sync: only our own echoes are
         expected here; anything else is noted, and two-way fields are opt-in."""
-        target_key = _source_key(event.source, event.object_type, event.record_id)
+        target_key = record_key(event.source, event.object_type, event.record_id)
         link = self._links.get_by_target(self.connection_id, target_key)
         if link is not None and event.kind is not ChangeKind.DELETED:
             current = self._ledger.current(event.object_type, event.record_id)
@@ -218,7 +213,7 @@ class SyncEngine:
             for party_id in record.associations.get(object_type, []):
                 if not self._mapper.handles(object_type):
                     continue
-                key = _source_key(self._crm.system, object_type, party_id)
+                key = record_key(self._crm.system, object_type, party_id)
                 link = self._links.get(self.connection_id, key)
                 if link is not None:
                     return link.target_id
@@ -342,7 +337,7 @@ class SyncEngine:
                 self._target_key(target_type, existing),
             )
         outcome = Outcome.UPDATED
-        source_key = _source_key(self._crm.system, record.object_type, record.id)
+        source_key = record_key(self._crm.system, record.object_type, record.id)
         if existing is None:
             existing = match() if match else None
             outcome = Outcome.CREATED if existing is None else Outcome.LINKED
@@ -407,7 +402,7 @@ class SyncEngine:
         return True
 
     def _target_key(self, target_type: ObjectType, ref: TargetRef) -> str:
-        return _source_key(self._ledger.system, target_type, ref.id)
+        return record_key(self._ledger.system, target_type, ref.id)
 
     def _record(self, event: ChangeEvent, result: _Result) -> AuditEntry:
         entry = AuditEntry(

@@ -28,10 +28,6 @@ class WebhookIngest:
         self._queue = queue
         self._max_body_bytes = max_body_bytes
 
-    @property
-    def vendors(self) -> list[str]:
-        return sorted(self._receivers)
-
     def accept(self, vendor: str, request: InboundWebhook) -> int:
         """Returns how many events were enqueued; raises ``WebhookRejected`` for bad input."""
         receiver = self._receivers.get(vendor)

@@ -17,10 +17,12 @@ from datetime import UTC, datetime
 
 from shared.mapping import Mapper
 from shared.models import ChangeEvent, ChangeKind, ObjectType
+from shared.models.events import record_key
 from shared.ports import CrmSource, CursorStore, EventQueue, LinkStore
 
 RECONCILED_TYPES = (ObjectType.COMPANY, ObjectType.CONTACT, ObjectType.DEAL)
-BATCH = 10  # SendMessageBatch's limit
+# How often the watermark is saved and the time left checked, in records scanned.
+CHECKPOINT_EVERY = 10
 STOP_WITH_S_LEFT = 60
 
 
@@ -93,11 +95,11 @@ class Reconciler:
         for record in self._crm.changed_since(object_type, since):
             report.scanned[object_type] += 1
             highest = max(highest, record.version)
-            key = f"{self._crm.system}:{object_type}:{record.id}"
+            key = record_key(self._crm.system, object_type, record.id)
             link = self._links.get(self._connection_id, key)
             if link is None or link.source_version < record.version:
                 pending.append(self._event(object_type, record.id, record.version, key))
-            if report.scanned[object_type] % BATCH == 0:
+            if report.scanned[object_type] % CHECKPOINT_EVERY == 0:
                 checkpoint()
                 if time_left_s() < STOP_WITH_S_LEFT:
                     report.complete = False

@@ -145,3 +145,17 @@ def test_given_sqs_refuses_an_entry_twice_when_sent_then_retryable_names_it(
 
         with pytest.raises(Retryable, match=r"hubspot:deal:2 event evt-2-1: InternalError"):
             SqsEventQueue(sqs, "q").send([_event(1, 1), _event(2, 1)])
+
+
+def test_given_a_received_event_when_deferred_then_it_stays_hidden_and_a_bad_receipt_is_logged(
+    sqs: SQSClient, queue_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = SqsEventQueue(sqs, queue_url)
+    queue.send([_event(1, 1)])
+    [message] = sqs.receive_message(QueueUrl=queue_url, VisibilityTimeout=0)["Messages"]
+
+    queue.defer(message["ReceiptHandle"], 120)
+    queue.defer("not-a-receipt", 120)  # SQS refuses: logged, the caller's error stands
+
+    assert sqs.receive_message(QueueUrl=queue_url).get("Messages", []) == []
+    assert "could not defer" in caplog.text

@@ -490,7 +490,7 @@ class QuickBooksAccounting:
                     [
                         Violation(
                             "payment_terms",
-                            "known_terms",
+                            "terms_exist",
                             f"QuickBooks has no active terms named {given['payment_terms']!r}",
                         )
                     ]

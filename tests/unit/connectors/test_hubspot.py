@@ -490,7 +490,7 @@ class RecordingBudget:
     keys: list[str] = field(default_factory=list)
 
     def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
-        self.keys.append(key)
+        self.keys.append(f"{key}:{limit}/{per_s:g}s")  # a budget is a key at a rate
         return 0.0
 
 

@@ -72,7 +72,7 @@ class RecordingBudget:
         self.keys: list[str] = []
 
     def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
-        self.keys.append(key)
+        self.keys.append(f"{key}:{limit}/{per_s:g}s")  # a budget is a key at a rate
         return 0.0
 
 
