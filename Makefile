@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install demo up test lint synth bench clean
+.PHONY: install lambda-bundle demo up test lint synth bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+# The Lambda bundle (sources + arm64 wheels from PyPI) is built here, with the other
+# downloads, so that `cdk synth` afterwards needs no network.
+lambda-bundle: $(VENV)/.installed
+	$(PY) -c "from infra.bundling import build_lambda_code; build_lambda_code()"
+
+install: $(VENV)/.installed node_modules/.installed lambda-bundle
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/crmsync demo

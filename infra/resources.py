@@ -59,6 +59,7 @@ class SecretSpec(_Spec):
     id: str
     setting: str
     vendor: str
+    vendor_label: str  # as the vendor spells its name: stack outputs, messages
     description: str
     # The JSON keys the secret must hold; documented in the README.
     keys: tuple[str, ...]
@@ -154,6 +155,7 @@ DESCRIPTION = ServiceDescription(
             id="HubSpotCredentials",
             setting="hubspot_secret_id",
             vendor="hubspot",
+            vendor_label="HubSpot",
             description="HubSpot private-app access token and the app secret that signs webhooks",
             keys=("access_token", "client_secret"),
         ),
@@ -161,6 +163,7 @@ DESCRIPTION = ServiceDescription(
             id="QuickBooksCredentials",
             setting="quickbooks_secret_id",
             vendor="quickbooks",
+            vendor_label="QuickBooks",
             description="QuickBooks Online OAuth client, rotating refresh token, realm, "
             "webhook verifier token",
             keys=("client_id", "client_secret", "refresh_token", "realm_id", "verifier_token"),

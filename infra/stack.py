@@ -61,8 +61,9 @@ class CrmSyncStack(Stack):
             alarm_email=alarm_email,
         )
 
+        labels = {spec.vendor: spec.vendor_label for spec in service.secrets}
         for vendor, url in ingress.webhook_urls.items():
-            CfnOutput(self, f"{vendor.capitalize()}WebhookUrl", value=url)
+            CfnOutput(self, f"{labels[vendor]}WebhookUrl", value=url)
         for secret_id, name in secrets.names.items():
             CfnOutput(
                 self,

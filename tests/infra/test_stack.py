@@ -478,6 +478,8 @@ def test_given_the_stack_when_synthesized_then_it_outputs_what_an_operator_needs
 
     for vendor in DESCRIPTION.webhook_vendors():
         assert f'"/webhooks/{vendor}"' in values
+    # The names the README tells an operator to look for.
+    assert {"HubSpotWebhookUrl", "QuickBooksWebhookUrl"} <= set(outputs)
     for secret in DESCRIPTION.secrets:
         assert json.dumps(secret_name(CONNECTION_ID, secret.vendor)) in values
     dlq = _logical_id(synthesized.stack, "Queues", "EventsDeadLetter")

@@ -48,6 +48,8 @@ SEARCH_LIMIT = CallLimit(limit=5, per_s=1)
 SEARCH_RESULT_CAP = 10_000
 SEARCH_PAGE_SIZE = 100  # HubSpot allows up to 200 per page
 BATCH_READ_MAX = 100  # inputs per /batch/read [H5]
+# HubSpot retries a delivery for up to 24 h [H1]; an hour's margin for clock skew.
+UNSIGNED_TIME_REPLAY_WINDOW_MS = 25 * 3600 * 1000
 MAX_EVENTS_PER_DELIVERY = 100  # "Each request can contain up to 100 events" [H1]
 
 # v3 signatures hash the URI with these escapes decoded [H3, H4].
@@ -215,6 +217,27 @@ class HubSpotWebhooks:
         else:
             raise WebhookRejected(401, "unsupported x-hubspot-signature-version")
         _require_equal(hashlib.sha256(source.encode()).hexdigest(), signature)
+        self._not_replayed(request.body)
+
+    def _not_replayed(self, body: str) -> None:
+        """v1/v2 sign no timestamp, so a captured delivery stays valid forever. HubSpot
+        stops retrying after a day [H1]: a delivery whose newest event is older than
+        that is a replay. (v3 deliveries are bounded by their signed timestamp.)"""
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return  # normalize() answers 400 for it
+        stamps = (
+            [
+                e["occurredAt"]
+                for e in payload
+                if isinstance(e, dict) and isinstance(e.get("occurredAt"), int)
+            ]
+            if isinstance(payload, list)
+            else []
+        )
+        if stamps and self._clock() * 1000 - max(stamps) > UNSIGNED_TIME_REPLAY_WINDOW_MS:
+            raise WebhookRejected(401, "events older than HubSpot's retry window: a replay")
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
         """One event per supported record change, oldest first, duplicates collapsed.

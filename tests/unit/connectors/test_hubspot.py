@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +36,7 @@ V1_BODY = (
     '"changeSource":"CRM","changeFlag":"NEW","appId":54321}]'
 )
 V1_SIGNATURE = "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de"
+V1_OCCURRED_MS = 1564113600000
 V2_GET_SIGNATURE = "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"
 V3_BODY = "{'example_field':'example_value'}"
 V3_TIMESTAMP_MS = 1693657560000
@@ -78,7 +81,19 @@ def test_given_hubspots_v1_example_when_verified_then_it_passes() -> None:
     request = inbound(
         V1_BODY, {"x-hubspot-signature": V1_SIGNATURE, "x-hubspot-signature-version": "v1"}
     )
-    receiver().verify(request)
+    receiver(now_s=V1_OCCURRED_MS / 1000 + 60).verify(request)
+
+
+def test_given_a_v1_delivery_older_than_hubspots_retry_window_then_it_is_a_replay() -> None:
+    # v1 signs no timestamp: the signed events' own times bound a replay.
+    request = inbound(
+        V1_BODY, {"x-hubspot-signature": V1_SIGNATURE, "x-hubspot-signature-version": "v1"}
+    )
+    receiver(now_s=V1_OCCURRED_MS / 1000 + 24 * 3600).verify(request)  # last retry: fine
+
+    with pytest.raises(WebhookRejected, match="replay") as rejected:
+        receiver(now_s=V1_OCCURRED_MS / 1000 + 26 * 3600).verify(request)
+    assert rejected.value.status == 401
 
 
 def test_given_hubspots_v2_get_example_when_verified_then_it_passes() -> None:
@@ -182,9 +197,9 @@ def test_given_no_usable_signature_when_verified_then_401(headers: dict[str, str
 def test_given_the_client_secret_is_stored_later_when_verified_then_it_is_read_then() -> None:
     secrets = MemorySecretStore({"hubspot": {"access_token": "pat"}})
     webhooks = hubspot_webhooks(secrets, "hubspot", 300)
-    request = inbound(
-        V1_BODY, {"x-hubspot-signature": V1_SIGNATURE, "x-hubspot-signature-version": "v1"}
-    )
+    body = V1_BODY.replace(str(V1_OCCURRED_MS), str(int(time.time() * 1000)))
+    signature = hashlib.sha256(f"{SECRET}{body}".encode()).hexdigest()
+    request = inbound(body, {"x-hubspot-signature": signature, "x-hubspot-signature-version": "v1"})
     with pytest.raises(AuthFailed, match="client_secret"):
         webhooks.verify(request)
     secrets.write("hubspot", {"access_token": "pat", "client_secret": SECRET})
