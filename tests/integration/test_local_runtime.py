@@ -680,16 +680,20 @@ def test_given_an_unreadable_config_when_up_then_exit_1_with_the_reason(
     assert "cannot read the local config" in capsys.readouterr().err
 
 
-def test_given_an_invalid_mapping_file_when_up_then_exit_1_naming_the_file(
+def test_given_an_invalid_mapping_file_when_up_then_exit_1_naming_the_file_and_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "mapping.yaml").write_text("version: 1\nobjects: [not, a, mapping]\n")
+    broken = (REPO / "config" / "services.yaml").read_text().replace("[trim, upper]", "[uper]")
+    (tmp_path / "mapping.yaml").write_text(broken)
     text = (REPO / "local" / "local.yaml").read_text()
     text = text.replace("../config/services.yaml", "mapping.yaml")
     (tmp_path / "local.yaml").write_text(text)
 
     assert cli.main(["up", "--config", str(tmp_path / "local.yaml")]) == 1
-    assert "mapping.yaml" in capsys.readouterr().err
+    error = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+    assert "mapping.yaml" in error
+    assert "objects.deal.fields.currency.transforms[0]" in error
+    assert "uper" in error
 
 
 def test_given_a_taken_port_when_up_then_exit_1_naming_the_port(
