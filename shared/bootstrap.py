@@ -88,8 +88,8 @@ class Container:
         return WebhookIngest(
             connection_id=self.settings.connection_id,
             receivers={
-                self.settings.crm: crm.webhooks(self.context),
-                self.settings.accounting: accounting.webhooks(self.context),
+                self.settings.crm: crm.webhooks(self.settings, self.secrets),
+                self.settings.accounting: accounting.webhooks(self.settings, self.secrets),
             },
             queue=self.queue,
             max_body_bytes=self.settings.max_webhook_body_bytes,

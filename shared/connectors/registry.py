@@ -32,13 +32,15 @@ class ConnectorContext:
 @dataclass(frozen=True)
 class CrmConnector:
     source: Callable[[ConnectorContext], CrmSource]
-    webhooks: Callable[[ConnectorContext], WebhookReceiver]
+    # Webhooks need only the settings and the signing secret: the webhook Lambda's cold
+    # start loads no mapping and creates no lock or call budget.
+    webhooks: Callable[[Settings, SecretStore], WebhookReceiver]
 
 
 @dataclass(frozen=True)
 class AccountingConnector:
     target: Callable[[ConnectorContext], AccountingTarget]
-    webhooks: Callable[[ConnectorContext], WebhookReceiver]
+    webhooks: Callable[[Settings, SecretStore], WebhookReceiver]
 
 
 def _hubspot() -> CrmConnector:
@@ -53,8 +55,8 @@ def _hubspot() -> CrmConnector:
             connection_id=ctx.settings.connection_id,
             properties=ctx.properties,
         ),
-        webhooks=lambda ctx: hubspot.hubspot_webhooks(
-            ctx.secrets, ctx.settings.hubspot_secret_id, ctx.settings.webhook_tolerance_s
+        webhooks=lambda settings, secrets: hubspot.hubspot_webhooks(
+            secrets, settings.hubspot_secret_id, settings.webhook_tolerance_s
         ),
     )
 
@@ -71,8 +73,8 @@ def _quickbooks() -> AccountingConnector:
             lock=ctx.lock,
             budget=ctx.budget,
         ),
-        webhooks=lambda ctx: quickbooks.quickbooks_webhooks(
-            ctx.secrets, ctx.settings.quickbooks_secret_id
+        webhooks=lambda settings, secrets: quickbooks.quickbooks_webhooks(
+            secrets, settings.quickbooks_secret_id
         ),
     )
 
