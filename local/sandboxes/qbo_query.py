@@ -2,14 +2,18 @@
 
 Intuit's data-queries page describes a small SQL-like language::
 
-    SELECT * | count(*) | Field[, Field] FROM Entity
+    SELECT * | count(*) | Item[, Item] FROM Entity
         [WHERE cond [AND cond ...]]
         [ORDERBY Field [ASC|DESC][, ...]]
         [STARTPOSITION n] [MAXRESULTS n]
 
-with the operators ``=  <  >  <=  >=  IN (...)  LIKE`` (``%`` is the only
-wildcard), string literals in single quotes (``\\'`` escapes a quote), one entity
-per query and no ``OR``, ``JOIN`` or ``GROUP BY``. Keywords are case-insensitive.
+where each select-list Item is ``*`` or a field name. A list holding ``*`` returns
+whole objects (``SELECT *, Sku FROM Item`` is how python-quickbooks' ``Item.all()``
+asks for every field and the SKU); a list of field names only returns each object
+cut down to those fields, marked ``"sparse": true``. The language has the
+operators ``=  <  >  <=  >=  IN (...)  LIKE`` (``%`` is the only wildcard),
+string literals in single quotes (``\\'`` escapes a quote), one entity per query
+and no ``OR``, ``JOIN`` or ``GROUP BY``. Keywords are case-insensitive.
 Parse errors answer code 4000 with a ``QueryParserError:`` detail; valid syntax
 with a bad value (``MAXRESULTS 5000``) answers code 4001 with
 ``QueryValidationError:``, the two forms integrations report seeing.
@@ -194,20 +198,19 @@ def parse(text: str) -> Query:
     count = False
     fields: tuple[str, ...] | None = None
     token = p.peek()
-    if token.kind == "punct" and token.text == "*":
-        p.next()
-    elif p.is_keyword(token, "COUNT"):
+    if p.is_keyword(token, "COUNT"):
         p.next()
         p.punct("(")
         p.punct("*")
         p.punct(")")
         count = True
     else:
-        names = [p.identifier()]
+        names = [_select_item(p)]
         while p.peek().kind == "punct" and p.peek().text == ",":
             p.next()
-            names.append(p.identifier())
-        fields = tuple(names)
+            names.append(_select_item(p))
+        # Any ``*`` in the list already selects every field.
+        fields = None if "*" in names else tuple(names)
     p.keyword("FROM")
     entity = p.identifier()
 
@@ -265,6 +268,15 @@ def parse(text: str) -> Query:
         start_position=start_position,
         max_results=max_results,
     )
+
+
+def _select_item(p: _Parser) -> str:
+    """One entry of a select list: ``*`` or a field name."""
+    token = p.peek()
+    if token.kind == "punct" and token.text == "*":
+        p.next()
+        return "*"
+    return p.identifier()
 
 
 def _condition(p: _Parser) -> Condition:

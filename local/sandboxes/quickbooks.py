@@ -2,9 +2,10 @@
 
 A stateful stand-in for ``oauth.platform.intuit.com`` and
 ``quickbooks.api.intuit.com`` on one local server, so the production connector
-(plain httpx) runs against it unchanged. Built from Intuit's documented behaviour
-(the shared VENDOR-APIS.md fact sheet, section 2 and traps 1-9, 15), not from
-what a client happens to send.
+(plain httpx) and Intuit's own clients (intuit-oauth, python-quickbooks) run
+against it unchanged. Built from Intuit's documented behaviour
+(https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/account
+and the pages beside it), not from what a client happens to send.
 
 Reproduced behaviours
 ---------------------
@@ -13,20 +14,31 @@ Reproduced behaviours
   ``authorization_code``. Every refresh rotates the refresh token; a superseded one
   keeps working for ``superseded_refresh_grace_s`` (24 h), then 400
   ``invalid_grant``. Access tokens live ``access_token_ttl_s`` (1 h). Every
-  response carries an ``intuit_tid`` header.
+  response carries an ``intuit_tid`` header. The OpenID discovery document that
+  intuit-oauth reads first (``GET /.well-known/openid_configuration/``, and
+  ``openid_sandbox_configuration/``) names this server's token endpoint.
 * Accounting API under ``/v3/company/{realmId}/``: Bearer token required; a
   missing, unknown or expired one gets 401 with the lower-case
   ``fault.error[]`` body (type ``AUTHENTICATION``, code 3200) that differs from the
   ``Fault.Error[]`` shape of every other error. ``minorversion`` below 75 is read
   as 75 (Aug 2025 rule); no behaviour depends on it.
-* Entities Customer, Item, Invoice, Payment (read/write) and Account, Term,
+* Entities Customer, Item, Invoice, Payment, Account, Term (read/write) and
   TaxCode, TaxRate, CompanyInfo (read-only; ``GET /companyinfo/{realmId}``).
   Create and update share ``POST /{entity}``; ``"sparse": true`` changes only the
   supplied top-level fields (a ``Line`` array is replaced whole), a full update
   replaces every writable field. Each write bumps the string ``SyncToken`` and
   ``MetaData.LastUpdatedTime``; a stale token gets 5010. Invoice and Payment
-  delete with ``?operation=delete``; Customer and Item are retired with
-  ``Active: false`` (delete answers 500 "Unsupported Operation").
+  delete with ``?operation=delete``; Customer, Item, Account and Term are retired
+  with ``Active: false`` (delete answers 500 "Unsupported Operation").
+* Term: ``Name`` (unique) and either ``DueDays`` (0-999, ``Type`` STANDARD, with
+  ``DiscountPercent``/``DiscountDays``) or ``DayOfMonthDue`` (1-31, ``Type``
+  DATE_DRIVEN, with ``DueNextMonthDays``/``DiscountDayOfMonth``); ``Type`` is
+  derived, never taken from the body.
+* Account: ``Name`` (unique, no ``"`` or ``:``) and ``AccountType`` or
+  ``AccountSubType`` (the other is derived, see ``qbo_accounts``); the read-only
+  ``Classification``, ``SubAccount``, ``FullyQualifiedName`` (parent names joined
+  with ``:``), ``CurrencyRef`` and balances are computed. ``AcctNum`` is unique.
+  ``ParentRef`` makes a sub-account of an active account.
 * Validation: 6240 duplicate ``DisplayName``/``Name``; 6080 no name on a
   Customer; 2020 missing required field; 2500 reference to a missing or inactive
   object; 6070 ``Amount`` != ``Qty`` x ``UnitPrice``; 6090 discount line without
@@ -73,6 +85,10 @@ Choices where the documentation is unclear
   tax code with rates (seeded "2" California, 8 %); lines marked ``TAX`` form the
   base, reduced pro rata by a discount. No automated sales tax.
 * Multicurrency is off: a currency other than ``home_currency`` answers 6000.
+* Amounts (line, discount, tax, totals, payments) are held at the invoice
+  currency's ISO 4217 minor unit (JPY 0, KWD 3, else 2), each rounded half up;
+  6070 compares ``Amount`` with Qty x UnitPrice rounded the same way. Intuit
+  documents neither (docs/vendors/quickbooks.md).
 * Deleting an invoice that has payments applied answers 6000.
 * Applying a payment changes the invoice's ``Balance`` but not its SyncToken.
 * requestid responses are kept until reset (Intuit states no window). Admin reset
@@ -87,6 +103,16 @@ Choices where the documentation is unclear
 * Seed objects are dated 45 days back, so CDC reports only changes made through
   the API.
 * Authorization codes are single-use and live 5 minutes.
+* The discovery document lists Intuit's other OAuth endpoints (authorize, revoke,
+  userinfo, JWKS) under this server's address; only the token endpoint is served.
+* Term: a body with both ``DueDays`` and ``DayOfMonthDue``, or mixing one type's
+  discount fields into the other, answers 6000; an out-of-range day count 2010.
+  A date-driven term's invoice ``DueDate`` is not computed from the day of month.
+* Account: a ``Name`` with ``"`` or ``:``, a duplicate ``AcctNum``, a detail type
+  that belongs to another account type, or a ``ParentRef`` that would make an
+  account its own ancestor answers 6000; an unknown type or detail type 2170. A
+  duplicate ``Name`` is 6240 across the whole chart, sub-accounts included.
+  Balances stay 0: the sandbox keeps no ledger.
 
 Admin routes (never called by production code): ``/_sandbox/faults`` and
 ``/_sandbox/reset`` from ``base.install_fault_routes``,
@@ -116,7 +142,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, request
 
-from local.sandboxes import qbo_query
+from local.sandboxes import qbo_accounts, qbo_query
 from local.sandboxes.base import (
     Delivery,
     Fault,
@@ -139,6 +165,22 @@ AUTH_CODE_TTL_S = 300
 SEED_AGE = timedelta(days=45)
 
 _SYSTEM_FIELDS = ("Id", "SyncToken", "MetaData", "domain", "sparse", "status")
+# Term day fields with their documented ranges, by the term type they belong to.
+_STANDARD_TERM_DAYS = {"DueDays": (0, 999), "DiscountDays": (0, 999)}
+_DATE_DRIVEN_TERM_DAYS = {
+    "DayOfMonthDue": (1, 31),
+    "DueNextMonthDays": (0, 31),
+    "DiscountDayOfMonth": (1, 31),
+}
+# Account fields Intuit computes; a value in a request body is ignored.
+_ACCOUNT_DERIVED = (
+    "Classification",
+    "SubAccount",
+    "FullyQualifiedName",
+    "CurrencyRef",
+    "CurrentBalance",
+    "CurrentBalanceWithSubAccounts",
+)
 _CURRENCY_NAMES = {"USD": "United States Dollar", "EUR": "Euro", "GBP": "British Pound Sterling"}
 
 
@@ -240,6 +282,12 @@ def _not_found() -> QboError:
     )
 
 
+def _invalid_enum(value: str, element: str) -> QboError:
+    return QboError(
+        "2170", "Invalid Enumeration", f"Invalid Enumeration : {value}", element=element
+    )
+
+
 def _unsupported(operation: str) -> QboError:
     return QboError("500", "Unsupported Operation", f"Operation {operation} is not supported.")
 
@@ -259,8 +307,8 @@ _ENTITIES = {
         _EntitySpec("Item", writable=True, name_list=True),
         _EntitySpec("Invoice", writable=True, deletable=True),
         _EntitySpec("Payment", writable=True, deletable=True),
-        _EntitySpec("Account", name_list=True),
-        _EntitySpec("Term", name_list=True),
+        _EntitySpec("Account", writable=True, name_list=True),
+        _EntitySpec("Term", writable=True, name_list=True),
         _EntitySpec("TaxCode", name_list=True),
         _EntitySpec("TaxRate", name_list=True),
         _EntitySpec("CompanyInfo"),
@@ -272,8 +320,32 @@ def _spec(name: str) -> _EntitySpec | None:
     return _ENTITIES.get(name.lower())
 
 
-def _money(value: Any, name: str) -> Decimal:
-    return _number(value, name).quantize(Decimal("0.01"), ROUND_HALF_UP)
+# ISO 4217 minor units where they are not 2. Intuit documents no precision per
+# currency (``Line.Amount`` is "Max 15 digits in 10.5 format"); the sandbox holds
+# amounts at the currency's minor unit. Its own table: a sandbox owes nothing to the
+# connector it tests.
+_NO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF"
+_THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
+_MINOR_UNITS = {
+    **dict.fromkeys(_NO_DECIMALS.split(), 0),
+    **dict.fromkeys(_THREE_DECIMALS.split(), 3),
+}
+
+
+def _places(currency: JsonObj) -> int:
+    """Decimals of a ``CurrencyRef``'s currency."""
+    return _MINOR_UNITS.get(str(currency["value"]), 2)
+
+
+def _money(value: Any, name: str, places: int) -> Decimal:
+    """An amount as the company holds it: half up at the currency's minor unit.
+
+    Intuit documents no rounding rule; half up, per amount, is the commercial one.
+    """
+    try:
+        return _number(value, name).quantize(Decimal(1).scaleb(-places), ROUND_HALF_UP)
+    except InvalidOperation as exc:  # more digits than any amount has: a 400, not a 500
+        raise _invalid_property(name) from exc
 
 
 def _number(value: Any, name: str) -> Decimal:
@@ -291,6 +363,14 @@ def _number(value: Any, name: str) -> Decimal:
 def _num_out(value: Decimal) -> float | int:
     """JSON number the way Intuit prints it (100.0, 0.5, 3)."""
     return int(value) if value.as_tuple().exponent == 0 else float(value)
+
+
+def _whole(value: Any, name: str, low: int, high: int) -> int:
+    """A whole number of days within ``low``..``high`` (2010 otherwise)."""
+    number = _number(value, name)
+    if number != number.to_integral_value() or not low <= number <= high:
+        raise _invalid_property(name)
+    return int(number)
 
 
 def _ref_id(body: JsonObj, key: str) -> str | None:
@@ -641,6 +721,10 @@ class QuickBooksSandbox:
         app.add_url_rule(
             "/oauth2/v1/tokens/bearer", "token", self._token_endpoint, methods=["POST"]
         )
+        # Intuit serves one discovery document per environment; intuit-oauth reads it
+        # before anything else, so it must name this server's endpoints.
+        for name in ("openid_configuration", "openid_sandbox_configuration"):
+            app.add_url_rule(f"/.well-known/{name}/", name, self._discovery, methods=["GET"])
         app.add_url_rule(
             "/v3/company/<realm>/<path:rest>",
             "accounting",
@@ -700,6 +784,27 @@ class QuickBooksSandbox:
 
     def _oauth_error(self, error: str, status: int) -> Response:
         return self._json({"error": error}, status)
+
+    def _discovery(self) -> Response:
+        """Intuit's OpenID discovery document, its endpoints moved onto this server."""
+        base = request.host_url.rstrip("/")
+        return self._json(
+            {
+                "issuer": f"{base}/op/v1",
+                "authorization_endpoint": f"{base}/connect/oauth2",
+                "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
+                "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
+                "revocation_endpoint": f"{base}/v2/oauth2/tokens/revoke",
+                "jwks_uri": f"{base}/op/v1/jwks",
+                "response_types_supported": ["code"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "scopes_supported": ["openid", "email", "profile", "address", "phone"],
+                # Intuit also lists client_secret_post; this token endpoint takes Basic only.
+                "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+                "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
+            }
+        )
 
     def _token_endpoint(self) -> Response:
         auth = request.authorization
@@ -968,6 +1073,12 @@ class QuickBooksSandbox:
                     balance = _num_out(owed.get(customer["Id"], Decimal(0)))
                     customer["Balance"] = balance
                     customer["BalanceWithJobs"] = balance
+        if entity == "Account":
+            # Derived on read, so renaming a parent renames its sub-accounts' paths.
+            for account in out:
+                account["FullyQualifiedName"] = ":".join(
+                    a["Name"] for a in reversed(self._account_lineage(account))
+                )
         for obj in out:
             obj["domain"] = "QBO"
             obj["sparse"] = False
@@ -1199,6 +1310,10 @@ class QuickBooksSandbox:
             return self._prepare_item(body, existing, call)
         if spec.name == "Invoice":
             return self._prepare_invoice(body, call)
+        if spec.name == "Term":
+            return self._prepare_term(body, existing)
+        if spec.name == "Account":
+            return self._prepare_account(body, existing, call)
         return self._prepare_payment(body, existing, call)
 
     def _resolve(self, entity: str, ref_id: str, call: _Call | None, name: str) -> JsonObj:
@@ -1267,6 +1382,104 @@ class QuickBooksSandbox:
         out["CurrencyRef"] = self._check_currency(body, self.config.home_currency)
         return out
 
+    def _prepare_term(self, body: JsonObj, existing: JsonObj | None) -> JsonObj:
+        out = {k: v for k, v in body.items() if k != "Type" and v is not None}
+        name = str(body.get("Name") or "").strip()
+        if not name:
+            raise _required("Name")
+        self._check_unique_name("Term", "Name", name, existing, "term")
+        standard = [k for k in _STANDARD_TERM_DAYS if body.get(k) is not None]
+        date_driven = [k for k in _DATE_DRIVEN_TERM_DAYS if body.get(k) is not None]
+        if "DueDays" not in standard and "DayOfMonthDue" not in date_driven:
+            raise _required("DueDays")
+        if standard and date_driven:
+            raise _business(
+                f"A term is standard (DueDays) or date driven (DayOfMonthDue), not both: "
+                f"got {', '.join(standard + date_driven)}."
+            )
+        limits = _STANDARD_TERM_DAYS if standard else _DATE_DRIVEN_TERM_DAYS
+        for key in standard + date_driven:
+            out[key] = _whole(body[key], key, *limits[key])
+        if standard:
+            out.setdefault("DiscountDays", 0)
+        percent = _number(body.get("DiscountPercent") or 0, "DiscountPercent")
+        if not 0 <= percent <= 100:
+            raise _invalid_property("DiscountPercent")
+        out["Name"] = name
+        out["Type"] = "STANDARD" if standard else "DATE_DRIVEN"
+        out["DiscountPercent"] = _num_out(percent)
+        out["Active"] = body.get("Active", True) is not False
+        return out
+
+    def _prepare_account(self, body: JsonObj, existing: JsonObj | None, call: _Call) -> JsonObj:
+        out = {k: v for k, v in body.items() if k not in _ACCOUNT_DERIVED and v is not None}
+        name = str(body.get("Name") or "").strip()
+        if not name:
+            raise _required("Name")
+        if '"' in name or ":" in name:
+            raise _business('Account.Name must not contain double quotes (") or colon (:).')
+        self._check_unique_name("Account", "Name", name, existing, "account")
+        account_type, sub_type = self._account_type(body)
+        number = str(body.get("AcctNum") or "").strip()
+        out.pop("AcctNum", None)
+        if number:
+            if ":" in number:
+                raise _business("Account.AcctNum must not contain colon (:).")
+            for other in self._store["Account"].values():
+                if other.get("AcctNum") == number and (existing is None or other is not existing):
+                    raise _business(f"Another account is already using number {number}.")
+            out["AcctNum"] = number
+        parent_id = _ref_id(body, "ParentRef")
+        out.pop("ParentRef", None)
+        if parent_id is not None:
+            parent = self._resolve("Account", parent_id, call, "Account")
+            if existing is not None and existing in self._account_lineage(parent):
+                raise _business("An account cannot be a sub-account of itself or its own.")
+            out["ParentRef"] = {"value": parent_id}
+        out["Name"] = name
+        out["AccountType"] = account_type.name
+        out["AccountSubType"] = sub_type
+        out["Classification"] = account_type.classification
+        out["SubAccount"] = parent_id is not None
+        out["FullyQualifiedName"] = name  # the path is derived on read
+        out["Active"] = body.get("Active", True) is not False
+        out["CurrencyRef"] = self._currency_ref(self.config.home_currency)
+        out["CurrentBalance"] = 0
+        out["CurrentBalanceWithSubAccounts"] = 0
+        return out
+
+    @staticmethod
+    def _account_type(body: JsonObj) -> tuple[qbo_accounts.AccountType, str]:
+        """The account type and detail type a body names, the missing one derived."""
+        type_name = str(body.get("AccountType") or "")
+        sub_type = str(body.get("AccountSubType") or "")
+        if type_name:
+            account_type = qbo_accounts.ACCOUNT_TYPES.get(type_name)
+            if account_type is None:
+                raise _invalid_enum(type_name, "AccountType")
+        elif sub_type:
+            account_type = qbo_accounts.type_of_sub_type(sub_type)
+            if account_type is None:
+                raise _invalid_enum(sub_type, "AccountSubType")
+        else:
+            raise _required("AccountType")
+        if not sub_type:
+            return account_type, account_type.default_sub_type
+        if sub_type not in account_type.sub_types:
+            if qbo_accounts.type_of_sub_type(sub_type) is None:
+                raise _invalid_enum(sub_type, "AccountSubType")
+            raise _business(f"Detail type {sub_type} is not one of account type {type_name}.")
+        return account_type, sub_type
+
+    def _account_lineage(self, account: JsonObj) -> list[JsonObj]:
+        """The account, its parent, the parent's parent, ... up to a top-level account."""
+        lineage = [account]
+        parent_id = _ref_id(account, "ParentRef")
+        while parent_id is not None and parent_id in self._store["Account"]:
+            lineage.append(self._store["Account"][parent_id])
+            parent_id = _ref_id(lineage[-1], "ParentRef")
+        return lineage
+
     def _prepare_item(self, body: JsonObj, existing: JsonObj | None, call: _Call) -> JsonObj:
         out = dict(body)
         name = str(body.get("Name") or "").strip()
@@ -1314,6 +1527,11 @@ class QuickBooksSandbox:
         lines = body.get("Line")
         if not isinstance(lines, list) or not lines:
             raise _required("Line")
+        # Every amount is in the invoice's currency [CurrencyRef], so at its precision.
+        currency = self._check_currency(
+            body, _ref_id(customer, "CurrencyRef") or self.config.home_currency
+        )
+        places = _places(currency)
 
         subtotal = Decimal(0)
         taxable = Decimal(0)
@@ -1331,12 +1549,12 @@ class QuickBooksSandbox:
             if kind == "SubTotalLineDetail":
                 continue  # recomputed and appended below
             if kind == "SalesItemLineDetail":
-                amount, is_taxable = self._sales_line(line, call)
+                amount, is_taxable = self._sales_line(line, places, call)
                 subtotal += amount
                 if is_taxable:
                     taxable += amount
             elif kind == "DiscountLineDetail":
-                discount += self._discount_line(line, subtotal)
+                discount += self._discount_line(line, subtotal, places)
             elif kind == "DescriptionOnly":
                 line.setdefault("DescriptionLineDetail", {})
             elif kind is None:
@@ -1359,7 +1577,7 @@ class QuickBooksSandbox:
                 "SubTotalLineDetail": {},
             }
         )
-        tax_detail, tax = self._invoice_tax(body, taxable, discount, subtotal, call)
+        tax_detail, tax = self._invoice_tax(body, taxable, discount, subtotal, places, call)
 
         today = self._now().date()
         txn_date = self._date(body.get("TxnDate"), "TxnDate") or today
@@ -1373,9 +1591,7 @@ class QuickBooksSandbox:
 
         out["Line"] = kept
         out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
-        out["CurrencyRef"] = self._check_currency(
-            body, _ref_id(customer, "CurrencyRef") or self.config.home_currency
-        )
+        out["CurrencyRef"] = currency
         out["TxnDate"] = txn_date.isoformat()
         out["DueDate"] = due.isoformat()
         out["DocNumber"] = str(body.get("DocNumber") or "") or self._next_doc_number()
@@ -1385,14 +1601,19 @@ class QuickBooksSandbox:
         out.setdefault("EmailStatus", "NotSet")
         return out
 
-    def _sales_line(self, line: JsonObj, call: _Call | None) -> tuple[Decimal, bool]:
-        """Validate a SalesItemLine in place; returns its amount and taxability."""
+    def _sales_line(self, line: JsonObj, places: int, call: _Call | None) -> tuple[Decimal, bool]:
+        """Validate a SalesItemLine in place; returns its amount and taxability.
+
+        6070 unless ``Amount`` is Qty × UnitPrice, both held at the currency's minor
+        unit (half up), so a line that dropped a dinar's third decimal is refused and
+        a yen line needs no UnitPrice in whole yen.
+        """
         detail = line.get("SalesItemLineDetail")
         if not isinstance(detail, dict):
             raise _required("Line.SalesItemLineDetail")
         if "Amount" not in line or line["Amount"] in (None, ""):
             raise _required("Line.Amount")
-        amount = _money(line["Amount"], "Line.Amount")
+        amount = _money(line["Amount"], "Line.Amount", places)
         item_id = _ref_id(detail, "ItemRef")
         if item_id is None:
             raise _required("Line.SalesItemLineDetail.ItemRef")
@@ -1400,7 +1621,8 @@ class QuickBooksSandbox:
         detail["ItemRef"] = {"value": item_id, "name": item["Name"]}
         qty, price = detail.get("Qty"), detail.get("UnitPrice")
         if qty is not None and price is not None:
-            expected = _money(_number(qty, "Qty") * _number(price, "UnitPrice"), "Line.Amount")
+            product = _number(qty, "Qty") * _number(price, "UnitPrice")
+            expected = _money(product, "Line.Amount", places)
             if expected != amount:
                 raise QboError(
                     "6070",
@@ -1416,16 +1638,16 @@ class QuickBooksSandbox:
         line["Amount"] = _num_out(amount)
         return amount, bool(code.get("Taxable"))
 
-    def _discount_line(self, line: JsonObj, subtotal: Decimal) -> Decimal:
+    def _discount_line(self, line: JsonObj, subtotal: Decimal, places: int) -> Decimal:
         detail = line.get("DiscountLineDetail")
         if not isinstance(detail, dict):
             detail = {}
             line["DiscountLineDetail"] = detail
         if _truthy(detail.get("PercentBased")) and detail.get("DiscountPercent") is not None:
             percent = _number(detail["DiscountPercent"], "DiscountPercent")
-            amount = _money(subtotal * percent / 100, "Line.Amount")
+            amount = _money(subtotal * percent / 100, "Line.Amount", places)
         elif line.get("Amount") not in (None, ""):
-            amount = _money(line["Amount"], "Line.Amount")
+            amount = _money(line["Amount"], "Line.Amount", places)
             detail["PercentBased"] = False
         else:
             raise QboError(
@@ -1444,6 +1666,7 @@ class QuickBooksSandbox:
         taxable: Decimal,
         discount: Decimal,
         subtotal: Decimal,
+        places: int,
         call: _Call | None,
     ) -> tuple[JsonObj, Decimal]:
         detail = body.get("TxnTaxDetail")
@@ -1452,13 +1675,13 @@ class QuickBooksSandbox:
             return {"TotalTax": 0}, Decimal(0)
         code = self._resolve("TaxCode", code_id, call, "TaxCode")
         base = taxable - (discount * taxable / subtotal if subtotal else Decimal(0))
-        base = _money(base, "TxnTaxDetail")
+        base = _money(base, "TxnTaxDetail", places)
         tax_lines = []
         total = Decimal(0)
         for rate_detail in code.get("SalesTaxRateList", {}).get("TaxRateDetail", []):
             rate = self._store["TaxRate"][rate_detail["TaxRateRef"]["value"]]
             percent = Decimal(str(rate["RateValue"]))
-            amount = _money(base * percent / 100, "TxnTaxDetail")
+            amount = _money(base * percent / 100, "TxnTaxDetail", places)
             total += amount
             tax_lines.append(
                 {
@@ -1502,7 +1725,11 @@ class QuickBooksSandbox:
         customer = self._resolve("Customer", customer_id, call, "Customer")
         if body.get("TotalAmt") in (None, ""):
             raise _required("TotalAmt")
-        total = _money(body["TotalAmt"], "TotalAmt")
+        currency = self._check_currency(
+            body, _ref_id(customer, "CurrencyRef") or self.config.home_currency
+        )
+        places = _places(currency)
+        total = _money(body["TotalAmt"], "TotalAmt", places)
         applied_elsewhere = self._payments_by_invoice()
         applied_total = Decimal(0)
         lines = copy.deepcopy(body.get("Line") or [])
@@ -1511,7 +1738,7 @@ class QuickBooksSandbox:
         for line in lines:
             if not isinstance(line, dict) or line.get("Amount") in (None, ""):
                 raise _required("Line.Amount")
-            amount = _money(line["Amount"], "Line.Amount")
+            amount = _money(line["Amount"], "Line.Amount", places)
             linked_txns = line.get("LinkedTxn", [])
             if not isinstance(linked_txns, list):
                 raise _invalid_property("Line.LinkedTxn")
@@ -1549,9 +1776,7 @@ class QuickBooksSandbox:
             raise _business("The amounts applied to transactions exceed the payment's TotalAmt.")
         out["Line"] = lines
         out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
-        out["CurrencyRef"] = self._check_currency(
-            body, _ref_id(customer, "CurrencyRef") or self.config.home_currency
-        )
+        out["CurrencyRef"] = currency
         out["TotalAmt"] = _num_out(total)
         out["UnappliedAmt"] = _num_out(total - applied_total)
         out["TxnDate"] = (

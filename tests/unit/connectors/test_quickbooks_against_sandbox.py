@@ -28,7 +28,7 @@ from shared.connectors.accounting.quickbooks import (
 )
 from shared.errors import Permanent
 from shared.models import ChangeKind, Invoice, InvoiceLine, ObjectType, Party, PartyKind
-from shared.ports import InboundWebhook, TargetRef
+from shared.ports import CallBudget, InboundWebhook, TargetRef
 from shared.stores.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 
 SECRET_ID = "crmsync/sandbox/quickbooks"
@@ -36,8 +36,8 @@ TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 
 
 class Env:
-    def __init__(self) -> None:
-        self.config = QuickBooksSandboxConfig(superseded_refresh_grace_s=0.0)
+    def __init__(self, **config: Any) -> None:
+        self.config = QuickBooksSandboxConfig(superseded_refresh_grace_s=0.0, **config)
         self.sandbox = QuickBooksSandbox(self.config)
         self.server = SandboxServer(self.sandbox.app, 0).start()
         self.secrets = MemorySecretStore(
@@ -53,15 +53,20 @@ class Env:
         )
         self.admin = httpx.Client(base_url=self.server.url, timeout=10)
 
-    def connector(self) -> QuickBooksAccounting:
+    def connector(self, budget: CallBudget | None = None) -> QuickBooksAccounting:
         return build_quickbooks(
             api_url=self.server.url,
             token_url=self.server.url + TOKEN_PATH,
             secrets=self.secrets,
             secret_id=SECRET_ID,
             lock=MemoryLock(),
-            budget=MemoryCallBudget(),
+            budget=budget or MemoryCallBudget(),
         )
+
+    def close(self) -> None:
+        self.admin.close()
+        self.sandbox.close()
+        self.server.stop()
 
     def fault(self, **fault: Any) -> None:
         self.admin.post("/_sandbox/faults", json=fault).raise_for_status()
@@ -77,9 +82,7 @@ class Env:
 def env_once() -> Iterator[Env]:
     env = Env()
     yield env
-    env.admin.close()
-    env.sandbox.close()
-    env.server.stop()
+    env.close()
 
 
 @pytest.fixture
@@ -267,6 +270,76 @@ def test_given_a_quantity_times_price_past_cents_when_invoiced_then_the_sandbox_
     assert Decimal(str(sales["Amount"])) == Decimal("50.00")  # 49.995, half up
     assert Decimal(str(sales["SalesItemLineDetail"]["UnitPrice"])) == Decimal("33.33")
     assert Decimal(str(stored_invoice["TotalAmt"])) == Decimal("49.87")  # 50.00 − 0.13
+
+
+@pytest.fixture(scope="module")
+def companies() -> Iterator[dict[str, Env]]:
+    """Companies whose home currency has 3 and 0 decimals (multicurrency is off in the
+    sandbox, so an invoice is in the home currency of its company)."""
+    envs = {currency: Env(home_currency=currency) for currency in ("KWD", "JPY")}
+    yield envs
+    for env in envs.values():
+        env.close()
+
+
+def invoice_in(currency: str, lines: list[tuple[str, str]], discount: str) -> Invoice:
+    return Invoice(
+        customer_ref="1",
+        currency=currency,
+        lines=[
+            InvoiceLine(item_ref="3", quantity=Decimal(qty), unit_price=Decimal(price))
+            for qty, price in lines
+        ],
+        discount_amount=Decimal(discount),
+    )
+
+
+@pytest.mark.parametrize(
+    ("currency", "lines", "discount", "line_amounts", "total"),
+    [
+        # Kuwaiti dinar, 3 decimals: 3.7035 → 3.704, not 3.70.
+        ("KWD", [("3", "1.2345"), ("1000", "0.125")], "0.0015", ["3.704", "125"], "128.702"),
+        # Yen, no decimals: 1000.5 → 1001 and 148.5 → 149, with UnitPrice as HubSpot had it.
+        ("JPY", [("3", "333.5"), ("1.5", "99")], "10.5", ["1001", "149"], "1139"),
+    ],
+)
+def test_given_a_currency_without_two_decimals_when_invoiced_then_quickbooks_totals_agree(
+    companies: dict[str, Env],
+    currency: str,
+    lines: list[tuple[str, str]],
+    discount: str,
+    line_amounts: list[str],
+    total: str,
+) -> None:
+    env = companies[currency]
+    env.sandbox.reset()
+
+    ref = env.connector().upsert_invoice(
+        invoice_in(currency, lines, discount), existing=None, idempotency_key=f"hs:{currency}:1"
+    )
+
+    written = stored(env, "Invoice", ref.id)
+    sales = [line for line in written["Line"] if line["DetailType"] == "SalesItemLineDetail"]
+    assert [Decimal(str(line["Amount"])) for line in sales] == [Decimal(a) for a in line_amounts]
+    assert [Decimal(str(line["SalesItemLineDetail"]["UnitPrice"])) for line in sales] == [
+        Decimal(price) for _, price in lines
+    ]
+    assert written["CurrencyRef"]["value"] == currency
+    assert Decimal(str(written["TotalAmt"])) == Decimal(total)
+    assert Decimal(str(written["Balance"])) == Decimal(total)
+
+
+def test_given_fractional_quantities_when_invoiced_then_each_line_is_rounded_then_summed(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    lines = [("1.5", "99.61"), ("1.5", "99.61"), ("0.25", "0.1")]  # 149.415 twice, 0.025
+
+    ref = qbo.upsert_invoice(
+        invoice_in("USD", lines, "0"), existing=None, idempotency_key="hs:deal:81:v1"
+    )
+
+    # Per line, half up: 149.42 + 149.42 + 0.03, not the rounded sum 298.86.
+    assert Decimal(str(stored(env, "Invoice", ref.id)["TotalAmt"])) == Decimal("298.87")
 
 
 def test_given_a_lost_create_and_a_newer_deal_when_retried_then_the_doc_number_finds_it(

@@ -553,6 +553,43 @@ def test_given_the_services_config_when_a_won_deal_is_mapped_then_an_invoice_rea
     )
 
 
+@pytest.mark.parametrize("config", ["b2b.yaml", "ecommerce.yaml", "services.yaml"])
+def test_given_a_preset_when_money_has_more_decimals_than_cents_then_it_is_kept_whole(
+    config: str,
+) -> None:
+    # Rounding before multiplying turns 1000 × 0.125 into 1000 × 0.13 = 130, and a
+    # dinar's third decimal is lost; the connector rounds each line amount instead.
+    the_mapper = Mapper(load_mapping(CONFIG_DIR / config))
+    source = record(
+        ObjectType.DEAL,
+        [
+            {
+                "name": "Audit",
+                "hs_sku": "AUD",
+                "quantity": "1000",
+                "price": "0.125",
+                "hs_total_discount": "1.125",
+            },
+            {"name": "Hours", "hs_sku": "HRS", "quantity": "2.33335", "price": "3"},
+        ],
+        pipeline="default",
+        dealstage="closedwon",
+        dealname="Audit",
+        deal_currency_code="KWD",
+        amount="132",
+        shipping_amount="4.125",
+        hs_object_id="9001",
+    )
+
+    lines = deal_of(the_mapper.map(source)).line_items
+
+    amounts = [(li.quantity * li.unit_price, li.discount_amount) for li in lines]
+    assert amounts[:2] == [(Decimal("125"), Decimal("1.125")), (Decimal("7.00005"), Decimal(0))]
+    assert [li.unit_price for li in lines[2:]] == (
+        [Decimal("4.125")] if config == "ecommerce.yaml" else []
+    )
+
+
 # --- properties ---------------------------------------------------------------------
 
 OPTIONAL_PARTY_FIELDS = [

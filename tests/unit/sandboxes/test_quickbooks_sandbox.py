@@ -388,6 +388,60 @@ def test_invoice_totals_discount_tax_and_defaults(qbo: Harness) -> None:
     assert defaulted["DueDate"] == (today + timedelta(days=30)).isoformat()  # Amy's Net 30
 
 
+def test_amounts_are_held_at_the_currencys_minor_unit(
+    make_harness: Callable[..., Harness],
+) -> None:
+    kwd = make_harness(home_currency="KWD")
+    # 3 × 1.2345 = 3.7035: a line that dropped the dinar's third decimal is refused.
+    dropped = kwd.create(
+        "Invoice", {"CustomerRef": {"value": "1"}, "Line": [sales_line("3", 3, 1.2345, 3.70)]}
+    )
+    assert fault_of(dropped)["code"] == "6070"
+    invoice = kwd.create(
+        "Invoice",
+        {
+            "CustomerRef": {"value": "1"},
+            "Line": [
+                sales_line("3", 3, 1.2345, 3.704),
+                {"DetailType": "DiscountLineDetail", "Amount": 0.0015, "DiscountLineDetail": {}},
+            ],
+        },
+    ).json()["Invoice"]
+    assert invoice["TotalAmt"] == 3.702
+    applied = {"Amount": 3.702, "LinkedTxn": [{"TxnId": invoice["Id"], "TxnType": "Invoice"}]}
+    paid = kwd.create(
+        "Payment", {"CustomerRef": {"value": "1"}, "TotalAmt": 3.702, "Line": [applied]}
+    )
+    assert paid.json()["Payment"]["TotalAmt"] == 3.702
+    assert kwd.api("GET", f"invoice/{invoice['Id']}").json()["Invoice"]["Balance"] == 0
+
+    jpy = make_harness(home_currency="JPY")
+    body = {
+        "CustomerRef": {"value": "1"},
+        "Line": [
+            sales_line("3", 3, 333.5, 1001, tax_code="TAX"),  # 1000.5, half up
+            {
+                "DetailType": "DiscountLineDetail",
+                "Amount": 0,
+                "DiscountLineDetail": {"PercentBased": True, "DiscountPercent": 10},
+            },
+        ],
+        "TxnTaxDetail": {"TxnTaxCodeRef": {"value": "2"}},
+    }
+    yen = jpy.create("Invoice", body).json()["Invoice"]
+    # Discount 100.1 → 100; tax 8 % of 901 = 72.08 → 72; every amount in whole yen.
+    assert (yen["Line"][1]["Amount"], yen["TxnTaxDetail"]["TotalTax"]) == (100, 72)
+    assert yen["TotalAmt"] == 973
+    rounded_down = jpy.create(
+        "Invoice", {"CustomerRef": {"value": "1"}, "Line": [sales_line("3", 3, 333.5, 1000)]}
+    )
+    assert fault_of(rounded_down)["code"] == "6070"
+    absurd = jpy.create(
+        "Invoice", {"CustomerRef": {"value": "1"}, "Line": [sales_line("3", 1, 1e30, 1e30)]}
+    )
+    assert (absurd.status_code, fault_of(absurd)["code"]) == (400, "2010")
+
+
 def test_payment_reduces_invoice_and_customer_balance(qbo: Harness) -> None:
     customer = new_customer(qbo, "Payer")
     invoice = qbo.create(
