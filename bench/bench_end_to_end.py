@@ -136,6 +136,7 @@ def engine_alone(contacts: int, deals: int) -> None:
         )
         mapper = Mapper(load_mapping(DEFAULT_MAPPING))
         properties = {t: mapper.source_properties(t) for t in ObjectType}
+        queue = MemoryQueue()
         engine = SyncEngine(
             connection_id="bench",
             crm=build_hubspot(
@@ -157,8 +158,9 @@ def engine_alone(contacts: int, deals: int) -> None:
             mapper=mapper,
             links=MemoryLinkStore(),
             audit=MemoryAuditLog(),
+            queue=queue,
+            lock=MemoryLock(),
         )
-        queue = MemoryQueue()
         queue.send(
             [
                 ChangeEvent(

@@ -41,14 +41,22 @@ def resource_settings(
     tables: Mapping[str, str],
     queues: Mapping[str, str],
     secrets: Mapping[str, str],
+    dead_letters: Mapping[str, str] | None = None,
     description: ServiceDescription = DESCRIPTION,
 ) -> dict[str, str]:
-    """Physical names keyed by spec id (queue URLs for queues) → ``{Settings field: value}``.
+    """Physical names keyed by spec id (queue URLs for queues and, keyed by the id of
+    the queue they belong to, for dead-letter queues) → ``{Settings field: value}``.
 
     Ids the description does not declare raise, so a typo cannot silently leave a
     function on a default name. Ids left out are left out (a function may need few).
     """
     settings: dict[str, str] = {}
+    for queue_id, url in (dead_letters or {}).items():
+        spec = description.queue(queue_id)
+        if spec.dead_letter_setting is None or spec.max_failed_attempts is None:
+            raise ValueError(f"queue {queue_id!r} declares no dead-letter setting")
+        settings[spec.dead_letter_setting] = url
+        settings["max_failed_attempts"] = str(spec.max_failed_attempts)
     for kind, given, specs in (
         ("table", tables, {t.id: t.setting for t in description.tables}),
         ("queue", queues, {q.id: q.setting for q in description.queues}),

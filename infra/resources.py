@@ -51,7 +51,12 @@ class QueueSpec(_Spec):
     fifo_throughput_limit: FifoThroughputLimit = "perMessageGroupId"
     visibility_timeout_s: int
     retention_days: int
-    # A dead-letter queue of its own, after this many receives.
+    # A dead-letter queue of its own: its consumer moves a message there after this many
+    # failed attempts (deferrals at a vendor's request are not failures) ...
+    max_failed_attempts: int | None = None
+    dead_letter_setting: str | None = None  # the Settings field that carries its URL
+    # ... and SQS itself after this many receives, as a backstop for a consumer that
+    # cannot run at all (SQS allows at most 1,000).
     max_receive_count: int | None = None
 
 
@@ -72,7 +77,9 @@ class FunctionSpec(_Spec):
     timeout_s: int
     tables_rw: tuple[str, ...] = ()
     queues_send: tuple[str, ...] = ()
-    queues_consume: tuple[str, ...] = ()
+    queues_consume: tuple[str, ...] = ()  # also sends to each one's dead-letter queue
+    # Dead-letter queues it reads and clears (by the id of the queue they belong to).
+    dead_letters_sweep: tuple[str, ...] = ()
     # Concurrent invocations the queue may drive (SQS event sources allow 2 to 1000).
     max_concurrency: int | None = None
     secrets_read: tuple[str, ...] = ()
@@ -147,7 +154,9 @@ DESCRIPTION = ServiceDescription(
             setting="events_queue_url",
             visibility_timeout_s=360,  # ≥ 6 × the sync function's timeout is AWS's advice for
             retention_days=14,  # batches; 360 s = 6 × 60 s
-            max_receive_count=5,
+            max_failed_attempts=5,
+            dead_letter_setting="events_dlq_url",
+            max_receive_count=1000,
         ),
     ),
     secrets=(
@@ -199,8 +208,9 @@ DESCRIPTION = ServiceDescription(
             handler="functions.reconcile.handler.handler",
             memory_mb=512,
             timeout_s=300,
-            tables_rw=("Links", "Cursors"),
+            tables_rw=("Links", "Cursors", "Audit"),
             queues_send=("Events",),
+            dead_letters_sweep=("Events",),
             secrets_read=("HubSpotCredentials",),
         ),
     ),

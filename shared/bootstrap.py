@@ -8,28 +8,34 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import boto3
 
+from shared.connectors.http import Deadline
 from shared.connectors.registry import (
     ConnectorContext,
     accounting_connector,
     crm_connector,
 )
 from shared.mapping import Mapper, load_mapping
-from shared.models import ObjectType
+from shared.models import ChangeEvent, ObjectType
 from shared.settings import Settings
 from shared.stores import (
     DynamoAuditLog,
     DynamoCallBudget,
     DynamoCursorStore,
+    DynamoDeferralCounter,
     DynamoLinkStore,
     DynamoLock,
     SecretsManagerStore,
+    SqsDeadLetters,
     SqsEventQueue,
 )
+from shared.sync.consume import Consumer
 from shared.sync.engine import SyncEngine
 from shared.sync.ingest import WebhookIngest
 from shared.sync.reconcile import Reconciler
@@ -65,21 +71,37 @@ class Container:
 
     @cached_property
     def queue(self) -> SqsEventQueue:
-        return SqsEventQueue(self.sqs, self.settings.events_queue_url)
+        return SqsEventQueue(self.sqs, self.settings.events_queue_url, self.settings.events_dlq_url)
 
     @cached_property
     def links(self) -> DynamoLinkStore:
         return DynamoLinkStore(self.dynamodb, self.settings.links_table)
 
     @cached_property
-    def context(self) -> ConnectorContext:
+    def audit(self) -> DynamoAuditLog:
+        return DynamoAuditLog(
+            self.dynamodb, self.settings.audit_table, self.settings.audit_ttl_days
+        )
+
+    @cached_property
+    def lock(self) -> DynamoLock:
         owner = f"{os.environ.get('AWS_LAMBDA_LOG_STREAM_NAME', 'local')}:{uuid.uuid4().hex[:8]}"
+        return DynamoLock(self.dynamodb, self.settings.cursors_table, owner)
+
+    @cached_property
+    def deadline(self) -> Deadline:
+        """The invocation's time left; the handler starts it on every invocation."""
+        return Deadline()
+
+    @cached_property
+    def context(self) -> ConnectorContext:
         return ConnectorContext(
             settings=self.settings,
             secrets=self.secrets,
-            lock=DynamoLock(self.dynamodb, self.settings.cursors_table, owner),
+            lock=self.lock,
             budget=DynamoCallBudget(self.dynamodb, self.settings.cursors_table),
             properties={t: self.mapper.source_properties(t) for t in CRM_OBJECTS},
+            deadline=self.deadline,
         )
 
     def ingest(self) -> WebhookIngest:
@@ -102,9 +124,17 @@ class Container:
             ledger=accounting_connector(self.settings.accounting).target(self.context),
             mapper=self.mapper,
             links=self.links,
-            audit=DynamoAuditLog(
-                self.dynamodb, self.settings.audit_table, self.settings.audit_ttl_days
-            ),
+            audit=self.audit,
+            queue=self.queue,
+            lock=self.lock,
+        )
+
+    def consumer(self, apply: Callable[[ChangeEvent], Any]) -> Consumer:
+        return Consumer(
+            apply=apply,
+            queue=self.queue,
+            deferrals=DynamoDeferralCounter(self.dynamodb, self.settings.cursors_table),
+            max_failed_attempts=self.settings.max_failed_attempts,
         )
 
     def reconciler(self) -> Reconciler:
@@ -116,4 +146,10 @@ class Container:
             cursors=DynamoCursorStore(self.dynamodb, self.settings.cursors_table),
             queue=self.queue,
             overlap_s=self.settings.reconcile_overlap_s,
+            dead_letters=(
+                SqsDeadLetters(self.sqs, self.settings.events_dlq_url)
+                if self.settings.events_dlq_url
+                else None
+            ),
+            audit=self.audit,
         )

@@ -2,9 +2,10 @@
 
 * ``WebhookRejected`` → a 4xx with a short reason, nothing enqueued.
 * ``RecordInvalid`` → audited with field and rule, not retried.
-* ``Retryable`` / ``RateLimited`` → the message is retried (later).
-* ``Permanent`` → the vendor refused for good; audited, then the message fails
-  so it ends in the DLQ where a person looks at it.
+* ``Retryable`` → the message is retried, and dead-lettered after a few failures.
+* ``RateLimited`` / ``OutOfTime`` → the message comes back after the wait; not a failure.
+* ``Permanent`` → the vendor refused the record for good; audited once, not retried.
+* ``AuthFailed`` → credentials refused; retried, then dead-lettered for a person.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ class RateLimited(Retryable):
     def __init__(self, message: str, *, retry_after_s: float, status: int | None = 429):
         super().__init__(message, status=status)
         self.retry_after_s = retry_after_s
+
+
+class OutOfTime(Retryable):
+    """The invocation has too little time left to call a vendor and get the answer
+    back: the message goes back to the queue for the next invocation, not as a failure."""
 
 
 class Permanent(ConnectorError):

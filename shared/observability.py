@@ -1,8 +1,15 @@
 """Logger, metrics and tracer, defined once for every function (powertools)."""
 
+import logging
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 SERVICE = "crmsync"
+
+# At DEBUG these print whole requests and responses (secret values, OAuth tokens): held at
+# INFO whatever the log level, since no redaction filter knows every (rotating) secret.
+for library in ("boto3", "botocore", "urllib3", "httpx", "httpcore"):
+    logging.getLogger(library).setLevel(logging.INFO)
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="crmsync", service=SERVICE)

@@ -7,19 +7,22 @@ in-memory ones (tests, benchmarks, dry runs) in ``shared/stores/memory.py``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.errors import WebhookRejected
 from shared.models import (
     AuditEntry,
     ChangeEvent,
     Invoice,
     ObjectType,
     Party,
+    PendingCreate,
     RecordLink,
     SourceRecord,
     System,
@@ -38,6 +41,15 @@ class InboundWebhook(BaseModel):
     headers: Mapping[str, str]
     body: str
     received_at: datetime
+
+    def payload(self) -> Any:
+        """The body parsed as JSON; ``WebhookRejected`` (400) when it cannot be."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise WebhookRejected(400, "body is not JSON") from None
+        except RecursionError:  # json's parser recurses once per level of nesting
+            raise WebhookRejected(400, "body nests JSON too deeply") from None
 
 
 class WebhookReceiver(Protocol):
@@ -130,7 +142,18 @@ class LinkStore(Protocol):
 
     def save(self, link: RecordLink) -> None:
         """Conditional write: succeeds when no link exists or the stored
-        ``source_version`` is not newer. Raises ``shared.errors.StaleWrite`` otherwise."""
+        ``source_version`` is not newer. Raises ``shared.errors.StaleWrite`` otherwise.
+        Clears the record's ``PendingCreate`` in the same atomic write."""
+        ...
+
+    def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None: ...
+
+    def put_pending_create(self, pending: PendingCreate) -> None:
+        """Write down a create before sending it (replaces any earlier one)."""
+        ...
+
+    def drop_pending_create(self, connection_id: str, source_key: str) -> None:
+        """The create was refused for good: nothing was made, nothing to repeat."""
         ...
 
 
@@ -154,6 +177,41 @@ class EventQueue(Protocol):
     def send(self, events: Sequence[ChangeEvent]) -> None:
         """Enqueue all or raise: a webhook is acknowledged only after this returns."""
         ...
+
+    def defer(self, receipt: str, seconds: float) -> None:
+        """Hide a received message for ``seconds`` (0: back now) instead of its
+        visibility timeout."""
+        ...
+
+    def dead_letter(self, event: ChangeEvent, *, message_id: str) -> None:
+        """Put a received message's event on the dead-letter queue (the caller then
+        lets the message go as handled)."""
+        ...
+
+
+class DeferralCounter(Protocol):
+    """How many receives of a message were deferrals rather than failed attempts."""
+
+    def deferrals(self, message_id: str) -> int: ...
+
+    def add_deferral(self, message_id: str) -> None: ...
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    receipt: str
+    event: ChangeEvent
+
+
+class DeadLetters(Protocol):
+    """The dead-letter queue, read by reconciliation to clear what it has repaired."""
+
+    def peek(self, max_messages: int) -> list[DeadLetter]:
+        """Up to ``max_messages`` letters, hidden from other readers for a while."""
+        ...
+
+    def discard(self, letter: DeadLetter) -> None: ...
 
 
 class SecretStore(Protocol):

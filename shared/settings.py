@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     audit_table: str = "crmsync-audit"
     cursors_table: str = "crmsync-cursors"
     events_queue_url: str = ""
+    events_dlq_url: str = ""
+    # Failed attempts (not deferrals) before the consumer dead-letters a message.
+    max_failed_attempts: int = Field(default=5, ge=1)
 
     hubspot_secret_id: str = "crmsync/default/hubspot"
     quickbooks_secret_id: str = "crmsync/default/quickbooks"

@@ -116,7 +116,7 @@ class FakeLedger:
         key: str,
     ) -> TargetRef:
         if key in self.replies:  # requestid replay: the original answer, nothing written
-            return self.replies[key]
+            return self._answer(self.replies[key])
         if existing is None:
             stored = Stored(id=str(next(self._ids)), sync_token=0, body=body)
             table[stored.id] = stored
@@ -129,10 +129,14 @@ class FakeLedger:
             )
             stored.body, stored.sync_token = merged, stored.sync_token + 1
         self.replies[key] = _ref(stored)
+        return self._answer(_ref(stored))
+
+    def _answer(self, reply: TargetRef) -> TargetRef:
+        """Any answer, first or replayed, may be lost on the wire."""
         if self.lose_responses:
             self.lose_responses -= 1
             raise Retryable("response lost on the wire")
-        return _ref(stored)
+        return reply
 
 
 def _ref(stored: Stored) -> TargetRef:

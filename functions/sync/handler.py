@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch.exceptions import (
+    SQSFifoMessageGroupCircuitBreakerError,
+)
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import (
@@ -15,10 +18,10 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.bootstrap import Container
-from shared.errors import RateLimited
 from shared.models import ChangeEvent
 from shared.observability import logger, metrics, tracer
 from shared.settings import get_settings
+from shared.sync.consume import QueueMessage
 
 settings = get_settings()
 container = Container(settings)
@@ -45,16 +48,21 @@ def apply_event(event: ChangeEvent) -> dict[str, Any]:
     return engine.handle(event).model_dump(mode="json")
 
 
+consumer = container.consumer(lambda event: apply_event(event=event))
+
+
+def message(record: SQSRecord) -> QueueMessage:
+    return QueueMessage(
+        message_id=record.message_id,
+        receipt=record.receipt_handle,
+        body=record.body,
+        receive_count=int(record.attributes.approximate_receive_count),
+    )
+
+
 def record_handler(record: SQSRecord) -> None:
-    event = ChangeEvent.model_validate_json(record.body)
-    try:
-        outcome = apply_event(event=event)
-    except RateLimited as limited:
-        # Come back when the vendor said to, not after the queue's visibility timeout
-        # (the redelivery still counts toward maxReceiveCount).
-        container.queue.defer(record.receipt_handle, limited.retry_after_s)
-        raise
-    logger.info("event applied", extra={"record": event.record_key, **outcome})
+    outcome = consumer.process(message(record))
+    logger.info("event handled", extra={"message_id": record.message_id, "outcome": outcome})
 
 
 @logger.inject_lambda_context
@@ -62,6 +70,13 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)
-    return process_partial_response(
+    container.deadline.start(context.get_remaining_time_in_millis() / 1000)
+    response = process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+    # Records behind a failed one in their group were never tried: they come back with
+    # it, and their receive is not a failed attempt.
+    for record, (kind, _, _) in zip(processor.fail_messages, processor.exceptions, strict=True):
+        if kind is SQSFifoMessageGroupCircuitBreakerError and isinstance(record, SQSRecord):
+            consumer.skipped(message(record))
+    return response

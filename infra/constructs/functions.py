@@ -43,6 +43,7 @@ class Functions(Construct):
             tables={table_id: table.table_name for table_id, table in tables.by_id.items()},
             queues={queue_id: queue.queue_url for queue_id, queue in queues.by_id.items()},
             secrets=secrets.names,
+            dead_letters={queue_id: dlq.queue_url for queue_id, dlq in queues.dead_letters.items()},
             description=service,
         )
         environment = function_environment({**resources, **settings})
@@ -68,6 +69,9 @@ class Functions(Construct):
             for queue_id in spec.queues_send:
                 queues.by_id[queue_id].grant_send_messages(role)
             for queue_id in spec.queues_consume:
+                # The consumer moves a message that keeps failing to the DLQ itself.
+                if queue_id in queues.dead_letters:
+                    queues.dead_letters[queue_id].grant_send_messages(role)
                 # Also grants receive/delete/change-visibility on the queue.
                 function.add_event_source(
                     SqsEventSource(
@@ -76,6 +80,8 @@ class Functions(Construct):
                         max_concurrency=spec.max_concurrency,
                     )
                 )
+            for queue_id in spec.dead_letters_sweep:
+                queues.dead_letters[queue_id].grant_consume_messages(role)
             for secret_id in spec.secrets_read:
                 secrets.by_id[secret_id].grant_read(role)
             for secret_id in spec.secrets_write:

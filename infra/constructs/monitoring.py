@@ -52,7 +52,7 @@ class Monitoring(Construct):
                 "read the audit log, fix the cause, then redrive.",
             )
         for spec in queue_specs:
-            max_age_s = spec.visibility_timeout_s * (spec.max_receive_count or 1)
+            max_age_s = spec.visibility_timeout_s * (spec.max_failed_attempts or 1)
             self._alarm(
                 f"{spec.id}OldestMessageAge",
                 queues.by_id[spec.id].metric_approximate_age_of_oldest_message(

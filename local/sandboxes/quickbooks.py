@@ -468,6 +468,12 @@ class QuickBooksSandbox:
             self._auth_codes[code] = self.config.clock() + AUTH_CODE_TTL_S
         return code
 
+    def issued_tokens(self) -> dict[str, list[str]]:
+        """Every refresh token (the configured one first) and access token the OAuth
+        server has handed out, superseded and expired ones included."""
+        with self._lock:
+            return {"refresh": list(self._refresh_tokens), "access": list(self._access_tokens)}
+
     def reset(self) -> None:
         """Back to the seeded company; OAuth tokens are kept (see module docstring)."""
         with self._lock:

@@ -11,6 +11,7 @@ vendor sends one) and turns everything else into the errors of
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from shared.errors import AuthFailed, NotFound, Permanent, RateLimited, Retryable
+from shared.errors import AuthFailed, NotFound, OutOfTime, Permanent, RateLimited, Retryable
 from shared.ports import CallBudget
 
 T = TypeVar("T")
@@ -76,6 +77,33 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
+class Deadline:
+    """The time left in the current invocation, shared by every connector of a process.
+
+    A Lambda is stopped at its timeout wherever it is, so no call, retry or wait may
+    start that cannot end before it. The handler starts it with the invocation's
+    remaining time; unstarted (tests, tools) it never runs out.
+    """
+
+    def __init__(
+        self, *, reserve_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.reserve_s = reserve_s  # kept back to audit, link and answer after the last call
+        self._clock = clock
+        self._ends_at = math.inf
+
+    def start(self, remaining_s: float) -> None:
+        self._ends_at = self._clock() + remaining_s
+
+    def left(self) -> float:
+        """Seconds still usable for vendor calls and waits."""
+        return self._ends_at - self.reserve_s - self._clock()
+
+
+# A call needs at least this long to be worth starting.
+MIN_CALL_S = 1.0
+
+
 class ApiClient:
     """One vendor API, as a connector declared it."""
 
@@ -94,8 +122,11 @@ class ApiClient:
         headers: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.vendor = vendor
+        self._timeout_s = timeout_s
+        self._deadline = deadline or Deadline()
         self._classify = classify
         self._limits = limits
         self._budget = budget
@@ -133,11 +164,17 @@ class ApiClient:
             self._take_budget()
             try:
                 response = self._http.request(
-                    method, path, params=params, json=json, content=content, headers=headers
+                    method,
+                    path,
+                    params=params,
+                    json=json,
+                    content=content,
+                    headers=headers,
+                    timeout=self._call_timeout(method, path),
                 )
             except httpx.TransportError as exc:  # timeouts, resets, refused connections
                 last_error = Retryable(f"{self.vendor} {method} {path}: {type(exc).__name__}")
-                self._sleep(self._retry.backoff(attempt))
+                self._wait(self._retry.backoff(attempt), last_error)
                 continue
             verdict = self._classify(response)
             if verdict.action is ResponseAction.SUCCESS:
@@ -153,19 +190,38 @@ class ApiClient:
                 wait = verdict.retry_after_s
                 if wait is None:
                     wait = retry_after_seconds(response) or self._retry.backoff(attempt)
-                if wait > self._retry.max_inline_wait_s:
+                if wait > self._inline_wait_limit():
                     raise RateLimited(message, retry_after_s=wait)
                 last_error = RateLimited(message, retry_after_s=wait)
                 self._sleep(wait)
                 continue
             last_error = Retryable(message, status=response.status_code, code=verdict.code)
-            self._sleep(self._retry.backoff(attempt))
+            self._wait(self._retry.backoff(attempt), last_error)
         assert last_error is not None
         raise last_error
 
+    def _call_timeout(self, method: str, path: str) -> float:
+        """The declared timeout, cut to the invocation's time left; too little left
+        to make the call at all is ``OutOfTime``."""
+        left = self._deadline.left()
+        if left < MIN_CALL_S:
+            raise OutOfTime(f"{self.vendor} {method} {path}: the invocation is out of time")
+        return min(self._timeout_s, left)
+
+    def _wait(self, seconds: float, error: Retryable) -> None:
+        """Back off before a retry, unless the retry could not finish in time: then the
+        error stands now and the queue brings the message back."""
+        if seconds + MIN_CALL_S > self._deadline.left():
+            raise error
+        self._sleep(seconds)
+
+    def _inline_wait_limit(self) -> float:
+        """The longest rate-limit wait slept here; a longer one goes back to the queue."""
+        return min(self._retry.max_inline_wait_s, self._deadline.left() - MIN_CALL_S)
+
     def _take_budget(self) -> None:
         """Reserve a slot in every declared limit; a long wait goes back to the queue."""
-        longest = self._retry.max_inline_wait_s
+        longest = max(self._inline_wait_limit(), 0.0)
         for limit in self._limits:
             # The budget keys each limit by its own rate: one key serves them all.
             wait = self._budget.acquire(

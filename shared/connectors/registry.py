@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from shared.connectors.http import Deadline
 from shared.models import ObjectType
 from shared.ports import (
     AccountingTarget,
@@ -27,6 +28,8 @@ class ConnectorContext:
     budget: CallBudget
     # Vendor properties the mapping reads, per object type (fetch only what is used).
     properties: Mapping[ObjectType, Sequence[str]]
+    # The current invocation's time left: no vendor call may outlast it.
+    deadline: Deadline
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ def _hubspot() -> CrmConnector:
             budget=ctx.budget,
             connection_id=ctx.settings.connection_id,
             properties=ctx.properties,
+            deadline=ctx.deadline,
         ),
         webhooks=lambda settings, secrets: hubspot.hubspot_webhooks(
             secrets, settings.hubspot_secret_id, settings.webhook_tolerance_s
@@ -72,6 +76,7 @@ def _quickbooks() -> AccountingConnector:
             secret_id=ctx.settings.quickbooks_secret_id,
             lock=ctx.lock,
             budget=ctx.budget,
+            deadline=ctx.deadline,
         ),
         webhooks=lambda settings, secrets: quickbooks.quickbooks_webhooks(
             secrets, settings.quickbooks_secret_id

@@ -1,7 +1,7 @@
 """Canonical models: the only shapes the sync engine knows."""
 
 from shared.models.events import ChangeEvent, ChangeKind, ObjectType, System
-from shared.models.links import AuditEntry, Outcome, RecordLink
+from shared.models.links import AuditEntry, Outcome, PendingCreate, RecordLink
 from shared.models.records import (
     Address,
     Deal,
@@ -32,6 +32,7 @@ __all__ = [
     "Party",
     "PartyKind",
     "Payment",
+    "PendingCreate",
     "RecordLink",
     "SourceRecord",
     "System",

@@ -46,14 +46,38 @@ class RecordLink(BaseModel):
         return record_key(self.target, self.target_type, self.target_id)
 
 
+class PendingCreate(BaseModel):
+    """A create about to be sent, written down before it is sent (write-ahead).
+
+    If the create commits but its answer is lost, the next attempt finds this and
+    repeats the very same request (same idempotency key, same body), so the vendor
+    answers with the record it already made, whatever the source record became
+    since (renamed, say). Cleared when the link is saved.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str
+    source_key: str
+    target_type: ObjectType
+    idempotency_key: str
+    body: str  # the canonical model sent, as JSON of its set fields
+    content_hash: str  # of the source content the body was made from
+    source_version: int = Field(ge=0)
+    created_at: datetime = Field(default_factory=utc_now)
+
+
 class Outcome(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     LINKED = "linked"  # matched an existing target record and linked it
     UNCHANGED = "unchanged"
     SKIPPED = "skipped"  # deliberately not applied: filter, stale, echo, unsupported
+    FORWARDED = "forwarded"  # handed to the record it belongs to (a line item's deal)
     INVALID = "invalid"  # the record violates the mapping: not retried
+    REJECTED = "rejected"  # the target system refused it for good: not retried
     FAILED = "failed"  # an error that will be retried or dead-lettered
+    RESOLVED = "resolved"  # a dead-lettered event whose record was applied since
 
 
 class AuditEntry(BaseModel):

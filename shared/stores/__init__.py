@@ -7,18 +7,21 @@ twins of each for tests, benchmarks and dry runs; Lambdas never import it.
 
 from shared.stores.audit import DynamoAuditLog
 from shared.stores.cursors import DynamoCursorStore
+from shared.stores.deferrals import DynamoDeferralCounter
 from shared.stores.links import DynamoLinkStore
 from shared.stores.lock import DynamoLock
 from shared.stores.ratelimit import DynamoCallBudget
 from shared.stores.secrets import SecretsManagerStore
-from shared.stores.sqs import SqsEventQueue
+from shared.stores.sqs import SqsDeadLetters, SqsEventQueue
 
 __all__ = [
     "DynamoAuditLog",
     "DynamoCallBudget",
     "DynamoCursorStore",
+    "DynamoDeferralCounter",
     "DynamoLinkStore",
     "DynamoLock",
     "SecretsManagerStore",
+    "SqsDeadLetters",
     "SqsEventQueue",
 ]

@@ -1,18 +1,23 @@
-"""Record links in DynamoDB: source record ↔ target record, written conditionally."""
+"""Record links in DynamoDB: source record ↔ target record, written conditionally.
+
+A record's ``PendingCreate`` lives in the same item as its link (attribute
+``pending_create``), so saving the link clears it in the same atomic write.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from shared.errors import StaleWrite
-from shared.models import RecordLink
+from shared.models import PendingCreate, RecordLink
 from shared.stores.dynamo import from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
 TARGET_INDEX = "by_target"
-_KEYS = ("pk", "target_pk")
+PENDING = "pending_create"
+_KEYS = ("pk", "target_pk", PENDING)
 
 
 def _pk(connection_id: str, key: str) -> str:
@@ -33,7 +38,9 @@ class DynamoLinkStore:
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return RecordLink.model_validate(from_item(item, drop=_KEYS)) if item else None
+        if not item or "target_id" not in item:  # nothing, or only a pending create
+            return None
+        return RecordLink.model_validate(from_item(item, drop=_KEYS))
 
     def get_by_target(self, connection_id: str, target_key: str) -> RecordLink | None:
         # A GSI read is eventually consistent: a link saved a moment ago may not show yet.
@@ -55,10 +62,39 @@ class DynamoLinkStore:
             self._client.put_item(
                 TableName=self._table,
                 Item=item,
-                ConditionExpression="attribute_not_exists(pk) OR source_version <= :v",
+                ConditionExpression=(
+                    "attribute_not_exists(source_version) OR source_version <= :v"
+                ),
                 ExpressionAttributeValues={":v": {"N": str(link.source_version)}},
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             raise StaleWrite(
                 f"link {link.source_key} holds a version newer than {link.source_version}"
             ) from None
+
+    def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, source_key)}},
+            ProjectionExpression=PENDING,
+            ConsistentRead=True,
+        )
+        value = response.get("Item", {}).get(PENDING)
+        return PendingCreate.model_validate_json(value["S"]) if value and "S" in value else None
+
+    def put_pending_create(self, pending: PendingCreate) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(pending.connection_id, pending.source_key)}},
+            UpdateExpression="SET #p = :p",
+            ExpressionAttributeNames={"#p": PENDING},
+            ExpressionAttributeValues={":p": {"S": pending.model_dump_json()}},
+        )
+
+    def drop_pending_create(self, connection_id: str, source_key: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, source_key)}},
+            UpdateExpression="REMOVE #p",
+            ExpressionAttributeNames={"#p": PENDING},
+        )

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.errors import Retryable, StaleWrite
-from shared.models import AuditEntry, ChangeEvent, RecordLink
+from shared.models import AuditEntry, ChangeEvent, PendingCreate, RecordLink
+from shared.ports import DeadLetter
 from shared.stores.audit import utc
 from shared.stores.lock import LeaseLock
 from shared.stores.ratelimit import PacedBudget
@@ -33,6 +34,7 @@ class MemoryLinkStore:
         self._lock = threading.Lock()
         self._by_source: dict[tuple[str, str], RecordLink] = {}
         self._by_target: dict[tuple[str, str], RecordLink] = {}
+        self._pending: dict[tuple[str, str], PendingCreate] = {}
 
     def get(self, connection_id: str, source_key: str) -> RecordLink | None:
         with self._lock:
@@ -55,6 +57,19 @@ class MemoryLinkStore:
                 self._by_target.pop((stored.connection_id, stored.target_key), None)
             self._by_source[source] = link
             self._by_target[(link.connection_id, link.target_key)] = link
+            self._pending.pop(source, None)
+
+    def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
+        with self._lock:
+            return self._pending.get((connection_id, source_key))
+
+    def put_pending_create(self, pending: PendingCreate) -> None:
+        with self._lock:
+            self._pending[(pending.connection_id, pending.source_key)] = pending
+
+    def drop_pending_create(self, connection_id: str, source_key: str) -> None:
+        with self._lock:
+            self._pending.pop((connection_id, source_key), None)
 
 
 class MemoryAuditLog:
@@ -87,6 +102,20 @@ class MemoryCursorStore:
         with self._lock:
             if value > self._values.get(name, value - 1):
                 self._values[name] = value
+
+
+class MemoryDeferralCounter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def deferrals(self, message_id: str) -> int:
+        with self._lock:
+            return self._counts[message_id]
+
+    def add_deferral(self, message_id: str) -> None:
+        with self._lock:
+            self._counts[message_id] += 1
 
 
 class MemorySecretStore:
@@ -320,6 +349,34 @@ class MemoryQueue:
                 message.visible_at = now + seconds
                 heapq.heappush(self._expiries, (message.visible_at, next(self._ids), receipt))
             return True
+
+    def defer(self, receipt: str, seconds: float) -> None:
+        self.change_visibility(receipt, seconds)
+
+    def dead_letter(self, event: ChangeEvent, *, message_id: str) -> None:
+        with self._lock:
+            self.dead_letters.append(
+                QueuedMessage(
+                    message_id,
+                    message_body(event),
+                    event.record_key,
+                    event.dedup_id,
+                    self.clock(),
+                    receive_count=0,
+                )
+            )
+
+    def peek(self, max_messages: int) -> list[DeadLetter]:
+        """The dead letters, as ``DeadLetters`` reads them (receipt: the message id)."""
+        with self._lock:
+            return [
+                DeadLetter(receipt=letter.message_id, event=letter.event)
+                for letter in self.dead_letters[:max_messages]
+            ]
+
+    def discard(self, letter: DeadLetter) -> None:
+        with self._lock:
+            self.dead_letters = [m for m in self.dead_letters if m.message_id != letter.receipt]
 
     def redrive(self) -> int:
         """Send the dead letters back to the queue, like SQS's DLQ redrive; returns how many."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ import botocore.exceptions
 
 from shared.errors import Retryable
 from shared.models import ChangeEvent
+from shared.ports import DeadLetter
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient
@@ -56,29 +58,42 @@ log = logging.getLogger(__name__)
 
 
 class SqsEventQueue:
-    """``EventQueue`` over an SQS FIFO queue."""
+    """``EventQueue`` over an SQS FIFO queue and its dead-letter queue."""
 
-    def __init__(self, client: SQSClient, queue_url: str) -> None:
+    def __init__(self, client: SQSClient, queue_url: str, dead_letter_url: str = "") -> None:
         self._client = client
         self._queue_url = queue_url
+        self._dead_letter_url = dead_letter_url
 
-    def defer(self, receipt_handle: str, seconds: float) -> None:
+    def defer(self, receipt: str, seconds: float) -> None:
         """Hide a received message for ``seconds`` (a vendor asked us to wait).
 
-        It still counts as a receive toward the queue's maxReceiveCount. SQS refuses a
-        visibility timeout ending more than 12 h after this receive, so the wait is
-        capped below that; if SQS still refuses, the message returns after the
-        queue's own visibility timeout, which is logged, not raised (the caller is
-        already failing the message).
+        SQS counts it as a receive toward the queue's maxReceiveCount (the consumer
+        keeps its own count of real failures). SQS refuses a visibility timeout ending
+        more than 12 h after this receive, so the wait is capped below that; if SQS
+        still refuses, the message returns after the queue's own visibility timeout,
+        which is logged, not raised (the caller is already failing the message).
         """
         try:
             self._client.change_message_visibility(
                 QueueUrl=self._queue_url,
-                ReceiptHandle=receipt_handle,
-                VisibilityTimeout=min(int(seconds) + 1, MAX_DEFER_S),
+                ReceiptHandle=receipt,
+                VisibilityTimeout=min(math.ceil(seconds), MAX_DEFER_S),
             )
         except botocore.exceptions.ClientError as error:
-            log.warning("could not defer a rate-limited message: %s", error)
+            log.warning("could not defer a message: %s", error)
+
+    def dead_letter(self, event: ChangeEvent, *, message_id: str) -> None:
+        """Onto the dead-letter queue, in the record's group; raises if SQS refuses, so
+        the message is not let go without having arrived there."""
+        if not self._dead_letter_url:
+            raise Retryable("no dead-letter queue configured (CRMSYNC_EVENTS_DLQ_URL)")
+        self._client.send_message(
+            QueueUrl=self._dead_letter_url,
+            MessageBody=message_body(event),
+            MessageGroupId=event.record_key,
+            MessageDeduplicationId=message_id,
+        )
 
     def send(self, events: Sequence[ChangeEvent]) -> None:
         """All events are on the queue when this returns; entries SQS refuses are
@@ -110,3 +125,34 @@ class SqsEventQueue:
             f["Id"]: f"{f['Code']} {f.get('Message', '')}".strip()
             for f in response.get("Failed", [])
         }
+
+
+class SqsDeadLetters:
+    """``DeadLetters`` over a dead-letter queue: a peeked letter is hidden for
+    ``hide_s`` from other readers and comes back unless discarded."""
+
+    def __init__(self, client: SQSClient, queue_url: str, *, hide_s: int = 120) -> None:
+        self._client = client
+        self._queue_url = queue_url
+        self._hide_s = hide_s
+
+    def peek(self, max_messages: int) -> list[DeadLetter]:
+        letters: list[DeadLetter] = []
+        while len(letters) < max_messages:
+            messages = self._client.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=min(MAX_BATCH_ENTRIES, max_messages - len(letters)),
+                VisibilityTimeout=self._hide_s,
+            ).get("Messages", [])
+            if not messages:
+                break
+            letters += [
+                DeadLetter(
+                    receipt=m["ReceiptHandle"], event=ChangeEvent.model_validate_json(m["Body"])
+                )
+                for m in messages
+            ]
+        return letters
+
+    def discard(self, letter: DeadLetter) -> None:
+        self._client.delete_message(QueueUrl=self._queue_url, ReceiptHandle=letter.receipt)

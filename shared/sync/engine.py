@@ -1,25 +1,33 @@
 """The sync engine: one ChangeEvent in, target writes and exactly one audit entry out.
 
-event → (echo/stale checks) → fetch → filter → map → match → upsert → link → audit
+event → (echo/stale checks) → fetch → filter → map → compare content → match → write
+→ link → audit
 
 It knows canonical models and ports only. What it guarantees:
 
-* **Nothing duplicated.** Every write carries an idempotency key derived from the
-  source record and its version, so a retry after a lost response is answered
-  with the original record by the vendor; customers are matched (email, then
-  display name) before one is created; links are written conditionally.
-* **Order per record.** A link remembers the source version last applied; an
-  event older than it, or a fetch that returns a version already applied, is
-  skipped and audited.
-* **Bad records are reported, not retried.** A mapping violation is audited with
-  field and rule and the event ends there; vendor refusals and transient errors
-  are audited and re-raised so the queue retries them and, in the end,
-  dead-letters them.
+* **A deal with its line items is one unit.** A line item's change is handed to its
+  deal (one message group per deal), so every write of one invoice happens in one
+  group, one at a time.
+* **Content decides.** A record whose mapped content (digest) equals what the link
+  says was written is left alone, whatever its version; anything else is written.
+* **Nothing duplicated.** An update's idempotency key is derived from the target
+  record, the version it updates and the content, so a retry after a lost answer is
+  answered by the vendor, and the same content written again later (an undone edit)
+  gets a new key. A create is written down (``PendingCreate``) with a key of its own
+  before it is sent; after a lost answer the next attempt repeats that very request
+  and gets the record it made, even if the source was renamed meanwhile. Creates of
+  one record are serialized by a lease; customers are matched before one is made.
+* **Order per record.** An event older than the version applied is skipped.
+* **Bad records end, outages retry.** A mapping violation or a vendor's refusal is
+  audited once with its reason and ends there; credentials refused, outages and bugs
+  are audited and re-raised so the queue retries them and, in the end, dead-letters
+  them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -28,7 +36,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from shared.errors import RecordInvalid, StaleWrite, Violation
+from shared.errors import AuthFailed, NotFound, Permanent, RecordInvalid, StaleWrite, Violation
 from shared.mapping import Filtered, Mapper
 from shared.models import (
     AuditEntry,
@@ -41,32 +49,41 @@ from shared.models import (
     ObjectType,
     Outcome,
     Party,
+    PendingCreate,
     RecordLink,
     SourceRecord,
 )
 from shared.models.events import record_key
 from shared.models.links import utc_now
-from shared.ports import AccountingTarget, AuditLog, CrmSource, LinkStore, TargetRef
+from shared.ports import (
+    AccountingTarget,
+    AuditLog,
+    CrmSource,
+    EventQueue,
+    LinkStore,
+    Lock,
+    TargetRef,
+)
+from shared.sync.content import Mapped, map_content
 
 M = TypeVar("M", bound=BaseModel)
+Upsert = Callable[..., TargetRef]
 
-# A deal's invoice goes to its company when it has one (B2B), else to its contact.
-CUSTOMER_SOURCES = (ObjectType.COMPANY, ObjectType.CONTACT)
+# Creates of one source record are serialized by a lease: long enough for a create
+# and its link, short enough that a crashed holder does not block the record long.
+CREATE_LEASE_S = 60.0
+CREATE_WAIT_S = 15.0
 
 
-def idempotency_key(connection_id: str, source_key: str, version: int, digest: str) -> str:
-    """Same record, version and content → same key (40 hex chars, under QuickBooks' 50).
+def update_key(connection_id: str, source_key: str, base: TargetRef, digest: str) -> str:
+    """The key of one update: this content over this version of this target record.
 
-    The content is part of it because a deal's invoice also depends on line items and
-    associations that can change without the deal's own version moving.
+    A retry of the same update (lost answer) sends the same key and is answered by
+    the vendor; the same content written over another version (an edit undone) gets
+    another key. 40 hex characters, under QuickBooks' 50 for ``requestid``.
     """
-    material = f"{connection_id}|{source_key}|{version}|{digest}"
+    material = f"{connection_id}|{source_key}|{base.id}@{base.version}|{digest}"
     return hashlib.sha256(material.encode()).hexdigest()[:40]
-
-
-def content_hash(model: BaseModel) -> str:
-    """Hash of exactly what we would write: unchanged content means no write."""
-    return hashlib.sha256(model.model_dump_json(exclude_unset=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,8 @@ class SyncEngine:
         mapper: Mapper,
         links: LinkStore,
         audit: AuditLog,
+        queue: EventQueue,
+        lock: Lock,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.connection_id = connection_id
@@ -96,18 +115,29 @@ class SyncEngine:
         self._mapper = mapper
         self._links = links
         self._audit = audit
+        self._queue = queue
+        self._lock = lock
         self._clock = clock
 
     def handle(self, event: ChangeEvent) -> AuditEntry:
-        """Apply one event. Returns its audit entry; re-raises vendor errors after auditing."""
+        """Apply one event. Returns its audit entry; re-raises what a retry may cure."""
         try:
             result = self._dispatch(event)
         except RecordInvalid as invalid:
             first = invalid.violations[0]
             result = _Result(Outcome.INVALID, str(invalid), field=first.field, rule=first.rule)
+        except AuthFailed as error:
+            # Credentials refused: a person re-authorizes, then the message is redriven.
+            self._record(event, _Result(Outcome.FAILED, f"{type(error).__name__}: {error}"))
+            raise
+        except Permanent as refusal:
+            # The vendor refused this record and would refuse it again: said once, kept.
+            result = _Result(
+                Outcome.REJECTED, f"{type(refusal).__name__}: {refusal}", rule=refusal.code
+            )
         except Exception as error:
-            # Vendor refusals, outages and bugs alike: audited, then retried by the
-            # queue and finally dead-lettered. Messages name ids, never credentials.
+            # Outages and bugs alike: audited, then retried by the queue and finally
+            # dead-lettered. Messages name ids, never credentials.
             self._record(event, _Result(Outcome.FAILED, f"{type(error).__name__}: {error}"))
             raise
         return self._record(event, result)
@@ -115,10 +145,10 @@ class SyncEngine:
     # --- routing ----------------------------------------------------------------
 
     def _dispatch(self, event: ChangeEvent) -> _Result:
-        if event.source is not self._crm.system:
+        if event.source != self._crm.system:
             return self._target_event(event)
         if event.object_type is ObjectType.LINE_ITEM:
-            return self._line_item_changed(event)
+            return self._hand_to_deal(event)
         if not self._mapper.handles(event.object_type):
             return _Result(Outcome.SKIPPED, f"the mapping has no section for {event.object_type}")
         if event.kind is ChangeKind.DELETED:
@@ -127,6 +157,8 @@ class SyncEngine:
             )
         link = self._links.get(self.connection_id, event.record_key)
         if link is not None and event.version < link.source_version:
+            # Every sync reads the record as it is now: what this event changed was
+            # read by the sync that applied the newer version.
             return _Result(
                 Outcome.SKIPPED,
                 f"stale event: version {event.version} is older than the applied "
@@ -136,23 +168,18 @@ class SyncEngine:
         record = self._crm.fetch(event.object_type, event.record_id)
         if record is None:
             return _Result(Outcome.SKIPPED, "the record no longer exists in the CRM")
-        # An association change (a line item added or removed) need not move the
-        # record's own version: for those the content hash decides.
-        if (
-            link is not None
-            and record.version <= link.source_version
-            and event.kind is not ChangeKind.ASSOCIATION
-        ):
-            return _Result(
-                Outcome.UNCHANGED,
-                f"version {record.version} already applied",
-                target_key=link.target_key,
-            )
-        return self._sync_record(record, link)
+        content = map_content(self._mapper, record)
+        if isinstance(content, Filtered):
+            return _Result(Outcome.SKIPPED, f"filtered: {content.reason}")
+        if isinstance(content.model, Party):
+            result, _ = self._sync_party(record, content, link)
+            return result
+        return self._sync_deal(event, record, content, link)
 
-    def _line_item_changed(self, event: ChangeEvent) -> _Result:
-        """A line item is invoiced through its deal: re-sync the deal, content deciding
-        (the deal's own version does not move when one of its line items changes)."""
+    def _hand_to_deal(self, event: ChangeEvent) -> _Result:
+        """A line item is invoiced through its deal: its change becomes an event of the
+        deal, in the deal's message group, so one invoice is only ever written by one
+        invocation at a time and the content of the whole deal decides."""
         if event.kind is ChangeKind.DELETED:
             return _Result(
                 Outcome.SKIPPED, "a removed line item reaches its deal as an association change"
@@ -161,12 +188,21 @@ class SyncEngine:
         deals = item.associations.get(ObjectType.DEAL, []) if item else []
         if not deals:
             return _Result(Outcome.SKIPPED, "the line item belongs to no deal")
-        deal = self._crm.fetch(ObjectType.DEAL, deals[0])
-        if deal is None:
-            return _Result(Outcome.SKIPPED, "the line item's deal no longer exists in the CRM")
-        deal_key = record_key(self._crm.system, ObjectType.DEAL, deal.id)
-        result = self._sync_record(deal, self._links.get(self.connection_id, deal_key))
-        return replace(result, reason=f"via {deal_key}: {result.reason}")
+        handed = [
+            ChangeEvent(
+                connection_id=event.connection_id,
+                source=event.source,
+                object_type=ObjectType.DEAL,
+                record_id=deal_id,
+                event_id=_derived_id(event.event_id, f"deal:{deal_id}"),
+                kind=ChangeKind.ASSOCIATION,
+                occurred_at=event.occurred_at,
+                version=event.version,
+            )
+            for deal_id in deals
+        ]
+        self._queue.send(handed)
+        return _Result(Outcome.FORWARDED, "handed to " + ", ".join(e.record_key for e in handed))
 
     def _target_event(self, event: ChangeEvent) -> _Result:
         """A change in the accounting system. One-way sync: only our own echoes are
@@ -183,22 +219,19 @@ class SyncEngine:
             target_key=link.source_key if link else None,
         )
 
-    def _sync_record(self, record: SourceRecord, link: RecordLink | None) -> _Result:
-        mapped = self._mapper.map(record)
-        if isinstance(mapped, Filtered):
-            return _Result(Outcome.SKIPPED, f"filtered: {mapped.reason}")
-        if isinstance(mapped, Party):
-            return self._sync_party(record, mapped, link)
-        return self._sync_deal(record, mapped, link)
-
     # --- parties → customers ------------------------------------------------------
 
-    def _sync_party(self, record: SourceRecord, party: Party, link: RecordLink | None) -> _Result:
+    def _sync_party(
+        self, record: SourceRecord, content: Mapped, link: RecordLink | None
+    ) -> tuple[_Result, TargetRef]:
+        party = content.model
+        assert isinstance(party, Party)
         return self._write(
             record,
             link,
             ObjectType.CUSTOMER,
-            party,
+            content.digest,
+            lambda: party,
             self._ledger.upsert_customer,
             describe=f"customer ({party.display_name})",
             match=lambda: self._ledger.find_customer(
@@ -207,57 +240,85 @@ class SyncEngine:
             match_rule="email or display_name",
         )
 
-    def _customer_for(self, record: SourceRecord) -> str:
-        """Target id of the deal's customer, syncing the company/contact first if needed."""
-        for object_type in CUSTOMER_SOURCES:
-            for party_id in record.associations.get(object_type, []):
-                if not self._mapper.handles(object_type):
-                    continue
-                key = record_key(self._crm.system, object_type, party_id)
-                link = self._links.get(self.connection_id, key)
-                if link is not None:
-                    return link.target_id
-                party_record = self._crm.fetch(object_type, party_id)
-                if party_record is None:
-                    continue
-                result = self._sync_record(party_record, None)
-                linked = self._links.get(self.connection_id, key)
-                if linked is not None:
-                    return linked.target_id
-                raise RecordInvalid(
-                    [Violation(f"associations.{object_type}", "customer", result.reason)]
-                )
-        raise RecordInvalid(
-            [
-                Violation(
-                    "associations",
-                    "required",
-                    "the deal has no associated company or contact to invoice",
-                )
-            ]
+    def _ensure_customer(
+        self, event: ChangeEvent, deal_key: str, party: tuple[ObjectType, str]
+    ) -> str:
+        """The target id of the customer a deal is invoiced to, creating it if needed.
+
+        Its own step with its own audit entry (the party's record key, this event's id).
+        """
+        object_type, party_id = party
+        key = record_key(self._crm.system, object_type, party_id)
+        link = self._links.get(self.connection_id, key)
+        if link is not None and link.target_type is ObjectType.CUSTOMER:
+            return link.target_id
+        field = f"associations.{object_type}"
+        record = self._crm.fetch(object_type, party_id)
+        if record is None:
+            raise RecordInvalid(
+                [Violation(field, "customer", f"{key} no longer exists in the CRM")]
+            )
+        try:
+            content = map_content(self._mapper, record)
+        except RecordInvalid as invalid:
+            raise RecordInvalid(
+                [replace(v, field=f"{field}.{v.field}") for v in invalid.violations]
+            ) from None
+        if isinstance(content, Filtered):
+            raise RecordInvalid([Violation(field, "customer", f"{key} {content.reason}")])
+        result, ref = self._sync_party(record, content, None)
+        self._audit.record(
+            AuditEntry(
+                connection_id=self.connection_id,
+                record_key=key,
+                event_id=event.event_id,
+                outcome=result.outcome,
+                reason=f"customer of {deal_key}: {result.reason}",
+                target_key=result.target_key,
+                source_version=record.version,
+                at=self._clock(),
+            )
         )
+        return ref.id
 
     # --- deals → invoices ---------------------------------------------------------
 
-    def _sync_deal(self, record: SourceRecord, deal: Deal, link: RecordLink | None) -> _Result:
+    def _sync_deal(
+        self, event: ChangeEvent, record: SourceRecord, content: Mapped, link: RecordLink | None
+    ) -> _Result:
+        deal = content.model
+        assert isinstance(deal, Deal)
         if deal.status is not DealStatus.WON:
             return _Result(Outcome.SKIPPED, f"deal is {deal.status}, only won deals are invoiced")
-        invoice = self._invoice_for(record, deal)
-        doc_number = invoice.doc_number
-        return self._write(
+        customer = content.customer
+        if customer is None:
+            raise RecordInvalid(
+                [
+                    Violation(
+                        "associations",
+                        "required",
+                        "the deal has no associated company or contact to invoice",
+                    )
+                ]
+            )
+        deal_key = record_key(self._crm.system, ObjectType.DEAL, record.id)
+        doc_number = deal.doc_number
+        result, _ = self._write(
             record,
             link,
             ObjectType.INVOICE,
-            invoice,
+            content.digest,
+            lambda: self._invoice_for(deal, self._ensure_customer(event, deal_key, customer)),
             self._ledger.upsert_invoice,
             describe=f"invoice for {deal.name}",
-            # A create whose response was lost, retried after the deal changed, finds
-            # the first invoice by its number instead of writing a second one.
+            # An invoice made outside this service (or before a link was kept) with the
+            # deal's number is updated rather than duplicated.
             match=(lambda: self._ledger.find_invoice(doc_number)) if doc_number else None,
             match_rule="doc_number",
         )
+        return result
 
-    def _invoice_for(self, record: SourceRecord, deal: Deal) -> Invoice:
+    def _invoice_for(self, deal: Deal, customer_ref: str) -> Invoice:
         if not deal.line_items:
             raise RecordInvalid([Violation("line_items", "required", "the deal has no line items")])
         violations: list[Violation] = []
@@ -301,7 +362,7 @@ class SyncEngine:
         if due_date is None and terms is not None:
             due_date = txn_date + timedelta(days=terms.due_days)
         return Invoice(
-            customer_ref=self._customer_for(record),
+            customer_ref=customer_ref,
             currency=deal.currency,
             lines=lines,
             discount_amount=sum((i.discount_amount for i in deal.line_items), Decimal(0)),
@@ -319,39 +380,164 @@ class SyncEngine:
         record: SourceRecord,
         link: RecordLink | None,
         target_type: ObjectType,
-        model: M,
-        upsert: Callable[..., TargetRef],
+        digest: str,
+        build: Callable[[], M],
+        upsert: Upsert,
         *,
         describe: str,
-        match: Callable[[], TargetRef | None] | None = None,
-        match_rule: str = "",
-    ) -> _Result:
-        """Upsert ``model`` as the linked target record, or as a matched or new one."""
-        digest = content_hash(model)
-        existing = self._current(target_type, link)
-        if existing is not None and link is not None and link.content_hash == digest:
-            self._save_link(record, target_type, existing, digest)
-            return _Result(
-                Outcome.UNCHANGED,
-                f"{describe}: no mapped field changed",
-                self._target_key(target_type, existing),
+        match: Callable[[], TargetRef | None] | None,
+        match_rule: str,
+    ) -> tuple[_Result, TargetRef]:
+        """Write what ``build`` makes as the linked target record, or a new or matched one.
+
+        Nothing is built (no lookups in the target) when the content is unchanged.
+        """
+        if link is None or link.target_type is not target_type:
+            return self._create(
+                record,
+                target_type,
+                digest,
+                build(),
+                upsert,
+                describe,
+                match,
+                match_rule,
+                stale=None,
             )
-        outcome = Outcome.UPDATED
-        source_key = record_key(self._crm.system, record.object_type, record.id)
-        if existing is None:
-            existing = match() if match else None
-            outcome = Outcome.CREATED if existing is None else Outcome.LINKED
-            if existing is not None:
-                self._check_unclaimed(target_type, existing, source_key, match_rule)
-        ref = upsert(
-            model,
-            existing=existing,
-            idempotency_key=idempotency_key(self.connection_id, source_key, record.version, digest),
+        if link.content_hash == digest:
+            return self._unchanged(link, describe)
+        model = build()
+        ref = self._update(link, model, digest, upsert)
+        if ref is not None:
+            return self._linked(record, target_type, ref, digest, Outcome.UPDATED, describe)
+        # Deleted in the target system: made anew (a person deleted it on purpose
+        # would also delete or unlink the CRM record; the CRM is the source of truth).
+        return self._create(
+            record, target_type, digest, model, upsert, describe, None, "", stale=link
         )
+
+    def _update(
+        self, link: RecordLink, model: BaseModel, digest: str, upsert: Upsert
+    ) -> TargetRef | None:
+        """Update the linked record over the version we left it at; None when it is gone.
+
+        The connector re-reads the version itself if someone edited it since
+        (QuickBooks answers a stale SyncToken with 5010).
+        """
+        base = (
+            TargetRef(id=link.target_id, version=link.target_version)
+            if link.target_version
+            else self._ledger.current(link.target_type, link.target_id)
+        )
+        if base is None:
+            return None
+        try:
+            return upsert(
+                model,
+                existing=base,
+                idempotency_key=update_key(self.connection_id, link.source_key, base, digest),
+            )
+        except NotFound:
+            return None
+
+    def _create(
+        self,
+        record: SourceRecord,
+        target_type: ObjectType,
+        digest: str,
+        model: M,
+        upsert: Upsert,
+        describe: str,
+        match: Callable[[], TargetRef | None] | None,
+        match_rule: str,
+        *,
+        stale: RecordLink | None,
+    ) -> tuple[_Result, TargetRef]:
+        """Create (or match) the target record of ``record``, once, whatever happens.
+
+        Under the record's create lease, so two invocations (a company's own event and
+        a deal that needs it as its customer) cannot both create it; ``stale`` is the
+        link to a record deleted in the target, which does not count as created.
+        """
+        source_key = record_key(self._crm.system, record.object_type, record.id)
+        with self._lock.hold(
+            f"create:{self.connection_id}:{source_key}",
+            lease_s=CREATE_LEASE_S,
+            wait_s=CREATE_WAIT_S,
+        ):
+            link = self._links.get(self.connection_id, source_key)
+            if link is not None and link.target_type is target_type and link != stale:
+                # The invocation that held the lease before us created it.
+                if link.content_hash == digest:
+                    return self._unchanged(link, describe)
+                ref = self._update(link, model, digest, upsert)
+                if ref is not None:
+                    return self._linked(record, target_type, ref, digest, Outcome.UPDATED, describe)
+            pending = self._links.pending_create(self.connection_id, source_key)
+            if pending is None or pending.target_type is not target_type:
+                found = match() if match else None
+                if found is not None:
+                    self._check_unclaimed(target_type, found, source_key, match_rule)
+                    ref = upsert(
+                        model,
+                        existing=found,
+                        idempotency_key=update_key(self.connection_id, source_key, found, digest),
+                    )
+                    return self._linked(record, target_type, ref, digest, Outcome.LINKED, describe)
+                pending = PendingCreate(
+                    connection_id=self.connection_id,
+                    source_key=source_key,
+                    target_type=target_type,
+                    idempotency_key=uuid.uuid4().hex,
+                    body=model.model_dump_json(exclude_unset=True),
+                    content_hash=digest,
+                    source_version=record.version,
+                    created_at=self._clock(),
+                )
+                self._links.put_pending_create(pending)
+            ref = self._repeat(pending, model, upsert)
+            if pending.content_hash != digest:
+                # The repeated create wrote the content of its first attempt.
+                ref = upsert(
+                    model,
+                    existing=ref,
+                    idempotency_key=update_key(self.connection_id, source_key, ref, digest),
+                )
+            return self._linked(record, target_type, ref, digest, Outcome.CREATED, describe)
+
+    def _repeat(self, pending: PendingCreate, model: M, upsert: Upsert) -> TargetRef:
+        """Send the written-down create: the first time, or again after a lost answer
+        (same key, same body: the vendor answers with the record it made)."""
+        sent = type(model).model_validate_json(pending.body)
+        try:
+            return upsert(sent, existing=None, idempotency_key=pending.idempotency_key)
+        except Permanent:
+            # Refused, so nothing was made: the next attempt starts afresh.
+            self._links.drop_pending_create(self.connection_id, pending.source_key)
+            raise
+
+    @staticmethod
+    def _unchanged(link: RecordLink, describe: str) -> tuple[_Result, TargetRef]:
+        ref = TargetRef(id=link.target_id, version=link.target_version or "")
+        return _Result(
+            Outcome.UNCHANGED, f"{describe}: no mapped field changed", link.target_key
+        ), ref
+
+    def _linked(
+        self,
+        record: SourceRecord,
+        target_type: ObjectType,
+        ref: TargetRef,
+        digest: str,
+        outcome: Outcome,
+        describe: str,
+    ) -> tuple[_Result, TargetRef]:
         target_key = self._target_key(target_type, ref)
         if not self._save_link(record, target_type, ref, digest):
-            return _Result(Outcome.SKIPPED, "a newer version was applied meanwhile", target_key)
-        return _Result(outcome, f"{describe} {ref.id}", target_key)
+            return _Result(
+                Outcome.SKIPPED, "a newer version was applied meanwhile", target_key
+            ), ref
+        return _Result(outcome, f"{describe} {ref.id}", target_key), ref
 
     # --- links and audit ------------------------------------------------------------
 
@@ -372,12 +558,6 @@ class SyncEngine:
                     )
                 ]
             )
-
-    def _current(self, target_type: ObjectType, link: RecordLink | None) -> TargetRef | None:
-        """The linked target record as it stands now; None if unlinked or deleted there."""
-        if link is None or link.target_type is not target_type:
-            return None
-        return self._ledger.current(target_type, link.target_id)
 
     def _save_link(
         self, record: SourceRecord, target_type: ObjectType, ref: TargetRef, digest: str
@@ -419,3 +599,11 @@ class SyncEngine:
         )
         self._audit.record(entry)
         return entry
+
+
+def _derived_id(event_id: str, suffix: str) -> str:
+    """An event id for work derived from ``event_id``; within ChangeEvent's 256 chars."""
+    derived = f"{event_id}>{suffix}"
+    if len(derived) <= 256:
+        return derived
+    return f"{hashlib.sha256(event_id.encode()).hexdigest()}>{suffix}"[:256]

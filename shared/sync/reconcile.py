@@ -1,11 +1,17 @@
 """Reconciliation: the catch-up for webhooks that never arrived.
 
 For each CRM object type the mapping handles, list the records modified since a
-watermark, and enqueue a RECONCILE event for every one that has no link yet or
-whose version is newer than the one applied. The events go through the same
-queue and engine as webhook events, so ordering, idempotency and auditing are
-the same. The watermark only moves forward, and each run re-reads a small
-overlap before it because CRM search indexes lag behind writes.
+watermark, and enqueue a RECONCILE event for every one whose mapped content differs
+from what its link says was written (or that has no link yet). Line items are
+scanned too: a changed line item does not move its deal's last-modified time, so
+its event goes to the engine, which hands it to the deal. The events go through the
+same queue and engine as webhook events, so ordering, idempotency and auditing are
+the same. The watermark only moves forward, and each run re-reads a small overlap
+before it because CRM search indexes lag behind writes.
+
+Last, the dead-letter queue is swept: a dead-lettered event whose record has since
+been applied (its content is what was written) is removed and audited as resolved,
+so the alarm only stays up for what still needs a person.
 """
 
 from __future__ import annotations
@@ -15,12 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from shared.mapping import Mapper
-from shared.models import ChangeEvent, ChangeKind, ObjectType
+from shared.errors import RecordInvalid
+from shared.mapping import Filtered, Mapper
+from shared.models import AuditEntry, ChangeEvent, ChangeKind, ObjectType, Outcome, SourceRecord
 from shared.models.events import record_key
-from shared.ports import CrmSource, CursorStore, EventQueue, LinkStore
+from shared.models.links import utc_now
+from shared.ports import AuditLog, CrmSource, CursorStore, DeadLetters, EventQueue, LinkStore
+from shared.sync.content import map_content
 
-RECONCILED_TYPES = (ObjectType.COMPANY, ObjectType.CONTACT, ObjectType.DEAL)
+# Parties before deals, so a deal's customer is usually linked by the time its invoice
+# is written; line items last (they are synced through their deals).
+RECONCILED_TYPES = (ObjectType.COMPANY, ObjectType.CONTACT, ObjectType.DEAL, ObjectType.LINE_ITEM)
+DEAD_LETTERS_PER_RUN = 100
 # How often the watermark is saved and the time left checked, in records scanned.
 CHECKPOINT_EVERY = 10
 STOP_WITH_S_LEFT = 60
@@ -31,6 +43,7 @@ class ReconcileReport:
     scanned: dict[str, int] = field(default_factory=dict)
     enqueued: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
+    dead_letters_resolved: int = 0
     complete: bool = True  # False: stopped for time; the next run carries on
 
     @property
@@ -49,6 +62,8 @@ class Reconciler:
         cursors: CursorStore,
         queue: EventQueue,
         overlap_s: int,
+        dead_letters: DeadLetters | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self._connection_id = connection_id
         self._crm = crm
@@ -57,20 +72,27 @@ class Reconciler:
         self._cursors = cursors
         self._queue = queue
         self._overlap_ms = overlap_s * 1000
+        self._dead_letters = dead_letters
+        self._audit = audit
 
     def run(self, time_left_s: Callable[[], float] = lambda: math.inf) -> ReconcileReport:
         """Scan every mapped object type; stops early (and says so) when ``time_left_s``
         drops under a minute, so a Lambda never times out mid-batch. The next run
         continues from the last checkpoint: a large backfill spans several runs."""
         report = ReconcileReport()
-        # Parties before deals, so a deal's customer is usually linked by the time
-        # its invoice is written (the engine also syncs a missing customer inline).
         for object_type in RECONCILED_TYPES:
-            if self._mapper.handles(object_type):
+            if self._scans(object_type):
                 self._reconcile(object_type, report, time_left_s)
             if not report.complete:
-                break
+                return report
+        if self._dead_letters is not None and time_left_s() >= STOP_WITH_S_LEFT:
+            report.dead_letters_resolved = self._sweep(self._dead_letters, time_left_s)
         return report
+
+    def _scans(self, object_type: ObjectType) -> bool:
+        if object_type is ObjectType.LINE_ITEM:  # invoiced through their deals
+            return self._mapper.handles(ObjectType.DEAL)
+        return self._mapper.handles(object_type)
 
     def _reconcile(
         self, object_type: ObjectType, report: ReconcileReport, time_left_s: Callable[[], float]
@@ -95,9 +117,8 @@ class Reconciler:
         for record in self._crm.changed_since(object_type, since):
             report.scanned[object_type] += 1
             highest = max(highest, record.version)
-            key = record_key(self._crm.system, object_type, record.id)
-            link = self._links.get(self._connection_id, key)
-            if link is None or link.source_version < record.version:
+            if not self._in_sync(record):
+                key = record_key(self._crm.system, object_type, record.id)
                 pending.append(self._event(object_type, record.id, record.version, key))
             if report.scanned[object_type] % CHECKPOINT_EVERY == 0:
                 checkpoint()
@@ -105,6 +126,62 @@ class Reconciler:
                     report.complete = False
                     return
         checkpoint()
+
+    def _in_sync(self, record: SourceRecord) -> bool:
+        """Whether what the record maps to is what its link says was written.
+
+        A line item cannot say (its deal decides): its event goes to the engine. A
+        filtered record has nothing to write; an invalid one is enqueued so the audit
+        trail says why it is not synced.
+        """
+        if record.object_type is ObjectType.LINE_ITEM:
+            return False
+        try:
+            content = map_content(self._mapper, record)
+        except RecordInvalid:
+            return False
+        if isinstance(content, Filtered):
+            return True
+        key = record_key(self._crm.system, record.object_type, record.id)
+        link = self._links.get(self._connection_id, key)
+        return link is not None and link.content_hash == content.digest
+
+    def _sweep(self, dead_letters: DeadLetters, time_left_s: Callable[[], float]) -> int:
+        """Drop dead letters whose record is now in sync; the rest stay for a person."""
+        resolved = 0
+        for letter in dead_letters.peek(DEAD_LETTERS_PER_RUN):
+            if time_left_s() < STOP_WITH_S_LEFT:
+                break
+            event = letter.event
+            if event.source != self._crm.system or not self._settled(event):
+                continue
+            dead_letters.discard(letter)
+            resolved += 1
+            if self._audit is not None:
+                self._audit.record(
+                    AuditEntry(
+                        connection_id=self._connection_id,
+                        record_key=event.record_key,
+                        event_id=event.event_id,
+                        outcome=Outcome.RESOLVED,
+                        reason="removed from the dead-letter queue: the record has been "
+                        "applied since, its content is what was written",
+                        source_version=event.version,
+                        at=utc_now(),
+                    )
+                )
+        return resolved
+
+    def _settled(self, event: ChangeEvent) -> bool:
+        """Whether applying ``event`` now would write nothing."""
+        record = self._crm.fetch(event.object_type, event.record_id)
+        if record is None:
+            return True  # gone from the CRM: the engine would skip it
+        if record.object_type is ObjectType.LINE_ITEM:
+            deals = record.associations.get(ObjectType.DEAL, [])
+            parents = [self._crm.fetch(ObjectType.DEAL, deal_id) for deal_id in deals]
+            return all(deal is None or self._in_sync(deal) for deal in parents)
+        return self._in_sync(record)
 
     def _event(
         self, object_type: ObjectType, record_id: str, version: int, key: str

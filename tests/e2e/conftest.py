@@ -35,7 +35,8 @@ T = TypeVar("T")
 EVENTS = "Events"
 # Seconds a received message stays hidden: failed attempts come back this soon.
 VISIBILITY_S = 2
-MAX_RECEIVES = DESCRIPTION.queue(EVENTS).max_receive_count or 0
+# Failed attempts after which the consumer moves a message to the DLQ.
+MAX_FAILED = DESCRIPTION.queue(EVENTS).max_failed_attempts or 0
 SETTLE_S = 60.0
 
 

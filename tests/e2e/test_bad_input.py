@@ -4,6 +4,8 @@ record that cannot be mapped is audited with field and rule, once, and not retri
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -91,6 +93,30 @@ def oversized(e2e: Harness) -> Request:
     return hubspot_request(e2e, contact_created(9_000_004) + padding)
 
 
+def timestamp_beyond_a_float(e2e: Harness) -> Request:
+    request = hubspot_request(e2e, contact_created(9_000_006))
+    return Request(
+        request.path, request.body, {**request.headers, "X-HubSpot-Request-Timestamp": "9" * 400}
+    )
+
+
+A_THOUSAND_DEEP = "[" * 1000 + "]" * 1000
+
+
+def nested_a_thousand_deep(e2e: Harness) -> Request:
+    return hubspot_request(e2e, A_THOUSAND_DEEP)
+
+
+def quickbooks_nested_a_thousand_deep(e2e: Harness) -> Request:
+    token = e2e.stack.config.quickbooks.verifier_token
+    digest = hmac.new(token.encode(), A_THOUSAND_DEEP.encode(), hashlib.sha256).digest()
+    headers = {
+        "Content-Type": "application/json",
+        "intuit-signature": base64.b64encode(digest).decode(),
+    }
+    return Request("/webhooks/quickbooks", A_THOUSAND_DEEP.encode(), headers)
+
+
 def quickbooks_wrong_signature(e2e: Harness) -> Request:
     body = json.dumps([{"specversion": "1.0", "id": "x", "type": "qbo.customer.created.v1"}])
     forged = base64.b64encode(b"\1" * 32).decode()
@@ -111,8 +137,11 @@ def unknown_method(e2e: Harness) -> Request:
         (wrong_signature, 401, "signature mismatch"),
         (unsigned, 401, "missing HubSpot signature"),
         (stale_timestamp, 401, "timestamp outside tolerance"),
+        (timestamp_beyond_a_float, 401, "timestamp outside tolerance"),
         (malformed_json, 400, "body is not JSON"),
         (not_a_list_of_events, 400, "JSON array of events"),
+        (nested_a_thousand_deep, 400, "nests JSON too deeply"),
+        (quickbooks_nested_a_thousand_deep, 400, "nests JSON too deeply"),
         (oversized, 413, "body larger than"),
         (quickbooks_wrong_signature, 401, "intuit-signature does not match"),
         (unknown_vendor, 404, "Not Found"),

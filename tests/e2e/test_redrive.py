@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shared.models import Outcome
-from tests.e2e.conftest import MAX_RECEIVES, Harness, eventually
+from tests.e2e.conftest import MAX_FAILED, Harness, eventually
 from tests.e2e.test_faults import SERVICES, synced_contact
 
 pytestmark = pytest.mark.e2e
@@ -16,12 +16,13 @@ def test_given_a_dead_lettered_event_when_the_cause_is_gone_and_it_is_redriven_t
     e2e: Harness,
 ) -> None:
     person = synced_contact(e2e)
-    # QuickBooks refuses the invoice on every receive (a 400 is not retried inline).
+    # QuickBooks refuses the credentials on every attempt (the connector refreshes the
+    # token once and tries again): a person must act, so the event is dead-lettered.
     e2e.add_fault(
         e2e.quickbooks_url,
         kind="error",
-        status=400,
-        count=MAX_RECEIVES,
+        status=401,
+        count=2 * MAX_FAILED,
         method="POST",
         path_prefix=e2e.invoice_path(),
     )
@@ -36,7 +37,8 @@ def test_given_a_dead_lettered_event_when_the_cause_is_gone_and_it_is_redriven_t
     assert moved == 1
     assert e2e.dead_letters() == 0
     *failures, applied = e2e.audit(f"hubspot:deal:{deal}")
-    assert [f.outcome for f in failures] == [Outcome.FAILED] * MAX_RECEIVES
+    assert [f.outcome for f in failures] == [Outcome.FAILED] * MAX_FAILED
+    assert all(f.reason.startswith("AuthFailed") for f in failures)
     assert applied.outcome is Outcome.CREATED
     assert applied.event_id == failures[0].event_id, "the same event, redriven"
     assert len(e2e.invoices_for(deal)) == 1

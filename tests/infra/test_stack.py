@@ -269,9 +269,17 @@ def test_given_a_function_spec_when_synthesized_then_its_role_reaches_exactly_wh
 
     assert _granted(statements, "dynamodb:PutItem") == _ids(synthesized, "Tables", spec.tables_rw)
     assert _granted(statements, "dynamodb:GetItem") == _ids(synthesized, "Tables", spec.tables_rw)
-    assert _granted(statements, "sqs:SendMessage") == _ids(synthesized, "Queues", spec.queues_send)
+    # A consumer dead-letters what keeps failing itself; a sweeper reads and clears a DLQ.
+    dead_letters_sent = tuple(f"{q}DeadLetter" for q in spec.queues_consume)
+    dead_letters_read = tuple(f"{q}DeadLetter" for q in spec.dead_letters_sweep)
+    assert _granted(statements, "sqs:SendMessage") == _ids(
+        synthesized, "Queues", spec.queues_send + dead_letters_sent
+    )
     assert _granted(statements, "sqs:ReceiveMessage") == _ids(
-        synthesized, "Queues", spec.queues_consume
+        synthesized, "Queues", spec.queues_consume + dead_letters_read
+    )
+    assert _granted(statements, "sqs:DeleteMessage") == _ids(
+        synthesized, "Queues", spec.queues_consume + dead_letters_read
     )
     assert _granted(statements, "secretsmanager:GetSecretValue") == _ids(
         synthesized, "Secrets", spec.secrets_read + spec.secrets_write

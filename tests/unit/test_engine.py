@@ -20,7 +20,7 @@ from shared.models import (
     System,
 )
 from shared.settings import DEFAULT_MAPPING
-from shared.stores.memory import MemoryAuditLog, MemoryLinkStore
+from shared.stores.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
 from shared.sync.engine import SyncEngine
 from tests.fakes import FakeCrm, FakeLedger, epoch_ms
 
@@ -49,8 +49,17 @@ def audit() -> MemoryAuditLog:
 
 
 @pytest.fixture
+def queue() -> MemoryQueue:
+    return MemoryQueue()
+
+
+@pytest.fixture
 def engine(
-    crm: FakeCrm, ledger: FakeLedger, links: MemoryLinkStore, audit: MemoryAuditLog
+    crm: FakeCrm,
+    ledger: FakeLedger,
+    links: MemoryLinkStore,
+    audit: MemoryAuditLog,
+    queue: MemoryQueue,
 ) -> SyncEngine:
     return SyncEngine(
         connection_id=CONNECTION,
@@ -59,6 +68,8 @@ def engine(
         mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
         links=links,
         audit=audit,
+        queue=queue,
+        lock=MemoryLock(),
         clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
     )
 
@@ -314,7 +325,8 @@ class TestDeals:
         retried = engine.handle(event(record))
 
         assert audit.entries(CONNECTION)[1].outcome is Outcome.FAILED
-        assert retried.outcome is Outcome.LINKED  # found by its invoice number, HS-9
+        # The create was written down before it was sent: repeated, answered, not redone.
+        assert retried.outcome is Outcome.CREATED
         assert len(ledger.invoices) == 1
 
 
@@ -367,7 +379,7 @@ class TestMatchingSafety:
 
         entry = engine.handle(event(newer))
 
-        assert entry.outcome is Outcome.LINKED
+        assert entry.outcome is Outcome.CREATED  # the first create repeated, then updated
         assert [ln.quantity for ln in only_invoice(ledger).lines] == [Decimal("11")]
 
     def test_given_an_association_change_without_a_new_version_then_content_decides(
@@ -383,8 +395,8 @@ class TestMatchingSafety:
         assert entry.outcome is Outcome.UPDATED
         assert len(only_invoice(ledger).lines) == 1
 
-    def test_given_a_line_item_change_then_its_deal_is_resynced_by_content(
-        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    def test_given_a_line_item_change_then_it_is_handed_to_its_deal_and_content_decides(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, queue: MemoryQueue
     ) -> None:
         engine.handle(event(crm.put(contact())))
         engine.handle(event(crm.put(deal())))
@@ -392,7 +404,11 @@ class TestMatchingSafety:
         crm.put(deal(lines=[changed_line]))  # same deal version: only the line changed
         crm.put(changed_line.model_copy(update={"associations": {ObjectType.DEAL: ["9"]}}))
 
-        entry = engine.handle(event(changed_line))
+        forwarded = engine.handle(event(changed_line))
+        [handed] = queue.receive(10)
+        applied = engine.handle(handed.event)
 
-        assert entry.outcome is Outcome.UPDATED
+        assert forwarded.outcome is Outcome.FORWARDED
+        assert handed.event.record_key == "hubspot:deal:9", "the deal's message group"
+        assert applied.outcome is Outcome.UPDATED
         assert [ln.quantity for ln in only_invoice(ledger).lines] == [Decimal("12")]

@@ -15,11 +15,12 @@ from shared.connectors.http import (
     ApiClient,
     CallLimit,
     Classified,
+    Deadline,
     ResponseAction,
     RetryPolicy,
     paginate,
 )
-from shared.errors import AuthFailed, NotFound, Permanent, RateLimited, Retryable
+from shared.errors import AuthFailed, NotFound, OutOfTime, Permanent, RateLimited, Retryable
 from shared.stores.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 
 
@@ -319,3 +320,67 @@ def answered_by(answer: httpx.Response) -> tuple[RotatingOAuth2, MemorySecretSto
 
 def authorize(auth: RotatingOAuth2) -> httpx.Request:
     return next(auth.auth_flow(httpx.Request("GET", "https://a.test")))
+
+
+class TestDeadline:
+    """Issue item 9: one invocation ran 66 s against a 60 s timeout (four 16 s stalls)."""
+
+    STALL_S = 16.0
+
+    def test_given_vendor_stalls_then_calls_retries_and_waits_end_before_the_timeout(
+        self,
+    ) -> None:
+        now = [0.0]
+
+        def stall(request: httpx.Request) -> httpx.Response:
+            # The vendor never answers: the call lasts as long as its read timeout.
+            timeout = request.extensions["timeout"]["read"]
+            now[0] += min(self.STALL_S, timeout)
+            raise httpx.ReadTimeout("stalled", request=request)
+
+        def sleep(seconds: float) -> None:
+            now[0] += seconds
+
+        deadline = Deadline(reserve_s=5.0, clock=lambda: now[0])
+        deadline.start(60.0)  # the function's timeout
+        api = ApiClient(
+            vendor="vendor",
+            base_url="https://api.vendor.test",
+            auth=httpx.Auth(),
+            classify=classify,
+            limits=(),
+            budget=MemoryCallBudget(),
+            budget_key="vendor:acme",
+            retry=RetryPolicy(max_attempts=5),
+            timeout_s=self.STALL_S,
+            sleep=sleep,
+            transport=httpx.MockTransport(stall),
+            deadline=deadline,
+        )
+
+        with pytest.raises(Retryable):
+            api.request("GET", "/slow")
+
+        assert now[0] <= 60.0 - deadline.reserve_s, "every call and wait ended in time"
+
+    def test_given_too_little_time_left_then_no_call_is_made_and_it_is_out_of_time(
+        self,
+    ) -> None:
+        script = Script(httpx.Response(200, json={}))
+        deadline = Deadline(reserve_s=5.0)
+        deadline.start(5.5)
+        api = ApiClient(
+            vendor="vendor",
+            base_url="https://api.vendor.test",
+            auth=httpx.Auth(),
+            classify=classify,
+            limits=(),
+            budget=MemoryCallBudget(),
+            budget_key="vendor:acme",
+            transport=httpx.MockTransport(script),
+            deadline=deadline,
+        )
+
+        with pytest.raises(OutOfTime):
+            api.request("GET", "/late")
+        assert script.requests == []

@@ -12,6 +12,7 @@ from shared.models import ChangeEvent, ChangeKind, ObjectType, RecordLink, Sourc
 from shared.ports import InboundWebhook
 from shared.settings import DEFAULT_MAPPING
 from shared.stores.memory import MemoryCursorStore, MemoryLinkStore, MemoryQueue
+from shared.sync.content import Mapped, map_content
 from shared.sync.ingest import WebhookIngest
 from shared.sync.reconcile import Reconciler
 from tests.fakes import FakeCrm, epoch_ms
@@ -109,7 +110,7 @@ def contact(record_id: str, version: int) -> SourceRecord:
         object_type=ObjectType.CONTACT,
         id=record_id,
         version=version,
-        properties={"email": f"{record_id}@example.com"},
+        properties={"firstname": "Ada", "lastname": record_id, "email": f"{record_id}@example.com"},
     )
 
 
@@ -129,16 +130,29 @@ class TestReconcile:
             overlap_s=60,
         )
 
-    def test_given_unlinked_and_newer_records_then_only_those_are_enqueued(self) -> None:
+    def test_given_unlinked_and_changed_records_then_only_those_are_enqueued(self) -> None:
         crm, links, cursors, queue = (
             FakeCrm(),
             MemoryLinkStore(),
             MemoryCursorStore(),
             MemoryQueue(),
         )
+        mapper = Mapper(load_mapping(DEFAULT_MAPPING))
         for record_id, version in [("1", self.T0), ("2", self.T0 + 1), ("3", self.T0 + 2)]:
             crm.put(contact(record_id, version))
-        for record_id, applied in [("2", self.T0 + 1), ("3", self.T0)]:  # 3 changed since
+        # 2: written as it is now, though at an older version (content decides);
+        # 3: written before its email changed.
+        written = {
+            "2": contact("2", self.T0),
+            "3": contact("3", self.T0).model_copy(
+                update={
+                    "properties": {"firstname": "Ada", "lastname": "3", "email": "old@example.com"}
+                }
+            ),
+        }
+        for record_id, source in written.items():
+            content = map_content(mapper, source)
+            assert isinstance(content, Mapped)
             links.save(
                 RecordLink(
                     connection_id=CONNECTION,
@@ -148,7 +162,8 @@ class TestReconcile:
                     target=System.QUICKBOOKS,
                     target_type=ObjectType.CUSTOMER,
                     target_id=f"q{record_id}",
-                    source_version=applied,
+                    source_version=self.T0,
+                    content_hash=content.digest,
                 )
             )
 

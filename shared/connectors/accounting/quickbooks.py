@@ -17,7 +17,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from shared.connectors.http import (
     ApiClient,
     CallLimit,
     Classified,
+    Deadline,
     ResponseAction,
     paginate,
     retry_after_seconds,
@@ -250,11 +250,15 @@ def json_number(value: Decimal, field: str) -> int | float:
 def money(amount: Decimal, currency: str, field: str) -> int | float:
     """An amount as QuickBooks keeps it: rounded half-up to the currency's minor unit.
 
-    QuickBooks holds amounts at the currency's precision and refuses a line whose
-    ``Amount`` is not ``Qty`` × ``UnitPrice`` (6070), so 1.5 × 33.33 = 49.995 is
-    sent as 50.00, not as a third decimal for Intuit to reject or round its own way.
-    Intuit documents no rounding rule; half-up is the commercial one. Every amount
-    the connector writes goes through here.
+    QuickBooks refuses a line whose ``Amount`` is not ``Qty`` × ``UnitPrice`` (6070)
+    and computes ``TotalAmt`` itself from the line amounts, so each line is rounded
+    on its own (1.5 × 99.61 = 149.415 → 149.42; 3 × 333.5 JPY → 1001; 3 × 1.2345 KWD
+    → 3.704) and the total is what QuickBooks sums. Intuit documents no rounding
+    rule nor decimals per currency (``Line.Amount``: "Max 15 digits in 10.5
+    format", developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/invoice):
+    half-up at the ISO 4217 minor unit is the commercial rule, and the sandbox
+    holds the same one (docs/vendors/quickbooks.md). Every amount the connector
+    writes goes through here.
     """
     quantum = Decimal(1).scaleb(-MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS))
     try:
@@ -504,8 +508,9 @@ class QuickBooksAccounting:
 
         One SalesItemLineDetail line per line, with ``Amount`` = Qty × UnitPrice
         computed in Decimal and rounded to the currency (``money``), so it agrees
-        with Intuit's check; one fixed-amount DiscountLineDetail line for a
-        discount. ``memo`` goes to ``PrivateNote``: CRM notes are internal and
+        with Intuit's check; Qty and UnitPrice go as the CRM has them, unrounded
+        (Intuit documents no scale for them). One fixed-amount DiscountLineDetail
+        line for a discount. ``memo`` goes to ``PrivateNote``: CRM notes are internal and
         ``CustomerMemo`` would print them on the customer's invoice.
         """
         given = _present(invoice)
@@ -757,10 +762,7 @@ class QuickBooksWebhooks:
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
         """Customer, Invoice, Payment and Item events; other entities are dropped."""
-        try:
-            payload = json.loads(request.body)
-        except ValueError as exc:
-            raise WebhookRejected(400, "body is not JSON") from exc
+        payload = request.payload()
         try:
             if isinstance(payload, list):
                 return list(self._cloud_events(payload, connection_id))
@@ -822,6 +824,7 @@ def build_quickbooks(
     lock: Lock,
     budget: CallBudget,
     transport: httpx.BaseTransport | None = None,
+    deadline: Deadline | None = None,
 ) -> QuickBooksAccounting:
     """The connector for the company named by ``realm_id`` in the secret.
 
@@ -849,6 +852,7 @@ def build_quickbooks(
         budget_key=f"quickbooks:{realm_id}",
         headers=JSON_HEADERS,
         transport=transport,
+        deadline=deadline,
     )
     return QuickBooksAccounting(
         client(limits=CALL_LIMITS),

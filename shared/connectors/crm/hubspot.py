@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -27,6 +26,7 @@ from shared.connectors.http import (
     ApiClient,
     CallLimit,
     Classified,
+    Deadline,
     ResponseAction,
     RetryPolicy,
     paginate,
@@ -51,6 +51,7 @@ BATCH_READ_MAX = 100  # inputs per /batch/read [H5]
 # HubSpot retries a delivery for up to 24 h [H1]; an hour's margin for clock skew.
 UNSIGNED_TIME_REPLAY_WINDOW_MS = 25 * 3600 * 1000
 MAX_EVENTS_PER_DELIVERY = 100  # "Each request can contain up to 100 events" [H1]
+LAST_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last a datetime holds
 
 # v3 signatures hash the URI with these escapes decoded [H3, H4].
 _V3_DECODED = {
@@ -131,7 +132,7 @@ class _WebhookEvent(BaseModel):
     event_id: int = Field(alias="eventId")
     subscription_id: int = Field(alias="subscriptionId")
     portal_id: int = Field(alias="portalId")
-    occurred_at: int = Field(alias="occurredAt", ge=0)
+    occurred_at: int = Field(alias="occurredAt", ge=0, le=LAST_EPOCH_MS)
     # H1's table calls it eventType; HubSpot's own signed example subscriptionType.
     subscription_type: str = Field(
         validation_alias=AliasChoices("subscriptionType", "eventType"), min_length=3
@@ -217,15 +218,15 @@ class HubSpotWebhooks:
         else:
             raise WebhookRejected(401, "unsupported x-hubspot-signature-version")
         _require_equal(hashlib.sha256(source.encode()).hexdigest(), signature)
-        self._not_replayed(request.body)
+        self._not_replayed(request)
 
-    def _not_replayed(self, body: str) -> None:
+    def _not_replayed(self, request: InboundWebhook) -> None:
         """v1/v2 sign no timestamp, so a captured delivery stays valid forever. HubSpot
         stops retrying after a day [H1]: a delivery whose newest event is older than
         that is a replay. (v3 deliveries are bounded by their signed timestamp.)"""
         try:
-            payload = json.loads(body)
-        except ValueError:
+            payload = request.payload()
+        except WebhookRejected:
             return  # normalize() answers 400 for it
         stamps = (
             [
@@ -236,7 +237,7 @@ class HubSpotWebhooks:
             if isinstance(payload, list)
             else []
         )
-        if stamps and self._clock() * 1000 - max(stamps) > UNSIGNED_TIME_REPLAY_WINDOW_MS:
+        if stamps and self._now_ms() - max(stamps) > UNSIGNED_TIME_REPLAY_WINDOW_MS:
             raise WebhookRejected(401, "events older than HubSpot's retry window: a replay")
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
@@ -247,10 +248,7 @@ class HubSpotWebhooks:
         day [H1], and one subscription too many must not block the events of the
         same delivery that matter.
         """
-        try:
-            payload = json.loads(request.body)
-        except ValueError:
-            raise WebhookRejected(400, "body is not JSON") from None
+        payload = request.payload()
         if not isinstance(payload, list):
             raise WebhookRejected(400, "body must be a JSON array of events")
         if len(payload) > MAX_EVENTS_PER_DELIVERY:
@@ -295,9 +293,13 @@ class HubSpotWebhooks:
         # Older than the tolerance is HubSpot's rule [H3]. A timestamp far ahead is
         # refused too (HubSpot's SDK lets it pass): a signed request dated ahead
         # would stay replayable for that much longer; the tolerance absorbs clock skew.
-        if abs(self._clock() * 1000 - timestamp) > self._tolerance_ms:
+        if abs(self._now_ms() - timestamp) > self._tolerance_ms:
             raise WebhookRejected(401, "timestamp outside tolerance")
         return timestamp
+
+    def _now_ms(self) -> int:
+        """An int, so comparing it with any int the sender wrote cannot overflow a float."""
+        return int(self._clock() * 1000)
 
 
 def _v3_uri(url: str) -> str:
@@ -695,6 +697,7 @@ def build_hubspot(
     search_result_cap: int = SEARCH_RESULT_CAP,
     retry: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
 ) -> HubSpotCrm:
     """The HubSpot CRM of one connection, with the private-app token from ``secret_id``.
 
@@ -711,6 +714,7 @@ def build_hubspot(
         retry=retry,
         sleep=sleep,
         transport=transport,
+        deadline=deadline,
     )
     return HubSpotCrm(
         client(limits=limits),

@@ -96,6 +96,18 @@ def test_given_a_v1_delivery_older_than_hubspots_retry_window_then_it_is_a_repla
     assert rejected.value.status == 401
 
 
+def test_given_v1_events_dated_beyond_any_clock_then_normalize_not_verify_rejects() -> None:
+    body = V1_BODY.replace(str(V1_OCCURRED_MS), "9" * 400)
+    signature = hashlib.sha256(f"{SECRET}{body}".encode()).hexdigest()
+    request = inbound(body, {"x-hubspot-signature": signature, "x-hubspot-signature-version": "v1"})
+
+    receiver(now_s=V1_OCCURRED_MS / 1000).verify(request)  # signed, and not a replay
+
+    with pytest.raises(WebhookRejected, match="occurredAt") as rejected:
+        receiver(now_s=V1_OCCURRED_MS / 1000).normalize(request, "conn-1")
+    assert rejected.value.status == 400
+
+
 def test_given_hubspots_v2_get_example_when_verified_then_it_passes() -> None:
     request = inbound(
         "",
@@ -130,7 +142,11 @@ def test_given_v3_timestamp_outside_tolerance_when_verified_then_401(offset_s: i
     assert (error.status, error.reason) == (401, "timestamp outside tolerance")
 
 
-@pytest.mark.parametrize("timestamp", [None, "", "yesterday"])
+@pytest.mark.parametrize(
+    "timestamp",
+    [None, "", "yesterday", "9" * 400],
+    ids=["missing", "empty", "not-a-number", "beyond-a-float"],
+)
 def test_given_v3_without_a_usable_timestamp_when_verified_then_401(timestamp: str | None) -> None:
     headers = {"x-hubspot-signature-v3": V3_SIGNATURE}
     if timestamp is not None:
@@ -243,8 +259,9 @@ def normalize_rejection(body: str) -> WebhookRejected:
         ("not json", "body is not JSON"),
         ('{"eventId": 1}', "body must be a JSON array of events"),
         (json.dumps([hs_event("contact.creation")] * 101), "more than 100 events"),
+        ("[" * 50_000 + "]" * 50_000, "body nests JSON too deeply"),
     ],
-    ids=["not-json", "object", "too-many"],
+    ids=["not-json", "object", "too-many", "nested-past-the-recursion-limit"],
 )
 def test_given_a_malformed_delivery_when_normalized_then_400(body: str, reason: str) -> None:
     error = normalize_rejection(body)
@@ -257,6 +274,15 @@ def test_given_an_event_without_object_id_when_normalized_then_400_names_it() ->
     error = normalize_rejection(body)
     assert error.status == 400
     assert error.reason.startswith("event 1:")
+
+
+@pytest.mark.parametrize("occurred_at", [10**400, 10**17], ids=["beyond-a-float", "year-3170843"])
+def test_given_an_occurred_at_no_calendar_holds_when_normalized_then_400_names_it(
+    occurred_at: int,
+) -> None:
+    error = normalize_rejection(json.dumps([hs_event("contact.creation", occurredAt=occurred_at)]))
+    assert error.status == 400
+    assert error.reason.startswith("event 0: occurredAt:")
 
 
 def test_given_100_events_when_normalized_then_all_are_accepted() -> None:

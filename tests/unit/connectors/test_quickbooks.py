@@ -1057,8 +1057,16 @@ def test_given_the_legacy_payload_when_normalized_then_event_ids_are_determinist
         '{"eventNotifications": [{"realmId": "1"}]}',
         '{"something": "else"}',
         '"a string"',
+        "[" * 50_000 + "]" * 50_000,
     ],
-    ids=["not-json", "cloudevent-missing-fields", "legacy-missing-change", "unknown", "scalar"],
+    ids=[
+        "not-json",
+        "cloudevent-missing-fields",
+        "legacy-missing-change",
+        "unknown",
+        "scalar",
+        "nested-past-the-recursion-limit",
+    ],
 )
 def test_given_a_malformed_payload_when_normalized_then_400_with_a_reason(
     hooks: QuickBooksWebhooks, body: str

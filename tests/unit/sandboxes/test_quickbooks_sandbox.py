@@ -216,6 +216,18 @@ def test_refresh_rotates_token_and_old_one_works_only_within_grace(qbo: Harness)
     assert late.headers["intuit_tid"]
 
 
+def test_issued_tokens_are_every_refresh_and_access_token_handed_out(qbo: Harness) -> None:
+    before = qbo.sandbox.issued_tokens()
+    first, second = qbo.refresh(), qbo.refresh()
+
+    after = qbo.sandbox.issued_tokens()
+    assert after["refresh"][0] == qbo.config.initial_refresh_token
+    assert after == {
+        "refresh": [*before["refresh"], first["refresh_token"], second["refresh_token"]],
+        "access": [*before["access"], first["access_token"], second["access_token"]],
+    }
+
+
 def test_token_endpoint_rejects_bad_client_and_unknown_token(qbo: Harness) -> None:
     bad_client = qbo.client.post(
         "/oauth2/v1/tokens/bearer",

@@ -1,0 +1,84 @@
+"""One queue message in: apply its event, and decide what a failure means.
+
+SQS counts every receive toward the queue's ``maxReceiveCount``, deferrals included,
+so a record throttled for a while would be dead-lettered without ever failing. The
+consumer therefore keeps its own count: a message's failed attempts are its receives
+minus its deferrals (a crash or a timeout counts as a failed attempt, as it should),
+and after ``max_failed_attempts`` the consumer moves it to the dead-letter queue
+itself. The queue's own ``maxReceiveCount`` stays as a backstop for a consumer that
+cannot run at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.errors import OutOfTime, RateLimited
+from shared.models import ChangeEvent
+from shared.ports import DeferralCounter, EventQueue
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """What the consumer needs of one received SQS message."""
+
+    message_id: str
+    receipt: str
+    body: str
+    receive_count: int
+
+
+class Consumer:
+    def __init__(
+        self,
+        *,
+        apply: Callable[[ChangeEvent], Any],
+        queue: EventQueue,
+        deferrals: DeferralCounter,
+        max_failed_attempts: int,
+    ) -> None:
+        self._apply = apply
+        self._queue = queue
+        self._deferrals = deferrals
+        self._max_failed = max_failed_attempts
+
+    def process(self, message: QueueMessage) -> Any:
+        """Apply the message's event; returns what ``apply`` returned, or None when the
+        message was dead-lettered. Raises to have the message retried."""
+        event = ChangeEvent.model_validate_json(message.body)
+        failed_before = self._failed_attempts(message)
+        if failed_before >= self._max_failed:
+            # Its last attempts ended without a word from us (crash, timeout).
+            self._queue.dead_letter(event, message_id=message.message_id)
+            return None
+        try:
+            return self._apply(event)
+        except RateLimited as limited:
+            # Not a failure: the vendor asked us to wait, so the message waits that long.
+            self._deferrals.add_deferral(message.message_id)
+            self._queue.defer(message.receipt, limited.retry_after_s)
+            raise
+        except OutOfTime:
+            # This invocation ran out of time before the event's turn: next one, now.
+            self._deferrals.add_deferral(message.message_id)
+            self._queue.defer(message.receipt, 0)
+            raise
+        except Exception:
+            if failed_before + 1 >= self._max_failed:
+                self._queue.dead_letter(event, message_id=message.message_id)
+                return None
+            raise
+
+    def skipped(self, message: QueueMessage) -> None:
+        """The message was received but not tried (an earlier message of its group
+        failed): visible again at once, it waits behind that one, and is not counted."""
+        self._deferrals.add_deferral(message.message_id)
+        self._queue.defer(message.receipt, 0)
+
+    def _failed_attempts(self, message: QueueMessage) -> int:
+        """Receives before this one that were not deferrals."""
+        if message.receive_count <= 1:
+            return 0  # the first receive: nothing to look up
+        return message.receive_count - 1 - self._deferrals.deferrals(message.message_id)
