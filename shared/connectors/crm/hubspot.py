@@ -161,9 +161,15 @@ class _WebhookEvent(BaseModel):
         """The record to re-sync, or None for objects this service does not sync."""
         if self.action == "associationChange":
             # DEAL_TO_CONTACT is reported on the deal: the deal re-syncs with its parties.
-            side = (self.association_type or "").partition("_TO_")[0].lower()
+            # A line item is invoiced through its deal, so LINE_ITEM_TO_DEAL names the
+            # deal too: the event lands in the deal's message group from the start.
+            side, _, other = (self.association_type or "").lower().partition("_to_")
             object_type = _WEBHOOK_OBJECTS.get(side)
             record_id = self.from_object_id
+            if object_type is ObjectType.LINE_ITEM and _WEBHOOK_OBJECTS.get(other) is (
+                ObjectType.DEAL
+            ):
+                object_type, record_id = ObjectType.DEAL, self.to_object_id
         else:
             object_type = _WEBHOOK_OBJECTS.get(self.subscription_type.partition(".")[0])
             # A merge names the survivor: the new record when one was created.

@@ -328,16 +328,17 @@ def test_given_a_merge_when_normalized_then_the_surviving_record_changes() -> No
 
 
 @pytest.mark.parametrize(
-    ("subscription_type", "association_type", "object_type"),
+    ("subscription_type", "association_type", "object_type", "record_id"),
     [
-        ("deal.associationChange", "DEAL_TO_CONTACT", ObjectType.DEAL),
-        ("deal.associationChange", "DEAL_TO_LINE_ITEM", ObjectType.DEAL),
-        ("contact.associationChange", "CONTACT_TO_COMPANY", ObjectType.CONTACT),
-        ("line_item.associationChange", "LINE_ITEM_TO_DEAL", ObjectType.LINE_ITEM),
+        ("deal.associationChange", "DEAL_TO_CONTACT", ObjectType.DEAL, "10"),
+        ("deal.associationChange", "DEAL_TO_LINE_ITEM", ObjectType.DEAL, "10"),
+        ("contact.associationChange", "CONTACT_TO_COMPANY", ObjectType.CONTACT, "10"),
+        # A line item is invoiced through its deal: the deal (toObjectId) re-syncs.
+        ("line_item.associationChange", "LINE_ITEM_TO_DEAL", ObjectType.DEAL, "20"),
     ],
 )
-def test_given_an_association_change_when_normalized_then_the_from_object_resyncs(
-    subscription_type: str, association_type: str, object_type: ObjectType
+def test_given_an_association_change_when_normalized_then_the_record_it_changes_resyncs(
+    subscription_type: str, association_type: str, object_type: ObjectType, record_id: str
 ) -> None:
     raw = hs_event(
         subscription_type,
@@ -351,7 +352,7 @@ def test_given_an_association_change_when_normalized_then_the_from_object_resync
     (event,) = normalize(raw)
     assert (event.object_type, event.record_id, event.kind) == (
         object_type,
-        "10",
+        record_id,
         ChangeKind.ASSOCIATION,
     )
 
