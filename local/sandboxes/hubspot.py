@@ -1,8 +1,8 @@
 """HubSpot sandbox: a stateful fake of HubSpot's public CRM API, webhooks included.
 
-Built from HubSpot's documented behaviour (``/work/shared/VENDOR-APIS.md`` §1 and
-traps 10-13) so the production connector, plain httpx, cannot tell it from
-``api.hubapi.com``.
+Built from HubSpot's documented behaviour (docs/vendors/hubspot.md, including its
+"What the sandbox must reproduce" list) so the production connector, plain httpx,
+cannot tell it from ``api.hubapi.com``.
 
 Reproduced:
 

@@ -2,8 +2,8 @@
 
 Mostly declarations over ``shared.connectors.http.ApiClient``: how to read Intuit's
 responses (``classify``), its documented limits, and how canonical records become
-QuickBooks entities. Facts cite ``/work/shared/VENDOR-APIS.md`` §2 by source key
-(Q1…Q13).
+QuickBooks entities. Facts cited as [Qn] are listed with their Intuit documentation
+URLs in docs/vendors/quickbooks.md.
 
 Writes are exactly-once through Intuit's ``requestid`` [Q7]: every write carries
 one derived from the engine's idempotency key, so a write retried after a lost
@@ -294,7 +294,8 @@ def _present(model: BaseModel) -> dict[str, Any]:
     """Fields the mapping set with a value: selective sync writes these and no others.
 
     A field set to None is not written either: how a sparse update clears a field
-    is not established (VENDOR-APIS §2), so a cleared CRM field leaves QuickBooks as is.
+    is not established (docs/vendors/quickbooks.md), so a cleared CRM field leaves
+    QuickBooks as is.
     """
     return {
         name: getattr(model, name)
@@ -466,7 +467,7 @@ class QuickBooksAccounting:
 
     def _customer_body(self, party: Party) -> dict[str, Any]:
         """Party → Customer [Q3]. ``tax_id``, ``credit_limit`` and ``kind`` have no
-        documented Customer field (VENDOR-APIS §2) and are not written."""
+        documented Customer field (docs/vendors/quickbooks.md) and are not written."""
         given = _present(party)
         body: dict[str, Any] = {}
         simple = {

@@ -1,6 +1,7 @@
 """HubSpot: webhooks in, CRM v3 objects out.
 
-Facts cited as [Hn] are from ``VENDOR-APIS.md`` §1 (HubSpot). The connector is
+Facts cited as [Hn] are listed with their HubSpot documentation URLs in
+docs/vendors/hubspot.md. The connector is
 declarations over ``shared.connectors.http``: paths, properties, limits and how
 to read HubSpot's answers; ``ApiClient`` does the calling, budgeting and retrying.
 """

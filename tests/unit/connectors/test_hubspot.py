@@ -26,7 +26,7 @@ from shared.models import ChangeKind, ObjectType
 from shared.ports import InboundWebhook
 from shared.stores.memory import MemorySecretStore
 
-# --- HubSpot's published vectors [VENDOR-APIS §1, H2/H3] -----------------------------------
+# --- HubSpot's published vectors [H2, H3; docs/vendors/hubspot.md] ------------------------
 
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 URL = "https://www.example.com/webhook_uri"

@@ -38,7 +38,7 @@ PROPERTIES: dict[ObjectType, list[str]] = {
     ObjectType.DEAL: ["dealname", "amount", "dealstage"],
     ObjectType.LINE_ITEM: ["name", "quantity", "price"],
 }
-# HubSpot-defined association type ids [VENDOR-APIS §1, H6].
+# HubSpot-defined association type ids [H6, H18; docs/vendors/hubspot.md].
 DEAL_TO_CONTACT, DEAL_TO_PRIMARY_COMPANY, LINE_ITEM_TO_DEAL = 3, 5, 20
 
 
