@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import httpx
+from moto.dynamodb.responses import DynamoHandler
 from moto.server import ThreadedMotoServer
 from moto.sqs.models import Queue as MotoQueue
+from moto.sqs.responses import SQSResponse
 
 from infra.resources import (
     Key,
@@ -81,6 +85,41 @@ def _fifo_group_waits_only_for_invisible_messages() -> None:
     MotoQueue.messages = property(messages)  # type: ignore[method-assign,assignment]
 
 
+@cache  # once per process: a second stack must not wrap the wrappers
+def _one_request_at_a_time() -> None:
+    """Make each DynamoDB and SQS request atomic, as AWS does, under concurrent callers.
+
+    moto's server handles every request in its own thread and its backends take no
+    locks: a conditional write reads, checks and writes with other requests running in
+    between (16 racers on one key: several winners), and two receives can hand one
+    FIFO message to both or crash on a set changed under them. Here each of the two
+    services handles one request at a time. A long-polling receive waits with the SQS
+    lock released and looks again after every other SQS request.
+    """
+    dynamodb = threading.Lock()
+    sqs = threading.Condition()
+    dynamodb_action = DynamoHandler.call_action
+    sqs_action = SQSResponse.call_action
+
+    def dynamodb_call_action(handler: DynamoHandler) -> Any:
+        with dynamodb:
+            return dynamodb_action(handler)
+
+    def sqs_call_action(handler: SQSResponse) -> Any:
+        with sqs:
+            try:
+                return sqs_action(handler)
+            finally:
+                sqs.notify_all()
+
+    def wait_for_messages(queue: MotoQueue, timeout: int) -> None:
+        sqs.wait_for(lambda: queue.messages, timeout=timeout)
+
+    DynamoHandler.call_action = dynamodb_call_action  # type: ignore[method-assign]
+    SQSResponse.call_action = sqs_call_action  # type: ignore[method-assign,assignment]
+    MotoQueue.wait_for_messages = wait_for_messages  # type: ignore[method-assign,assignment]
+
+
 class MotoServer:
     """moto's server on 127.0.0.1 in a background thread, with a clean state."""
 
@@ -94,6 +133,7 @@ class MotoServer:
         ensure_port_free(self._requested_port)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         _fifo_group_waits_only_for_invisible_messages()
+        _one_request_at_a_time()
         self._server = ThreadedMotoServer(
             ip_address=LOOPBACK, port=self._requested_port, verbose=False
         )

@@ -1,12 +1,13 @@
-"""The local stack: everything ``cdk deploy`` would give, on 127.0.0.1, in one process.
+"""The local stack: everything ``cdk deploy`` would give, on 127.0.0.1.
 
 ``LocalStack(config)`` starts moto's server and creates the described resources in
 it, starts the HubSpot and QuickBooks sandboxes, points the ``CRMSYNC_*`` and AWS
 environment at all of that, then serves the webhook routes (API Gateway stand-in),
 runs one SQS worker per consumed queue (event source mapping stand-in) and one
-scheduler per schedule (EventBridge stand-in) with the real handlers, or with the
-callables a test passes in. Use it as a context manager; ``stop`` undoes it all,
-the environment included.
+scheduler per schedule (EventBridge stand-in). The real handlers run in execution
+environments, child processes given that environment (``local.lambdas``); the
+callables a test passes in run in this process. Use it as a context manager;
+``stop`` undoes it all, the environment included.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import boto3
 
 from infra.environment import function_environment, resource_settings
-from infra.resources import DESCRIPTION, ServiceDescription, webhook_path
+from infra.resources import DESCRIPTION, FunctionSpec, ServiceDescription, webhook_path
 from local.apigw import create_app
 from local.aws import (
     AwsClients,
@@ -37,7 +38,7 @@ from local.aws import (
     redrive,
 )
 from local.config import LOOPBACK, LocalConfig, ensure_port_free
-from local.lambdas import Handler, LocalFunction, resolve_handler
+from local.lambdas import Handler, InvocationError, LocalFunction
 from local.sandboxes.base import SandboxServer
 from local.scheduler import Scheduler, SchedulerStatus
 from local.worker import SqsWorker, WorkerStatus
@@ -47,8 +48,14 @@ if TYPE_CHECKING:
     from local.sandboxes.hubspot import HubSpotSandbox
     from local.sandboxes.quickbooks import QuickBooksSandbox
 
+log = logging.getLogger(__name__)
+
 # Where vendor calls go without sandboxes: the discard port, closed on any sane machine.
 NO_VENDOR = f"http://{LOOPBACK}:9"
+# Environments of a function that declares no maximum concurrency: API Gateway invokes
+# the webhook function for several requests at once; a rate schedule fires one run
+# at a time.
+WEBHOOK_CONCURRENCY = 4
 
 
 class LocalStackError(Exception):
@@ -222,21 +229,46 @@ class LocalStack:
 
         self.environment = self._environment_values()
         self._exit.enter_context(_environment(self.environment))
-        # Handlers build their clients and settings at import, from this environment.
+        # A test's handlers run in this process and read this environment.
         get_settings.cache_clear()
         boto3.DEFAULT_SESSION = None
         self._exit.callback(get_settings.cache_clear)
 
         for spec in self.description.functions:
             name = function_name(config.connection_id, spec.id)
-            handler = self._handler_overrides.get(spec.id) or resolve_handler(spec.handler)
-            self.functions[spec.id] = LocalFunction(
-                spec, handler, name=name, arn=function_arn(config.aws.region, name)
+            function = LocalFunction(
+                spec,
+                name=name,
+                arn=function_arn(config.aws.region, name),
+                concurrency=self._concurrency(spec),
+                handler=self._handler_overrides.get(spec.id),
+                environment=self.environment,
             )
+            # Stopped after the workers and schedulers that invoke it (callbacks run last first).
+            self._exit.callback(function.stop)
+            self.functions[spec.id] = function.start()
+        for spec_id, function in self.functions.items():
+            try:
+                function.wait_ready()
+            except InvocationError as exc:
+                raise LocalStackError(
+                    f"the {spec_id} function's handler {function.spec.handler} "
+                    f"failed its cold start: {exc}"
+                ) from None
 
         for spec in self.description.functions:
             for queue_id in spec.queues_consume:
                 queue = self.resources.queues[queue_id]
+                if queue.visibility_timeout_s < spec.timeout_s:
+                    log.warning(
+                        "queue %s hides a received message for %d s, less than the %d s "
+                        "timeout of %s, which AWS refuses for an event source: a message "
+                        "can come back, to another poller, while its batch still runs",
+                        queue_id,
+                        queue.visibility_timeout_s,
+                        spec.timeout_s,
+                        spec.id,
+                    )
                 worker = SqsWorker(
                     self.clients.sqs,
                     queue_url=queue.url,
@@ -257,6 +289,11 @@ class LocalStack:
             )
             self.schedulers[schedule.id] = scheduler.start()
             self._exit.callback(scheduler.stop)
+
+    def _concurrency(self, spec: FunctionSpec) -> int:
+        if spec.max_concurrency is not None:
+            return spec.max_concurrency
+        return WEBHOOK_CONCURRENCY if spec.id == self.description.webhook_function else 1
 
     def _route_keys(self) -> tuple[str, ...]:
         return tuple(f"POST {webhook_path(v)}" for v in self.description.webhook_vendors())
@@ -309,6 +346,11 @@ class LocalStack:
             tables=self.resources.tables,
             queues={queue_id: q.url for queue_id, q in self.resources.queues.items()},
             secrets=self.resources.secrets,
+            dead_letters={
+                queue_id: q.dead_letter_url
+                for queue_id, q in self.resources.queues.items()
+                if q.dead_letter_url
+            },
             description=self.description,
         )
         values |= {
@@ -335,6 +377,8 @@ class LocalStack:
             "AWS_SESSION_TOKEN": None,
             "AWS_PROFILE": None,
             "POWERTOOLS_LOG_LEVEL": config.log_level,
+            # Lambda's application log level (advanced logging controls): the root logger's
+            "AWS_LAMBDA_LOG_LEVEL": config.log_level,
             "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
             "POWERTOOLS_METRICS_DISABLED": "true" if quiet else "false",
         }

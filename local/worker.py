@@ -4,8 +4,10 @@ It behaves as Lambda's poller does with ``ReportBatchItemFailures``: records the
 handler lists in ``batchItemFailures`` stay on the queue and come back after their
 visibility timeout (or whatever the handler set with ChangeMessageVisibility);
 the rest are deleted. A handler exception, or a response naming a message that was
-not in the batch, fails the whole batch. The queue's redrive policy moves a
-message to its DLQ after ``maxReceiveCount`` receives.
+not in the batch, fails the whole batch, and so does an invocation that times out.
+The queue's redrive policy moves a message to its DLQ after ``maxReceiveCount``
+receives. Like Lambda's poller, it handles several batches at once, up to the
+function's concurrency: one polling thread per concurrent invocation.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ class WorkerStatus:
     batches: int
     processed: int  # records deleted after success
     failed: int  # records left for redelivery
-    errors: int  # invocations that raised or answered nonsense
-    in_flight: bool
+    errors: int  # invocations that raised, timed out or answered nonsense
+    in_flight: bool  # some batch is being handled
 
 
 def _attribute(value: MessageAttributeValueOutputTypeDef) -> dict[str, Any]:
@@ -85,7 +87,8 @@ def sqs_record(message: MessageTypeDef, *, queue_arn: str, region: str) -> dict[
 
 
 class SqsWorker:
-    """Long-polls one queue in a thread and hands each batch to ``function``."""
+    """Long-polls one queue in ``function.concurrency`` threads, each handing the batches
+    it receives to ``function``."""
 
     def __init__(
         self,
@@ -106,22 +109,27 @@ class SqsWorker:
         self._batch_size = batch_size
         self._wait_time_s = wait_time_s
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._batches = self._processed = self._failed = self._errors = 0
-        self._in_flight = False
+        self._in_flight = 0  # batches being handled
 
     def start(self) -> SqsWorker:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sqs-worker", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sqs-worker-{n}", daemon=True)
+            for n in range(self._function.concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._wait_time_s + 30)
-            self._thread = None
+        deadline = time.monotonic() + self._wait_time_s + 30
+        for thread in self._threads:
+            thread.join(timeout=max(deadline - time.monotonic(), 0.0))
+        self._threads = []
 
     def status(self) -> WorkerStatus:
         with self._lock:
@@ -130,7 +138,7 @@ class SqsWorker:
                 processed=self._processed,
                 failed=self._failed,
                 errors=self._errors,
-                in_flight=self._in_flight,
+                in_flight=self._in_flight > 0,
             )
 
     def wait_until_drained(self, timeout: float) -> bool:
@@ -172,12 +180,12 @@ class SqsWorker:
         if not messages:
             return 0
         with self._lock:
-            self._in_flight = True
+            self._in_flight += 1
         try:
             self._handle(messages)
         finally:
             with self._lock:
-                self._in_flight = False
+                self._in_flight -= 1
         return len(messages)
 
     def _run(self) -> None:

@@ -36,7 +36,17 @@ from local.runtime import LocalStack, PortInUse
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-EVENTS = DESCRIPTION.queue("Events")
+# The stand-ins' stack: the deployed description, but with SQS's redrive backstop
+# (1,000 receives when deployed) after 3 receives, so that a test reaches it.
+BACKSTOP_AT_3 = DESCRIPTION.model_copy(
+    update={
+        "queues": tuple(
+            q.model_copy(update={"max_receive_count": 3}) if q.id == "Events" else q
+            for q in DESCRIPTION.queues
+        )
+    }
+)
+EVENTS = BACKSTOP_AT_3.queue("Events")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -98,7 +108,9 @@ def standins() -> StandIns:
 @pytest.fixture(scope="class")
 def stack(standins: StandIns) -> Iterator[LocalStack]:
     config = free_config(reconcile_interval_s=0.2)
-    with LocalStack(config, handlers=standins.handlers(), sandboxes=False) as running:
+    with LocalStack(
+        config, handlers=standins.handlers(), sandboxes=False, description=BACKSTOP_AT_3
+    ) as running:
         yield running
 
 
@@ -723,6 +735,7 @@ def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,  # its own process group, as in a terminal
     )
     lines: list[str] = []
 
@@ -735,7 +748,8 @@ def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path
         assert wait_for(lambda: any("Ctrl-C" in line for line in lines), timeout=60), (
             process.stderr.read() if process.poll() is not None and process.stderr else lines
         )
-        process.send_signal(signal.SIGINT)
+        # Ctrl-C signals the whole group: the functions' environments too.
+        os.killpg(process.pid, signal.SIGINT)
         assert process.wait(timeout=30) == 0
     finally:
         if process.poll() is None:
@@ -743,3 +757,5 @@ def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path
     output = "".join(lines)
     assert "/webhooks/hubspot" in output
     assert "HubSpot sandbox" in output
+    assert process.stderr is not None
+    assert "Traceback" not in process.stderr.read()
