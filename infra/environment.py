@@ -57,6 +57,7 @@ def resource_settings(
             raise ValueError(f"queue {queue_id!r} declares no dead-letter setting")
         settings[spec.dead_letter_setting] = url
         settings["max_failed_attempts"] = str(spec.max_failed_attempts)
+        settings["retry_delay_s"] = str(spec.retry_delay_s)
     for kind, given, specs in (
         ("table", tables, {t.id: t.setting for t in description.tables}),
         ("queue", queues, {q.id: q.setting for q in description.queues}),

@@ -55,6 +55,9 @@ class QueueSpec(_Spec):
     # failed attempts (deferrals at a vendor's request are not failures) ...
     max_failed_attempts: int | None = None
     dead_letter_setting: str | None = None  # the Settings field that carries its URL
+    # A failed message is back after this, doubled on each failure (not after the
+    # visibility timeout, which must cover the longest invocation).
+    retry_delay_s: int = 30
     # ... and SQS itself after this many receives, as a backstop for a consumer that
     # cannot run at all (SQS allows at most 1,000).
     max_receive_count: int | None = None

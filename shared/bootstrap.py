@@ -135,6 +135,7 @@ class Container:
             queue=self.queue,
             deferrals=DynamoDeferralCounter(self.dynamodb, self.settings.cursors_table),
             max_failed_attempts=self.settings.max_failed_attempts,
+            retry_delay_s=self.settings.retry_delay_s,
         )
 
     def reconciler(self) -> Reconciler:

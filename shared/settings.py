@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     events_dlq_url: str = ""
     # Failed attempts (not deferrals) before the consumer dead-letters a message.
     max_failed_attempts: int = Field(default=5, ge=1)
+    # Seconds before a failed message is tried again, doubled on each failure.
+    retry_delay_s: float = Field(default=30, ge=0)
 
     hubspot_secret_id: str = "crmsync/default/hubspot"
     quickbooks_secret_id: str = "crmsync/default/quickbooks"

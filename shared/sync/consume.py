@@ -5,8 +5,10 @@ so a record throttled for a while would be dead-lettered without ever failing. T
 consumer therefore keeps its own count: a message's failed attempts are its receives
 minus its deferrals (a crash or a timeout counts as a failed attempt, as it should),
 and after ``max_failed_attempts`` the consumer moves it to the dead-letter queue
-itself. The queue's own ``maxReceiveCount`` stays as a backstop for a consumer that
-cannot run at all.
+itself. A failed message comes back after ``retry_delay_s``, doubled on each failure,
+rather than after the queue's visibility timeout (which must cover the longest
+invocation). The queue's own ``maxReceiveCount`` stays as a backstop for a consumer
+that cannot run at all.
 """
 
 from __future__ import annotations
@@ -38,11 +40,13 @@ class Consumer:
         queue: EventQueue,
         deferrals: DeferralCounter,
         max_failed_attempts: int,
+        retry_delay_s: float,
     ) -> None:
         self._apply = apply
         self._queue = queue
         self._deferrals = deferrals
         self._max_failed = max_failed_attempts
+        self._retry_delay_s = retry_delay_s
 
     def process(self, message: QueueMessage) -> Any:
         """Apply the message's event; returns what ``apply`` returned, or None when the
@@ -69,6 +73,9 @@ class Consumer:
             if failed_before + 1 >= self._max_failed:
                 self._queue.dead_letter(event, message_id=message.message_id)
                 return None
+            # Back sooner than the queue's visibility timeout (sized for the longest
+            # invocation), later with each failure: an outage gets time to pass.
+            self._queue.defer(message.receipt, self._retry_delay_s * 2**failed_before)
             raise
 
     def skipped(self, message: QueueMessage) -> None:

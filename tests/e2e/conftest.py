@@ -33,17 +33,25 @@ from shared.stores.audit import DynamoAuditLog
 T = TypeVar("T")
 
 EVENTS = "Events"
-# Seconds a received message stays hidden: failed attempts come back this soon.
-VISIBILITY_S = 2
+# Seconds before a failed message is tried again (doubled on each failure): short here,
+# so redelivery and the move to the DLQ happen within a test.
+RETRY_DELAY_S = 1
 # Failed attempts after which the consumer moves a message to the DLQ.
 MAX_FAILED = DESCRIPTION.queue(EVENTS).max_failed_attempts or 0
 SETTLE_S = 60.0
 
 
 def fast_retry_description() -> ServiceDescription:
-    """The deployed description with a short visibility timeout on the Events queue."""
+    """The deployed description with failed messages retried after seconds, not minutes.
+
+    The visibility timeout stays as long as the sync function's timeout, as in AWS: a
+    message still being handled never comes back to a second invocation.
+    """
+    sync_timeout = DESCRIPTION.function("Sync").timeout_s
     queues = tuple(
-        q.model_copy(update={"visibility_timeout_s": VISIBILITY_S}) if q.id == EVENTS else q
+        q.model_copy(update={"retry_delay_s": RETRY_DELAY_S, "visibility_timeout_s": sync_timeout})
+        if q.id == EVENTS
+        else q
         for q in DESCRIPTION.queues
     )
     return DESCRIPTION.model_copy(update={"queues": queues})

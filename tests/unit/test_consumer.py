@@ -52,6 +52,7 @@ class Rig:
             queue=self.queue,
             deferrals=MemoryDeferralCounter(),
             max_failed_attempts=MAX_FAILED,
+            retry_delay_s=SPEC.retry_delay_s,
         )
 
     def next_delivery(self) -> Received | None:
