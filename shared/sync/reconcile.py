@@ -130,12 +130,12 @@ class Reconciler:
     def _in_sync(self, record: SourceRecord) -> bool:
         """Whether what the record maps to is what its link says was written.
 
-        A line item cannot say (its deal decides): its event goes to the engine. A
+        A line item is in sync when its deals are (they are what is written). A
         filtered record has nothing to write; an invalid one is enqueued so the audit
         trail says why it is not synced.
         """
         if record.object_type is ObjectType.LINE_ITEM:
-            return False
+            return self._deals_in_sync(record.id)
         try:
             content = map_content(self._mapper, record)
         except RecordInvalid:
@@ -172,16 +172,21 @@ class Reconciler:
                 )
         return resolved
 
+    def _deals_in_sync(self, line_item_id: str) -> bool:
+        """Whether the deals of a line item are in sync (a search result carries no
+        associations: the line item is read for them)."""
+        item = self._crm.fetch(ObjectType.LINE_ITEM, line_item_id)
+        deal_ids = item.associations.get(ObjectType.DEAL, []) if item else []
+        deals = [self._crm.fetch(ObjectType.DEAL, deal_id) for deal_id in deal_ids]
+        return all(deal is None or self._in_sync(deal) for deal in deals)
+
     def _settled(self, event: ChangeEvent) -> bool:
         """Whether applying ``event`` now would write nothing."""
+        if event.object_type is ObjectType.LINE_ITEM:
+            return self._deals_in_sync(event.record_id)
         record = self._crm.fetch(event.object_type, event.record_id)
-        if record is None:
-            return True  # gone from the CRM: the engine would skip it
-        if record.object_type is ObjectType.LINE_ITEM:
-            deals = record.associations.get(ObjectType.DEAL, [])
-            parents = [self._crm.fetch(ObjectType.DEAL, deal_id) for deal_id in deals]
-            return all(deal is None or self._in_sync(deal) for deal in parents)
-        return self._in_sync(record)
+        # Gone from the CRM: the engine would skip it.
+        return record is None or self._in_sync(record)
 
     def _event(
         self, object_type: ObjectType, record_id: str, version: int, key: str
