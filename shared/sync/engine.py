@@ -511,8 +511,10 @@ class SyncEngine:
         sent = type(model).model_validate_json(pending.body)
         try:
             return upsert(sent, existing=None, idempotency_key=pending.idempotency_key)
-        except Permanent:
-            # Refused, so nothing was made: the next attempt starts afresh.
+        except (Permanent, RecordInvalid):
+            # Refused by the vendor or by the connector before sending: nothing was
+            # made, and the same body would be refused again. The next attempt starts
+            # afresh from the record as it is then.
             self._links.drop_pending_create(self.connection_id, pending.source_key)
             raise
 

@@ -18,7 +18,7 @@ import pytest
 
 from shared.errors import Permanent, Retryable
 from shared.mapping import Mapper, load_mapping
-from shared.models import ChangeEvent, ObjectType, Outcome, SourceRecord
+from shared.models import ChangeEvent, ObjectType, Outcome, Party, SourceRecord
 from shared.ports import TargetRef
 from shared.settings import DEFAULT_MAPPING
 from shared.stores.memory import (
@@ -267,3 +267,32 @@ class TestDeadLettersRepairedSince:
         assert [m.event.record_id for m in rig.queue.dead_letters] == ["2"]
         [resolved] = [e for e in rig.audit.entries(CONNECTION) if e.outcome is Outcome.RESOLVED]
         assert resolved.record_key == "hubspot:contact:1"
+
+
+class TestCreateRefusedBeforeSending:
+    """A create the connector refuses before sending (e.g. unknown payment terms) leaves
+    no written-down create behind: once the record is fixed, its new content is sent."""
+
+    def test_given_a_record_refused_then_fixed_then_the_fixed_content_is_created(
+        self, rig: Rig, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from shared.errors import RecordInvalid, Violation
+
+        original = rig.ledger.upsert_customer
+        calls: list[str] = []
+
+        def refuse_once(party: Party, **kwargs: object) -> TargetRef:
+            calls.append(party.display_name)
+            if len(calls) == 1:
+                raise RecordInvalid([Violation("payment_terms", "terms_exist", "no such terms")])
+            return original(party, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(rig.ledger, "upsert_customer", refuse_once)
+        assert rig.apply(event(rig.crm.put(company(name="Acme")))) is Outcome.INVALID
+
+        fixed = rig.crm.put(company(version=T0 + 1000, name="Acme Fixed"))
+        assert rig.apply(event(fixed)) is Outcome.CREATED
+
+        [customer] = rig.ledger.customers.values()
+        assert customer.body.display_name == "Acme Fixed"
+        assert calls == ["Acme", "Acme Fixed"], "the refused body is not replayed"
