@@ -93,20 +93,15 @@ class TargetRef(BaseModel):
     version: str  # QuickBooks SyncToken, Xero UpdatedDateUTC, …
 
 
-class PaymentTerms(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    due_days: int
-
-
 class AccountingTarget(Protocol):
     """Writes customers and invoices into an accounting system.
 
-    Every write takes an ``idempotency_key`` derived from the source record and its
-    version; the adapter passes it to the vendor (QuickBooks ``requestid``) so a
-    retried write after a lost response cannot create a second record.
+    Every write takes an ``idempotency_key`` that stands for exactly one content
+    written over one version of the record (a create's is written down before it is
+    sent); the adapter passes it to the vendor's idempotency mechanism, so a write
+    retried after a lost answer is answered, not done twice. Vendor limits and shapes
+    (document number length, invoice-level discounts, unit-price precision) are the
+    adapter's business: what it cannot write is a ``RecordInvalid`` naming the field.
     """
 
     system: System
@@ -117,9 +112,10 @@ class AccountingTarget(Protocol):
         self, party: Party, *, existing: TargetRef | None, idempotency_key: str
     ) -> TargetRef: ...
 
-    def find_item(self, *, name: str, sku: str | None) -> str | None: ...
-
-    def find_terms(self, name: str) -> PaymentTerms | None: ...
+    def find_item(self, *, name: str, sku: str | None) -> str | None:
+        """The id of the item a line sells, when the target has one by SKU or name; a
+        connector whose lines need an item refuses a line without one on write."""
+        ...
 
     def find_invoice(self, doc_number: str) -> TargetRef | None: ...
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
 
-from shared.errors import Retryable
+from shared.errors import RecordInvalid, Retryable, Violation
 from shared.models import Invoice, ObjectType, Party, SourceRecord, System
-from shared.ports import PaymentTerms, TargetRef
+from shared.ports import TargetRef
 
 
 def epoch_ms(text: str) -> int:
@@ -53,9 +53,7 @@ class FakeLedger:
     customers: dict[str, Stored] = field(default_factory=dict)
     invoices: dict[str, Stored] = field(default_factory=dict)
     items: dict[str, str] = field(default_factory=lambda: {"Services": "1", "Hours": "2"})
-    terms: dict[str, PaymentTerms] = field(
-        default_factory=lambda: {"Net 30": PaymentTerms(id="3", name="Net 30", due_days=30)}
-    )
+    terms: set[str] = field(default_factory=lambda: {"Net 30"})
     replies: dict[str, TargetRef] = field(default_factory=dict)
     # Faults: the next N writes commit but their response is lost (a Retryable).
     lose_responses: int = 0
@@ -82,9 +80,6 @@ class FakeLedger:
     def find_item(self, *, name: str, sku: str | None) -> str | None:
         return self.items.get(sku or "") or self.items.get(name)
 
-    def find_terms(self, name: str) -> PaymentTerms | None:
-        return self.terms.get(name)
-
     def find_invoice(self, doc_number: str) -> TargetRef | None:
         for stored in self.invoices.values():
             invoice = stored.body
@@ -96,6 +91,16 @@ class FakeLedger:
     def upsert_invoice(
         self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
     ) -> TargetRef:
+        """Like QuickBooks: every line needs an item, terms must exist (else refused)."""
+        violations = [
+            Violation(f"line_items[{i}].name", "item_exists", f"no item named {line.name!r}")
+            for i, line in enumerate(invoice.lines)
+            if line.item_ref is None
+        ]
+        if invoice.payment_terms is not None and invoice.payment_terms not in self.terms:
+            violations.append(Violation("payment_terms", "terms_exist", "no such terms"))
+        if violations:
+            raise RecordInvalid(violations)
         return self._write(self.invoices, invoice, existing, idempotency_key)
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:

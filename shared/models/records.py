@@ -90,34 +90,40 @@ class Deal(_Record):
     payment_terms: str | None = None
     due_date: date | None = None
     # The invoice number; when mapped, an existing invoice with it is updated, never
-    # duplicated (QuickBooks DocNumber: at most 21 characters).
-    doc_number: str | None = Field(default=None, max_length=21)
+    # duplicated. Its longest length is the accounting system's business.
+    doc_number: str | None = Field(default=None, min_length=1)
     memo: str | None = None
     line_items: list[LineItem] = Field(default_factory=list)
 
 
 class InvoiceLine(_Record):
-    item_ref: str
+    """One line as any accounting system takes it: its own discount and tax code, and
+    the item it sells when the target has one by that name or SKU."""
+
+    name: str = Field(min_length=1)
+    item_ref: str | None = None
     description: str | None = None
     quantity: Decimal
     unit_price: Decimal
+    discount_amount: Decimal = Field(default=Decimal("0"), ge=0)  # off the whole line
     tax_code: str | None = None
 
     @property
     def amount(self) -> Decimal:
+        """Quantity × unit price, before the line's discount, unrounded."""
         return self.quantity * self.unit_price
 
 
 class Invoice(_Record):
-    """What the accounting connector writes: references already resolved to target ids."""
+    """What the accounting connector writes. The customer is a target id; items, terms
+    and tax codes are resolved (or refused) by the connector, the way its system has them."""
 
     customer_ref: str
     currency: CurrencyCode
     lines: list[InvoiceLine] = Field(min_length=1)
-    discount_amount: Decimal = Field(default=Decimal("0"), ge=0)
     txn_date: date | None = None
     due_date: date | None = None
-    terms_ref: str | None = None
+    payment_terms: str | None = None  # by name, e.g. "Net 30"
     doc_number: str | None = None
     memo: str | None = None
 

@@ -30,8 +30,7 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -321,54 +320,25 @@ class SyncEngine:
     def _invoice_for(self, deal: Deal, customer_ref: str) -> Invoice:
         if not deal.line_items:
             raise RecordInvalid([Violation("line_items", "required", "the deal has no line items")])
-        violations: list[Violation] = []
-        lines: list[InvoiceLine] = []
-        for index, item in enumerate(deal.line_items):
-            item_ref = self._ledger.find_item(name=item.name, sku=item.sku)
-            if item_ref is None:
-                violations.append(
-                    Violation(
-                        f"line_items[{index}].name",
-                        "item_exists",
-                        f"no {self._ledger.system} item named {item.name!r}"
-                        + (f" or with SKU {item.sku!r}" if item.sku else ""),
-                    )
-                )
-                continue
-            lines.append(
-                InvoiceLine(
-                    item_ref=item_ref,
-                    description=item.description or item.name,
-                    quantity=item.quantity,
-                    unit_price=item.unit_price,
-                    tax_code=item.tax_code,
-                )
+        lines = [
+            InvoiceLine(
+                name=item.name,
+                item_ref=self._ledger.find_item(name=item.name, sku=item.sku),
+                description=item.description or item.name,
+                quantity=item.quantity,
+                unit_price=item.unit_price,
+                discount_amount=item.discount_amount,
+                tax_code=item.tax_code,
             )
-        terms = None
-        if deal.payment_terms:
-            terms = self._ledger.find_terms(deal.payment_terms)
-            if terms is None:
-                violations.append(
-                    Violation(
-                        "payment_terms",
-                        "terms_exist",
-                        f"no {self._ledger.system} payment terms named {deal.payment_terms!r}",
-                    )
-                )
-        if violations:
-            raise RecordInvalid(violations)
-        txn_date = deal.close_date or self._clock().date()
-        due_date = deal.due_date
-        if due_date is None and terms is not None:
-            due_date = txn_date + timedelta(days=terms.due_days)
+            for item in deal.line_items
+        ]
         return Invoice(
             customer_ref=customer_ref,
             currency=deal.currency,
             lines=lines,
-            discount_amount=sum((i.discount_amount for i in deal.line_items), Decimal(0)),
-            txn_date=txn_date,
-            due_date=due_date,
-            terms_ref=terms.id if terms else None,
+            txn_date=deal.close_date or self._clock().date(),
+            due_date=deal.due_date,
+            payment_terms=deal.payment_terms,
             doc_number=deal.doc_number,
             memo=deal.memo or deal.name,
         )

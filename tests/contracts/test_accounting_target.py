@@ -40,7 +40,12 @@ def _invoice(
         customer_ref=customer_id,
         currency=kit.currency,
         lines=[
-            InvoiceLine(item_ref=item, quantity=Decimal(qty), unit_price=Decimal(price))
+            InvoiceLine(
+                name=kit.seeded_item,
+                item_ref=item,
+                quantity=Decimal(qty),
+                unit_price=Decimal(price),
+            )
             for qty, price in lines
         ],
         doc_number=doc_number,

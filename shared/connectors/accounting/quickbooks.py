@@ -56,7 +56,7 @@ from shared.models import (
     Party,
     System,
 )
-from shared.ports import CallBudget, InboundWebhook, Lock, PaymentTerms, SecretStore, TargetRef
+from shared.ports import CallBudget, InboundWebhook, Lock, SecretStore, TargetRef
 
 # --- declarations -----------------------------------------------------------------
 
@@ -75,6 +75,7 @@ MINOR_VERSION = 75
 REQUEST_ID_MAX = 50  # requestid ≤50 chars, ≤36 on a batch call [Q7]
 BATCH_REQUEST_ID_MAX = 36
 BATCH_MAX_ITEMS = 30  # [Q8]
+DOC_NUMBER_MAX = 21  # an Invoice's DocNumber [Q3]
 QUERY_MAX_RESULTS = 1000  # MAXRESULTS is at most 1000 [Q13]
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 # Digits after the decimal point (ISO 4217 minor units) where a currency has not 2.
@@ -315,6 +316,15 @@ _ADDRESS_FIELDS = {
 
 
 @dataclass(frozen=True)
+class PaymentTerms:
+    """A QuickBooks Term with a fixed day count (``DueDays``)."""
+
+    id: str
+    name: str
+    due_days: int
+
+
+@dataclass(frozen=True)
 class CustomerWrite:
     """One customer for ``batch_upsert_customers``: what to write, over what, with which key."""
 
@@ -491,30 +501,25 @@ class QuickBooksAccounting:
         if "payment_terms" in given:
             terms = self.find_terms(given["payment_terms"])
             if terms is None:
-                raise RecordInvalid(
-                    [
-                        Violation(
-                            "payment_terms",
-                            "terms_exist",
-                            f"QuickBooks has no active terms named {given['payment_terms']!r}",
-                        )
-                    ]
-                )
+                raise RecordInvalid([_no_terms(given["payment_terms"])])
             body["SalesTermRef"] = {"value": terms.id}
         return body
 
-    @staticmethod
-    def _invoice_body(invoice: Invoice) -> dict[str, Any]:
+    def _invoice_body(self, invoice: Invoice) -> dict[str, Any]:
         """Invoice → QuickBooks Invoice [Q3, Q8].
 
         One SalesItemLineDetail line per line, with ``Amount`` = Qty × UnitPrice
         computed in Decimal and rounded to the currency (``money``), so it agrees
         with Intuit's check; Qty and UnitPrice go as the CRM has them, unrounded
-        (Intuit documents no scale for them). One fixed-amount DiscountLineDetail
-        line for a discount. ``memo`` goes to ``PrivateNote``: CRM notes are internal and
-        ``CustomerMemo`` would print them on the customer's invoice.
+        (Intuit documents no scale for them). QuickBooks has no discount per line: the
+        lines' discounts become one fixed-amount DiscountLineDetail line. Each line
+        needs an item (ItemRef); terms go by their Term's id, with the due date they
+        give when none was mapped. ``memo`` goes to ``PrivateNote``: CRM notes are
+        internal and ``CustomerMemo`` would print them on the customer's invoice.
+        Everything QuickBooks cannot take is refused at once, every field named.
         """
         given = _present(invoice)
+        violations: list[Violation] = []
         body: dict[str, Any] = {
             "CustomerRef": {"value": invoice.customer_ref},
             "CurrencyRef": {"value": invoice.currency},
@@ -523,14 +528,39 @@ class QuickBooksAccounting:
             body["TxnDate"] = given["txn_date"].isoformat()
         if "due_date" in given:
             body["DueDate"] = given["due_date"].isoformat()
-        if "terms_ref" in given:
-            body["SalesTermRef"] = {"value": given["terms_ref"]}
+        if "payment_terms" in given:
+            terms = self.find_terms(given["payment_terms"])
+            if terms is None:
+                violations.append(_no_terms(given["payment_terms"]))
+            else:
+                body["SalesTermRef"] = {"value": terms.id}
+                if "DueDate" not in body and invoice.txn_date is not None:
+                    due = invoice.txn_date + timedelta(days=terms.due_days)
+                    body["DueDate"] = due.isoformat()
         if "doc_number" in given:
+            if len(given["doc_number"]) > DOC_NUMBER_MAX:
+                violations.append(
+                    Violation(
+                        "doc_number",
+                        "max_length",
+                        f"QuickBooks keeps at most {DOC_NUMBER_MAX} characters of an invoice "
+                        f"number; {given['doc_number']!r} has {len(given['doc_number'])}",
+                    )
+                )
             body["DocNumber"] = given["doc_number"]
         if "memo" in given:
             body["PrivateNote"] = given["memo"]
         lines: list[dict[str, Any]] = []
         for index, line in enumerate(invoice.lines):
+            if line.item_ref is None:
+                violations.append(
+                    Violation(
+                        f"line_items[{index}].name",
+                        "item_exists",
+                        f"no QuickBooks item named {line.name!r} (or with its SKU)",
+                    )
+                )
+                continue
             detail: dict[str, Any] = {
                 "ItemRef": {"value": line.item_ref},
                 "Qty": json_number(line.quantity, f"lines[{index}].quantity"),
@@ -546,10 +576,13 @@ class QuickBooksAccounting:
             if line.description:
                 sales_line["Description"] = line.description
             lines.append(sales_line)
-        if invoice.discount_amount > 0:
+        if violations:
+            raise RecordInvalid(violations)
+        discount = sum((line.discount_amount for line in invoice.lines), Decimal(0))
+        if discount > 0:
             lines.append(
                 {
-                    "Amount": money(invoice.discount_amount, invoice.currency, "discount_amount"),
+                    "Amount": money(discount, invoice.currency, "discount_amount"),
                     "DetailType": "DiscountLineDetail",
                     "DiscountLineDetail": {"PercentBased": False},
                 }
@@ -673,6 +706,12 @@ class QuickBooksAccounting:
             return _Written.model_validate(body[entity])
         except (KeyError, TypeError, ValidationError) as exc:
             raise Permanent(f"quickbooks answered without a {entity} Id/SyncToken") from exc
+
+
+def _no_terms(name: str) -> Violation:
+    return Violation(
+        "payment_terms", "terms_exist", f"QuickBooks has no active terms named {name!r}"
+    )
 
 
 def _entity(object_type: ObjectType) -> str:

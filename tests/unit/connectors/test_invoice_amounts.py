@@ -76,8 +76,19 @@ def test_property_the_invoice_is_accepted_and_totals_what_the_connector_meant(
     invoice = Invoice(
         customer_ref="1",
         currency=currency,
-        lines=[InvoiceLine(item_ref="3", quantity=qty, unit_price=price) for qty, price in lines],
-        discount_amount=discount,
+        lines=[
+            InvoiceLine(name="Design", item_ref="3", quantity=qty, unit_price=price)
+            for qty, price in lines[:-1]
+        ]
+        + [
+            InvoiceLine(
+                name="Design",
+                item_ref="3",
+                quantity=lines[-1][0],
+                unit_price=lines[-1][1],
+                discount_amount=discount,
+            )
+        ],
     )
 
     ref = qbo.upsert_invoice(invoice, existing=None, idempotency_key=f"amounts:{next(KEYS)}")

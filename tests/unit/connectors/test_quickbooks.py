@@ -554,30 +554,39 @@ def invoice(**overrides: Any) -> Invoice:
         "currency": "USD",
         "lines": [
             InvoiceLine(
+                name="Design",
                 item_ref="3",
                 description="Design",
                 quantity=Decimal("3"),
                 unit_price=Decimal("19.99"),
                 tax_code="TAX",
             ),
-            InvoiceLine(item_ref="2", quantity=Decimal("1.5"), unit_price=Decimal("0.10")),
+            InvoiceLine(
+                name="Hours", item_ref="2", quantity=Decimal("1.5"), unit_price=Decimal("0.10")
+            ),
         ],
         **overrides,
     }
     return Invoice(**fields)
 
 
+NET_30 = rows(
+    "Term", {"Id": "3", "SyncToken": "0", "Name": "Net 30", "Type": "STANDARD", "DueDays": 30}
+)
+
+
 def test_given_an_invoice_when_created_then_lines_amounts_discount_and_terms_are_exact(
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:
+    router.get("/query").mock(return_value=NET_30)
     route = router.post("/invoice").mock(return_value=answer("Invoice", Id="130", SyncToken="0"))
 
+    first, second = invoice().lines
     ref = qbo.upsert_invoice(
         invoice(
-            discount_amount=Decimal("5.00"),
+            lines=[first, second.model_copy(update={"discount_amount": Decimal("0.05")})],
             txn_date=date(2026, 1, 5),
-            due_date=date(2026, 2, 4),
-            terms_ref="3",
+            payment_terms="Net 30",
             doc_number="D-1001",
             memo="Won in Q1",
         ),
@@ -592,7 +601,7 @@ def test_given_an_invoice_when_created_then_lines_amounts_discount_and_terms_are
         "CustomerRef": {"value": "61"},
         "CurrencyRef": {"value": "USD"},
         "TxnDate": "2026-01-05",
-        "DueDate": "2026-02-04",
+        "DueDate": "2026-02-04",  # Net 30 from the transaction date
         "SalesTermRef": {"value": "3"},
         "DocNumber": "D-1001",
         "PrivateNote": "Won in Q1",
@@ -614,7 +623,7 @@ def test_given_an_invoice_when_created_then_lines_amounts_discount_and_terms_are
                 "SalesItemLineDetail": {"ItemRef": {"value": "2"}, "Qty": 1.5, "UnitPrice": 0.1},
             },
             {
-                "Amount": 5,
+                "Amount": 0.05,  # QuickBooks has no line discount: the lines' discounts
                 "DetailType": "DiscountLineDetail",
                 "DiscountLineDetail": {"PercentBased": False},
             },
@@ -640,11 +649,15 @@ def test_given_line_amounts_past_the_currencys_precision_when_invoiced_then_roun
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:
     route = router.post("/invoice").mock(return_value=answer("Invoice", Id="1", SyncToken="0"))
-    odd = InvoiceLine(item_ref="3", quantity=Decimal("1.5"), unit_price=Decimal("33.33"))
-
-    qbo.upsert_invoice(
-        invoice(lines=[odd], discount_amount=Decimal("0.125")), existing=None, idempotency_key="k"
+    odd = InvoiceLine(
+        name="Design",
+        item_ref="3",
+        quantity=Decimal("1.5"),
+        unit_price=Decimal("33.33"),
+        discount_amount=Decimal("0.125"),
     )
+
+    qbo.upsert_invoice(invoice(lines=[odd]), existing=None, idempotency_key="k")
 
     sales, discount = body_of(route.calls.last)["Line"]
     assert sales["Amount"] == 50  # 49.995
@@ -1092,3 +1105,25 @@ def test_given_no_verifier_in_the_secret_when_verifying_then_configuration_is_na
 
     with pytest.raises(AuthFailed, match="verifier_token"):
         receiver.verify(signed("[]"))
+
+
+def test_given_what_quickbooks_cannot_take_when_invoiced_then_every_field_is_named(
+    router: respx.MockRouter, qbo: QuickBooksAccounting
+) -> None:
+    router.get("/query").mock(return_value=rows("Term"))
+    route = router.post("/invoice")
+    no_item = InvoiceLine(name="Gold plating", quantity=Decimal("1"), unit_price=Decimal("9"))
+
+    with pytest.raises(RecordInvalid) as refused:
+        qbo.upsert_invoice(
+            invoice(lines=[no_item], payment_terms="Net 45", doc_number="X" * 22),
+            existing=None,
+            idempotency_key="k",
+        )
+
+    assert {(v.field, v.rule) for v in refused.value.violations} == {
+        ("line_items[0].name", "item_exists"),
+        ("payment_terms", "terms_exist"),
+        ("doc_number", "max_length"),
+    }
+    assert not route.called, "nothing is sent"

@@ -202,22 +202,22 @@ def test_given_a_batch_with_a_taken_name_when_upserted_then_per_item_results(
 
 def won_deal_invoice(qbo: QuickBooksAccounting, quantity: str) -> Invoice:
     design = qbo.find_item(name="Design", sku=None)
-    terms = qbo.find_terms("Net 30")
-    assert design is not None and terms is not None
+    assert design is not None
     return Invoice(
         customer_ref="1",
         currency="USD",
         lines=[
             InvoiceLine(
+                name="Design",
                 item_ref=design,
                 quantity=Decimal(quantity),
                 unit_price=Decimal("75.00"),
+                discount_amount=Decimal("10.50"),
                 tax_code="NON",
             ),
         ],
-        discount_amount=Decimal("10.50"),
         txn_date=date(2026, 1, 5),
-        terms_ref=terms.id,
+        payment_terms="Net 30",
         memo="hubspot deal 77",
     )
 
@@ -260,8 +260,10 @@ def test_given_a_quantity_times_price_past_cents_when_invoiced_then_the_sandbox_
     env: Env, qbo: QuickBooksAccounting
 ) -> None:
     deal = won_deal_invoice(qbo, "1.5")
-    odd_line = deal.lines[0].model_copy(update={"unit_price": Decimal("33.33")})
-    invoice = deal.model_copy(update={"lines": [odd_line], "discount_amount": Decimal("0.125")})
+    odd_line = deal.lines[0].model_copy(
+        update={"unit_price": Decimal("33.33"), "discount_amount": Decimal("0.125")}
+    )
+    invoice = deal.model_copy(update={"lines": [odd_line]})
 
     ref = qbo.upsert_invoice(invoice, existing=None, idempotency_key="hs:deal:80:v1")
 
@@ -287,10 +289,20 @@ def invoice_in(currency: str, lines: list[tuple[str, str]], discount: str) -> In
         customer_ref="1",
         currency=currency,
         lines=[
-            InvoiceLine(item_ref="3", quantity=Decimal(qty), unit_price=Decimal(price))
-            for qty, price in lines
+            InvoiceLine(
+                name="Design", item_ref="3", quantity=Decimal(qty), unit_price=Decimal(price)
+            )
+            for qty, price in lines[:-1]
+        ]
+        + [
+            InvoiceLine(
+                name="Design",
+                item_ref="3",
+                quantity=Decimal(lines[-1][0]),
+                unit_price=Decimal(lines[-1][1]),
+                discount_amount=Decimal(discount),
+            )
         ],
-        discount_amount=Decimal(discount),
     )
 
 
