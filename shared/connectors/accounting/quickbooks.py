@@ -20,7 +20,7 @@ import hmac
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -56,6 +56,7 @@ from shared.models import (
     Party,
     System,
 )
+from shared.money import json_number, minor_units, round_half_up
 from shared.ports import CallBudget, InboundWebhook, Lock, SecretStore, TargetRef
 
 # --- declarations -----------------------------------------------------------------
@@ -78,14 +79,6 @@ BATCH_MAX_ITEMS = 30  # [Q8]
 DOC_NUMBER_MAX = 21  # an Invoice's DocNumber [Q3]
 QUERY_MAX_RESULTS = 1000  # MAXRESULTS is at most 1000 [Q13]
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
-# Digits after the decimal point (ISO 4217 minor units) where a currency has not 2.
-DEFAULT_MINOR_UNITS = 2
-_NO_DECIMALS = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF"
-_THREE_DECIMALS = "BHD IQD JOD KWD LYD OMR TND"
-MINOR_UNITS = {
-    **dict.fromkeys(_NO_DECIMALS.split(), 0),
-    **dict.fromkeys(_THREE_DECIMALS.split(), 3),
-}
 
 _ENTITY = {
     ObjectType.CUSTOMER: "Customer",
@@ -228,26 +221,6 @@ def select(entity: str, where: Mapping[str, str | bool], *, start: int = 1, limi
     return f"SELECT * FROM {entity}{clause} STARTPOSITION {start} MAXRESULTS {limit}"  # noqa: S608
 
 
-def json_number(value: Decimal, field: str) -> int | float:
-    """A Decimal as a JSON number carrying exactly the same value.
-
-    httpx's JSON encoder takes no Decimal. An integral value goes out as an int; any
-    other through ``float`` only after checking that the float's shortest repr (what
-    ``json`` prints) reads back as the same Decimal, so 59.97 is sent as ``59.97``.
-    A value a double cannot carry (more than ~15 significant digits) is refused
-    rather than rounded, since an amount must not change on the wire.
-    """
-    if value.is_finite():
-        if value == value.to_integral_value() and abs(value) < 2**53:
-            return int(value)
-        as_float = float(value)
-        if Decimal(repr(as_float)) == value:
-            return as_float
-    raise RecordInvalid(
-        [Violation(field, "json_number", f"{value} cannot be sent as an exact JSON number")]
-    )
-
-
 def money(amount: Decimal, currency: str, field: str) -> int | float:
     """An amount as QuickBooks keeps it: rounded half-up to the currency's minor unit.
 
@@ -261,14 +234,7 @@ def money(amount: Decimal, currency: str, field: str) -> int | float:
     holds the same one (docs/vendors/quickbooks.md). Every amount the connector
     writes goes through here.
     """
-    quantum = Decimal(1).scaleb(-MINOR_UNITS.get(currency, DEFAULT_MINOR_UNITS))
-    try:
-        rounded = amount.quantize(quantum, ROUND_HALF_UP)
-    except InvalidOperation:  # more digits than a Decimal context holds: no real amount
-        raise RecordInvalid(
-            [Violation(field, "currency_precision", f"{amount} {currency} is out of range")]
-        ) from None
-    return json_number(rounded, field)
+    return json_number(round_half_up(amount, minor_units(currency), field), field)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

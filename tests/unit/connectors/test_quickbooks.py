@@ -28,7 +28,6 @@ from shared.connectors.accounting.quickbooks import (
     QuickBooksWebhooks,
     build_quickbooks,
     classify,
-    json_number,
     money,
     quickbooks_webhooks,
     quote,
@@ -55,6 +54,7 @@ from shared.models import (
     PartyKind,
     System,
 )
+from shared.money import json_number
 from shared.ports import InboundWebhook, TargetRef
 from shared.stores.memory import MemoryLock, MemorySecretStore
 
