@@ -23,6 +23,13 @@ import time
 from typing import Any
 
 from local.config import LocalConfig
+from local.memory import (
+    MemoryAuditLog,
+    MemoryLinkStore,
+    MemoryLock,
+    MemoryQueue,
+    MemorySecretStore,
+)
 from local.runtime import LocalStack
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
@@ -33,13 +40,6 @@ from shared.mapping import Mapper, load_mapping
 from shared.models import ChangeEvent, ChangeKind, ObjectType, System
 from shared.models.links import utc_now
 from shared.settings import DEFAULT_MAPPING
-from shared.stores.memory import (
-    MemoryAuditLog,
-    MemoryLinkStore,
-    MemoryLock,
-    MemoryQueue,
-    MemorySecretStore,
-)
 from shared.sync.engine import SyncEngine
 
 WON = {"dealstage": "closedwon", "pipeline": "default", "closedate": "2026-11-20T15:00:00Z"}

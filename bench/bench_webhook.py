@@ -24,9 +24,9 @@ from werkzeug.test import EnvironBuilder
 
 from bench.common import report, time_calls
 from local.apigw import build_event
+from local.memory import MemoryQueue
 from local.sandboxes.hubspot import sign_v3
 from shared.connectors.crm.hubspot import HubSpotWebhooks
-from shared.stores.memory import MemoryQueue
 from shared.sync.ingest import WebhookIngest
 
 SECRET = "bench-hubspot-app-secret"

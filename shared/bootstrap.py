@@ -23,6 +23,8 @@ from shared.connectors.registry import (
 )
 from shared.mapping import Mapper, load_mapping
 from shared.models import ChangeEvent, ObjectType
+from shared.queues.sqs import SqsDeadLetters, SqsEventQueue
+from shared.secrets.secrets_manager import SecretsManagerStore
 from shared.settings import Settings
 from shared.stores import (
     DynamoAuditLog,
@@ -31,9 +33,6 @@ from shared.stores import (
     DynamoDeferralCounter,
     DynamoLinkStore,
     DynamoLock,
-    SecretsManagerStore,
-    SqsDeadLetters,
-    SqsEventQueue,
 )
 from shared.sync.consume import Consumer
 from shared.sync.engine import SyncEngine

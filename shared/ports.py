@@ -2,7 +2,7 @@
 
 The sync engine, the webhook ingest and reconciliation depend only on these.
 Vendor adapters live in ``shared/connectors/``; AWS adapters in ``shared/stores/``;
-in-memory ones (tests, benchmarks, dry runs) in ``shared/stores/memory.py``.
+in-memory ones (tests, benchmarks, dry runs) in ``local/memory.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
-"""Adapters behind the state and queue ports of ``shared.ports``.
+"""DynamoDB adapters behind the state ports of ``shared.ports``.
+
+The queue adapters are in ``shared.queues``, the secret store's in ``shared.secrets``.
 
 AWS adapters take their boto3 client and resource name from the composition root,
-which creates clients once per process. ``shared.stores.memory`` holds in-memory
+which creates clients once per process. ``local.memory`` holds in-memory
 twins of each for tests, benchmarks and dry runs; Lambdas never import it.
 """
 
@@ -11,8 +13,6 @@ from shared.stores.deferrals import DynamoDeferralCounter
 from shared.stores.links import DynamoLinkStore
 from shared.stores.lock import DynamoLock
 from shared.stores.ratelimit import DynamoCallBudget
-from shared.stores.secrets import SecretsManagerStore
-from shared.stores.sqs import SqsDeadLetters, SqsEventQueue
 
 __all__ = [
     "DynamoAuditLog",
@@ -21,7 +21,4 @@ __all__ = [
     "DynamoDeferralCounter",
     "DynamoLinkStore",
     "DynamoLock",
-    "SecretsManagerStore",
-    "SqsDeadLetters",
-    "SqsEventQueue",
 ]

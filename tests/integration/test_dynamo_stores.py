@@ -11,6 +11,13 @@ import pytest
 
 from infra.resources import DESCRIPTION
 from local.aws import create_table
+from local.memory import (
+    MemoryAuditLog,
+    MemoryCallBudget,
+    MemoryCursorStore,
+    MemoryLinkStore,
+    MemoryLock,
+)
 from shared.errors import LockTimeout, StaleWrite
 from shared.models import AuditEntry, ObjectType, Outcome, RecordLink, System
 from shared.ports import AuditLog, CallBudget, CursorStore, LinkStore, Lock
@@ -20,13 +27,6 @@ from shared.stores import (
     DynamoCursorStore,
     DynamoLinkStore,
     DynamoLock,
-)
-from shared.stores.memory import (
-    MemoryAuditLog,
-    MemoryCallBudget,
-    MemoryCursorStore,
-    MemoryLinkStore,
-    MemoryLock,
 )
 
 if TYPE_CHECKING:

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from infra.resources import DESCRIPTION
+from local.memory import MemoryDeferralCounter, MemoryQueue, Received
 from shared.errors import RateLimited, Retryable
 from shared.models import ChangeEvent, ChangeKind, ObjectType, System
-from shared.stores.memory import MemoryDeferralCounter, MemoryQueue, Received
 from shared.sync.consume import Consumer, QueueMessage
 
 SPEC = DESCRIPTION.queue("Events")

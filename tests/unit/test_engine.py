@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
 from shared.errors import Retryable
 from shared.mapping import Mapper, load_mapping
 from shared.models import (
@@ -20,7 +21,6 @@ from shared.models import (
     System,
 )
 from shared.settings import DEFAULT_MAPPING
-from shared.stores.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
 from shared.sync.engine import SyncEngine
 from tests.fakes import FakeCrm, FakeLedger, epoch_ms
 

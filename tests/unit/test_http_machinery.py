@@ -10,6 +10,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from shared.connectors.auth import RotatingOAuth2
 from shared.connectors.http import (
     ApiClient,
@@ -21,7 +22,6 @@ from shared.connectors.http import (
     paginate,
 )
 from shared.errors import AuthFailed, NotFound, OutOfTime, Permanent, RateLimited, Retryable
-from shared.stores.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 
 
 def classify(response: httpx.Response) -> Classified:

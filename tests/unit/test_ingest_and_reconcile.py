@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from local.memory import MemoryCursorStore, MemoryLinkStore, MemoryQueue
 from shared.errors import Retryable, WebhookRejected
 from shared.mapping import Mapper, load_mapping
 from shared.models import ChangeEvent, ChangeKind, ObjectType, RecordLink, SourceRecord, System
 from shared.ports import InboundWebhook
 from shared.settings import DEFAULT_MAPPING
-from shared.stores.memory import MemoryCursorStore, MemoryLinkStore, MemoryQueue
 from shared.sync.content import Mapped, map_content
 from shared.sync.ingest import WebhookIngest
 from shared.sync.reconcile import Reconciler

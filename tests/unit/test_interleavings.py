@@ -16,18 +16,18 @@ from decimal import Decimal
 
 import pytest
 
-from shared.errors import Permanent, Retryable
-from shared.mapping import Mapper, load_mapping
-from shared.models import ChangeEvent, ObjectType, Outcome, Party, SourceRecord
-from shared.ports import TargetRef
-from shared.settings import DEFAULT_MAPPING
-from shared.stores.memory import (
+from local.memory import (
     MemoryAuditLog,
     MemoryCursorStore,
     MemoryLinkStore,
     MemoryLock,
     MemoryQueue,
 )
+from shared.errors import Permanent, Retryable
+from shared.mapping import Mapper, load_mapping
+from shared.models import ChangeEvent, ObjectType, Outcome, Party, SourceRecord
+from shared.ports import TargetRef
+from shared.settings import DEFAULT_MAPPING
 from shared.sync.engine import SyncEngine
 from shared.sync.reconcile import Reconciler
 from tests.fakes import FakeCrm, FakeLedger

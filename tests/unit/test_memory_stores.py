@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.resources import DESCRIPTION
+from local.memory import MemoryCursorStore, MemoryQueue, MemorySecretStore, Received
 from shared.errors import Retryable
 from shared.models import ChangeEvent, ChangeKind, ObjectType, System
 from shared.ports import EventQueue, SecretStore
-from shared.stores.memory import MemoryCursorStore, MemoryQueue, MemorySecretStore, Received
 
 
 class Clock:

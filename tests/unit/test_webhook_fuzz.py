@@ -33,10 +33,10 @@ from werkzeug.test import EnvironBuilder
 from infra.resources import DESCRIPTION, webhook_path
 from local.apigw import build_event
 from local.lambdas import LambdaContext
+from local.memory import MemoryQueue, MemorySecretStore
 from local.sandboxes.hubspot import sign_v1, sign_v2, sign_v3
 from shared.bootstrap import Container
 from shared.settings import Settings, get_settings
-from shared.stores.memory import MemoryQueue, MemorySecretStore
 from shared.sync.ingest import WebhookIngest
 
 BASE = "https://fuzz.execute-api.us-east-1.amazonaws.com"

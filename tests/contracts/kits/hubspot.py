@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
+from local.memory import MemoryCallBudget, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig, sign_v1, sign_v3
 from shared.bootstrap import CRM_OBJECTS
@@ -14,7 +15,6 @@ from shared.bootstrap import CRM_OBJECTS
 from shared.connectors.crm.hubspot import SEARCH_PAGE_SIZE, build_hubspot, hubspot_webhooks
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType
-from shared.stores.memory import MemoryCallBudget, MemorySecretStore
 from tests.contracts.kits.base import CONFIG_DIR, CONNECTION_ID, CrmKit, Line, WonDeal
 
 SECRET_ID = f"crmsync/{CONNECTION_ID}/hubspot"

@@ -11,13 +11,13 @@ from typing import Any, ClassVar
 
 import httpx
 
+from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
 
 # The one place this kit names the connector: its module is about to move.
 from shared.connectors.accounting.quickbooks import build_quickbooks, quickbooks_webhooks
 from shared.models import ObjectType
-from shared.stores.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from tests.contracts.kits.base import (
     CONNECTION_ID,
     AccountingKit,

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from local.memory import MemorySecretStore
 from shared.connectors.crm.hubspot import (
     HubSpotCrm,
     HubSpotWebhooks,
@@ -24,7 +25,6 @@ from shared.connectors.http import ResponseAction, RetryPolicy
 from shared.errors import AuthFailed, Permanent, RateLimited, Retryable, WebhookRejected
 from shared.models import ChangeKind, ObjectType
 from shared.ports import InboundWebhook
-from shared.stores.memory import MemorySecretStore
 
 # --- HubSpot's published vectors [H2, H3; docs/vendors/hubspot.md] ------------------------
 

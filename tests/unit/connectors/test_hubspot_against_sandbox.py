@@ -18,6 +18,7 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
+from local.memory import MemoryCallBudget, MemorySecretStore
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
 from shared.connectors.crm.hubspot import (
@@ -28,7 +29,6 @@ from shared.connectors.crm.hubspot import (
 )
 from shared.models import ChangeKind, ObjectType
 from shared.ports import InboundWebhook
-from shared.stores.memory import MemoryCallBudget, MemorySecretStore
 
 SECRET_ID = "crmsync/sandbox/hubspot"
 SEARCH_CAP = 250  # small, so a few hundred records cross it

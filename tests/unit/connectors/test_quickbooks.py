@@ -17,6 +17,7 @@ import respx
 from hypothesis import given
 from hypothesis import strategies as st
 
+from local.memory import MemoryLock, MemorySecretStore
 from local.sandboxes import qbo_query
 from shared.connectors.accounting.quickbooks import (
     BATCH_CALL_LIMIT,
@@ -56,7 +57,6 @@ from shared.models import (
 )
 from shared.money import json_number
 from shared.ports import InboundWebhook, TargetRef
-from shared.stores.memory import MemoryLock, MemorySecretStore
 
 REALM = "9130350000000001"
 BASE = f"https://qbo.test/v3/company/{REALM}"

@@ -18,6 +18,7 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
+from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
 from shared.connectors.accounting.quickbooks import (
@@ -29,7 +30,6 @@ from shared.connectors.accounting.quickbooks import (
 from shared.errors import Permanent
 from shared.models import ChangeKind, Invoice, InvoiceLine, ObjectType, Party, PartyKind
 from shared.ports import CallBudget, InboundWebhook, TargetRef
-from shared.stores.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 
 SECRET_ID = "crmsync/sandbox/quickbooks"
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"

@@ -12,7 +12,7 @@ from infra.resources import DESCRIPTION, local_name
 from shared.errors import Retryable
 from shared.models import ChangeEvent, ChangeKind, ObjectType, System
 from shared.ports import EventQueue
-from shared.stores import SqsEventQueue
+from shared.queues.sqs import SqsEventQueue
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.client import SQSClient

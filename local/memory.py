@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 from shared.errors import Retryable, StaleWrite
 from shared.models import AuditEntry, ChangeEvent, PendingCreate, RecordLink
 from shared.ports import DeadLetter
+from shared.queues.sqs import message_body
 from shared.stores.audit import utc
 from shared.stores.lock import LeaseLock
 from shared.stores.ratelimit import PacedBudget
-from shared.stores.sqs import message_body
 
 if TYPE_CHECKING:  # only for a type: Lambdas ship shared/ without infra/
     from infra.resources import QueueSpec

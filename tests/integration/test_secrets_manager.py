@@ -9,7 +9,7 @@ import pytest
 
 from shared.errors import AuthFailed, Retryable
 from shared.ports import SecretStore
-from shared.stores import SecretsManagerStore
+from shared.secrets.secrets_manager import SecretsManagerStore
 
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient

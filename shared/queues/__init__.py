@@ -1,0 +1,1 @@
+"""The event queue adapters (SQS FIFO and its dead-letter queue)."""

@@ -1,0 +1,1 @@
+"""The secret store adapter (AWS Secrets Manager)."""
