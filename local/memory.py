@@ -59,6 +59,14 @@ class MemoryLinkStore:
             self._by_target[(link.connection_id, link.target_key)] = link
             self._pending.pop(source, None)
 
+    def mark_writing(self, connection_id: str, source_key: str, digest: str) -> None:
+        with self._lock:
+            stored = self._by_source.get((connection_id, source_key))
+            if stored is not None:
+                marked = stored.model_copy(update={"writing": digest})
+                self._by_source[(connection_id, source_key)] = marked
+                self._by_target[(connection_id, stored.target_key)] = marked
+
     def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
         with self._lock:
             return self._pending.get((connection_id, source_key))

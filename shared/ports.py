@@ -142,6 +142,11 @@ class LinkStore(Protocol):
         Clears the record's ``PendingCreate`` in the same atomic write."""
         ...
 
+    def mark_writing(self, connection_id: str, source_key: str, digest: str) -> None:
+        """Note on the link, before an update is sent, that the target may soon hold
+        ``digest`` (``RecordLink.writing``); saving the link clears it."""
+        ...
+
     def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None: ...
 
     def put_pending_create(self, pending: PendingCreate) -> None:

@@ -20,7 +20,9 @@ class RecordLink(BaseModel):
     ``source_version`` is the version of the source record last written to the
     target (stale events are those older than it). ``target_version`` and
     ``content_hash`` describe the target as we left it, so the target's own
-    webhook echoing our write back can be recognised and dropped.
+    webhook echoing our write back can be recognised and dropped. ``writing`` is the
+    digest of an update sent whose answer has not come back: until a link is saved
+    again, the target may hold that content instead, so nothing counts as unchanged.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -35,7 +37,13 @@ class RecordLink(BaseModel):
     source_version: int = Field(ge=0)
     target_version: str | None = None
     content_hash: str | None = None
+    writing: str | None = None
     updated_at: datetime = Field(default_factory=utc_now)
+
+    def holds(self, digest: str) -> bool:
+        """Whether the target surely holds this content: what was written, no update
+        in doubt since."""
+        return self.content_hash == digest and self.writing is None
 
     @property
     def source_key(self) -> str:

@@ -72,6 +72,14 @@ class DynamoLinkStore:
                 f"link {link.source_key} holds a version newer than {link.source_version}"
             ) from None
 
+    def mark_writing(self, connection_id: str, source_key: str, digest: str) -> None:
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, source_key)}},
+            UpdateExpression="SET writing = :d",
+            ExpressionAttributeValues={":d": {"S": digest}},
+        )
+
     def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
         response = self._client.get_item(
             TableName=self._table,

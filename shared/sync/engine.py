@@ -374,7 +374,7 @@ class SyncEngine:
                 match_rule,
                 stale=None,
             )
-        if link.content_hash == digest:
+        if link.holds(digest):
             return self._unchanged(link, describe)
         model = build()
         ref = self._update(link, model, digest, upsert)
@@ -401,6 +401,9 @@ class SyncEngine:
         )
         if base is None:
             return None
+        # Written down first: if the answer is lost, the next attempt must not take the
+        # link's old content for what the target holds (an edit undone meanwhile).
+        self._links.mark_writing(self.connection_id, link.source_key, digest)
         try:
             return upsert(
                 model,
@@ -438,7 +441,7 @@ class SyncEngine:
             link = self._links.get(self.connection_id, source_key)
             if link is not None and link.target_type is target_type and link != stale:
                 # The invocation that held the lease before us created it.
-                if link.content_hash == digest:
+                if link.holds(digest):
                     return self._unchanged(link, describe)
                 ref = self._update(link, model, digest, upsert)
                 if ref is not None:

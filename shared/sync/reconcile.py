@@ -144,7 +144,7 @@ class Reconciler:
             return True
         key = record_key(self._crm.system, record.object_type, record.id)
         link = self._links.get(self._connection_id, key)
-        return link is not None and link.content_hash == content.digest
+        return link is not None and link.holds(content.digest)
 
     def _sweep(self, dead_letters: DeadLetters, time_left_s: Callable[[], float]) -> int:
         """Drop dead letters whose record is now in sync; the rest stay for a person."""

@@ -19,7 +19,7 @@ from local.memory import (
     MemoryLock,
 )
 from shared.errors import LockTimeout, StaleWrite
-from shared.models import AuditEntry, ObjectType, Outcome, RecordLink, System
+from shared.models import AuditEntry, ObjectType, Outcome, PendingCreate, RecordLink, System
 from shared.ports import AuditLog, CallBudget, CursorStore, LinkStore, Lock
 from shared.stores import (
     DynamoAuditLog,
@@ -144,6 +144,46 @@ def test_given_a_link_when_the_same_version_is_saved_again_then_it_is_accepted(
     stored = links.get("acme", "hubspot:deal:101")
     assert stored is not None
     assert stored.content_hash == "h-retry"
+
+
+@BOTH
+def test_given_an_update_in_doubt_when_marked_then_the_link_holds_nothing_until_saved(
+    links: LinkStore,
+) -> None:
+    link = _link(1000)
+    links.save(link)
+
+    links.mark_writing("acme", link.source_key, "h2")
+    marked = links.get("acme", link.source_key)
+    links.save(_link(1001, content_hash="h2"))
+    saved = links.get("acme", link.source_key)
+
+    assert marked is not None and marked.writing == "h2"
+    assert not marked.holds("h1") and not marked.holds("h2")
+    assert saved is not None and saved.writing is None and saved.holds("h2")
+
+
+@BOTH
+def test_given_a_written_down_create_when_the_link_is_saved_then_it_is_cleared(
+    links: LinkStore,
+) -> None:
+    link = _link(1000)
+    pending = PendingCreate(
+        connection_id="acme",
+        source_key=link.source_key,
+        target_type=ObjectType.INVOICE,
+        idempotency_key="k1",
+        body="{}",
+        content_hash="h1",
+        source_version=1000,
+    )
+    links.put_pending_create(pending)
+
+    assert links.get("acme", link.source_key) is None, "a pending create is no link"
+    assert links.pending_create("acme", link.source_key) == pending
+    links.save(link)
+    assert links.pending_create("acme", link.source_key) is None
+    assert links.get("acme", link.source_key) == link
 
 
 @BOTH

@@ -296,3 +296,25 @@ class TestCreateRefusedBeforeSending:
         [customer] = rig.ledger.customers.values()
         assert customer.body.display_name == "Acme Fixed"
         assert calls == ["Acme", "Acme Fixed"], "the refused body is not replayed"
+
+
+class TestUndoAfterALostUpdate:
+    """Found by the chaos run: an update commits but its answer is lost, then the edit
+    is undone in the CRM. The link still says the old content was written, so the undo
+    looked unchanged and the target kept the undone value for good."""
+
+    def test_given_a_lost_update_then_an_undo_then_the_target_follows_the_crm(
+        self, rig: Rig
+    ) -> None:
+        rig.apply(event(rig.crm.put(contact(version=T0, email="ada@example.com"))))
+        edited = rig.crm.put(contact(version=T0 + 1, email="ada@new.example.com"))
+        rig.ledger.lose_responses = 1  # the update commits; its answer is lost
+        with pytest.raises(Retryable):
+            rig.engine().handle(event(edited))
+        undone = rig.crm.put(contact(version=T0 + 2, email="ada@example.com"))
+
+        rig.apply(event(undone))
+        rig.apply(event(edited))  # the failed event, redelivered: stale by now
+
+        [customer] = rig.ledger.customers.values()
+        assert customer.body.email == "ada@example.com"
