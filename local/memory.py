@@ -35,6 +35,7 @@ class MemoryLinkStore:
         self._by_source: dict[tuple[str, str], RecordLink] = {}
         self._by_target: dict[tuple[str, str], RecordLink] = {}
         self._pending: dict[tuple[str, str], PendingCreate] = {}
+        self._parents: dict[tuple[str, str], str] = {}
 
     def get(self, connection_id: str, source_key: str) -> RecordLink | None:
         with self._lock:
@@ -66,6 +67,15 @@ class MemoryLinkStore:
                 marked = stored.model_copy(update={"writing": digest})
                 self._by_source[(connection_id, source_key)] = marked
                 self._by_target[(connection_id, stored.target_key)] = marked
+
+    def set_parent(self, connection_id: str, child_keys: Sequence[str], parent_key: str) -> None:
+        with self._lock:
+            for child in child_keys:
+                self._parents[(connection_id, child)] = parent_key
+
+    def parent_of(self, connection_id: str, child_key: str) -> str | None:
+        with self._lock:
+            return self._parents.get((connection_id, child_key))
 
     def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
         with self._lock:

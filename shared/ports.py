@@ -147,6 +147,13 @@ class LinkStore(Protocol):
         ``digest`` (``RecordLink.writing``); saving the link clears it."""
         ...
 
+    def set_parent(self, connection_id: str, child_keys: Sequence[str], parent_key: str) -> None:
+        """Remember whose children these records are (a deal's line items), so the
+        deletion of one, which names only the child, reaches its parent."""
+        ...
+
+    def parent_of(self, connection_id: str, child_key: str) -> str | None: ...
+
     def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None: ...
 
     def put_pending_create(self, pending: PendingCreate) -> None:

@@ -6,6 +6,7 @@ A record's ``PendingCreate`` lives in the same item as its link (attribute
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.errors import StaleWrite
@@ -14,8 +15,10 @@ from shared.stores.dynamo import from_item, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
 
 TARGET_INDEX = "by_target"
+BATCH_WRITE_MAX = 25  # items per BatchWriteItem
 PENDING = "pending_create"
 _KEYS = ("pk", "target_pk", PENDING)
 
@@ -79,6 +82,33 @@ class DynamoLinkStore:
             UpdateExpression="SET writing = :d",
             ExpressionAttributeValues={":d": {"S": digest}},
         )
+
+    def set_parent(self, connection_id: str, child_keys: Sequence[str], parent_key: str) -> None:
+        for start in range(0, len(child_keys), BATCH_WRITE_MAX):
+            requests: list[WriteRequestTypeDef] = [
+                {
+                    "PutRequest": {
+                        "Item": {
+                            "pk": {"S": _pk(connection_id, f"parent#{child}")},
+                            "parent": {"S": parent_key},
+                        }
+                    }
+                }
+                for child in child_keys[start : start + BATCH_WRITE_MAX]
+            ]
+            unprocessed = self._client.batch_write_item(RequestItems={self._table: requests}).get(
+                "UnprocessedItems", {}
+            )
+            if unprocessed:  # throttled: once more, then let the caller's retry handle it
+                self._client.batch_write_item(RequestItems=unprocessed)
+
+    def parent_of(self, connection_id: str, child_key: str) -> str | None:
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, f"parent#{child_key}")}},
+            ConsistentRead=True,
+        ).get("Item")
+        return item["parent"]["S"] if item else None
 
     def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
         response = self._client.get_item(

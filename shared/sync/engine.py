@@ -180,11 +180,13 @@ class SyncEngine:
         deal, in the deal's message group, so one invoice is only ever written by one
         invocation at a time and the content of the whole deal decides."""
         if event.kind is ChangeKind.DELETED:
-            return _Result(
-                Outcome.SKIPPED, "a removed line item reaches its deal as an association change"
-            )
-        item = self._crm.fetch(ObjectType.LINE_ITEM, event.record_id)
-        deals = item.associations.get(ObjectType.DEAL, []) if item else []
+            # A deleted line item can no longer be read: its deal is the one that
+            # last invoiced it.
+            parent = self._links.parent_of(self.connection_id, event.record_key)
+            deals = [parent.rpartition(":")[2]] if parent else []
+        else:
+            item = self._crm.fetch(ObjectType.LINE_ITEM, event.record_id)
+            deals = item.associations.get(ObjectType.DEAL, []) if item else []
         if not deals:
             return _Result(Outcome.SKIPPED, "the line item belongs to no deal")
         handed = [
@@ -554,6 +556,13 @@ class SyncEngine:
             self._links.save(link)
         except StaleWrite:
             return False
+        children = [
+            record_key(self._crm.system, child.object_type, child.id)
+            for kids in record.children.values()
+            for child in kids
+        ]
+        if children:
+            self._links.set_parent(self.connection_id, children, link.source_key)
         return True
 
     def _target_key(self, target_type: ObjectType, ref: TargetRef) -> str:

@@ -187,6 +187,20 @@ def test_given_a_written_down_create_when_the_link_is_saved_then_it_is_cleared(
 
 
 @BOTH
+def test_given_a_deals_children_when_remembered_then_each_leads_to_the_deal(
+    links: LinkStore,
+) -> None:
+    children = [f"hubspot:line_item:{i}" for i in range(30)]  # more than one batch write
+
+    links.set_parent("acme", children, "hubspot:deal:9")
+
+    assert {links.parent_of("acme", child) for child in children} == {"hubspot:deal:9"}
+    assert links.parent_of("acme", "hubspot:line_item:999") is None
+    assert links.parent_of("other-connection", children[0]) is None
+    assert links.get("acme", children[0]) is None, "an index entry is no link"
+
+
+@BOTH
 def test_given_a_link_when_looked_up_by_target_then_it_is_found(links: LinkStore) -> None:
     link = _link(1000)
     links.save(link)

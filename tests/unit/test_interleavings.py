@@ -25,7 +25,7 @@ from local.memory import (
 )
 from shared.errors import Permanent, Retryable
 from shared.mapping import Mapper, load_mapping
-from shared.models import ChangeEvent, ObjectType, Outcome, Party, SourceRecord
+from shared.models import ChangeEvent, ChangeKind, ObjectType, Outcome, Party, SourceRecord
 from shared.ports import TargetRef
 from shared.settings import DEFAULT_MAPPING
 from shared.sync.engine import SyncEngine
@@ -318,3 +318,21 @@ class TestUndoAfterALostUpdate:
 
         [customer] = rig.ledger.customers.values()
         assert customer.body.email == "ada@example.com"
+
+
+class TestLineItemDeleted:
+    """Found by the chaos run: a deleted line item's webhook names only the line item,
+    which can no longer be read; its deal kept invoicing it."""
+
+    def test_given_a_line_item_deleted_then_its_deal_is_invoiced_without_it(self, rig: Rig) -> None:
+        rig.apply(event(rig.crm.put(contact())))
+        services = line("501", "Services", "2", "150.00")
+        hours = line("502", "Hours", "1", "80.00")
+        rig.apply(event(rig.crm.put(deal(lines=[services, hours]))))
+        rig.crm.put(deal(lines=[services]))  # 502 deleted: the deal's version does not move
+
+        deleted = event(hours, kind=ChangeKind.DELETED, version=T0 + 5000)
+        outcome = rig.apply(deleted)
+
+        assert outcome is Outcome.FORWARDED
+        assert [ln.name for ln in only_invoice(rig.ledger).lines] == ["Services"]
