@@ -9,6 +9,12 @@ same queue and engine as webhook events, so ordering, idempotency and auditing a
 the same. The watermark only moves forward, and each run re-reads a small overlap
 before it because CRM search indexes lag behind writes.
 
+Once a day it also walks every deal, modified or not: a deal's content depends on its
+associations and line items, whose changes (an association made, a line item deleted)
+do not move the deal's last-modified time, so a lost webhook of that kind is only seen
+by reading the deal again. The walk has its own cursor per day, so a large account's
+walk spans several runs.
+
 Last, the dead-letter queue is swept: a dead-lettered event whose record has since
 been applied (its content is what was written) is removed and audited as resolved,
 so the alarm only stays up for what still needs a person.
@@ -17,6 +23,7 @@ so the alarm only stays up for what still needs a person.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +39,9 @@ from shared.sync.content import map_content
 # Parties before deals, so a deal's customer is usually linked by the time its invoice
 # is written; line items last (they are synced through their deals).
 RECONCILED_TYPES = (ObjectType.COMPANY, ObjectType.CONTACT, ObjectType.DEAL, ObjectType.LINE_ITEM)
+# Records whose content depends on related records that can change without them.
+WALKED_TYPES = (ObjectType.DEAL,)
+WALK_EVERY_S = 24 * 3600
 DEAD_LETTERS_PER_RUN = 100
 # How often the watermark is saved and the time left checked, in records scanned.
 CHECKPOINT_EVERY = 10
@@ -64,6 +74,8 @@ class Reconciler:
         overlap_s: int,
         dead_letters: DeadLetters | None = None,
         audit: AuditLog | None = None,
+        walk_every_s: float = WALK_EVERY_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._connection_id = connection_id
         self._crm = crm
@@ -74,6 +86,8 @@ class Reconciler:
         self._overlap_ms = overlap_s * 1000
         self._dead_letters = dead_letters
         self._audit = audit
+        self._walk_every_s = walk_every_s
+        self._clock = clock
 
     def run(self, time_left_s: Callable[[], float] = lambda: math.inf) -> ReconcileReport:
         """Scan every mapped object type; stops early (and says so) when ``time_left_s``
@@ -82,9 +96,13 @@ class Reconciler:
         report = ReconcileReport()
         for object_type in RECONCILED_TYPES:
             if self._scans(object_type):
-                self._reconcile(object_type, report, time_left_s)
+                name = f"{self._connection_id}:{self._crm.system}:{object_type}"
+                self._reconcile(object_type, report, time_left_s, name, self._overlap_ms)
             if not report.complete:
                 return report
+        self._walk(report, time_left_s)
+        if not report.complete:
+            return report
         if self._dead_letters is not None and time_left_s() >= STOP_WITH_S_LEFT:
             report.dead_letters_resolved = self._sweep(self._dead_letters, time_left_s)
         return report
@@ -94,13 +112,34 @@ class Reconciler:
             return self._mapper.handles(ObjectType.DEAL)
         return self._mapper.handles(object_type)
 
+    def _walk(self, report: ReconcileReport, time_left_s: Callable[[], float]) -> None:
+        """Today's walk through every record of ``WALKED_TYPES``, from where it stopped."""
+        today = int(self._clock() // self._walk_every_s)
+        for object_type in WALKED_TYPES:
+            if not self._scans(object_type):
+                continue
+            name = f"{self._connection_id}:{self._crm.system}:{object_type}:walk:{today}"
+            if self._cursors.get(f"{name}:done"):
+                continue
+            self._reconcile(object_type, report, time_left_s, name, 0, label="walk")
+            if not report.complete:
+                return
+            self._cursors.put(f"{name}:done", 1)
+
     def _reconcile(
-        self, object_type: ObjectType, report: ReconcileReport, time_left_s: Callable[[], float]
+        self,
+        object_type: ObjectType,
+        report: ReconcileReport,
+        time_left_s: Callable[[], float],
+        cursor_name: str,
+        overlap_ms: int,
+        *,
+        label: str = "",
     ) -> None:
-        cursor_name = f"{self._connection_id}:{self._crm.system}:{object_type}"
         watermark = self._cursors.get(cursor_name) or 0
-        since = max(watermark - self._overlap_ms, 0)
-        report.scanned[object_type] = report.enqueued[object_type] = 0
+        since = max(watermark - overlap_ms, 0)
+        counted = f"{object_type} ({label})" if label else str(object_type)
+        report.scanned[counted] = report.enqueued[counted] = 0
         pending: list[ChangeEvent] = []
         highest = watermark
 
@@ -109,18 +148,18 @@ class Reconciler:
             # the queue or already applied: the watermark may move up to here.
             if pending:
                 self._queue.send(pending)
-                report.enqueued[object_type] += len(pending)
+                report.enqueued[counted] += len(pending)
                 pending.clear()
             self._cursors.put(cursor_name, highest)
-            report.watermarks[object_type] = highest
+            report.watermarks[counted] = highest
 
         for record in self._crm.changed_since(object_type, since):
-            report.scanned[object_type] += 1
+            report.scanned[counted] += 1
             highest = max(highest, record.version)
             if not self._in_sync(record):
                 key = record_key(self._crm.system, object_type, record.id)
                 pending.append(self._event(object_type, record.id, record.version, key))
-            if report.scanned[object_type] % CHECKPOINT_EVERY == 0:
+            if report.scanned[counted] % CHECKPOINT_EVERY == 0:
                 checkpoint()
                 if time_left_s() < STOP_WITH_S_LEFT:
                     report.complete = False

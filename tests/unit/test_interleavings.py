@@ -25,7 +25,15 @@ from local.memory import (
 )
 from shared.errors import Permanent, Retryable
 from shared.mapping import Mapper, load_mapping
-from shared.models import ChangeEvent, ChangeKind, ObjectType, Outcome, Party, SourceRecord
+from shared.models import (
+    ChangeEvent,
+    ChangeKind,
+    Invoice,
+    ObjectType,
+    Outcome,
+    Party,
+    SourceRecord,
+)
 from shared.ports import TargetRef
 from shared.settings import DEFAULT_MAPPING
 from shared.sync.engine import SyncEngine
@@ -336,3 +344,65 @@ class TestLineItemDeleted:
 
         assert outcome is Outcome.FORWARDED
         assert [ln.name for ln in only_invoice(rig.ledger).lines] == ["Services"]
+
+
+def invoice_of(rig: Rig, deal_id: str) -> Invoice:
+    [invoice] = [
+        s.body
+        for s in rig.ledger.invoices.values()
+        if isinstance(s.body, Invoice) and s.body.doc_number == f"HS-{deal_id}"
+    ]
+    return invoice
+
+
+class TestReconcileWalksDeals:
+    """Found by the chaos run: a lost association-change webhook (the deal associated to
+    a company, or a line item deleted) does not move the deal's last-modified time, so
+    the incremental scan never sees the deal again; the daily walk reads it."""
+
+    def reconciler(self, rig: Rig, day: list[float]) -> Reconciler:
+        return Reconciler(
+            connection_id=CONNECTION,
+            crm=rig.crm,
+            mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
+            links=rig.links,
+            cursors=MemoryCursorStore(),
+            queue=rig.queue,
+            overlap_s=300,
+            clock=lambda: day[0],
+        )
+
+    def test_given_lost_association_webhooks_then_the_next_days_walk_repairs_the_invoice(
+        self, rig: Rig
+    ) -> None:
+        day = [0.0]
+        reconciler = self.reconciler(rig, day)
+        rig.apply(event(rig.crm.put(contact())))
+        rig.apply(event(rig.crm.put(company())))
+        services, hours = line("501", "Services", "2", "150.00"), line("502", "Hours", "1", "80")
+        rig.apply(event(rig.crm.put(deal(lines=[services, hours]))))
+        # A later deal moves the watermark past the first one's overlap.
+        rig.apply(event(rig.crm.put(deal("10", version=T0 + 3_600_000, lines=[services]))))
+        reconciler.run()
+        rig.drain()
+        # No webhook, no version moved: the deal is now billed to the company, without 502.
+        rig.crm.put(
+            deal(lines=[services]).model_copy(
+                update={"associations": {ObjectType.CONTACT: ["1"], ObjectType.COMPANY: ["7"]}}
+            )
+        )
+        reconciler.run()  # the same day: the walk is done, the incremental scan sees nothing
+        rig.drain()
+        assert [ln.name for ln in invoice_of(rig, "9").lines] == ["Services", "Hours"]
+
+        day[0] += 24 * 3600
+        report = reconciler.run()
+        rig.drain()
+
+        assert report.enqueued["deal (walk)"] == 1
+        invoice = invoice_of(rig, "9")
+        [company_customer] = [
+            i for i, c in rig.ledger.customers.items() if c.body.display_name == "Acme"
+        ]
+        assert invoice.customer_ref == company_customer
+        assert [ln.name for ln in invoice.lines] == ["Services"]
