@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lambda-bundle demo up test lint synth bench clean
+.PHONY: install lambda-bundle demo up test lint synth bench chaos clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ synth: install
 
 bench: $(VENV)/.installed
 	for b in bench/bench_*.py; do $(PY) -m bench.$$(basename $$b .py) || exit 1; done
+
+chaos: $(VENV)/.installed  # 10,000 changes under every fault, five seeds (long: minutes a seed)
+	$(PY) -m bench.chaos --seeds 1,2,3,4,5
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .mypy_cache .ruff_cache
