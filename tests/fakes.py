@@ -6,6 +6,7 @@ holds), not on which calls were made.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
@@ -145,3 +146,16 @@ class FakeLedger:
 
 def _ref(stored: Stored) -> TargetRef:
     return TargetRef(id=stored.id, version=str(stored.sync_token))
+
+
+class OffsetClock:
+    """Real time plus an offset a test can push forward (to expire tokens, sessions)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds

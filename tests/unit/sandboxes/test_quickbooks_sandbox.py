@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,21 +19,9 @@ from flask import Flask, Response, request
 from local.sandboxes import qbo_query
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
+from tests.fakes import OffsetClock
 
 DAY = 24 * 3600.0
-
-
-class FakeClock:
-    """Real time plus an offset a test can push forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @dataclass
@@ -42,7 +29,7 @@ class Harness:
     sandbox: QuickBooksSandbox
     server: SandboxServer
     client: httpx.Client
-    clock: FakeClock
+    clock: OffsetClock
     refresh_token: str
     access_token: str = ""
 
@@ -78,7 +65,7 @@ class Harness:
         return self.api("POST", entity.lower(), json=body, params=params)
 
 
-def start_harness(clock: FakeClock, **overrides: Any) -> Harness:
+def start_harness(clock: OffsetClock, **overrides: Any) -> Harness:
     config = QuickBooksSandboxConfig(clock=clock, **overrides)
     sandbox = QuickBooksSandbox(config)
     server = SandboxServer(sandbox.app, 0).start()
@@ -93,12 +80,12 @@ def stop_harness(harness: Harness) -> None:
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> OffsetClock:
+    return OffsetClock()
 
 
 @pytest.fixture(scope="module")
-def shared(clock: FakeClock) -> Iterator[Harness]:
+def shared(clock: OffsetClock) -> Iterator[Harness]:
     """One server for the module: stopping a werkzeug server costs ~0.5 s each.
 
     Its per-second limit is raised so a test's burst of calls is never throttled;
@@ -110,7 +97,7 @@ def shared(clock: FakeClock) -> Iterator[Harness]:
 
 
 @pytest.fixture
-def qbo(shared: Harness, clock: FakeClock) -> Harness:
+def qbo(shared: Harness, clock: OffsetClock) -> Harness:
     """The shared sandbox, reset to its seeded company with a fresh access token."""
     clock.offset = 0.0
     shared.sandbox.reset()
@@ -120,7 +107,7 @@ def qbo(shared: Harness, clock: FakeClock) -> Harness:
 
 
 @pytest.fixture
-def make_harness(clock: FakeClock) -> Iterator[Callable[..., Harness]]:
+def make_harness(clock: OffsetClock) -> Iterator[Callable[..., Harness]]:
     """A dedicated sandbox for tests that need a non-default config."""
     clock.offset = 0.0
     started: list[Harness] = []

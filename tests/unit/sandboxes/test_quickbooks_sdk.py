@@ -8,7 +8,6 @@ a discovery URL as its ``environment``), python-quickbooks through ``api_url_v3`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,25 +30,16 @@ from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
 
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
-
-
-class Clock:
-    """Real time plus an offset a test can push forward (to expire access tokens)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from tests.fakes import OffsetClock
 
 
 @pytest.fixture(scope="module")
-def clock() -> Clock:
-    return Clock()
+def clock() -> OffsetClock:
+    return OffsetClock()
 
 
 @pytest.fixture(scope="module")
-def sandbox(clock: Clock) -> Iterator[tuple[QuickBooksSandbox, str]]:
+def sandbox(clock: OffsetClock) -> Iterator[tuple[QuickBooksSandbox, str]]:
     # A raised per-second limit: the SDK calls in one test come in a burst.
     sandbox = QuickBooksSandbox(QuickBooksSandboxConfig(rate_per_second=100, clock=clock))
     server = SandboxServer(sandbox.app, 0).start()
@@ -87,7 +77,9 @@ def client(sandbox: tuple[QuickBooksSandbox, str]) -> QuickBooks:
 
 
 @pytest.fixture
-def qb(sandbox: tuple[QuickBooksSandbox, str], client: QuickBooks, clock: Clock) -> QuickBooks:
+def qb(
+    sandbox: tuple[QuickBooksSandbox, str], client: QuickBooks, clock: OffsetClock
+) -> QuickBooks:
     """The module's client against the seeded company (a reset keeps OAuth tokens)."""
     clock.offset = 0.0
     sandbox[0].reset()
@@ -147,7 +139,9 @@ def test_intuit_oauth_discovers_the_token_endpoint_and_rotates(
     assert raised.value.intuit_tid
 
 
-def test_expired_access_token_is_an_authorization_exception(qb: QuickBooks, clock: Clock) -> None:
+def test_expired_access_token_is_an_authorization_exception(
+    qb: QuickBooks, clock: OffsetClock
+) -> None:
     clock.offset = 3601.0
     with pytest.raises(AuthorizationException) as raised:
         Customer.get("1", qb=qb)
@@ -445,7 +439,7 @@ def test_batch_create_reports_successes_and_faults(qb: QuickBooks) -> None:
 
 
 def test_change_data_capture_lists_what_changed(
-    qb: QuickBooks, sandbox: tuple[QuickBooksSandbox, str], clock: Clock
+    qb: QuickBooks, sandbox: tuple[QuickBooksSandbox, str], clock: OffsetClock
 ) -> None:
     # python-quickbooks sends the time without an offset: it is read in the company's zone.
     since = datetime.fromtimestamp(clock(), sandbox[0].tz) - timedelta(seconds=1)

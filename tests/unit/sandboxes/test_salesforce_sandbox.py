@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +25,7 @@ from local.sandboxes.salesforce import (
     SalesforceSandbox,
     SalesforceSandboxConfig,
 )
+from tests.fakes import OffsetClock
 
 V = "/services/data/v62.0"
 DAY = 24 * 3600.0
@@ -41,25 +41,12 @@ ACK = (
 )
 
 
-class FakeClock:
-    """Real time plus an offset a test can push forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-
 @dataclass
 class Org:
     sandbox: SalesforceSandbox
     server: SandboxServer
     client: httpx.Client
-    clock: FakeClock
+    clock: OffsetClock
     token: str = ""
 
     @property
@@ -128,7 +115,7 @@ def parse_xml(body: bytes) -> ElementTree.Element:
     return ElementTree.fromstring(body)  # noqa: S314 - the sandbox's own output
 
 
-def start_org(clock: FakeClock, **overrides: Any) -> Org:
+def start_org(clock: OffsetClock, **overrides: Any) -> Org:
     sandbox = SalesforceSandbox(SalesforceSandboxConfig(clock=clock, **overrides))
     server = SandboxServer(sandbox.app, 0).start()
     return Org(sandbox, server, httpx.Client(base_url=server.url, timeout=10), clock)
@@ -141,12 +128,12 @@ def stop_org(org: Org) -> None:
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> OffsetClock:
+    return OffsetClock()
 
 
 @pytest.fixture(scope="module")
-def shared(clock: FakeClock) -> Iterator[Org]:
+def shared(clock: OffsetClock) -> Iterator[Org]:
     """One server for the module; tests that change the config start their own."""
     org = start_org(clock)
     yield org
@@ -154,7 +141,7 @@ def shared(clock: FakeClock) -> Iterator[Org]:
 
 
 @pytest.fixture
-def org(shared: Org, clock: FakeClock) -> Org:
+def org(shared: Org, clock: OffsetClock) -> Org:
     clock.offset = 0.0
     shared.sandbox.reset()
     shared.refresh()
@@ -162,7 +149,7 @@ def org(shared: Org, clock: FakeClock) -> Org:
 
 
 @pytest.fixture
-def make_org(clock: FakeClock) -> Iterator[Callable[..., Org]]:
+def make_org(clock: OffsetClock) -> Iterator[Callable[..., Org]]:
     started: list[Org] = []
 
     def make(**overrides: Any) -> Org:
@@ -216,7 +203,7 @@ def test_refresh_grant_answers_documented_fields_and_keeps_the_refresh_token(org
     assert org.api("GET", "/limits").status_code == 200
 
 
-def test_refresh_tokens_rotate_when_configured(clock: FakeClock) -> None:
+def test_refresh_tokens_rotate_when_configured(clock: OffsetClock) -> None:
     clock.offset = 0.0
     org = start_org(clock, rotate_refresh_tokens=True)
     try:
@@ -258,7 +245,7 @@ def test_token_endpoint_refusals(org: Org) -> None:
 
 
 def test_refresh_token_lifetime_when_a_policy_sets_one(
-    make_org: Callable[..., Org], clock: FakeClock
+    make_org: Callable[..., Org], clock: OffsetClock
 ) -> None:
     org = make_org(refresh_token_ttl_s=3600.0)
     clock.advance(3600)
@@ -344,7 +331,7 @@ def test_authorize_refusals(org: Org) -> None:
     assert parse_qs(urlsplit(scope.headers["Location"]).query)["error"] == ["invalid_scope"]
 
 
-def test_code_exchange_refusals(org: Org, clock: FakeClock) -> None:
+def test_code_exchange_refusals(org: Org, clock: OffsetClock) -> None:
     minted = org.client.post("/_sandbox/oauth/code", json={}).json()["code"]
     form = {
         "grant_type": "authorization_code",
@@ -377,7 +364,7 @@ def test_pkce_can_be_required(make_org: Callable[..., Org]) -> None:
     assert parse_qs(urlsplit(response.headers["Location"]).query)["error"] == ["invalid_request"]
 
 
-def test_dead_or_missing_session_is_401_invalid_session_id(org: Org, clock: FakeClock) -> None:
+def test_dead_or_missing_session_is_401_invalid_session_id(org: Org, clock: OffsetClock) -> None:
     expected = [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
     for headers in ({}, {"Authorization": "Bearer 00Dnope!AQxyz"}, {"Authorization": "Basic x"}):
         response = org.client.get(f"{V}/limits", headers=headers)
@@ -419,7 +406,7 @@ def test_versions_without_auth_and_unknown_versions(org: Org) -> None:
     assert resources["query"] == f"{V}/query"
 
 
-def test_create_read_update_delete(org: Org, clock: FakeClock) -> None:
+def test_create_read_update_delete(org: Org, clock: OffsetClock) -> None:
     response = org.create("Account", {"Name": "Acme", "BillingCity": "Lyon", "Phone": "123"})
     assert response.status_code == 201
     body = response.json()
@@ -577,7 +564,7 @@ def test_opportunity_takes_closed_and_won_from_its_stage(org: Org) -> None:
     assert error_of(read_only)["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
 
 
-def test_line_items_price_and_roll_up_into_the_opportunity(org: Org, clock: FakeClock) -> None:
+def test_line_items_price_and_roll_up_into_the_opportunity(org: Org, clock: OffsetClock) -> None:
     opp_id = opportunity(org)
     assert org.get("Opportunity", opp_id)["Pricebook2Id"] is None
     services, hours = org.entry("Services"), org.entry("Hours")
@@ -900,7 +887,7 @@ def test_soql_numbers_booleans_dates_and_parents(org: Org) -> None:
     assert lines[0]["OpportunityLineItems"] is None  # no children: null, not an empty list
 
 
-def test_soql_date_time_filters_for_reconciliation(org: Org, clock: FakeClock) -> None:
+def test_soql_date_time_filters_for_reconciliation(org: Org, clock: OffsetClock) -> None:
     # Written in the UI as the clock moves (the API session would idle out meanwhile).
     clock.advance(-3 * DAY)
     old = org.sandbox.ui_create("Account", {"Name": "Old"})
@@ -993,7 +980,7 @@ def test_soql_errors_in_salesforce_shape(org: Org) -> None:
     assert count == {"totalSize": 2, "done": True, "records": []}
 
 
-def test_query_pages_at_2000_with_query_locators(org: Org, clock: FakeClock) -> None:
+def test_query_pages_at_2000_with_query_locators(org: Org, clock: OffsetClock) -> None:
     for n in range(2100):
         org.sandbox.ui_create("Contact", {"LastName": f"Person {n:04d}"})
     first = org.query("SELECT Id, LastName FROM Contact ORDER BY LastName").json()
@@ -1045,7 +1032,7 @@ def test_child_records_count_toward_the_batch(make_org: Callable[..., Org]) -> N
 
 
 def test_daily_allocation_header_limits_and_refusal(
-    make_org: Callable[..., Org], clock: FakeClock
+    make_org: Callable[..., Org], clock: OffsetClock
 ) -> None:
     org = make_org(daily_api_limit=3)
     first = org.api("GET", "/limits")

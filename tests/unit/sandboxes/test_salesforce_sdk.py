@@ -12,7 +12,6 @@ Nothing else about the requests changes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,16 +28,7 @@ from simple_salesforce.exceptions import (
 
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.salesforce import SalesforceSandbox, SalesforceSandboxConfig
-
-
-class Clock:
-    """Real time plus an offset a test can push forward (to end sessions)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from tests.fakes import OffsetClock
 
 
 class _PlainHTTP(HTTPAdapter):
@@ -50,12 +40,12 @@ class _PlainHTTP(HTTPAdapter):
 
 
 @pytest.fixture(scope="module")
-def clock() -> Clock:
-    return Clock()
+def clock() -> OffsetClock:
+    return OffsetClock()
 
 
 @pytest.fixture(scope="module")
-def sandbox(clock: Clock) -> Iterator[tuple[SalesforceSandbox, str]]:
+def sandbox(clock: OffsetClock) -> Iterator[tuple[SalesforceSandbox, str]]:
     sandbox = SalesforceSandbox(SalesforceSandboxConfig(clock=clock))
     server = SandboxServer(sandbox.app, 0).start()
     yield sandbox, server.url
@@ -89,7 +79,7 @@ def connect(sandbox: SalesforceSandbox, url: str) -> Salesforce:
 
 
 @pytest.fixture
-def sf(sandbox: tuple[SalesforceSandbox, str], clock: Clock) -> Salesforce:
+def sf(sandbox: tuple[SalesforceSandbox, str], clock: OffsetClock) -> Salesforce:
     org, url = sandbox
     clock.offset = 0.0
     org.reset()
@@ -166,7 +156,7 @@ def test_bad_soql_is_a_malformed_request(sf: Salesforce) -> None:
     assert missing.value.content[0]["errorCode"] == "REQUIRED_FIELD_MISSING"
 
 
-def test_expired_session(sf: Salesforce, clock: Clock) -> None:
+def test_expired_session(sf: Salesforce, clock: OffsetClock) -> None:
     assert sf.limits()["DailyApiRequests"]["Max"] == 15000
     clock.offset += 3 * 3600
     with pytest.raises(SalesforceExpiredSession) as raised:
@@ -184,7 +174,7 @@ def test_limits_and_api_usage_header(sf: Salesforce) -> None:
     assert sf.api_usage["api-usage"].total == 15000
 
 
-def test_request_limit_exceeded(clock: Clock) -> None:
+def test_request_limit_exceeded(clock: OffsetClock) -> None:
     clock.offset = 0.0
     org = SalesforceSandbox(SalesforceSandboxConfig(clock=clock, daily_api_limit=2))
     server = SandboxServer(org.app, 0).start()

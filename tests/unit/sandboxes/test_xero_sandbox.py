@@ -22,22 +22,10 @@ from flask import Flask, Response, request
 from local.sandboxes import xero_where
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.xero import XeroSandbox, XeroSandboxConfig, sign
+from tests.fakes import OffsetClock
 
 DAY = 86400.0
 API = "/api.xro/2.0"
-
-
-class FakeClock:
-    """Real time plus an offset a test can push forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @dataclass
@@ -45,7 +33,7 @@ class Harness:
     sandbox: XeroSandbox
     server: SandboxServer
     client: httpx.Client
-    clock: FakeClock
+    clock: OffsetClock
     refresh_token: str
     access_token: str = ""
 
@@ -106,7 +94,7 @@ class Harness:
         return rows[0]
 
 
-def start_harness(clock: FakeClock, **overrides: Any) -> Harness:
+def start_harness(clock: OffsetClock, **overrides: Any) -> Harness:
     config = XeroSandboxConfig(clock=clock, **overrides)
     sandbox = XeroSandbox(config)
     server = SandboxServer(sandbox.app, 0).start()
@@ -121,12 +109,12 @@ def stop_harness(harness: Harness) -> None:
 
 
 @pytest.fixture(scope="module")
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> OffsetClock:
+    return OffsetClock()
 
 
 @pytest.fixture(scope="module")
-def shared(clock: FakeClock) -> Iterator[Harness]:
+def shared(clock: OffsetClock) -> Iterator[Harness]:
     """One server for the module (stopping a werkzeug server costs ~0.5 s); its minute
     limit is lifted so a test's burst is never throttled. The throttling tests start
     their own sandbox with Xero's limits shrunk."""
@@ -136,7 +124,7 @@ def shared(clock: FakeClock) -> Iterator[Harness]:
 
 
 @pytest.fixture
-def xero(shared: Harness, clock: FakeClock) -> Harness:
+def xero(shared: Harness, clock: OffsetClock) -> Harness:
     """The shared sandbox reset to its seeded organisation, with a fresh access token."""
     clock.offset = 0.0
     shared.sandbox.reset()
@@ -146,7 +134,7 @@ def xero(shared: Harness, clock: FakeClock) -> Harness:
 
 
 @pytest.fixture
-def make_harness(clock: FakeClock) -> Iterator[Callable[..., Harness]]:
+def make_harness(clock: OffsetClock) -> Iterator[Callable[..., Harness]]:
     clock.offset = 0.0
     started: list[Harness] = []
 

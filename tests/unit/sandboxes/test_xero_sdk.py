@@ -38,16 +38,7 @@ from xero_python.identity import IdentityApi
 
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.xero import XeroSandbox, XeroSandboxConfig
-
-
-class Clock:
-    """Real time plus an offset a test can push forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
+from tests.fakes import OffsetClock
 
 
 class Session:
@@ -80,8 +71,8 @@ class Session:
 
 
 @pytest.fixture(scope="module")
-def clock() -> Clock:
-    return Clock()
+def clock() -> OffsetClock:
+    return OffsetClock()
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +85,15 @@ def token_url() -> Iterator[Callable[[str], None]]:
         yield point_at
 
 
-def start(clock: Clock, **overrides: Any) -> tuple[XeroSandbox, SandboxServer]:
+def start(clock: OffsetClock, **overrides: Any) -> tuple[XeroSandbox, SandboxServer]:
     sandbox = XeroSandbox(XeroSandboxConfig(clock=clock, **overrides))
     return sandbox, SandboxServer(sandbox.app, 0).start()
 
 
 @pytest.fixture(scope="module")
-def served(clock: Clock, token_url: Callable[[str], None]) -> Iterator[tuple[XeroSandbox, str]]:
+def served(
+    clock: OffsetClock, token_url: Callable[[str], None]
+) -> Iterator[tuple[XeroSandbox, str]]:
     # The minute limit is lifted: one test's SDK calls come in a burst.
     sandbox, server = start(clock, rate_per_minute=10_000)
     token_url(server.url)
@@ -115,14 +108,14 @@ def session(served: tuple[XeroSandbox, str]) -> Session:
 
 
 @pytest.fixture
-def xero(served: tuple[XeroSandbox, str], session: Session, clock: Clock) -> Session:
+def xero(served: tuple[XeroSandbox, str], session: Session, clock: OffsetClock) -> Session:
     clock.offset = 0.0
     served[0].reset()
     return session
 
 
 def test_sdk_refreshes_tokens_and_finds_the_tenant(
-    served: tuple[XeroSandbox, str], clock: Clock
+    served: tuple[XeroSandbox, str], clock: OffsetClock
 ) -> None:
     sandbox, url = served
     # A refresh token of its own, from the code flow, so the module's session keeps its own.
@@ -302,7 +295,7 @@ def test_sdk_waits_out_retry_after_on_a_get(xero: Session, served: tuple[XeroSan
 
 
 def test_rate_limit_is_the_sdks_rate_limit_exception(
-    clock: Clock, token_url: Callable[[str], None], served: tuple[XeroSandbox, str]
+    clock: OffsetClock, token_url: Callable[[str], None], served: tuple[XeroSandbox, str]
 ) -> None:
     sandbox, server = start(clock, rate_per_minute=2)
     token_url(server.url)
