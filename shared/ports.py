@@ -90,7 +90,7 @@ class TargetRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str
-    version: str  # QuickBooks SyncToken, Xero UpdatedDateUTC, …
+    version: str  # the vendor's own version of the record (a sync token, a timestamp)
 
 
 class AccountingTarget(Protocol):

@@ -288,7 +288,7 @@ class ToDate(_Transform):
     """ISO-8601 or epoch-milliseconds text → the calendar date in ``timezone``.
 
     A date-only value is taken as is; a date-time without an offset is UTC (what
-    HubSpot returns); a date-time is converted to ``timezone`` before its date is
+    CRMs return); a date-time is converted to ``timezone`` before its date is
     taken, so a deal closed at 02:00 UTC is dated the day before in New York.
     """
 

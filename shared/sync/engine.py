@@ -79,7 +79,7 @@ def update_key(connection_id: str, source_key: str, base: TargetRef, digest: str
 
     A retry of the same update (lost answer) sends the same key and is answered by
     the vendor; the same content written over another version (an edit undone) gets
-    another key. 40 hex characters, under QuickBooks' 50 for ``requestid``.
+    another key. 40 hex characters: short enough for the vendors' idempotency fields.
     """
     material = f"{connection_id}|{source_key}|{base.id}@{base.version}|{digest}"
     return hashlib.sha256(material.encode()).hexdigest()[:40]
@@ -393,8 +393,8 @@ class SyncEngine:
     ) -> TargetRef | None:
         """Update the linked record over the version we left it at; None when it is gone.
 
-        The connector re-reads the version itself if someone edited it since
-        (QuickBooks answers a stale SyncToken with 5010).
+        The connector re-reads the version itself if someone edited it since (the
+        vendor refuses a write over a stale version).
         """
         base = (
             TargetRef(id=link.target_id, version=link.target_version)
