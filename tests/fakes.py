@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
 
-from shared.errors import RecordInvalid, Retryable, Violation
+from shared.errors import NotFound, RecordInvalid, Retryable, Violation
 from shared.models import Invoice, ObjectType, Party, SourceRecord, System
 from shared.ports import TargetRef
 
@@ -128,6 +128,8 @@ class FakeLedger:
             table[stored.id] = stored
         else:
             # A stale version is re-read by the adapter itself (QuickBooks' 5010).
+            if existing.id not in table:
+                raise NotFound(f"record {existing.id} was deleted")
             stored = table[existing.id]
             merged = stored.body.model_copy(
                 update={k: getattr(body, k) for k in body.model_fields_set}

@@ -441,7 +441,10 @@ class SyncEngine:
             wait_s=CREATE_WAIT_S,
         ):
             link = self._links.get(self.connection_id, source_key)
-            if link is not None and link.target_type is target_type and link != stale:
+            created_since = stale is None or (
+                link is not None and link.target_id != stale.target_id
+            )
+            if link is not None and link.target_type is target_type and created_since:
                 # The invocation that held the lease before us created it.
                 if link.holds(digest):
                     return self._unchanged(link, describe)

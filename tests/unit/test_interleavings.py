@@ -406,3 +406,23 @@ class TestReconcileWalksDeals:
         ]
         assert invoice.customer_ref == company_customer
         assert [ln.name for ln in invoice.lines] == ["Services"]
+
+
+class TestTargetDeletedMeanwhile:
+    """A customer deleted in the accounting system is made anew on the next change,
+    once, and the link follows it (an update in doubt on the deleted one included)."""
+
+    def test_given_the_linked_customer_deleted_then_the_next_change_creates_one(
+        self, rig: Rig
+    ) -> None:
+        rig.apply(event(rig.crm.put(contact())))
+        [deleted] = list(rig.ledger.customers)
+        del rig.ledger.customers[deleted]
+
+        outcome = rig.apply(event(rig.crm.put(contact(version=T0 + 1, phone="+1 555 0100"))))
+
+        assert outcome is Outcome.CREATED
+        [(recreated, customer)] = rig.ledger.customers.items()
+        assert recreated != deleted and customer.body.phone == "+1 555 0100"
+        link = rig.links.get(CONNECTION, "hubspot:contact:1")
+        assert link is not None and link.target_id == recreated and link.writing is None
