@@ -9,10 +9,10 @@ reconciliation never saw.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -66,6 +66,7 @@ class Rig:
     audit: MemoryAuditLog = field(default_factory=MemoryAuditLog)
     queue: MemoryQueue = field(default_factory=MemoryQueue)
     lock: MemoryLock = field(default_factory=MemoryLock)
+    mapper: Mapper = field(default_factory=lambda: Mapper(load_mapping(DEFAULT_MAPPING)))
 
     def engine(self) -> SyncEngine:
         """A fresh engine over the shared state: another Lambda invocation."""
@@ -73,12 +74,25 @@ class Rig:
             connection_id=CONNECTION,
             crm=self.crm,
             ledger=self.ledger,
-            mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
+            mapper=self.mapper,
             links=self.links,
             audit=self.audit,
             queue=self.queue,
             lock=self.lock,
             clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
+        )
+
+    def reconciler(self, **options: Any) -> Reconciler:
+        """Reconciliation over the same state, with its own cursors."""
+        return Reconciler(
+            connection_id=CONNECTION,
+            crm=self.crm,
+            mapper=self.mapper,
+            links=self.links,
+            cursors=MemoryCursorStore(),
+            queue=self.queue,
+            overlap_s=300,
+            **options,
         )
 
     def apply(self, change: ChangeEvent) -> Outcome:
@@ -217,16 +231,8 @@ class TestReconcileSeesLineItems:
     """Issue item 2: a line-item change whose webhook never came is repaired."""
 
     @pytest.fixture
-    def reconciler(self, rig: Rig) -> Iterator[Reconciler]:
-        yield Reconciler(
-            connection_id=CONNECTION,
-            crm=rig.crm,
-            mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
-            links=rig.links,
-            cursors=MemoryCursorStore(),
-            queue=rig.queue,
-            overlap_s=300,
-        )
+    def reconciler(self, rig: Rig) -> Reconciler:
+        return rig.reconciler()
 
     def test_given_a_missed_line_item_change_then_reconcile_repairs_the_invoice(
         self, rig: Rig, reconciler: Reconciler
@@ -252,17 +258,7 @@ class TestDeadLettersRepairedSince:
     def test_given_a_repaired_record_then_its_dead_letter_is_resolved_and_others_stay(
         self, rig: Rig
     ) -> None:
-        reconciler = Reconciler(
-            connection_id=CONNECTION,
-            crm=rig.crm,
-            mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
-            links=rig.links,
-            cursors=MemoryCursorStore(),
-            queue=rig.queue,
-            overlap_s=300,
-            dead_letters=rig.queue,
-            audit=rig.audit,
-        )
+        reconciler = rig.reconciler(dead_letters=rig.queue, audit=rig.audit)
         repaired = event(rig.crm.put(contact("1")))
         broken = event(rig.crm.put(contact("2", email=None)))  # invalid: nothing written
         for dead in (repaired, broken):
@@ -361,16 +357,7 @@ class TestReconcileWalksDeals:
     the incremental scan never sees the deal again; the daily walk reads it."""
 
     def reconciler(self, rig: Rig, day: list[float]) -> Reconciler:
-        return Reconciler(
-            connection_id=CONNECTION,
-            crm=rig.crm,
-            mapper=Mapper(load_mapping(DEFAULT_MAPPING)),
-            links=rig.links,
-            cursors=MemoryCursorStore(),
-            queue=rig.queue,
-            overlap_s=300,
-            clock=lambda: day[0],
-        )
+        return rig.reconciler(clock=lambda: day[0])
 
     def test_given_lost_association_webhooks_then_the_next_days_walk_repairs_the_invoice(
         self, rig: Rig
