@@ -268,17 +268,11 @@ class SyncEngine:
         if isinstance(content, Filtered):
             raise RecordInvalid([Violation(field, "customer", f"{key} {content.reason}")])
         result, ref = self._sync_party(record, content, None)
-        self._audit.record(
-            AuditEntry(
-                connection_id=self.connection_id,
-                record_key=key,
-                event_id=event.event_id,
-                outcome=result.outcome,
-                reason=f"customer of {deal_key}: {result.reason}",
-                target_key=result.target_key,
-                source_version=record.version,
-                at=self._clock(),
-            )
+        self._record(
+            event,
+            replace(result, reason=f"customer of {deal_key}: {result.reason}"),
+            key=key,
+            version=record.version,
         )
         return ref.id
 
@@ -571,17 +565,26 @@ class SyncEngine:
     def _target_key(self, target_type: ObjectType, ref: TargetRef) -> str:
         return record_key(self._ledger.system, target_type, ref.id)
 
-    def _record(self, event: ChangeEvent, result: _Result) -> AuditEntry:
+    def _record(
+        self,
+        event: ChangeEvent,
+        result: _Result,
+        *,
+        key: str | None = None,
+        version: int | None = None,
+    ) -> AuditEntry:
+        """The audit entry of ``event``, or of a record it acted on (``key`` at
+        ``version``, e.g. the customer a deal needed)."""
         entry = AuditEntry(
             connection_id=self.connection_id,
-            record_key=event.record_key,
+            record_key=key or event.record_key,
             event_id=event.event_id,
             outcome=result.outcome,
             reason=result.reason,
             field=result.field,
             rule=result.rule,
             target_key=result.target_key,
-            source_version=event.version,
+            source_version=event.version if version is None else version,
             at=self._clock(),
         )
         self._audit.record(entry)
