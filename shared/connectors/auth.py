@@ -1,19 +1,21 @@
 """Authenticators, as httpx ``Auth`` flows, reading credentials from the secret store.
 
-* ``SecretBearer``: a long-lived token kept in a secret (HubSpot private apps).
+* ``SecretBearer``: a long-lived token kept in a secret (a CRM's private app).
 * ``RotatingOAuth2``: OAuth 2 with a refresh token that the vendor rotates on
-  every refresh (QuickBooks Online). The new refresh token must be stored before
+  every refresh (accounting APIs). The new refresh token must be stored before
   anyone else refreshes, or the stored one goes stale; every Lambda therefore
   refreshes under a shared lease, re-reads the secret inside it (another Lambda
   may have refreshed already) and writes the rotated tokens back before the
   lease is released. The access token is kept in the secret too, so concurrent
-  Lambdas share it instead of each refreshing.
+  Lambdas share it instead of each refreshing. A vendor that keeps the refresh
+  token answers without a new one, and the stored one stays.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
+from typing import Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,7 +33,8 @@ class _Tokens(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     access_token: str = Field(min_length=1)
-    expires_in: int = Field(gt=0)
+    # Optional in RFC 6749 §5.1; some vendors leave it out (``assumed_lifetime_s``).
+    expires_in: int | None = Field(default=None, gt=0)
     refresh_token: str | None = None
 
 
@@ -54,6 +57,13 @@ class RotatingOAuth2(httpx.Auth):
 
     The secret holds ``client_id``, ``client_secret`` and ``refresh_token``, and
     after the first refresh also ``access_token`` and ``access_expires_at`` (epoch s).
+
+    ``client_auth`` says where the client credentials go: HTTP Basic (RFC 6749
+    §2.3.1's preference) or the form body. ``assumed_lifetime_s`` is the access
+    token's lifetime when the answer states none (without it such an answer is
+    refused). ``keep`` names further string fields of the answer written to the
+    secret beside the tokens, e.g. an ``instance_url`` to call; an answer without
+    one of them is refused like one without an access token.
     """
 
     def __init__(
@@ -65,6 +75,9 @@ class RotatingOAuth2(httpx.Auth):
         token_url: str,
         clock: Callable[[], float] = time.time,
         token_http: httpx.Client | None = None,
+        client_auth: Literal["basic", "body"] = "basic",
+        assumed_lifetime_s: int | None = None,
+        keep: Sequence[str] = (),
     ) -> None:
         self._secrets = secrets
         self._secret_id = secret_id
@@ -72,6 +85,9 @@ class RotatingOAuth2(httpx.Auth):
         self._token_url = token_url
         self._clock = clock
         self._token_http = token_http or httpx.Client(timeout=15.0)
+        self._client_auth = client_auth
+        self._assumed_lifetime_s = assumed_lifetime_s
+        self._keep = tuple(keep)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_access_token()
@@ -98,27 +114,34 @@ class RotatingOAuth2(httpx.Auth):
             secret = self._secrets.read(self._secret_id, fresh=True)
             if self._usable(secret) and secret["access_token"] != rejected:
                 return secret["access_token"]  # another Lambda refreshed while we waited
-            tokens = self._request_tokens(secret)
+            tokens, lifetime, kept = self._request_tokens(secret)
             rotated = {
                 **secret,
+                **kept,
                 "access_token": tokens.access_token,
-                "access_expires_at": str(int(self._clock() + tokens.expires_in)),
+                "access_expires_at": str(int(self._clock() + lifetime)),
                 "refresh_token": tokens.refresh_token or secret["refresh_token"],
             }
             self._secrets.write(self._secret_id, rotated)
             return rotated["access_token"]
 
-    def _request_tokens(self, secret: dict[str, str]) -> _Tokens:
-        """One refresh grant. No message says more than the status and the OAuth
-        ``error`` code: the body of a token endpoint may hold tokens."""
+    def _request_tokens(self, secret: dict[str, str]) -> tuple[_Tokens, int, dict[str, str]]:
+        """One refresh grant: the tokens, the access token's lifetime and the kept fields.
+
+        No message says more than the status and the OAuth ``error`` code: the body of
+        a token endpoint may hold tokens."""
         for key in ("client_id", "client_secret", "refresh_token"):
             if not secret.get(key):
                 raise AuthFailed(f"secret {self._secret_id} has no {key!r}")
+        data = {"grant_type": "refresh_token", "refresh_token": secret["refresh_token"]}
+        credentials = (secret["client_id"], secret["client_secret"])
+        if self._client_auth == "body":
+            data |= {"client_id": credentials[0], "client_secret": credentials[1]}
         try:
             response = self._token_http.post(
                 self._token_url,
-                auth=(secret["client_id"], secret["client_secret"]),
-                data={"grant_type": "refresh_token", "refresh_token": secret["refresh_token"]},
+                auth=credentials if self._client_auth == "basic" else httpx.USE_CLIENT_DEFAULT,
+                data=data,
                 headers={"Accept": "application/json"},
             )
         except httpx.TransportError as exc:
@@ -140,10 +163,18 @@ class RotatingOAuth2(httpx.Auth):
             )
         if not isinstance(body, dict):
             raise Retryable("token endpoint answered 200 with a body that is not a JSON object")
+        kept = {key: body.get(key) for key in self._keep}
+        unusable = {key for key, value in kept.items() if not isinstance(value, str) or not value}
+        tokens: _Tokens | None = None
         try:
-            return _Tokens.model_validate(body)
+            tokens = _Tokens.model_validate(body)
         except ValidationError as exc:
-            fields = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+            unusable |= {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+        lifetime = (tokens.expires_in if tokens else None) or self._assumed_lifetime_s
+        if lifetime is None:
+            unusable.add("expires_in")
+        if tokens is None or lifetime is None or unusable:
             raise Retryable(
-                f"token endpoint answered 200 without a usable {', '.join(fields)}"
-            ) from exc
+                f"token endpoint answered 200 without a usable {', '.join(sorted(unusable))}"
+            )
+        return tokens, lifetime, {key: str(value) for key, value in kept.items()}

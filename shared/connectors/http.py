@@ -11,6 +11,7 @@ vendor sends one) and turns everything else into the errors of
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import time
@@ -46,7 +47,7 @@ class Classified:
 
 @dataclass(frozen=True)
 class CallLimit:
-    """A documented vendor limit, e.g. QuickBooks' 500 requests per minute per realm."""
+    """A documented vendor limit, e.g. 500 requests per minute per company."""
 
     limit: int
     per_s: float
@@ -245,3 +246,31 @@ def paginate(fetch_page: Callable[[str | None], tuple[list[T], str | None]]) -> 
         yield from items
         if cursor is None:
             return
+
+
+def bounded_key(idempotency_key: str, limit: int) -> str:
+    """An idempotency key a vendor takes: itself when short enough, else a prefix of its
+    SHA-256 hex digest. Deterministic, so the retry of a write sends the first one's key."""
+    if len(idempotency_key) <= limit:
+        return idempotency_key
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:limit]
+
+
+def json_object(response: httpx.Response, vendor: str) -> dict[str, Any]:
+    """A success's body, which must be a JSON object.
+
+    A 2xx that is not (an HTML page from a proxy or captive portal) is transient from
+    here: the message comes back later rather than failing for good.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        kind = response.headers.get("content-type", "no content type")
+        raise Retryable(
+            f"{vendor}: unexpected response, not a JSON object "
+            f"(HTTP {response.status_code}, {kind})",
+            status=response.status_code,
+        )
+    return body
