@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench.bench_mapping import DEFAULT_MAPPING
 from local.config import LocalConfig
 from local.memory import (
     MemoryAuditLog,
@@ -34,12 +35,11 @@ from local.runtime import LocalStack
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
-from shared.connectors.accounting.quickbooks import build_quickbooks
-from shared.connectors.crm.hubspot import build_hubspot
+from shared.connectors.hubspot.connector import build_hubspot
+from shared.connectors.quickbooks.connector import build_quickbooks
 from shared.mapping import Mapper, load_mapping
-from shared.models import ChangeEvent, ChangeKind, ObjectType, System
+from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.models.links import utc_now
-from shared.settings import DEFAULT_MAPPING
 from shared.sync.engine import SyncEngine
 
 WON = {"dealstage": "closedwon", "pipeline": "default", "closedate": "2026-11-20T15:00:00Z"}
@@ -69,19 +69,19 @@ def create_records(hubspot: HubSpotSandbox, contacts: int, deals: int, tag: str)
 def through_local_stack(contacts: int, deals: int) -> None:
     stack = LocalStack(LocalConfig.load().with_free_ports()).start()
     try:
-        assert stack.hubspot is not None and stack.quickbooks is not None
-        customers_before = stack.quickbooks.create_count("Customer")
-        invoices_before = stack.quickbooks.create_count("Invoice")
+        hubspot, quickbooks = stack.sandboxes["hubspot"], stack.sandboxes["quickbooks"]
+        customers_before = quickbooks.create_count("Customer")
+        invoices_before = quickbooks.create_count("Invoice")
         started = time.perf_counter()
-        create_records(stack.hubspot, contacts, deals, "stack")
+        create_records(hubspot, contacts, deals, "stack")
         deadline = started + 600
         while time.perf_counter() < deadline:
-            done_customers = stack.quickbooks.create_count("Customer") - customers_before
-            done_invoices = stack.quickbooks.create_count("Invoice") - invoices_before
+            done_customers = quickbooks.create_count("Customer") - customers_before
+            done_invoices = quickbooks.create_count("Invoice") - invoices_before
             if done_customers >= contacts and done_invoices >= deals:
                 break
             time.sleep(0.05)
-        stack.hubspot.wait_for_webhooks_idle(60)
+        hubspot.wait_for_webhooks_idle(60)
         stack.wait_until_drained(120)
         elapsed = time.perf_counter() - started
         status = stack.status()
@@ -165,7 +165,7 @@ def engine_alone(contacts: int, deals: int) -> None:
             [
                 ChangeEvent(
                     connection_id="bench",
-                    source=System.HUBSPOT,
+                    source="hubspot",
                     object_type=ObjectType(object_type),
                     record_id=record_id,
                     event_id=f"{object_type}-{record_id}",

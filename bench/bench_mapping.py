@@ -1,15 +1,18 @@
 """Mapping engine throughput: records/s for contacts and for won deals with line items.
 
-Method: the default mapping (config/services.yaml), fixed synthetic records, 50
+Method: the default mapping (config/hubspot/services.yaml), fixed synthetic records, 50
 warm-up calls, then N timed calls of ``Mapper.map``; prints rate, p50 and p99.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bench.common import report, time_calls
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType, SourceRecord
-from shared.settings import DEFAULT_MAPPING
+
+DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "config" / "hubspot" / "services.yaml"
 
 N = 20_000
 

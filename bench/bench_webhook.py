@@ -22,11 +22,13 @@ from typing import Any
 
 from werkzeug.test import EnvironBuilder
 
+from bench.bench_mapping import DEFAULT_MAPPING
 from bench.common import report, time_calls
 from local.apigw import build_event
-from local.memory import MemoryQueue
+from local.memory import MemoryConnections, MemoryQueue
 from local.sandboxes.hubspot import sign_v3
-from shared.connectors.crm.hubspot import HubSpotWebhooks
+from shared.connectors.hubspot.connector import HubSpotWebhooks
+from shared.models import Connection
 from shared.sync.ingest import WebhookIngest
 
 SECRET = "bench-hubspot-app-secret"
@@ -57,7 +59,7 @@ def hubspot_body(events: int, start_id: int) -> str:
 
 def api_event(body: str, *, signature: str | None = None) -> dict[str, Any]:
     timestamp = int(time.time() * 1000)
-    url = f"{BASE}/webhooks/hubspot"
+    url = f"{BASE}/webhooks/hubspot/bench"
     headers = {
         "Content-Type": "application/json",
         "X-HubSpot-Request-Timestamp": str(timestamp),
@@ -65,12 +67,12 @@ def api_event(body: str, *, signature: str | None = None) -> dict[str, Any]:
         "Host": "abc123.execute-api.us-east-1.amazonaws.com",
     }
     request = EnvironBuilder(
-        path="/webhooks/hubspot", method="POST", data=body, headers=headers
+        path="/webhooks/hubspot/bench", method="POST", data=body, headers=headers
     ).get_request()
     return build_event(
         request,
-        "POST /webhooks/{vendor}",
-        {"vendor": "hubspot"},
+        "POST /webhooks/hubspot/{connection}",
+        {"connection": "bench"},
         request_id="bench",
         body=body.encode(),
     )
@@ -99,9 +101,16 @@ def main() -> None:
     )
     module = importlib.import_module("functions.webhook.handler")
     queue = MemoryQueue()
+    bench = Connection(
+        id="bench",
+        crm="hubspot",
+        accounting="quickbooks",
+        mapping_name=DEFAULT_MAPPING.name,
+        mapping=DEFAULT_MAPPING.read_text(),
+    )
     module.ingest = WebhookIngest(  # the in-memory queue instead of SQS (see docstring)
-        connection_id="bench",
-        receivers={"hubspot": HubSpotWebhooks(lambda: SECRET)},
+        connections=MemoryConnections([bench]),
+        receiver_for=lambda vendor, connection_id: HubSpotWebhooks(lambda: SECRET),
         queue=queue,
         max_body_bytes=1_048_576,
     )

@@ -40,7 +40,6 @@ def resource_settings(
     *,
     tables: Mapping[str, str],
     queues: Mapping[str, str],
-    secrets: Mapping[str, str],
     dead_letters: Mapping[str, str] | None = None,
     description: ServiceDescription = DESCRIPTION,
 ) -> dict[str, str]:
@@ -61,7 +60,6 @@ def resource_settings(
     for kind, given, specs in (
         ("table", tables, {t.id: t.setting for t in description.tables}),
         ("queue", queues, {q.id: q.setting for q in description.queues}),
-        ("secret", secrets, {s.id: s.setting for s in description.secrets}),
     ):
         for spec_id, value in given.items():
             if spec_id not in specs:

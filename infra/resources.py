@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.connectors.registry import vendors
+
 KeyType = Literal["S", "N"]
 # SQS attribute values (CloudFormation takes the same strings).
 DeduplicationScope = Literal["messageGroup", "queue"]
@@ -63,30 +65,23 @@ class QueueSpec(_Spec):
     max_receive_count: int | None = None
 
 
-class SecretSpec(_Spec):
-    id: str
-    setting: str
-    vendor: str
-    vendor_label: str  # as the vendor spells its name: stack outputs, messages
-    description: str
-    # The JSON keys the secret must hold; documented in the README.
-    keys: tuple[str, ...]
-
-
 class FunctionSpec(_Spec):
     id: str
     handler: str  # dotted path of the callable, as Lambda takes it
     memory_mb: int
     timeout_s: int
     tables_rw: tuple[str, ...] = ()
+    tables_read: tuple[str, ...] = ()
     queues_send: tuple[str, ...] = ()
     queues_consume: tuple[str, ...] = ()  # also sends to each one's dead-letter queue
     # Dead-letter queues it reads and clears (by the id of the queue they belong to).
     dead_letters_sweep: tuple[str, ...] = ()
     # Concurrent invocations the queue may drive (SQS event sources allow 2 to 1000).
     max_concurrency: int | None = None
-    secrets_read: tuple[str, ...] = ()
-    secrets_write: tuple[str, ...] = ()
+    # Every connection's vendor secrets (``crmsync/<connection>/<vendor>``) ...
+    secrets_read: bool = False
+    # ... and writing back those of the vendors that rotate them (refresh tokens).
+    secrets_rotate: bool = False
 
 
 class ScheduleSpec(_Spec):
@@ -98,7 +93,6 @@ class ScheduleSpec(_Spec):
 class ServiceDescription(_Spec):
     tables: tuple[TableSpec, ...]
     queues: tuple[QueueSpec, ...]
-    secrets: tuple[SecretSpec, ...]
     functions: tuple[FunctionSpec, ...]
     schedules: tuple[ScheduleSpec, ...]
     # The function behind the webhook routes; the other wiring (schedules, queue
@@ -115,14 +109,24 @@ class ServiceDescription(_Spec):
         return next(f for f in self.functions if f.id == function_id)
 
     def webhook_vendors(self) -> tuple[str, ...]:
-        """One webhook route per vendor whose signatures the webhook function verifies,
-        i.e. whose credentials it reads."""
-        vendors = {s.id: s.vendor for s in self.secrets}
-        return tuple(vendors[s] for s in self.function(self.webhook_function).secrets_read)
+        """One webhook route per registered vendor."""
+        return tuple(spec.name for spec in vendors())
+
+    def rotating_vendors(self) -> tuple[str, ...]:
+        """The vendors whose secrets the sync function writes back."""
+        return tuple(spec.name for spec in vendors() if spec.rotates_secret)
 
 
 DESCRIPTION = ServiceDescription(
     tables=(
+        # The connections this deployment serves, in one partition read through
+        # powertools Parameters (``id`` = "connections", ``sk`` = connection id).
+        TableSpec(
+            id="Connections",
+            setting="connections_table",
+            partition_key=Key(name="id"),
+            sort_key=Key(name="sk"),
+        ),
         TableSpec(
             id="Links",
             setting="links_table",
@@ -162,33 +166,15 @@ DESCRIPTION = ServiceDescription(
             max_receive_count=1000,
         ),
     ),
-    secrets=(
-        SecretSpec(
-            id="HubSpotCredentials",
-            setting="hubspot_secret_id",
-            vendor="hubspot",
-            vendor_label="HubSpot",
-            description="HubSpot private-app access token and the app secret that signs webhooks",
-            keys=("access_token", "client_secret"),
-        ),
-        SecretSpec(
-            id="QuickBooksCredentials",
-            setting="quickbooks_secret_id",
-            vendor="quickbooks",
-            vendor_label="QuickBooks",
-            description="QuickBooks Online OAuth client, rotating refresh token, realm, "
-            "webhook verifier token",
-            keys=("client_id", "client_secret", "refresh_token", "realm_id", "verifier_token"),
-        ),
-    ),
     functions=(
         FunctionSpec(
             id="Webhook",
             handler="functions.webhook.handler.handler",
             memory_mb=512,
             timeout_s=10,  # vendors give up after 3–5 s; never hold a webhook longer
+            tables_read=("Connections",),
             queues_send=("Events",),
-            secrets_read=("HubSpotCredentials", "QuickBooksCredentials"),
+            secrets_read=True,
         ),
         FunctionSpec(
             id="Sync",
@@ -198,13 +184,14 @@ DESCRIPTION = ServiceDescription(
             # message is deferred) without the batch timing out mid-way.
             timeout_s=60,
             tables_rw=("Links", "Idempotency", "Audit", "Cursors"),
+            tables_read=("Connections",),
             queues_consume=("Events",),
-            # One company's QuickBooks takes 500 calls a minute, which two workers
-            # already fill; more would only wait on the shared call budget and burn
-            # receive attempts on deferrals.
+            # An accounting company takes a few hundred calls a minute, which two
+            # workers already fill; more would only wait on the shared call budget
+            # and burn receive attempts on deferrals.
             max_concurrency=2,
-            secrets_read=("HubSpotCredentials", "QuickBooksCredentials"),
-            secrets_write=("QuickBooksCredentials",),  # rotating refresh token
+            secrets_read=True,
+            secrets_rotate=True,
         ),
         FunctionSpec(
             id="Reconcile",
@@ -212,9 +199,11 @@ DESCRIPTION = ServiceDescription(
             memory_mb=512,
             timeout_s=300,
             tables_rw=("Links", "Cursors", "Audit"),
+            tables_read=("Connections",),
             queues_send=("Events",),
             dead_letters_sweep=("Events",),
-            secrets_read=("HubSpotCredentials",),
+            secrets_read=True,
+            secrets_rotate=True,  # its CRM may be one that rotates
         ),
     ),
     schedules=(ScheduleSpec(id="ReconcileSchedule", function="Reconcile", rate_minutes=60),),
@@ -222,17 +211,17 @@ DESCRIPTION = ServiceDescription(
 )
 
 
-def local_name(connection_id: str, resource_id: str, *, fifo: bool = False) -> str:
+def local_name(stack: str, resource_id: str, *, fifo: bool = False) -> str:
     """Physical name of a resource in the local stack (CloudFormation names them in AWS)."""
-    name = f"crmsync-{connection_id}-{resource_id.lower()}"
+    name = f"crmsync-{stack}-{resource_id.lower()}"
     return f"{name}.fifo" if fifo else name
 
 
-def secret_name(connection_id: str, vendor: str) -> str:
-    """Secrets have fixed names in both worlds so an operator can find and fill them."""
-    return f"crmsync/{connection_id}/{vendor}"
+def webhook_route(vendor: str) -> str:
+    """The route a vendor POSTs its webhooks to, on API Gateway and on the local API."""
+    return f"/webhooks/{vendor}/{{connection}}"
 
 
-def webhook_path(vendor: str) -> str:
-    """The path a vendor POSTs its webhooks to, on API Gateway and on the local API."""
-    return f"/webhooks/{vendor}"
+def webhook_path(vendor: str, connection_id: str) -> str:
+    """One connection's webhook path for ``vendor``: what its webhook settings point at."""
+    return webhook_route(vendor).replace("{connection}", connection_id)

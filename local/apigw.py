@@ -49,7 +49,7 @@ Invoke = Callable[[dict[str, Any]], Any]
 
 
 class RouteTable:
-    """HTTP API route keys: ``"POST /webhooks/hubspot"``, ``"POST /webhooks/{vendor}"``
+    """HTTP API route keys: ``"POST /webhooks/crm"``, ``"POST /webhooks/{vendor}"``
     (a path parameter) and ``"$default"`` (whatever no other route matches)."""
 
     def __init__(self, route_keys: Sequence[str]) -> None:

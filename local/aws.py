@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -25,11 +25,9 @@ from moto.sqs.responses import SQSResponse
 from infra.resources import (
     Key,
     QueueSpec,
-    SecretSpec,
     ServiceDescription,
     TableSpec,
     local_name,
-    secret_name,
 )
 from local.config import LOOPBACK, AwsConfig, ensure_port_free
 
@@ -187,7 +185,6 @@ class LocalResources:
 
     tables: dict[str, str]
     queues: dict[str, QueueRef]
-    secrets: dict[str, str]
     schedules: dict[str, str]  # schedule id -> EventBridge rule ARN
 
 
@@ -229,7 +226,7 @@ def create_table(client: DynamoDBClient, spec: TableSpec, name: str) -> None:
         )
 
 
-def create_queue(client: SQSClient, spec: QueueSpec, connection_id: str) -> QueueRef:
+def create_queue(client: SQSClient, spec: QueueSpec, stack: str) -> QueueRef:
     """The queue and, when it asks for one, its dead-letter queue with the redrive policy."""
     base: dict[QueueAttributeNameType, str] = {
         "MessageRetentionPeriod": str(spec.retention_days * 86_400)
@@ -242,7 +239,7 @@ def create_queue(client: SQSClient, spec: QueueSpec, connection_id: str) -> Queu
         }
 
     def make(resource_id: str, attributes: dict[QueueAttributeNameType, str]) -> tuple[str, str]:
-        name = local_name(connection_id, resource_id, fifo=spec.fifo)
+        name = local_name(stack, resource_id, fifo=spec.fifo)
         url = client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         arn = client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         return url, arn["Attributes"]["QueueArn"]
@@ -267,8 +264,8 @@ def create_queue(client: SQSClient, spec: QueueSpec, connection_id: str) -> Queu
     )
 
 
-def function_name(connection_id: str, function_id: str) -> str:
-    return local_name(connection_id, function_id)
+def function_name(stack: str, function_id: str) -> str:
+    return local_name(stack, function_id)
 
 
 def function_arn(region: str, name: str) -> str:
@@ -279,36 +276,36 @@ def create_resources(
     clients: AwsClients,
     description: ServiceDescription,
     *,
-    connection_id: str,
+    stack: str,
     region: str,
-    secret_values: Callable[[SecretSpec], Mapping[str, str]],
 ) -> LocalResources:
-    """Every table, queue, secret and schedule of ``description``, named for the connection."""
+    """Every table, queue and schedule of ``description``, named for the stack."""
     tables = {}
     for table in description.tables:
-        tables[table.id] = local_name(connection_id, table.id)
+        tables[table.id] = local_name(stack, table.id)
         create_table(clients.dynamodb, table, tables[table.id])
-    queues = {q.id: create_queue(clients.sqs, q, connection_id) for q in description.queues}
-    secrets = {}
-    for secret in description.secrets:
-        secrets[secret.id] = secret_name(connection_id, secret.vendor)
-        clients.secretsmanager.create_secret(
-            Name=secrets[secret.id],
-            Description=secret.description,
-            SecretString=json.dumps(dict(secret_values(secret))),
-        )
+    queues = {q.id: create_queue(clients.sqs, q, stack) for q in description.queues}
     schedules = {}
     for schedule in description.schedules:
-        rule = local_name(connection_id, schedule.id)
+        rule = local_name(stack, schedule.id)
         unit = "minute" if schedule.rate_minutes == 1 else "minutes"
         schedules[schedule.id] = clients.events.put_rule(
             Name=rule, ScheduleExpression=f"rate({schedule.rate_minutes} {unit})"
         )["RuleArn"]
-        target = function_name(connection_id, schedule.function)
+        target = function_name(stack, schedule.function)
         clients.events.put_targets(
             Rule=rule, Targets=[{"Id": schedule.function, "Arn": function_arn(region, target)}]
         )
-    return LocalResources(tables=tables, queues=queues, secrets=secrets, schedules=schedules)
+    return LocalResources(tables=tables, queues=queues, schedules=schedules)
+
+
+def put_secret(client: SecretsManagerClient, name: str, value: Mapping[str, str]) -> None:
+    """Create the secret, or give it a new value when it exists."""
+    string = json.dumps(dict(value))
+    try:
+        client.create_secret(Name=name, SecretString=string)
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=string)
 
 
 def redrive(sqs: SQSClient, queue: QueueRef) -> int:

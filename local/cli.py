@@ -17,17 +17,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import boto3
 import botocore.exceptions
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from infra.resources import DESCRIPTION, local_name
-from local.aws import AwsClients, QueueRef, redrive
+from local.aws import AwsClients, QueueRef, put_secret, redrive
 from local.config import DEFAULT_CONFIG, LOOPBACK, LocalConfig, LocalConfigError
 from local.runtime import LocalStack, LocalStackError
+from shared.bootstrap import mapper_of
+from shared.connectors.registry import UnknownVendor, vendor, vendors
+from shared.connectors.spec import VendorKind, secret_id
 from shared.errors import MappingConfigError
-from shared.mapping import load_mapping
+from shared.models import Connection
+from shared.stores import DynamoConnections
 
 console = Console()
 errors = Console(stderr=True)
@@ -45,13 +51,11 @@ class Command:
 
 
 def load_config(path: Path) -> LocalConfig:
-    """The local config with a valid mapping file, or a ``CommandError`` saying what is wrong."""
+    """The local config with valid connections, or a ``CommandError`` saying what is wrong."""
     try:
-        config = LocalConfig.load(path)
-        load_mapping(config.mapping_file)
-    except (LocalConfigError, MappingConfigError) as exc:
+        return LocalConfig.load(path)
+    except LocalConfigError as exc:
         raise CommandError(str(exc)) from None
-    return config
 
 
 def start_stack(config: LocalConfig) -> LocalStack:
@@ -68,29 +72,23 @@ def print_urls(stack: LocalStack) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("API (API Gateway)", urls.api)
-    for vendor, url in urls.webhooks.items():
-        table.add_row(f"  POST webhook: {vendor}", url)
-    if urls.hubspot:
-        table.add_row("HubSpot sandbox", urls.hubspot)
-    if urls.quickbooks:
-        table.add_row("QuickBooks sandbox", urls.quickbooks)
+    for name, url in urls.webhooks.items():
+        table.add_row(f"  POST webhook: {name}", url)
+    for name, url in urls.sandboxes.items():
+        table.add_row(f"{vendor(name).label} sandbox", url)
     table.add_row("AWS (moto)", urls.moto)
     for queue_id, queue in stack.resources.queues.items():
         table.add_row(f"  queue {queue_id}", queue.url)
         if queue.dead_letter_url:
             table.add_row(f"  queue {queue_id} DLQ", queue.dead_letter_url)
     console.print(table)
-    if urls.hubspot:
+    for connection in stack.config.connections:
         console.print(
-            "\nTry it: create a contact in the HubSpot sandbox as a person would in its UI;"
-            " its signed webhook flows through the webhook and sync handlers into QuickBooks.\n"
-            f"  curl -s -X POST {urls.hubspot}/_sandbox/objects/contacts"
-            " -H 'content-type: application/json'"
-            ' -d \'{"properties": {"email": "ada@example.com", "firstname": "Ada",'
-            ' "lastname": "Lovelace"}}\'\n'
-            "  then look for her in QuickBooks:"
-            f" curl -s {urls.quickbooks}/_sandbox/entities/Customer\n",
-            soft_wrap=True,  # commands stay on one line, ready to copy
+            f"Connection {connection.id}: {vendor(connection.crm).label} → "
+            f"{vendor(connection.accounting).label}, mapping {connection.mapping_file}. "
+            "Change a record in the CRM sandbox (`crmsync demo` shows how, through the "
+            "CRM's own API) and watch it reach the books.",
+            soft_wrap=True,
         )
     console.print(
         f"AWS CLI: aws --endpoint-url {urls.moto} sqs list-queues"
@@ -143,7 +141,14 @@ def run_up(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from local import demo  # imports httpx clients and the scenario only when asked for
 
-    problems = demo.run_demo(load_config(args.config))
+    config = load_config(args.config)
+    if args.crm or args.accounting:
+        first = config.connections[0]
+        try:
+            config = config.with_pair(args.crm or first.crm, args.accounting or first.accounting)
+        except ValidationError as exc:
+            raise CommandError(f"no demo for that pair: {exc.errors()[0]['msg']}") from None
+    problems = demo.run_demo(config)
     if problems:
         for problem in problems:
             errors.print(f"[bold red]✗[/bold red] {escape(problem)}", highlight=False)
@@ -159,7 +164,7 @@ def run_redrive(args: argparse.Namespace) -> int:
         raise CommandError("redrive needs the fixed moto port of a running `crmsync up`")
     clients = AwsClients.connect(f"http://{LOOPBACK}:{config.ports.moto}", config.aws)
     spec = DESCRIPTION.queue("Events")
-    name = local_name(config.connection_id, spec.id, fifo=spec.fifo)
+    name = local_name(config.stack, spec.id, fifo=spec.fifo)
     try:
         url = clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
         attributes = clients.sqs.get_queue_attributes(
@@ -183,6 +188,83 @@ def run_redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    crms = [spec.name for spec in vendors("crm")]
+    books = [spec.name for spec in vendors("accounting")]
+    parser.add_argument("--crm", choices=crms, help="the CRM (default: the config's first)")
+    parser.add_argument(
+        "--accounting", choices=books, help="the accounting system (default: the config's first)"
+    )
+
+
+def run_connect(args: argparse.Namespace) -> int:
+    """Add or change a connection of a deployed stack (or of a running ``crmsync up``):
+    its secrets and its row in the Connections table. No redeploy: running functions
+    pick it up within a minute."""
+    try:
+        connection = Connection(
+            id=args.id,
+            crm=args.crm,
+            accounting=args.accounting,
+            mapping_name=args.mapping.name,
+            mapping=args.mapping.read_text(encoding="utf-8"),
+        )
+        mapper_of(connection)
+        secrets = {
+            connection.crm: _secret_file(args.crm_secret, connection.crm, "crm"),
+            connection.accounting: _secret_file(
+                args.accounting_secret, connection.accounting, "accounting"
+            ),
+        }
+    except (OSError, ValueError, MappingConfigError, UnknownVendor) as exc:
+        raise CommandError(str(exc)) from None
+    session = boto3.session.Session()
+    secretsmanager = session.client("secretsmanager", endpoint_url=args.endpoint_url)
+    for name, values in secrets.items():
+        put_secret(secretsmanager, secret_id(connection.id, name), values)
+    DynamoConnections(
+        session.client("dynamodb", endpoint_url=args.endpoint_url),
+        session.resource("dynamodb", endpoint_url=args.endpoint_url),
+        args.table,
+    ).put(connection)
+    console.print(
+        f"connection {connection.id}: {vendor(connection.crm).label} → "
+        f"{vendor(connection.accounting).label} stored in {args.table}; point each vendor's "
+        f"webhooks at <WebhookUrl>/webhooks/<vendor>/{connection.id}"
+    )
+    return 0
+
+
+def _secret_file(path: Path, name: str, role: VendorKind) -> dict[str, str]:
+    """A vendor secret's JSON, checked against what the vendor declares it needs."""
+    spec = vendor(name)
+    if spec.kind != role:
+        raise ValueError(f"{spec.label} is not a {role} system")
+    values = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise ValueError(f"{path}: a secret is a JSON object of strings")
+    missing = [key for key in spec.secret_keys if key not in values]
+    if missing:
+        needed = "; ".join(f"{key}: {why}" for key, why in spec.secret_keys.items())
+        raise ValueError(f"{path}: {spec.label} needs {', '.join(missing)} ({needed})")
+    return values
+
+
+def _connect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", required=True, help="the connection's id (a-z, 0-9, -)")
+    parser.add_argument("--crm", required=True, choices=[s.name for s in vendors("crm")])
+    parser.add_argument(
+        "--accounting", required=True, choices=[s.name for s in vendors("accounting")]
+    )
+    parser.add_argument("--mapping", required=True, type=Path, help="the mapping file")
+    parser.add_argument("--crm-secret", required=True, type=Path, help="the CRM's secret JSON")
+    parser.add_argument(
+        "--accounting-secret", required=True, type=Path, help="the accounting secret JSON"
+    )
+    parser.add_argument("--table", required=True, help="the stack's ConnectionsTableName output")
+    parser.add_argument("--endpoint-url", help="an AWS endpoint (a running `crmsync up`)")
+
+
 COMMANDS: dict[str, Command] = {
     "up": Command(
         help="start the local stack (moto, sandboxes, API, worker, schedule) until Ctrl-C",
@@ -192,9 +274,16 @@ COMMANDS: dict[str, Command] = {
         help="move dead-lettered events back onto the queue of a running `crmsync up`",
         run=run_redrive,
     ),
+    "connect": Command(
+        help="add or change a connection (secrets and mapping) of a deployed stack",
+        run=run_connect,
+        add_arguments=_connect_arguments,
+    ),
     "demo": Command(
-        help="run the HubSpot → QuickBooks scenario on a fresh local stack and check it",
+        help="run the sample scenario for one CRM → accounting pair on a fresh local stack "
+        "and check it",
         run=run_demo,
+        add_arguments=lambda parser: _demo_arguments(parser),
     ),
 }
 

@@ -1,8 +1,9 @@
-"""The one local configuration: ports and the dummy credentials.
+"""The one local configuration: the connections and the ports.
 
-The same values seed the Secrets Manager secrets in moto and configure the vendor
-sandboxes, so the real handlers authenticate against the sandboxes without any
-real account. Nothing here is secret; ``local/local.yaml`` is committed.
+Each connection's vendors run as sandboxes (``local.sandboxes.registry``), whose dummy
+accounts also fill the connection's secrets in moto, so the real handlers
+authenticate against them without any real account. Nothing here is secret;
+``local/local.yaml`` is committed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from infra.resources import DESCRIPTION, SecretSpec
+from local.sandboxes.registry import SANDBOXES, sandbox
+from shared.bootstrap import mapper_of
+from shared.connectors.registry import vendor
+from shared.errors import MappingConfigError
+from shared.models import Connection, ConnectionId
 
 DEFAULT_CONFIG = Path(__file__).resolve().with_name("local.yaml")
+PRESETS = Path(__file__).resolve().parents[1] / "config"
 # Everything binds to loopback only: dummy credentials must never face a network.
 LOOPBACK = "127.0.0.1"
 
@@ -51,8 +57,20 @@ class Ports(_Model):
 
     api: int = Field(ge=0, le=65535)
     moto: int = Field(ge=0, le=65535)
-    hubspot: int = Field(ge=0, le=65535)
-    quickbooks: int = Field(ge=0, le=65535)
+    # One per vendor sandbox; a vendor left out gets a free port.
+    sandboxes: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sandboxes_exist(self) -> Ports:
+        unknown = sorted(set(self.sandboxes) - set(SANDBOXES))
+        if unknown:
+            raise ValueError(
+                f"no sandbox named {', '.join(unknown)}; sandboxes: {sorted(SANDBOXES)}"
+            )
+        return self
+
+    def sandbox(self, vendor: str) -> int:
+        return self.sandboxes.get(vendor, 0)
 
 
 class AwsConfig(_Model):
@@ -61,59 +79,96 @@ class AwsConfig(_Model):
     secret_access_key: str = "testing"
 
 
-class HubSpotLocal(_Model):
-    access_token: str
-    client_secret: str
-    portal_id: int
-    app_id: int
-
-
-class QuickBooksLocal(_Model):
-    client_id: str
-    client_secret: str
-    refresh_token: str
-    realm_id: str
-    verifier_token: str
-
-
 class WorkerConfig(_Model):
     # Short long-polls keep Ctrl-C prompt; Lambda's poller uses 20 s.
     wait_time_s: int = Field(default=1, ge=0, le=20)
     batch_size: int = Field(default=10, ge=1, le=10)
 
 
-class LocalConfig(_Model):
-    connection_id: str = Field(default="demo", min_length=1, max_length=64)
+class LocalConnection(_Model):
+    """A connection of the local stack: its two systems run as sandboxes."""
+
+    id: ConnectionId
+    crm: str
+    accounting: str
     mapping_file: Path
+
+    def connection(self) -> Connection:
+        """The stored form, the mapping document included."""
+        return Connection(
+            id=self.id,
+            crm=self.crm,
+            accounting=self.accounting,
+            mapping_name=str(self.mapping_file),
+            mapping=self.mapping_file.read_text(encoding="utf-8"),
+        )
+
+
+class LocalConfig(_Model):
+    # Names the local resources, as a stack name does in AWS.
+    stack: str = Field(default="demo", pattern=r"^[a-z][a-z0-9-]{0,30}$")
+    connections: tuple[LocalConnection, ...] = Field(min_length=1)
     ports: Ports
     aws: AwsConfig = AwsConfig()
     worker: WorkerConfig = WorkerConfig()
     # Seconds between reconcile runs; None keeps the schedule's own rate.
     reconcile_interval_s: float | None = Field(default=None, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
-    hubspot: HubSpotLocal
-    quickbooks: QuickBooksLocal
 
     @model_validator(mode="after")
-    def _every_secret_key_has_a_value(self) -> LocalConfig:
-        for spec in DESCRIPTION.secrets:
-            self.secret_values(spec)
+    def _connections_run_here(self) -> LocalConfig:
+        seen: dict[str, str] = {}
+        ids = [c.id for c in self.connections]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"two connections share the id {', '.join(repeated)}")
+        for connection in self.connections:
+            for role, name in (("crm", connection.crm), ("accounting", connection.accounting)):
+                try:
+                    kind = vendor(name).kind
+                    sandbox(name)
+                except KeyError as exc:  # names the registered ones
+                    # The message itself: str() of a plain KeyError is its repr, in quotes.
+                    reason = exc.args[0] if exc.args else exc
+                    raise ValueError(f"connection {connection.id!r}: {reason}") from None
+                if kind != role:
+                    raise ValueError(f"connection {connection.id!r}: {name} is not a {role}")
+                # One sandbox per vendor posts its webhooks to one connection's route.
+                if name in seen:
+                    raise ValueError(
+                        f"connections {seen[name]!r} and {connection.id!r} both use {name}; "
+                        "locally each vendor sandbox serves one connection"
+                    )
+                seen[name] = connection.id
+            try:  # a broken, unreadable or mismatched mapping stops here
+                mapper_of(connection.connection())
+            except (OSError, ValueError, MappingConfigError) as exc:
+                raise ValueError(f"connection {connection.id!r}: {exc}") from None
         return self
 
-    def secret_values(self, spec: SecretSpec) -> dict[str, str]:
-        """The dummy JSON the secret ``spec`` holds locally, exactly its declared keys."""
-        vendors: dict[str, BaseModel] = {"hubspot": self.hubspot, "quickbooks": self.quickbooks}
-        if spec.vendor not in vendors:
-            raise ValueError(f"no local credentials for vendor {spec.vendor!r}")
-        values = vendors[spec.vendor].model_dump()
-        missing = [key for key in spec.keys if key not in values]
-        if missing:
-            raise ValueError(f"{spec.vendor}: no local value for secret key(s) {missing}")
-        return {key: str(values[key]) for key in spec.keys}
+    def vendors(self) -> list[str]:
+        """Every vendor a connection uses, in connection order."""
+        return [name for c in self.connections for name in (c.crm, c.accounting)]
+
+    def connection_of(self, vendor_name: str) -> LocalConnection:
+        return next(c for c in self.connections if vendor_name in (c.crm, c.accounting))
 
     def with_free_ports(self) -> LocalConfig:
         """The same config with every port picked by the OS (parallel tests, busy machines)."""
-        return self.model_copy(update={"ports": Ports(api=0, moto=0, hubspot=0, quickbooks=0)})
+        return self.model_copy(update={"ports": Ports(api=0, moto=0)})
+
+    def with_pair(self, crm: str, accounting: str) -> LocalConfig:
+        """One connection between ``crm`` and ``accounting``, with the CRM's services
+        preset (``config/<crm>/services.yaml``): what ``crmsync demo --crm --accounting``
+        runs."""
+        first = self.connections[0]
+        pair = LocalConnection(
+            id=first.id,
+            crm=crm,
+            accounting=accounting,
+            mapping_file=PRESETS / crm / "services.yaml",
+        )
+        return LocalConfig.model_validate({**self.model_dump(), "connections": [pair.model_dump()]})
 
     @classmethod
     def load(cls, path: Path = DEFAULT_CONFIG) -> LocalConfig:
@@ -126,9 +181,10 @@ class LocalConfig(_Model):
             raise LocalConfigError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise LocalConfigError(f"{path}: the top level must be a mapping")
-        mapping = data.get("mapping_file")
-        if isinstance(mapping, str):
-            data["mapping_file"] = (path.parent / mapping).resolve()
+        for connection in data.get("connections") or ():
+            mapping = connection.get("mapping_file") if isinstance(connection, dict) else None
+            if isinstance(mapping, str):
+                connection["mapping_file"] = (path.parent / mapping).resolve()
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.errors import Retryable, StaleWrite
-from shared.models import AuditEntry, ChangeEvent, PendingCreate, RecordLink
+from shared.models import AuditEntry, ChangeEvent, Connection, PendingCreate, RecordLink
 from shared.ports import DeadLetter
 from shared.queues.sqs import message_body
 from shared.stores.audit import utc
@@ -120,6 +120,20 @@ class MemoryCursorStore:
         with self._lock:
             if value > self._values.get(name, value - 1):
                 self._values[name] = value
+
+
+class MemoryConnections:
+    def __init__(self, connections: Sequence[Connection] = ()) -> None:
+        self._connections = {c.id: c for c in connections}
+
+    def get(self, connection_id: str) -> Connection | None:
+        return self._connections.get(connection_id)
+
+    def all(self) -> list[Connection]:
+        return [self._connections[key] for key in sorted(self._connections)]
+
+    def put(self, connection: Connection) -> None:
+        self._connections[connection.id] = connection
 
 
 class MemoryDeferralCounter:
@@ -322,7 +336,7 @@ class MemoryQueue:
                     continue
                 self._recent[event.dedup_id] = now
                 self._enqueue(
-                    _Message(f"m{next(self._ids)}", body, event.record_key, event.dedup_id, now)
+                    _Message(f"m{next(self._ids)}", body, event.message_group, event.dedup_id, now)
                 )
 
     def receive(
@@ -377,7 +391,7 @@ class MemoryQueue:
                 QueuedMessage(
                     message_id,
                     message_body(event),
-                    event.record_key,
+                    event.message_group,
                     event.dedup_id,
                     self.clock(),
                     receive_count=0,

@@ -1,7 +1,8 @@
 """The local stack: everything ``cdk deploy`` would give, on 127.0.0.1.
 
 ``LocalStack(config)`` starts moto's server and creates the described resources in
-it, starts the HubSpot and QuickBooks sandboxes, points the ``CRMSYNC_*`` and AWS
+it, starts a sandbox for each vendor the connections use, stores the connections and
+fills their secrets from the sandboxes' accounts, points the ``CRMSYNC_*`` and AWS
 environment at all of that, then serves the webhook routes (API Gateway stand-in),
 runs one SQS worker per consumed queue (event source mapping stand-in) and one
 scheduler per schedule (EventBridge stand-in). The real handlers run in execution
@@ -21,12 +22,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import boto3
 
 from infra.environment import function_environment, resource_settings
-from infra.resources import DESCRIPTION, FunctionSpec, ServiceDescription, webhook_path
+from infra.resources import (
+    DESCRIPTION,
+    FunctionSpec,
+    ServiceDescription,
+    webhook_path,
+    webhook_route,
+)
 from local.apigw import create_app
 from local.aws import (
     AwsClients,
@@ -35,18 +42,19 @@ from local.aws import (
     create_resources,
     function_arn,
     function_name,
+    put_secret,
     redrive,
 )
 from local.config import LOOPBACK, LocalConfig, ensure_port_free
 from local.lambdas import Handler, InvocationError, LocalFunction
 from local.sandboxes.base import SandboxServer
+from local.sandboxes.registry import SANDBOXES, sandbox
 from local.scheduler import Scheduler, SchedulerStatus
 from local.worker import SqsWorker, WorkerStatus
+from shared.connectors.registry import vendor
+from shared.connectors.spec import secret_id
 from shared.settings import get_settings
-
-if TYPE_CHECKING:
-    from local.sandboxes.hubspot import HubSpotSandbox
-    from local.sandboxes.quickbooks import QuickBooksSandbox
+from shared.stores import DynamoConnections
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +84,8 @@ class PortInUse(LocalStackError):
 class Urls:
     api: str
     moto: str
-    webhooks: dict[str, str]  # vendor -> webhook URL
-    hubspot: str | None
-    quickbooks: str | None
+    webhooks: dict[str, str]  # vendor -> its connection's webhook URL
+    sandboxes: dict[str, str]  # vendor -> its sandbox's base URL
 
 
 @dataclass(frozen=True)
@@ -150,8 +157,7 @@ class LocalStack:
         self._handler_overrides = dict(handlers or {})
         self._with_sandboxes = sandboxes
         self._exit = ExitStack()
-        self.hubspot: HubSpotSandbox | None = None
-        self.quickbooks: QuickBooksSandbox | None = None
+        self.sandboxes: dict[str, Any] = {}  # vendor -> its running sandbox
         self.clients: AwsClients
         self.resources: LocalResources
         self.urls: Urls
@@ -202,11 +208,7 @@ class LocalStack:
         self._exit.callback(moto.stop)
         self.clients = AwsClients.connect(moto.url, config.aws)
         self.resources = create_resources(
-            self.clients,
-            self.description,
-            connection_id=config.connection_id,
-            region=config.aws.region,
-            secret_values=config.secret_values,
+            self.clients, self.description, stack=config.stack, region=config.aws.region
         )
 
         with _claiming("API", config.ports.api):
@@ -215,17 +217,13 @@ class LocalStack:
             )
         api.start()
         self._exit.callback(api.stop)
-        webhooks = {v: f"{api.url}{webhook_path(v)}" for v in self.description.webhook_vendors()}
-        hubspot_url, quickbooks_url = (
-            self._start_sandboxes(webhooks) if self._with_sandboxes else (None, None)
-        )
-        self.urls = Urls(
-            api=api.url,
-            moto=moto.url,
-            webhooks=webhooks,
-            hubspot=hubspot_url,
-            quickbooks=quickbooks_url,
-        )
+        webhooks = {
+            name: f"{api.url}{webhook_path(name, config.connection_of(name).id)}"
+            for name in config.vendors()
+        }
+        sandbox_urls = self._start_sandboxes(webhooks) if self._with_sandboxes else {}
+        self.urls = Urls(api=api.url, moto=moto.url, webhooks=webhooks, sandboxes=sandbox_urls)
+        self._store_connections()
 
         self.environment = self._environment_values()
         self._exit.enter_context(_environment(self.environment))
@@ -235,7 +233,7 @@ class LocalStack:
         self._exit.callback(get_settings.cache_clear)
 
         for spec in self.description.functions:
-            name = function_name(config.connection_id, spec.id)
+            name = function_name(config.stack, spec.id)
             function = LocalFunction(
                 spec,
                 name=name,
@@ -296,56 +294,62 @@ class LocalStack:
         return WEBHOOK_CONCURRENCY if spec.id == self.description.webhook_function else 1
 
     def _route_keys(self) -> tuple[str, ...]:
-        return tuple(f"POST {webhook_path(v)}" for v in self.description.webhook_vendors())
+        return tuple(f"POST {webhook_route(v)}" for v in self.description.webhook_vendors())
 
     def _invoke_webhook(self, event: dict[str, Any]) -> Any:
         return self.functions[self.description.webhook_function].invoke(event)
 
-    def _start_sandboxes(self, webhooks: Mapping[str, str]) -> tuple[str, str]:
-        # Imported here: the sandboxes are only needed when they run.
-        from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
-        from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
-
-        config = self.config
-        self.hubspot = HubSpotSandbox(
-            HubSpotSandboxConfig(
-                access_token=config.hubspot.access_token,
-                client_secret=config.hubspot.client_secret,
-                webhook_url=webhooks.get("hubspot"),
-                portal_id=config.hubspot.portal_id,
-                app_id=config.hubspot.app_id,
-            )
-        )
-        self._exit.callback(self.hubspot.close)
-        self.quickbooks = QuickBooksSandbox(
-            QuickBooksSandboxConfig(
-                realm_id=config.quickbooks.realm_id,
-                client_id=config.quickbooks.client_id,
-                client_secret=config.quickbooks.client_secret,
-                initial_refresh_token=config.quickbooks.refresh_token,
-                webhook_verifier_token=config.quickbooks.verifier_token,
-                webhook_url=webhooks.get("quickbooks"),
-            )
-        )
-        self._exit.callback(self.quickbooks.close)
-        urls = []
-        for service, sandbox, port in (
-            ("HubSpot sandbox", self.hubspot, config.ports.hubspot),
-            ("QuickBooks sandbox", self.quickbooks, config.ports.quickbooks),
-        ):
-            with _claiming(service, port):
-                server = SandboxServer(sandbox.app, port)
+    def _start_sandboxes(self, webhooks: Mapping[str, str]) -> dict[str, str]:
+        """A sandbox for each vendor the connections use; returns their base URLs."""
+        urls = {}
+        for name in self.config.vendors():
+            running = sandbox(name).start(webhooks[name])
+            self._exit.callback(running.close)
+            self.sandboxes[name] = running
+            with _claiming(f"{vendor(name).label} sandbox", self.config.ports.sandbox(name)):
+                server = SandboxServer(running.app, self.config.ports.sandbox(name))
             server.start()
             self._exit.callback(server.stop)
-            urls.append(server.url)
-        return urls[0], urls[1]
+            urls[name] = server.url
+        return urls
+
+    def _store_connections(self) -> None:
+        """Each connection in the Connections table and its secrets filled from the
+        sandboxes' accounts: what ``crmsync connect`` does in AWS."""
+        session = boto3.session.Session(
+            aws_access_key_id=self.config.aws.access_key_id,
+            aws_secret_access_key=self.config.aws.secret_access_key,
+            region_name=self.config.aws.region,
+        )
+        connections = DynamoConnections(
+            self.clients.dynamodb,
+            session.resource("dynamodb", endpoint_url=self.urls.moto),
+            self.resources.tables["Connections"],
+        )
+        for local in self.config.connections:
+            connections.put(local.connection())
+            for name in (local.crm, local.accounting):
+                put_secret(
+                    self.clients.secretsmanager, secret_id(local.id, name), self._secret_of(name)
+                )
+
+    def _secret_of(self, name: str) -> dict[str, str]:
+        spec = sandbox(name)
+        running = self.sandboxes.get(name)
+        if running is None:  # no sandboxes: the dummy account's values all the same
+            running = spec.start(None)
+            running.close()
+        values = spec.secret(running)
+        missing = set(vendor(name).secret_keys) - set(values)
+        if missing:
+            raise LocalStackError(f"the {name} sandbox gives no {sorted(missing)} for its secret")
+        return values
 
     def _environment_values(self) -> dict[str, str | None]:
         config = self.config
         values = resource_settings(
             tables=self.resources.tables,
             queues={queue_id: q.url for queue_id, q in self.resources.queues.items()},
-            secrets=self.resources.secrets,
             dead_letters={
                 queue_id: q.dead_letter_url
                 for queue_id, q in self.resources.queues.items()
@@ -353,21 +357,19 @@ class LocalStack:
             },
             description=self.description,
         )
-        values |= {
-            "connection_id": config.connection_id,
-            "public_base_url": self.urls.api,
-            "mapping_file": str(config.mapping_file),
-        }
-        hubspot = self.urls.hubspot or NO_VENDOR
-        quickbooks = self.urls.quickbooks or NO_VENDOR
-        values |= {
-            "hubspot_api_url": hubspot,
-            "quickbooks_api_url": quickbooks,
-            "quickbooks_token_url": f"{quickbooks}/oauth2/v1/tokens/bearer",
+        values |= {"public_base_url": self.urls.api}
+        # Every registered vendor points at its sandbox, or at nothing: never a real one.
+        vendor_settings = {
+            f"{vendor(name).env_prefix}{field.upper()}": value
+            for name in SANDBOXES
+            for field, value in sandbox(name)
+            .settings(self.urls.sandboxes.get(name, NO_VENDOR))
+            .items()
         }
         quiet = config.log_level != "DEBUG"
         return {
             **function_environment(values),
+            **vendor_settings,
             "AWS_ENDPOINT_URL": self.urls.moto,
             "AWS_ACCESS_KEY_ID": config.aws.access_key_id,
             "AWS_SECRET_ACCESS_KEY": config.aws.secret_access_key,

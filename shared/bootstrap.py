@@ -10,25 +10,24 @@ import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import boto3
 
 from shared.connectors.http import Deadline
-from shared.connectors.registry import (
-    ConnectorContext,
-    accounting_connector,
-    crm_connector,
-)
-from shared.mapping import Mapper, load_mapping
-from shared.models import ChangeEvent, ObjectType
+from shared.connectors.registry import vendor
+from shared.connectors.spec import ConnectorContext, WebhookContext, secret_id
+from shared.mapping import Mapper, parse_mapping
+from shared.models import ChangeEvent, Connection, ObjectType
+from shared.ports import AccountingTarget, CrmSource, WebhookReceiver
 from shared.queues.sqs import SqsDeadLetters, SqsEventQueue
 from shared.secrets.secrets_manager import SecretsManagerStore
 from shared.settings import Settings
 from shared.stores import (
     DynamoAuditLog,
     DynamoCallBudget,
+    DynamoConnections,
     DynamoCursorStore,
     DynamoDeferralCounter,
     DynamoLinkStore,
@@ -38,13 +37,31 @@ from shared.sync.consume import Consumer
 from shared.sync.engine import SyncEngine
 from shared.sync.ingest import WebhookIngest
 from shared.sync.reconcile import Reconciler
+from shared.sync.route import ConnectionRouter
 
 CRM_OBJECTS = (ObjectType.CONTACT, ObjectType.COMPANY, ObjectType.DEAL, ObjectType.LINE_ITEM)
 
 
-@dataclass
+def mapper_of(connection: Connection) -> Mapper:
+    """The connection's mapping; a file naming other systems than the connection's is
+    refused (its property names are another vendor's)."""
+    mapping = parse_mapping(connection.mapping, connection.mapping_name)
+    for side, named, actual in (
+        ("source", mapping.source, connection.crm),
+        ("target", mapping.target, connection.accounting),
+    ):
+        if named is not None and named != actual:
+            raise ValueError(
+                f"{connection.mapping_name}: written for {side} {named!r}, but connection "
+                f"{connection.id!r} uses {actual!r}"
+            )
+    return Mapper(mapping)
+
+
+@dataclass(eq=False)  # hashed by identity: its per-connection builders are cached
 class Container:
-    """Lazily built adapters for one settings object; each built at most once."""
+    """Lazily built adapters for one settings object; each built at most once, and
+    each connection's engine once per version of the connection."""
 
     settings: Settings
 
@@ -61,8 +78,10 @@ class Container:
         return boto3.client("secretsmanager")
 
     @cached_property
-    def mapper(self) -> Mapper:
-        return Mapper(load_mapping(self.settings.mapping_file))
+    def connections(self) -> DynamoConnections:
+        return DynamoConnections(
+            self.dynamodb, boto3.resource("dynamodb"), self.settings.connections_table
+        )
 
     @cached_property
     def secrets(self) -> SecretsManagerStore:
@@ -88,60 +107,70 @@ class Container:
         return DynamoLock(self.dynamodb, self.settings.cursors_table, owner)
 
     @cached_property
+    def budget(self) -> DynamoCallBudget:
+        return DynamoCallBudget(self.dynamodb, self.settings.cursors_table)
+
+    @cached_property
     def deadline(self) -> Deadline:
         """The invocation's time left; the handler starts it on every invocation."""
         return Deadline()
 
-    @cached_property
-    def context(self) -> ConnectorContext:
+    # --- per connection ----------------------------------------------------------------
+
+    def _context(self, connection: Connection, system: str, mapper: Mapper) -> ConnectorContext:
         return ConnectorContext(
-            settings=self.settings,
+            connection_id=connection.id,
             secrets=self.secrets,
+            secret_id=secret_id(connection.id, system),
             lock=self.lock,
-            budget=DynamoCallBudget(self.dynamodb, self.settings.cursors_table),
-            properties={t: self.mapper.source_properties(t) for t in CRM_OBJECTS},
+            budget=self.budget,
+            properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
             deadline=self.deadline,
         )
 
-    def ingest(self) -> WebhookIngest:
-        crm = crm_connector(self.settings.crm)
-        accounting = accounting_connector(self.settings.accounting)
-        return WebhookIngest(
-            connection_id=self.settings.connection_id,
-            receivers={
-                self.settings.crm: crm.webhooks(self.settings, self.secrets),
-                self.settings.accounting: accounting.webhooks(self.settings, self.secrets),
-            },
-            queue=self.queue,
-            max_body_bytes=self.settings.max_webhook_body_bytes,
-        )
+    @cache  # noqa: B019 - one container per process; connections are few and frozen
+    def _crm(self, connection: Connection) -> tuple[CrmSource, Mapper]:
+        mapper = mapper_of(connection)
+        crm = vendor(connection.crm).crm_source(self._context(connection, connection.crm, mapper))
+        return crm, mapper
 
-    def engine(self) -> SyncEngine:
+    @cache  # noqa: B019
+    def _ledger(self, connection: Connection) -> AccountingTarget:
+        mapper = self._crm(connection)[1]
+        spec = vendor(connection.accounting)
+        return spec.accounting_target(self._context(connection, connection.accounting, mapper))
+
+    @cache  # noqa: B019
+    def engine(self, connection: Connection) -> SyncEngine:
+        crm, mapper = self._crm(connection)
         return SyncEngine(
-            connection_id=self.settings.connection_id,
-            crm=crm_connector(self.settings.crm).source(self.context),
-            ledger=accounting_connector(self.settings.accounting).target(self.context),
-            mapper=self.mapper,
+            connection_id=connection.id,
+            crm=crm,
+            ledger=self._ledger(connection),
+            mapper=mapper,
             links=self.links,
             audit=self.audit,
             queue=self.queue,
             lock=self.lock,
         )
 
-    def consumer(self, apply: Callable[[ChangeEvent], Any]) -> Consumer:
-        return Consumer(
-            apply=apply,
-            queue=self.queue,
-            deferrals=DynamoDeferralCounter(self.dynamodb, self.settings.cursors_table),
-            max_failed_attempts=self.settings.max_failed_attempts,
-            retry_delay_s=self.settings.retry_delay_s,
+    @cache  # noqa: B019
+    def receiver(self, system: str, connection_id: str) -> WebhookReceiver:
+        return vendor(system).webhook_receiver(
+            WebhookContext(
+                connection_id=connection_id,
+                secrets=self.secrets,
+                secret_id=secret_id(connection_id, system),
+                tolerance_s=self.settings.webhook_tolerance_s,
+            )
         )
 
-    def reconciler(self) -> Reconciler:
+    def reconciler(self, connection: Connection) -> Reconciler:
+        crm, mapper = self._crm(connection)
         return Reconciler(
-            connection_id=self.settings.connection_id,
-            crm=crm_connector(self.settings.crm).source(self.context),
-            mapper=self.mapper,
+            connection_id=connection.id,
+            crm=crm,
+            mapper=mapper,
             links=self.links,
             cursors=DynamoCursorStore(self.dynamodb, self.settings.cursors_table),
             queue=self.queue,
@@ -152,4 +181,28 @@ class Container:
                 else None
             ),
             audit=self.audit,
+        )
+
+    # --- what the handlers run ---------------------------------------------------------
+
+    def ingest(self) -> WebhookIngest:
+        return WebhookIngest(
+            connections=self.connections,
+            receiver_for=self.receiver,
+            queue=self.queue,
+            max_body_bytes=self.settings.max_webhook_body_bytes,
+        )
+
+    def router(self) -> ConnectionRouter:
+        return ConnectionRouter(
+            connections=self.connections, engine_for=self.engine, audit=self.audit
+        )
+
+    def consumer(self, apply: Callable[[ChangeEvent], Any]) -> Consumer:
+        return Consumer(
+            apply=apply,
+            queue=self.queue,
+            deferrals=DynamoDeferralCounter(self.dynamodb, self.settings.cursors_table),
+            max_failed_attempts=self.settings.max_failed_attempts,
+            retry_delay_s=self.settings.retry_delay_s,
         )

@@ -19,6 +19,7 @@ from shared.errors import WebhookRejected
 from shared.models import (
     AuditEntry,
     ChangeEvent,
+    Connection,
     Invoice,
     ObjectType,
     Party,
@@ -52,12 +53,29 @@ class InboundWebhook(BaseModel):
             raise WebhookRejected(400, "body nests JSON too deeply") from None
 
 
+class WebhookAnswer(BaseModel):
+    """What the vendor is told once a delivery's events are on the queue."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: int = 200
+    content_type: str = "application/json"
+    body: str = ""
+
+
+def enqueued_answer(enqueued: int) -> WebhookAnswer:
+    """The answer of a vendor that only wants a 2xx: how many events were enqueued."""
+    return WebhookAnswer(body=json.dumps({"enqueued": enqueued}))
+
+
 class WebhookReceiver(Protocol):
-    """Verifies and normalizes one vendor's webhooks.
+    """Verifies and normalizes one vendor's webhooks, and shapes the answer.
 
     ``verify`` raises ``shared.errors.WebhookRejected`` (a 4xx reason) when the
     request is not provably from the vendor; ``normalize`` raises it for a payload
-    that is signed but not understood. Neither does I/O.
+    that is signed but not understood. ``answer`` is what the vendor expects back once
+    the events are enqueued (some want an empty 200, some an acknowledgement document).
+    None does I/O.
     """
 
     system: System
@@ -65,6 +83,8 @@ class WebhookReceiver(Protocol):
     def verify(self, request: InboundWebhook) -> None: ...
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]: ...
+
+    def answer(self, request: InboundWebhook, enqueued: int) -> WebhookAnswer: ...
 
 
 # --- the two sides ----------------------------------------------------------------
@@ -163,6 +183,16 @@ class LinkStore(Protocol):
     def drop_pending_create(self, connection_id: str, source_key: str) -> None:
         """The create was refused for good: nothing was made, nothing to repeat."""
         ...
+
+
+class Connections(Protocol):
+    """The connections this deployment serves, read at run time."""
+
+    def get(self, connection_id: str) -> Connection | None: ...
+
+    def all(self) -> list[Connection]: ...
+
+    def put(self, connection: Connection) -> None: ...
 
 
 class AuditLog(Protocol):

@@ -8,23 +8,17 @@ variables from ``infra.resources.DESCRIPTION``.
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-DEFAULT_MAPPING = Path(__file__).resolve().parent.parent / "config" / "services.yaml"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRMSYNC_", frozen=True)
 
-    connection_id: str = Field(default="default", min_length=1, max_length=64)
-    # Which connector of shared.connectors.registry serves each side.
-    crm: str = "hubspot"
-    accounting: str = "quickbooks"
-    mapping_file: Path = DEFAULT_MAPPING
-
+    # Each connection's systems and mapping are in this table (``Connections``); each
+    # vendor's own settings are read by its package (CRMSYNC_<VENDOR>_*).
+    connections_table: str = "crmsync-connections"
     links_table: str = "crmsync-links"
     idempotency_table: str = "crmsync-idempotency"
     audit_table: str = "crmsync-audit"
@@ -36,12 +30,6 @@ class Settings(BaseSettings):
     # Seconds before a failed message is tried again, doubled on each failure.
     retry_delay_s: float = Field(default=30, ge=0)
 
-    hubspot_secret_id: str = "crmsync/default/hubspot"
-    quickbooks_secret_id: str = "crmsync/default/quickbooks"
-
-    hubspot_api_url: str = "https://api.hubapi.com"
-    quickbooks_api_url: str = "https://quickbooks.api.intuit.com"
-    quickbooks_token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
     # Public base URL of the webhook API, as vendors see it (signatures cover the URL).
     public_base_url: str = ""
 

@@ -10,10 +10,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
+from pathlib import Path
 
 from shared.errors import NotFound, RecordInvalid, Retryable, Violation
 from shared.models import Invoice, ObjectType, Party, SourceRecord, System
 from shared.ports import TargetRef
+
+# The HubSpot services preset: the mapping the core's tests run with.
+DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "config" / "hubspot" / "services.yaml"
 
 
 def epoch_ms(text: str) -> int:
@@ -22,7 +26,7 @@ def epoch_ms(text: str) -> int:
 
 @dataclass
 class FakeCrm:
-    system: System = System.HUBSPOT
+    system: System = "hubspot"
     records: dict[tuple[ObjectType, str], SourceRecord] = field(default_factory=dict)
     fetches: int = 0
 
@@ -50,7 +54,7 @@ class Stored:
 class FakeLedger:
     """QuickBooks-like: SyncTokens, requestid replay, lookups by email and name."""
 
-    system: System = System.QUICKBOOKS
+    system: System = "quickbooks"
     customers: dict[str, Stored] = field(default_factory=dict)
     invoices: dict[str, Stored] = field(default_factory=dict)
     items: dict[str, str] = field(default_factory=lambda: {"Services": "1", "Hours": "2"})

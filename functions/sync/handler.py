@@ -25,7 +25,7 @@ from shared.sync.consume import QueueMessage
 
 settings = get_settings()
 container = Container(settings)
-engine = container.engine()
+router = container.router()
 # A failed group is skipped, not the rest of the batch: other records keep their order.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 # A batch whose every record is retried later (a vendor's 429, say) is routine, not a
@@ -33,7 +33,7 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 # records are still reported failed, so SQS redelivers them.
 processor.raise_on_entire_batch_failure = False
 idempotency = IdempotencyConfig(
-    event_key_jmespath="event_id", expires_after_seconds=settings.idempotency_ttl_s
+    event_key_jmespath="[connection_id, event_id]", expires_after_seconds=settings.idempotency_ttl_s
 )
 persistence = DynamoDBPersistenceLayer(
     table_name=settings.idempotency_table, boto3_client=container.dynamodb
@@ -44,8 +44,9 @@ persistence = DynamoDBPersistenceLayer(
     data_keyword_argument="event", config=idempotency, persistence_store=persistence
 )
 def apply_event(event: ChangeEvent) -> dict[str, Any]:
-    """Keyed by the vendor's event id: a redelivered event is answered from the record."""
-    return engine.handle(event).model_dump(mode="json")
+    """Keyed by the connection and the vendor's event id: a redelivered event is
+    answered from the record."""
+    return router.handle(event).model_dump(mode="json")
 
 
 consumer = container.consumer(lambda event: apply_event(event=event))

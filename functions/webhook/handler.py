@@ -40,11 +40,11 @@ def inbound(event: APIGatewayProxyEventV2) -> InboundWebhook:
     )
 
 
-@app.post("/webhooks/<vendor>")
-def receive(vendor: str) -> dict[str, Any]:
-    enqueued = ingest.accept(vendor, inbound(app.current_event))
-    metrics.add_metric(name="WebhookEventsEnqueued", unit=MetricUnit.Count, value=enqueued)
-    return {"enqueued": enqueued}
+@app.post("/webhooks/<vendor>/<connection>")
+def receive(vendor: str, connection: str) -> Response[str]:
+    answer = ingest.accept(vendor, connection, inbound(app.current_event))
+    metrics.add_metric(name="WebhookDeliveries", unit=MetricUnit.Count, value=1)
+    return Response(status_code=answer.status, content_type=answer.content_type, body=answer.body)
 
 
 @app.exception_handler(WebhookRejected)  # type: ignore[untyped-decorator]  # untyped upstream
@@ -63,7 +63,7 @@ def unknown_route(_: Exception) -> Response[str]:
     return Response(
         status_code=404,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"message": "unknown route; POST /webhooks/<vendor>"}),
+        body=json.dumps({"message": "unknown route; POST /webhooks/<vendor>/<connection>"}),
     )
 
 

@@ -5,7 +5,7 @@ from infra.constructs.ingress import Ingress
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.queues import Queues
 from infra.constructs.schedules import Schedules
-from infra.constructs.secrets import Secrets
+from infra.constructs.secrets import SecretGrants
 from infra.constructs.tables import Tables
 
-__all__ = ["Functions", "Ingress", "Monitoring", "Queues", "Schedules", "Secrets", "Tables"]
+__all__ = ["Functions", "Ingress", "Monitoring", "Queues", "Schedules", "SecretGrants", "Tables"]

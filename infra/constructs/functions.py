@@ -15,7 +15,7 @@ from constructs import Construct
 
 from infra.bundling import ARCHITECTURE, RUNTIME
 from infra.constructs.queues import Queues
-from infra.constructs.secrets import Secrets
+from infra.constructs.secrets import SecretGrants
 from infra.constructs.tables import Tables
 from infra.environment import function_environment, resource_settings
 from infra.resources import FunctionSpec, ServiceDescription
@@ -33,16 +33,15 @@ class Functions(Construct):
         code: lambda_.Code,
         tables: Tables,
         queues: Queues,
-        secrets: Secrets,
+        secrets: SecretGrants,
         settings: Mapping[str, str],
     ):
         """``settings`` maps ``Settings`` fields to values every function gets besides the
-        names of the tables, queues and secrets."""
+        names of the tables and queues."""
         super().__init__(scope, construct_id)
         resources = resource_settings(
             tables={table_id: table.table_name for table_id, table in tables.by_id.items()},
             queues={queue_id: queue.queue_url for queue_id, queue in queues.by_id.items()},
-            secrets=secrets.names,
             dead_letters={queue_id: dlq.queue_url for queue_id, dlq in queues.dead_letters.items()},
             description=service,
         )
@@ -66,6 +65,8 @@ class Functions(Construct):
             )
             for table_id in spec.tables_rw:
                 tables.grant_read_write_data(table_id, role)
+            for table_id in spec.tables_read:
+                tables.grant_read_data(table_id, role)
             for queue_id in spec.queues_send:
                 queues.by_id[queue_id].grant_send_messages(role)
             for queue_id in spec.queues_consume:
@@ -82,12 +83,10 @@ class Functions(Construct):
                 )
             for queue_id in spec.dead_letters_sweep:
                 queues.dead_letters[queue_id].grant_consume_messages(role)
-            for secret_id in spec.secrets_read:
-                secrets.by_id[secret_id].grant_read(role)
-            for secret_id in spec.secrets_write:
-                # Rotating a refresh token is read-modify-write: writing implies reading.
-                secrets.by_id[secret_id].grant_read(role)
-                secrets.by_id[secret_id].grant_write(role)
+            if spec.secrets_read:
+                secrets.grant_read(role)
+            if spec.secrets_rotate:
+                secrets.grant_rotate(role)
             self.by_id[spec.id] = function
 
     def _role(self, spec: FunctionSpec) -> iam.Role:

@@ -17,10 +17,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
-from infra.resources import webhook_path
+from infra.resources import webhook_route
 
-# Vendors send bursts (HubSpot batches up to 100 events per request and retries on
-# 429), so the limit only caps runaway or hostile traffic, far above normal volume.
+# Vendors send bursts (batches of up to 100 events a request, retried on 429), so
+# the limit only caps runaway or hostile traffic, far above normal volume.
 THROTTLE_RATE_PER_S = 100
 THROTTLE_BURST = 200
 ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
@@ -58,10 +58,11 @@ class Ingress(Construct):
         self.webhook_urls: dict[str, str] = {}
 
     def add_webhook_routes(self, function: lambda_.IFunction, vendors: tuple[str, ...]) -> None:
-        """``POST /webhooks/<vendor>`` for each vendor, all served by ``function``."""
+        """``POST /webhooks/<vendor>/<connection>`` for each vendor, all served by
+        ``function``."""
         integration = HttpLambdaIntegration("Webhook", function)
         for vendor in vendors:
-            path = webhook_path(vendor)
+            path = webhook_route(vendor)
             for route in self.api.add_routes(
                 path=path, methods=[apigwv2.HttpMethod.POST], integration=integration
             ):

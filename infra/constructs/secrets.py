@@ -1,46 +1,57 @@
-"""Secrets Manager secrets, one per ``SecretSpec``, with fixed names and no values.
+"""Access to the connections' vendor secrets, ``crmsync/<connection>/<vendor>``.
 
-The template never carries a credential: CloudFormation creates each secret with a
-random placeholder and the operator puts the real JSON in with
-``aws secretsmanager put-secret-value --secret-id <name> --secret-string file://...``.
+The stack creates no secret: connections come and go without a redeploy, and the
+operator puts each connection's credentials in (``crmsync connect``, or
+``aws secretsmanager create-secret --name crmsync/<connection>/<vendor>``). A template
+therefore never carries a credential; the grants cover the name prefix.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Validations
-from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infra.resources import SecretSpec, secret_name
+# Secrets Manager appends "-" and six random characters to a secret's ARN.
+_ARN_SUFFIX = "-??????"
 
 
-class Secrets(Construct):
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        specs: tuple[SecretSpec, ...],
-        connection_id: str,
-    ):
+class SecretGrants(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, rotating_vendors: tuple[str, ...]):
         super().__init__(scope, construct_id)
-        self.by_id: dict[str, secretsmanager.Secret] = {}
-        self.names: dict[str, str] = {}
-        for spec in specs:
-            name = secret_name(connection_id, spec.vendor)
-            self.names[spec.id] = name
-            self.by_id[spec.id] = secretsmanager.Secret(
-                self,
-                spec.id,
-                secret_name=name,
-                description=f"{spec.description}. JSON keys: {', '.join(spec.keys)}",
-            )
-        Validations.of(self).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="The credentials are issued by the vendors, so a Secrets Manager rotation "
-                "function cannot mint new ones: the QuickBooks refresh token is rotated by the "
-                "sync function on every OAuth refresh, the HubSpot private-app token by the "
-                "operator in HubSpot.",
-            )
+        self._rotating_vendors = rotating_vendors
+
+    def _arn(self, name_pattern: str) -> str:
+        stack = Stack.of(self)
+        return stack.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{name_pattern}{_ARN_SUFFIX}",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
+
+    def grant_read(self, role: iam.Role) -> None:
+        self._grant(role, ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"], ["*"])
+
+    def grant_rotate(self, role: iam.Role) -> None:
+        """Writing back the secrets of the vendors that rotate refresh tokens."""
+        if self._rotating_vendors:
+            self._grant(role, ["secretsmanager:PutSecretValue"], self._rotating_vendors)
+
+    def _grant(
+        self, role: iam.Role, actions: list[str], vendors: tuple[str, ...] | list[str]
+    ) -> None:
+        patterns = [f"crmsync/*/{vendor}" for vendor in vendors]
+        role.add_to_policy(
+            iam.PolicyStatement(actions=actions, resources=[self._arn(p) for p in patterns])
+        )
+        for pattern in patterns:
+            Validations.of(role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:"
+                    f"<AWS::Region>:<AWS::AccountId>:secret:{pattern}{_ARN_SUFFIX}]",
+                    reason="Connections are added without a redeploy, each with its own "
+                    "secrets named crmsync/<connection>/<vendor>: the grant covers that name "
+                    "pattern only.",
+                )
+            )

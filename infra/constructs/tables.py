@@ -57,3 +57,9 @@ class Tables(Construct):
                     "its indexes.",
                 )
             )
+
+    def grant_read_data(self, table_id: str, role: iam.IRole) -> None:
+        """Read only (the Connections table has no index)."""
+        if self._specs[table_id].indexes:
+            raise ValueError(f"read-only grants on indexed table {table_id!r} are not declared")
+        self.by_id[table_id].grant_read_data(role)

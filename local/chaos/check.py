@@ -41,7 +41,6 @@ from shared.models import (
     Outcome,
     Party,
     SourceRecord,
-    System,
 )
 from shared.models.events import record_key
 from shared.ports import AuditLog
@@ -301,7 +300,7 @@ class Judge:
         )
 
     def _must_be_invalid(self, object_type: ObjectType, record: Json, *, synced: bool) -> None:
-        key = record_key(System.HUBSPOT, object_type, record["id"])
+        key = record_key("hubspot", object_type, record["id"])
         last = self._last_entry.get(key)
         if synced:
             self._verdict.invalid.append(

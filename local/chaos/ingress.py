@@ -29,6 +29,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import httpx
 from flask import Flask, Response, request
 
 from local.sandboxes.base import SandboxServer
@@ -61,8 +62,13 @@ class _Later:
     request: InboundWebhook
 
 
+def connection_of(inbound: InboundWebhook) -> str:
+    """The connection the delivery was posted for: the last segment of its path."""
+    return httpx.URL(inbound.url).path.rsplit("/", 1)[-1]
+
+
 class ChaosIngress:
-    """Serves ``POST /webhooks/<vendor>`` on 127.0.0.1 in front of ``ingest``."""
+    """Serves ``POST /webhooks/<vendor>/<connection>`` on 127.0.0.1 in front of ``ingest``."""
 
     def __init__(
         self, exit_stack: ExitStack, ingest: WebhookIngest, chaos: WebhookChaos, seed: int
@@ -75,7 +81,9 @@ class ChaosIngress:
         self._calm = False
         self.counts: Counter[str] = Counter()  # what happened to deliveries, by name
         app = Flask(__name__)
-        app.add_url_rule("/webhooks/<vendor>", "webhook", self._receive, methods=["POST"])
+        app.add_url_rule(
+            "/webhooks/<vendor>/<connection>", "webhook", self._receive, methods=["POST"]
+        )
         server = SandboxServer(app).start()
         exit_stack.callback(server.stop)
         self.url = server.url
@@ -94,7 +102,7 @@ class ChaosIngress:
         for later in due:
             self._accept(later.vendor, later.request)
 
-    def _receive(self, vendor: str) -> Response:
+    def _receive(self, vendor: str, connection: str) -> Response:
         inbound = InboundWebhook(
             method=request.method,
             url=request.url,
@@ -144,12 +152,12 @@ class ChaosIngress:
     def _accept(self, vendor: str, inbound: InboundWebhook) -> tuple[int, str]:
         """The webhook function's answer: 2xx only once the events are on the queue."""
         try:
-            enqueued = self._ingest.accept(vendor, inbound)
+            answer = self._ingest.accept(vendor, connection_of(inbound), inbound)
         except WebhookRejected as rejected:
             with self._lock:
                 self.counts[f"{vendor} rejected {rejected.status}"] += 1
             return rejected.status, rejected.reason
-        return 200, f"{enqueued} enqueued"
+        return answer.status, answer.body
 
     def _pump(self) -> None:
         """Accept held deliveries and replays once due, the due ones in shuffled order."""

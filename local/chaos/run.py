@@ -35,7 +35,7 @@ from local.chaos.schedule import (
     ReconcileSchedule,
     RunClock,
 )
-from local.chaos.vendors import EVENTS, Vendors, start_vendors
+from local.chaos.vendors import CONNECTION, EVENTS, Vendors, start_vendors
 from local.chaos.workers import (
     HARNESS_ERRORS,
     LIMIT_FACTOR,
@@ -46,13 +46,13 @@ from local.chaos.workers import (
     Workers,
     build_environment,
 )
-from local.memory import MemoryQueue
+from local.memory import MemoryConnections, MemoryQueue
 from local.sandboxes.quickbooks import QuickBooksSandbox
-from shared.bootstrap import CRM_OBJECTS
-from shared.connectors.crm.hubspot import build_hubspot
-from shared.connectors.registry import accounting_connector, crm_connector
-from shared.mapping import Mapper, load_mapping
-from shared.settings import Settings
+from shared.bootstrap import CRM_OBJECTS, mapper_of
+from shared.connectors.hubspot.connector import build_hubspot
+from shared.connectors.registry import vendor
+from shared.connectors.spec import WebhookContext, secret_id
+from shared.mapping import Mapper
 from shared.sync.ingest import WebhookIngest
 from shared.sync.reconcile import Reconciler
 
@@ -143,7 +143,7 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
         )
         settings = vendors.settings
         before = Before.of(vendors.quickbooks)
-        mapper = Mapper(load_mapping(settings.mapping_file))
+        mapper = mapper_of(vendors.connection)
         queue = MemoryQueue(
             visibility_timeout_s=EVENTS.visibility_timeout_s,
             max_receive_count=EVENTS.max_receive_count,
@@ -152,13 +152,15 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
         )
         stores = Stores(queue=queue, secrets=vendors.secrets)
         ingest = WebhookIngest(
-            connection_id=settings.connection_id,
-            receivers={
-                settings.crm: crm_connector(settings.crm).webhooks(settings, stores.secrets),
-                settings.accounting: accounting_connector(settings.accounting).webhooks(
-                    settings, stores.secrets
-                ),
-            },
+            connections=MemoryConnections([vendors.connection]),
+            receiver_for=lambda name, connection_id: vendor(name).webhook_receiver(
+                WebhookContext(
+                    connection_id=connection_id,
+                    secrets=stores.secrets,
+                    secret_id=secret_id(connection_id, name),
+                    tolerance_s=settings.webhook_tolerance_s,
+                )
+            ),
             queue=queue,
             max_body_bytes=settings.max_webhook_body_bytes,
         )
@@ -168,7 +170,7 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
             count=config.workers,
             queue=queue,
             environment=lambda after_write: build_environment(
-                settings,
+                vendors,
                 stores,
                 mapper,
                 call_timeout_s=config.call_timeout_s,
@@ -181,7 +183,7 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
         workers.start()
         stack.callback(workers.stop)
         clock = RunClock()
-        schedule = ReconcileSchedule(_reconciler(config, settings, mapper, stores, clock, stack))
+        schedule = ReconcileSchedule(_reconciler(config, vendors, mapper, stores, clock, stack))
         schedule.start()
         faults = VendorFaults(
             hubspot=vendors.hubspot.faults,
@@ -222,13 +224,13 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
             quickbooks=vendors.quickbooks,
             mapper=mapper,
             audit=stores.audit,
-            connection_id=settings.connection_id,
+            connection_id=CONNECTION,
             before=before,
             describe=person.describe,
         ).verdict()
         progress(f"judged in {time.perf_counter() - started:.0f} s")
         report.counts.update({f"reconcile: {k}": n for k, n in schedule.counts.items()})
-        _tally(report, faults, ingress, workers, stores, vendors.quickbooks, settings.connection_id)
+        _tally(report, faults, ingress, workers, stores, vendors.quickbooks, CONNECTION)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -268,7 +270,7 @@ def _queue_drained(queue: MemoryQueue, workers: Workers, deadline: float) -> boo
 
 def _reconciler(
     config: ChaosConfig,
-    settings: Settings,
+    vendors: Vendors,
     mapper: Mapper,
     stores: Stores,
     clock: RunClock,
@@ -278,13 +280,13 @@ def _reconciler(
     transport = CappedTimeout(config.call_timeout_s)
     stack.callback(transport.close)
     return Reconciler(
-        connection_id=settings.connection_id,
+        connection_id=CONNECTION,
         crm=build_hubspot(
-            base_url=settings.hubspot_api_url,
+            base_url=vendors.hubspot_url,
             secrets=stores.secrets,
-            secret_id=settings.hubspot_secret_id,
+            secret_id=secret_id(CONNECTION, "hubspot"),
             budget=RaisedLimits(stores.budget, LIMIT_FACTOR),
-            connection_id=settings.connection_id,
+            connection_id=CONNECTION,
             properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
             transport=transport,
         ),

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
-from infra.resources import DESCRIPTION, secret_name
-from local.config import LocalConfig
+from infra.resources import DESCRIPTION
 from local.memory import MemorySecretStore
 from local.sandboxes.base import SandboxServer
+from local.sandboxes.hubspot import SANDBOX as HUBSPOT_SANDBOX
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
+from local.sandboxes.quickbooks import SANDBOX as QUICKBOOKS_SANDBOX
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
 from shared.connectors.auth import EXPIRY_MARGIN_S
-from shared.settings import DEFAULT_MAPPING, Settings
+from shared.connectors.spec import secret_id
+from shared.models import Connection
+from shared.settings import Settings
+
+MAPPING = Path(__file__).resolve().parents[2] / "config" / "hubspot" / "services.yaml"
 
 CONNECTION = "chaos"
 UNLIMITED = 10**9
@@ -42,14 +48,17 @@ RETRY_DELAY_S = 0.5
 class Vendors:
     hubspot: HubSpotSandbox
     quickbooks: QuickBooksSandbox
+    hubspot_url: str
+    quickbooks_url: str
+    connection: Connection
     settings: Settings
     secrets: MemorySecretStore
 
     def aim_webhooks(self, base_url: str) -> None:
-        """Send both vendors' webhooks to ``base_url`` + ``/webhooks/<vendor>``."""
+        """Send both vendors' webhooks to ``base_url`` + ``/webhooks/<vendor>/<connection>``."""
         with_path = f"{base_url.rstrip('/')}/webhooks"
-        self.hubspot.config.webhook_url = f"{with_path}/hubspot"
-        self.quickbooks.webhook_url = f"{with_path}/quickbooks"
+        self.hubspot.config.webhook_url = f"{with_path}/hubspot/{CONNECTION}"
+        self.quickbooks.webhook_url = f"{with_path}/quickbooks/{CONNECTION}"
 
 
 def start_vendors(
@@ -61,13 +70,8 @@ def start_vendors(
     ``token_life_s``: how long a QuickBooks access token is usable before the client
     refreshes it (the sandbox's lifetime minus the client's safety margin).
     """
-    local = LocalConfig.load()
     hubspot = HubSpotSandbox(
         HubSpotSandboxConfig(
-            access_token=local.hubspot.access_token,
-            client_secret=local.hubspot.client_secret,
-            portal_id=local.hubspot.portal_id,
-            app_id=local.hubspot.app_id,
             rate_limit=UNLIMITED,
             rate_window_s=HUBSPOT_WINDOW_S,
             daily_limit=UNLIMITED,
@@ -80,11 +84,6 @@ def start_vendors(
     exit_stack.callback(hubspot.close)
     quickbooks = QuickBooksSandbox(
         QuickBooksSandboxConfig(
-            realm_id=local.quickbooks.realm_id,
-            client_id=local.quickbooks.client_id,
-            client_secret=local.quickbooks.client_secret,
-            initial_refresh_token=local.quickbooks.refresh_token,
-            webhook_verifier_token=local.quickbooks.verifier_token,
             access_token_ttl_s=EXPIRY_MARGIN_S + token_life_s,
             superseded_refresh_grace_s=0.0,
             rate_per_minute=UNLIMITED,
@@ -102,18 +101,26 @@ def start_vendors(
         exit_stack.callback(server.stop)
         urls.append(server.url)
     hubspot_url, quickbooks_url = urls
-    settings = Settings(
-        connection_id=CONNECTION,
-        mapping_file=DEFAULT_MAPPING,
-        hubspot_secret_id=secret_name(CONNECTION, "hubspot"),
-        quickbooks_secret_id=secret_name(CONNECTION, "quickbooks"),
-        hubspot_api_url=hubspot_url,
-        quickbooks_api_url=quickbooks_url,
-        quickbooks_token_url=f"{quickbooks_url}/oauth2/v1/tokens/bearer",
-        max_failed_attempts=MAX_FAILED_ATTEMPTS,
-        retry_delay_s=RETRY_DELAY_S,
+    settings = Settings(max_failed_attempts=MAX_FAILED_ATTEMPTS, retry_delay_s=RETRY_DELAY_S)
+    connection = Connection(
+        id=CONNECTION,
+        crm="hubspot",
+        accounting="quickbooks",
+        mapping_name=MAPPING.name,
+        mapping=MAPPING.read_text(encoding="utf-8"),
     )
     secrets = MemorySecretStore(
-        {getattr(settings, spec.setting): local.secret_values(spec) for spec in DESCRIPTION.secrets}
+        {
+            secret_id(CONNECTION, "hubspot"): HUBSPOT_SANDBOX.secret(hubspot),
+            secret_id(CONNECTION, "quickbooks"): QUICKBOOKS_SANDBOX.secret(quickbooks),
+        }
     )
-    return Vendors(hubspot=hubspot, quickbooks=quickbooks, settings=settings, secrets=secrets)
+    return Vendors(
+        hubspot=hubspot,
+        quickbooks=quickbooks,
+        hubspot_url=hubspot_url,
+        quickbooks_url=quickbooks_url,
+        connection=connection,
+        settings=settings,
+        secrets=secrets,
+    )

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from local.chaos.vendors import CONNECTION, Vendors
 from local.memory import (
     MemoryAuditLog,
     MemoryCallBudget,
@@ -51,14 +52,14 @@ from local.memory import (
     Received,
 )
 from shared.bootstrap import CRM_OBJECTS
-from shared.connectors.accounting.quickbooks import build_quickbooks
-from shared.connectors.crm.hubspot import build_hubspot
 from shared.connectors.http import Deadline
+from shared.connectors.hubspot.connector import build_hubspot
+from shared.connectors.quickbooks.connector import build_quickbooks
+from shared.connectors.spec import secret_id
 from shared.errors import OutOfTime, RateLimited
 from shared.mapping import Mapper
 from shared.models import Invoice, ObjectType, Party, System
 from shared.ports import AccountingTarget, CallBudget, TargetRef
-from shared.settings import Settings
 from shared.sync.consume import Consumer, QueueMessage
 from shared.sync.engine import SyncEngine
 
@@ -191,7 +192,7 @@ class Environment:
 
 
 def build_environment(
-    settings: Settings,
+    vendors: Vendors,
     stores: Stores,
     mapper: Mapper,
     *,
@@ -204,27 +205,27 @@ def build_environment(
     transport = CappedTimeout(call_timeout_s)
     budget = RaisedLimits(stores.budget, LIMIT_FACTOR)
     crm = build_hubspot(
-        base_url=settings.hubspot_api_url,
+        base_url=vendors.hubspot_url,
         secrets=stores.secrets,
-        secret_id=settings.hubspot_secret_id,
+        secret_id=secret_id(CONNECTION, "hubspot"),
         budget=budget,
-        connection_id=settings.connection_id,
+        connection_id=CONNECTION,
         properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
         transport=transport,
         deadline=deadline,
     )
     ledger = build_quickbooks(
-        api_url=settings.quickbooks_api_url,
-        token_url=settings.quickbooks_token_url,
+        api_url=vendors.quickbooks_url,
+        token_url=f"{vendors.quickbooks_url}/oauth2/v1/tokens/bearer",
         secrets=stores.secrets,
-        secret_id=settings.quickbooks_secret_id,
+        secret_id=secret_id(CONNECTION, "quickbooks"),
         lock=stores.lock,
         budget=budget,
         transport=transport,
         deadline=deadline,
     )
     engine = SyncEngine(
-        connection_id=settings.connection_id,
+        connection_id=CONNECTION,
         crm=crm,
         ledger=CrashingLedger(ledger, after_write),
         mapper=mapper,
@@ -237,8 +238,8 @@ def build_environment(
         apply=engine.handle,
         queue=stores.queue,
         deferrals=stores.deferrals,
-        max_failed_attempts=settings.max_failed_attempts,
-        retry_delay_s=settings.retry_delay_s,
+        max_failed_attempts=vendors.settings.max_failed_attempts,
+        retry_delay_s=vendors.settings.retry_delay_s,
     )
     return Environment(consumer=consumer, deadline=deadline, transport=transport)
 

@@ -9,7 +9,7 @@ vendor behaviour:
   429 bursts) through ``POST /_sandbox/faults``; the vendor module decides what
   its 429 looks like.
 * ``SlidingWindowLimiter`` counts requests per key the way vendors describe their
-  limits ("500 requests per minute per realm").
+  limits ("500 requests per minute per company").
 * ``WebhookDispatcher`` delivers signed webhooks from a background thread with the
   vendor's retry rule, so a slow receiver never blocks an API call.
 
@@ -137,7 +137,7 @@ class WebhookDispatcher:
     """Sends webhooks from one background thread, retrying on failure.
 
     ``retry_delays_s`` is the vendor's documented schedule, usually compressed by the
-    sandbox (HubSpot retries over 24 h; a test cannot wait that long). ``build`` is
+    sandbox (vendors retry over a day; a test cannot wait that long). ``build`` is
     called per attempt so a vendor can re-sign or bump an attempt counter.
     """
 

@@ -106,6 +106,7 @@ from decimal import Decimal, InvalidOperation
 from fnmatch import fnmatchcase
 from typing import Any
 
+import httpx
 from flask import Flask, Response, jsonify, request
 
 from local.sandboxes.base import (
@@ -116,6 +117,7 @@ from local.sandboxes.base import (
     WebhookDispatcher,
     install_fault_routes,
 )
+from local.sandboxes.registry import DemoLine, SandboxSpec
 
 __all__ = [
     "HubSpotSandbox",
@@ -1749,3 +1751,100 @@ def create_app(
 ) -> HubSpotSandbox:
     """Build a sandbox; serve it with ``SandboxServer(sandbox.app, port).start()``."""
     return HubSpotSandbox(config, clock)
+
+
+def _sandbox_secret(sandbox: HubSpotSandbox) -> dict[str, str]:
+    return {
+        "access_token": sandbox.config.access_token,
+        "client_secret": sandbox.config.client_secret,
+    }
+
+
+# HubSpot's default association type ids (HUBSPOT_DEFINED).
+DEAL_TO_CONTACT, DEAL_TO_COMPANY, LINE_ITEM_TO_DEAL, CONTACT_TO_COMPANY = 3, 5, 20, 279
+
+
+class HubSpotPerson:
+    """A person's edits through HubSpot's public CRM v3 API, with the private-app token."""
+
+    def __init__(self, sandbox: HubSpotSandbox, base_url: str) -> None:
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {sandbox.config.access_token}"},
+            timeout=10,
+        )
+
+    def create(
+        self, object_type: str, properties: dict[str, str], to: Sequence[tuple[str, int]] = ()
+    ) -> str:
+        body: dict[str, Any] = {"properties": properties}
+        body["associations"] = [
+            {
+                "to": {"id": target},
+                "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": kind}],
+            }
+            for target, kind in to
+        ]
+        response = self._http.post(f"/crm/v3/objects/{object_type}", json=body)
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def create_company(self, name: str, city: str) -> str:
+        return self.create("companies", {"name": name, "city": city})
+
+    def create_contact(
+        self, first: str, last: str, email: str | None, company: str | None = None
+    ) -> str:
+        properties = {"firstname": first, "lastname": last}
+        if email is not None:
+            properties["email"] = email
+        return self.create(
+            "contacts", properties, [(company, CONTACT_TO_COMPANY)] if company else []
+        )
+
+    def create_deal(
+        self,
+        name: str,
+        *,
+        won: bool,
+        company: str | None,
+        contact: str | None,
+        lines: list[DemoLine],
+    ) -> str:
+        stage = (
+            {"dealstage": "closedwon", "closedate": "2026-11-20T15:00:00Z"}
+            if won
+            else {"dealstage": "appointmentscheduled"}
+        )
+        to = [(company, DEAL_TO_COMPANY)] if company else []
+        to += [(contact, DEAL_TO_CONTACT)] if contact else []
+        deal = self.create("deals", {"dealname": name, "pipeline": "default", **stage}, to)
+        for line in lines:
+            self.add_line(deal, line)
+        return deal
+
+    def add_line(self, deal: str, line: DemoLine) -> None:
+        properties = {"name": line.name, "quantity": line.quantity, "price": line.unit_price}
+        if Decimal(line.discount):  # HubSpot's discount is per unit
+            properties["discount"] = str(Decimal(line.discount) / Decimal(line.quantity))
+        self.create("line_items", properties, [(deal, LINE_ITEM_TO_DEAL)])
+
+    def update(self, object_type: str, record_id: str, properties: dict[str, str]) -> None:
+        self._http.patch(
+            f"/crm/v3/objects/{object_type}/{record_id}", json={"properties": properties}
+        ).raise_for_status()
+
+    def rename_deal(self, deal: str, name: str) -> None:
+        self.update("deals", deal, {"dealname": name})
+
+    def deal_memo(self, deal: str) -> str:
+        return f"HubSpot deal {deal}"
+
+
+SANDBOX = SandboxSpec(
+    name="hubspot",
+    start=lambda webhook_url: HubSpotSandbox(HubSpotSandboxConfig(webhook_url=webhook_url)),
+    secret=_sandbox_secret,
+    settings=lambda url: {"api_url": url},
+    person=HubSpotPerson,
+)

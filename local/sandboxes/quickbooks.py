@@ -35,7 +35,7 @@ Reproduced behaviours
   DATE_DRIVEN, with ``DueNextMonthDays``/``DiscountDayOfMonth``); ``Type`` is
   derived, never taken from the body.
 * Account: ``Name`` (unique, no ``"`` or ``:``) and ``AccountType`` or
-  ``AccountSubType`` (the other is derived, see ``qbo_accounts``); the read-only
+  ``AccountSubType`` (the other is derived, see ``quickbooks_accounts``); the read-only
   ``Classification``, ``SubAccount``, ``FullyQualifiedName`` (parent names joined
   with ``:``), ``CurrencyRef`` and balances are computed. ``AcctNum`` is unique.
   ``ParentRef`` makes a sub-account of an active account.
@@ -50,7 +50,7 @@ Reproduced behaviours
   ``TxnDate`` defaults to today in the company time zone; ``DueDate`` from the
   term's ``DueDays`` (the invoice's, else the customer's); ``CurrencyRef``
   defaults to the home currency.
-* Query (GET ``?query=`` or POST ``application/text``): see ``qbo_query``. The
+* Query (GET ``?query=`` or POST ``application/text``): see ``quickbooks_query``. The
   entity key is absent when nothing matches; ``count(*)`` answers ``totalCount``.
   Name-list entities return only active rows unless the query tests ``Active``.
 * ``?requestid=``: a repeat gets the byte-identical original response and changes
@@ -140,9 +140,10 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import httpx
 from flask import Flask, Response, request
 
-from local.sandboxes import qbo_accounts, qbo_query
+from local.sandboxes import quickbooks_accounts, quickbooks_query
 from local.sandboxes.base import (
     Delivery,
     Fault,
@@ -151,6 +152,7 @@ from local.sandboxes.base import (
     WebhookDispatcher,
     install_fault_routes,
 )
+from local.sandboxes.registry import BookCustomer, BookInvoice, SandboxSpec
 
 JsonObj = dict[str, Any]
 
@@ -1109,8 +1111,8 @@ class QuickBooksSandbox:
 
     def _run_query(self, text: str, call: _Call) -> JsonObj:
         try:
-            query = qbo_query.parse(text)
-        except qbo_query.QueryError as exc:
+            query = quickbooks_query.parse(text)
+        except quickbooks_query.QueryError as exc:
             raise QboError(exc.code, exc.message, exc.detail) from exc
         spec = _spec(query.entity)
         if spec is None:
@@ -1120,10 +1122,10 @@ class QuickBooksSandbox:
         rows = self._rows(spec.name, call)
         if spec.name_list and not query.mentions("Active"):
             rows = [r for r in rows if r.get("Active", True)]
-        selected = qbo_query.select(query, rows, self.tz)
+        selected = quickbooks_query.select(query, rows, self.tz)
         if query.count:
             return {"totalCount": len(selected)}
-        window = qbo_query.page(query, selected)
+        window = quickbooks_query.page(query, selected)
         if not window:
             return {}
         return {
@@ -1455,16 +1457,16 @@ class QuickBooksSandbox:
         return out
 
     @staticmethod
-    def _account_type(body: JsonObj) -> tuple[qbo_accounts.AccountType, str]:
+    def _account_type(body: JsonObj) -> tuple[quickbooks_accounts.AccountType, str]:
         """The account type and detail type a body names, the missing one derived."""
         type_name = str(body.get("AccountType") or "")
         sub_type = str(body.get("AccountSubType") or "")
         if type_name:
-            account_type = qbo_accounts.ACCOUNT_TYPES.get(type_name)
+            account_type = quickbooks_accounts.ACCOUNT_TYPES.get(type_name)
             if account_type is None:
                 raise _invalid_enum(type_name, "AccountType")
         elif sub_type:
-            account_type = qbo_accounts.type_of_sub_type(sub_type)
+            account_type = quickbooks_accounts.type_of_sub_type(sub_type)
             if account_type is None:
                 raise _invalid_enum(sub_type, "AccountSubType")
         else:
@@ -1472,7 +1474,7 @@ class QuickBooksSandbox:
         if not sub_type:
             return account_type, account_type.default_sub_type
         if sub_type not in account_type.sub_types:
-            if qbo_accounts.type_of_sub_type(sub_type) is None:
+            if quickbooks_accounts.type_of_sub_type(sub_type) is None:
                 raise _invalid_enum(sub_type, "AccountSubType")
             raise _business(f"Detail type {sub_type} is not one of account type {type_name}.")
         return account_type, sub_type
@@ -1847,3 +1849,104 @@ class QuickBooksSandbox:
     def _utc(at: float) -> str:
         stamp = datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
         return stamp.replace("+00:00", "Z")
+
+
+def _sandbox_secret(sandbox: QuickBooksSandbox) -> dict[str, str]:
+    config = sandbox.config
+    return {
+        "client_id": config.client_id,
+        "client_secret": config.client_secret,
+        "refresh_token": config.initial_refresh_token,
+        "realm_id": config.realm_id,
+        "verifier_token": config.webhook_verifier_token,
+    }
+
+
+class QuickBooksBooks:
+    """The company's books as a person sees them; their own edits go through the public
+    API with a token of their own (an authorization code grant, as an app would get)."""
+
+    def __init__(self, sandbox: QuickBooksSandbox, base_url: str) -> None:
+        self._sandbox = sandbox
+        self._base_url = base_url
+        self._api: httpx.Client | None = None
+
+    def api(self) -> httpx.Client:
+        """The company's v3 API, authorized (once) like another app of the company."""
+        if self._api is None:
+            config = self._sandbox.config
+            token = httpx.post(
+                f"{self._base_url}/oauth2/v1/tokens/bearer",
+                auth=(config.client_id, config.client_secret),
+                data={
+                    "grant_type": "authorization_code",
+                    "code": self._sandbox.mint_authorization_code(),
+                    "redirect_uri": "https://localhost/callback",
+                },
+                timeout=10,
+            )
+            token.raise_for_status()
+            self._api = httpx.Client(
+                base_url=f"{self._base_url}/v3/company/{config.realm_id}",
+                headers={
+                    "Authorization": f"Bearer {token.json()['access_token']}",
+                    "Accept": "application/json",
+                },
+                params={"minorversion": "75"},
+                timeout=10,
+            )
+        return self._api
+
+    def add_customer(self, name: str, email: str) -> str:
+        response = self.api().post(
+            "/customer", json={"DisplayName": name, "PrimaryEmailAddr": {"Address": email}}
+        )
+        response.raise_for_status()
+        return str(response.json()["Customer"]["Id"])
+
+    def fail_next_invoice_writes(self, kinds: list[str]) -> None:
+        path = f"/v3/company/{self._sandbox.config.realm_id}/invoice"
+        for kind in kinds:
+            self._sandbox.faults.add(Fault(kind=kind, path_prefix=path, method="POST"))
+
+    def customers(self) -> list[BookCustomer]:
+        return [
+            BookCustomer(
+                id=c["Id"],
+                name=c.get("DisplayName", ""),
+                email=(c.get("PrimaryEmailAddr") or {}).get("Address", ""),
+                version=c.get("SyncToken", ""),
+            )
+            for c in self._sandbox.entities("Customer")
+        ]
+
+    def invoices(self) -> list[BookInvoice]:
+        return [
+            BookInvoice(
+                id=i["Id"],
+                customer=i.get("CustomerRef", {}).get("name", ""),
+                lines=[
+                    (
+                        line["SalesItemLineDetail"]["ItemRef"]["name"],
+                        str(line["SalesItemLineDetail"]["Qty"]),
+                    )
+                    for line in i.get("Line", [])
+                    if line.get("DetailType") == "SalesItemLineDetail"
+                ],
+                total=str(i.get("TotalAmt")),
+                currency=i.get("CurrencyRef", {}).get("value", ""),
+                due=i.get("DueDate", ""),
+                version=i.get("SyncToken", ""),
+                memo=i.get("PrivateNote", ""),
+            )
+            for i in self._sandbox.entities("Invoice")
+        ]
+
+
+SANDBOX = SandboxSpec(
+    name="quickbooks",
+    start=lambda webhook_url: QuickBooksSandbox(QuickBooksSandboxConfig(webhook_url=webhook_url)),
+    secret=_sandbox_secret,
+    settings=lambda url: {"api_url": url, "token_url": f"{url}/oauth2/v1/tokens/bearer"},
+    books=QuickBooksBooks,
+)

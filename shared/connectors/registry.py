@@ -1,101 +1,39 @@
-"""Which connector serves which vendor name. A new vendor adds one line here."""
+"""The registered vendors: name → the package that declares its ``VendorSpec``.
+
+A new vendor adds one line here. Packages are imported on first use, so a function
+loads only the vendors its connections use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import importlib
+from functools import cache
+from typing import Any
 
-from shared.connectors.http import Deadline
-from shared.models import ObjectType
-from shared.ports import (
-    AccountingTarget,
-    CallBudget,
-    CrmSource,
-    Lock,
-    SecretStore,
-    WebhookReceiver,
-)
-from shared.settings import Settings
+from shared.connectors.spec import VendorKind, VendorSpec
+
+VENDORS: dict[str, str] = {
+    "hubspot": "shared.connectors.hubspot",
+    "quickbooks": "shared.connectors.quickbooks",
+}
 
 
-@dataclass(frozen=True)
-class ConnectorContext:
-    """Everything a connector factory may need; each takes what it uses."""
-
-    settings: Settings
-    secrets: SecretStore
-    lock: Lock
-    budget: CallBudget
-    # Vendor properties the mapping reads, per object type (fetch only what is used).
-    properties: Mapping[ObjectType, Sequence[str]]
-    # The current invocation's time left: no vendor call may outlast it.
-    deadline: Deadline
+class UnknownVendor(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
-@dataclass(frozen=True)
-class CrmConnector:
-    source: Callable[[ConnectorContext], CrmSource]
-    # Webhooks need only the settings and the signing secret: the webhook Lambda's cold
-    # start loads no mapping and creates no lock or call budget.
-    webhooks: Callable[[Settings, SecretStore], WebhookReceiver]
+@cache
+def vendor(name: str) -> VendorSpec[Any]:
+    module = VENDORS.get(name)
+    if module is None:
+        raise UnknownVendor(f"unknown vendor {name!r}; registered: {', '.join(sorted(VENDORS))}")
+    spec = importlib.import_module(module).SPEC
+    if not isinstance(spec, VendorSpec) or spec.name != name:
+        raise TypeError(f"{module}.SPEC must be the VendorSpec named {name!r}")
+    return spec
 
 
-@dataclass(frozen=True)
-class AccountingConnector:
-    target: Callable[[ConnectorContext], AccountingTarget]
-    webhooks: Callable[[Settings, SecretStore], WebhookReceiver]
-
-
-def _hubspot() -> CrmConnector:
-    from shared.connectors.crm import hubspot
-
-    return CrmConnector(
-        source=lambda ctx: hubspot.build_hubspot(
-            base_url=ctx.settings.hubspot_api_url,
-            secrets=ctx.secrets,
-            secret_id=ctx.settings.hubspot_secret_id,
-            budget=ctx.budget,
-            connection_id=ctx.settings.connection_id,
-            properties=ctx.properties,
-            deadline=ctx.deadline,
-        ),
-        webhooks=lambda settings, secrets: hubspot.hubspot_webhooks(
-            secrets, settings.hubspot_secret_id, settings.webhook_tolerance_s
-        ),
-    )
-
-
-def _quickbooks() -> AccountingConnector:
-    from shared.connectors.accounting import quickbooks
-
-    return AccountingConnector(
-        target=lambda ctx: quickbooks.build_quickbooks(
-            api_url=ctx.settings.quickbooks_api_url,
-            token_url=ctx.settings.quickbooks_token_url,
-            secrets=ctx.secrets,
-            secret_id=ctx.settings.quickbooks_secret_id,
-            lock=ctx.lock,
-            budget=ctx.budget,
-            deadline=ctx.deadline,
-        ),
-        webhooks=lambda settings, secrets: quickbooks.quickbooks_webhooks(
-            secrets, settings.quickbooks_secret_id
-        ),
-    )
-
-
-CRM: dict[str, Callable[[], CrmConnector]] = {"hubspot": _hubspot}
-ACCOUNTING: dict[str, Callable[[], AccountingConnector]] = {"quickbooks": _quickbooks}
-
-
-def crm_connector(name: str) -> CrmConnector:
-    if name not in CRM:
-        raise KeyError(f"unknown CRM connector {name!r}; known: {', '.join(sorted(CRM))}")
-    return CRM[name]()
-
-
-def accounting_connector(name: str) -> AccountingConnector:
-    if name not in ACCOUNTING:
-        known = ", ".join(sorted(ACCOUNTING))
-        raise KeyError(f"unknown accounting connector {name!r}; known: {known}")
-    return ACCOUNTING[name]()
+def vendors(kind: VendorKind | None = None) -> list[VendorSpec[Any]]:
+    """Every registered vendor (of one kind), in name order."""
+    return [vendor(name) for name in sorted(VENDORS) if kind is None or vendor(name).kind == kind]

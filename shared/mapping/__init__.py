@@ -44,7 +44,7 @@ so the accounting side writes listed fields and never touches the others.
 """
 
 from shared.mapping.engine import Filtered, Mapper
-from shared.mapping.loader import load_mapping
+from shared.mapping.loader import load_mapping, parse_mapping
 from shared.mapping.schema import MappingConfig
 
-__all__ = ["Filtered", "Mapper", "MappingConfig", "load_mapping"]
+__all__ = ["Filtered", "Mapper", "MappingConfig", "load_mapping", "parse_mapping"]

@@ -63,14 +63,17 @@ def load_mapping(path: Path) -> MappingConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingConfigError(f"{name}: cannot read the mapping file: {exc}") from None
     suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        data = _parse_yaml(text, name)
-    elif suffix == ".json":
-        data = _parse_json(text, name)
-    else:
+    if suffix not in (".yaml", ".yml", ".json"):
         raise MappingConfigError(
             f"{name}: unsupported file type {suffix!r} (expected .yaml, .yml or .json)"
         )
+    return parse_mapping(text, name)
+
+
+def parse_mapping(text: str, name: str) -> MappingConfig:
+    """Validate a mapping document (YAML, of which JSON is a subset as we read it:
+    a document starting with ``{`` is read as strict JSON). ``name`` is for messages."""
+    data = _parse_json(text, name) if text.lstrip().startswith("{") else _parse_yaml(text, name)
     if not isinstance(data, dict):
         raise MappingConfigError(f"{name}: the top level must be a mapping (version, objects)")
     try:

@@ -32,7 +32,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from shared.mapping.transforms import Kind, Template, Transform, config_error
-from shared.models import Deal, LineItem, ObjectType, Party
+from shared.models import Deal, LineItem, ObjectType, Party, System
 
 
 def _scalar(value: Any) -> Any:
@@ -235,6 +235,11 @@ class MappingConfig(_Spec):
     """A whole mapping file: which CRM objects become which canonical records, and how."""
 
     version: Literal[1]
+    # The systems the file is written for: the source's property names are what it
+    # reads. A connection whose CRM or accounting system differs is refused. Presets
+    # name only their source: the canonical records suit any target.
+    source: System | None = None
+    target: System | None = None
     objects: Objects
 
     def mapping_for(self, object_type: ObjectType) -> ObjectMapping | None:

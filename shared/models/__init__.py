@@ -1,5 +1,6 @@
 """Canonical models: the only shapes the sync engine knows."""
 
+from shared.models.connection import Connection, ConnectionId
 from shared.models.events import ChangeEvent, ChangeKind, ObjectType, System
 from shared.models.links import AuditEntry, Outcome, PendingCreate, RecordLink
 from shared.models.records import (
@@ -21,6 +22,8 @@ __all__ = [
     "AuditEntry",
     "ChangeEvent",
     "ChangeKind",
+    "Connection",
+    "ConnectionId",
     "Deal",
     "DealStatus",
     "Invoice",

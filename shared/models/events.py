@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class System(StrEnum):
-    HUBSPOT = "hubspot"
-    QUICKBOOKS = "quickbooks"
+# A registered vendor's name (``shared.connectors.registry``): it prefixes record keys
+# and names the vendor's webhook route, secret and settings.
+System = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=32)]
 
 
 class ObjectType(StrEnum):
@@ -61,6 +61,13 @@ class ChangeEvent(BaseModel):
     def record_key(self) -> str:
         """Identifies the record across systems; the FIFO message group."""
         return record_key(self.source, self.object_type, self.record_id)
+
+    @property
+    def message_group(self) -> str:
+        """The SQS FIFO message group (≤128 chars): one record of one connection, so
+        its events stay in order and two connections never share a group."""
+        group = f"{self.connection_id}:{self.record_key}"
+        return group if len(group) <= 128 else hashlib.sha256(group.encode()).hexdigest()
 
     @property
     def dedup_id(self) -> str:

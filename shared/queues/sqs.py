@@ -91,7 +91,7 @@ class SqsEventQueue:
         self._client.send_message(
             QueueUrl=self._dead_letter_url,
             MessageBody=message_body(event),
-            MessageGroupId=event.record_key,
+            MessageGroupId=event.message_group,
             MessageDeduplicationId=message_id,
         )
 
@@ -102,7 +102,7 @@ class SqsEventQueue:
             {
                 "Id": str(i),
                 "MessageBody": message_body(event),
-                "MessageGroupId": event.record_key,
+                "MessageGroupId": event.message_group,
                 "MessageDeduplicationId": event.dedup_id,
             }
             for i, event in enumerate(events)

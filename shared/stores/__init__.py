@@ -8,6 +8,7 @@ twins of each for tests, benchmarks and dry runs; Lambdas never import it.
 """
 
 from shared.stores.audit import DynamoAuditLog
+from shared.stores.connections import DynamoConnections
 from shared.stores.cursors import DynamoCursorStore
 from shared.stores.deferrals import DynamoDeferralCounter
 from shared.stores.links import DynamoLinkStore
@@ -17,6 +18,7 @@ from shared.stores.ratelimit import DynamoCallBudget
 __all__ = [
     "DynamoAuditLog",
     "DynamoCallBudget",
+    "DynamoConnections",
     "DynamoCursorStore",
     "DynamoDeferralCounter",
     "DynamoLinkStore",

@@ -1,7 +1,7 @@
 """Call budgets shared by every Lambda of a connection: calls paced evenly.
 
 Vendors count their limits over a rolling window ("10 requests per second per
-realm"). A fixed-window counter lets twice the limit through across a window
+company"). A fixed-window counter lets twice the limit through across a window
 boundary, so calls are instead *paced*: one every ``per_s / limit`` seconds
 (the generic cell rate algorithm with no burst). Any rolling window of
 ``per_s`` seconds then holds at most ``limit`` calls. Each caller reserves the

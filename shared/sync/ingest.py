@@ -8,40 +8,43 @@ retries the delivery).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 
 from shared.errors import WebhookRejected
-from shared.ports import EventQueue, InboundWebhook, WebhookReceiver
+from shared.ports import Connections, EventQueue, InboundWebhook, WebhookAnswer, WebhookReceiver
 
 
 class WebhookIngest:
     def __init__(
         self,
         *,
-        connection_id: str,
-        receivers: Mapping[str, WebhookReceiver],
+        connections: Connections,
+        receiver_for: Callable[[str, str], WebhookReceiver],
         queue: EventQueue,
         max_body_bytes: int,
     ) -> None:
-        self._connection_id = connection_id
-        self._receivers = receivers
+        """``receiver_for(vendor, connection_id)`` builds (or reuses) the receiver that
+        checks that connection's deliveries from that vendor."""
+        self._connections = connections
+        self._receiver_for = receiver_for
         self._queue = queue
         self._max_body_bytes = max_body_bytes
 
-    def accept(self, vendor: str, request: InboundWebhook) -> int:
-        """Returns how many events were enqueued; raises ``WebhookRejected`` for bad input."""
-        receiver = self._receivers.get(vendor)
-        if receiver is None:
-            raise WebhookRejected(404, f"no webhook route for {vendor!r}")
+    def accept(self, vendor: str, connection_id: str, request: InboundWebhook) -> WebhookAnswer:
+        """The answer the vendor expects; raises ``WebhookRejected`` for bad input."""
+        connection = self._connections.get(connection_id)
+        if connection is None or vendor not in (connection.crm, connection.accounting):
+            raise WebhookRejected(404, f"no webhook route for {vendor!r} on {connection_id!r}")
         if len(request.body.encode()) > self._max_body_bytes:
             raise WebhookRejected(413, f"body larger than {self._max_body_bytes} bytes")
+        receiver = self._receiver_for(vendor, connection_id)
         receiver.verify(request)
         try:
-            events = receiver.normalize(request, self._connection_id)
+            events = receiver.normalize(request, connection_id)
         except (ValueError, OverflowError) as error:
             # Signed but not understood (pydantic's ValidationError is a ValueError):
             # the vendor gets a 4xx with the reason, never a 5xx.
             raise WebhookRejected(400, f"payload not understood: {error}"[:300]) from error
         if events:
             self._queue.send(events)
-        return len(events)
+        return receiver.answer(request, len(events))

@@ -192,7 +192,11 @@ class Reconciler:
             if time_left_s() < STOP_WITH_S_LEFT:
                 break
             event = letter.event
-            if event.source != self._crm.system or not self._settled(event):
+            if (
+                event.connection_id != self._connection_id
+                or event.source != self._crm.system
+                or not self._settled(event)
+            ):
                 continue
             dead_letters.discard(letter)
             resolved += 1

@@ -23,9 +23,13 @@ import pytest
 
 from infra.resources import DESCRIPTION, ServiceDescription
 from local.config import LocalConfig
-from local.demo import DEAL_TO_CONTACT, LINE_ITEM_TO_DEAL, HubSpotApi
 from local.runtime import LocalStack
-from local.sandboxes.hubspot import HubSpotSandbox
+from local.sandboxes.hubspot import (
+    DEAL_TO_CONTACT,
+    LINE_ITEM_TO_DEAL,
+    HubSpotPerson,
+    HubSpotSandbox,
+)
 from local.sandboxes.quickbooks import QuickBooksSandbox
 from shared.models import AuditEntry, ChangeEvent
 from shared.stores.audit import DynamoAuditLog
@@ -94,15 +98,13 @@ class Harness:
     """A running stack plus the ways a test drives it and looks into it."""
 
     def __init__(self, stack: LocalStack) -> None:
-        assert stack.hubspot is not None and stack.quickbooks is not None
-        assert stack.urls.hubspot is not None and stack.urls.quickbooks is not None
         self.stack = stack
-        self.hubspot: HubSpotSandbox = stack.hubspot
-        self.quickbooks: QuickBooksSandbox = stack.quickbooks
-        self.hubspot_url = stack.urls.hubspot
-        self.quickbooks_url = stack.urls.quickbooks
-        self.connection_id = stack.config.connection_id
-        self.crm = HubSpotApi(stack.urls.hubspot, stack.config.hubspot.access_token)
+        self.hubspot: HubSpotSandbox = stack.sandboxes["hubspot"]
+        self.quickbooks: QuickBooksSandbox = stack.sandboxes["quickbooks"]
+        self.hubspot_url = stack.urls.sandboxes["hubspot"]
+        self.quickbooks_url = stack.urls.sandboxes["quickbooks"]
+        self.connection_id = stack.config.connections[0].id
+        self.crm = HubSpotPerson(self.hubspot, self.hubspot_url)
         self._audit = DynamoAuditLog(stack.clients.dynamodb, stack.resources.tables["Audit"], 1)
 
     # --- waiting --------------------------------------------------------------------
@@ -119,6 +121,11 @@ class Harness:
             assert self.stack.wait_until_drained(left()), "the events queue did not drain"
             assert self.quickbooks.wait_for_webhooks_idle(left()), "QBO webhooks still pending"
             assert self.stack.wait_until_drained(left()), "the events queue did not drain"
+
+    def reconcile(self) -> dict[str, Any]:
+        """Fire the reconcile schedule now; the connection's report of the run."""
+        reports: dict[str, Any] = self.stack.fire_schedule()
+        return reports[self.connection_id]
 
     # --- HubSpot, through its public API ----------------------------------------------
 
@@ -205,7 +212,7 @@ class Harness:
         ]
 
     def invoice_path(self) -> str:
-        return f"/v3/company/{self.stack.config.quickbooks.realm_id}/invoice"
+        return f"/v3/company/{self.quickbooks.config.realm_id}/invoice"
 
     # --- the service's own records ------------------------------------------------------
 

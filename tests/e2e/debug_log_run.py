@@ -4,7 +4,8 @@ own, so that ``test_secrets_not_logged`` reads everything the functions printed.
 The functions' execution environments print as Lambda's do at that level: powertools'
 logger to stdout, the root logger (every library's records) to stderr; the local runtime
 copies both to this process's. At the end the OAuth tokens the QuickBooks sandbox handed
-out are written as JSON to the file named by the one argument, never printed.
+out, and the secret each vendor's sandbox filled in, are written as JSON to the file
+named by the one argument, never printed.
 
 Run as ``python -m tests.e2e.debug_log_run TOKENS_FILE`` from the repository root.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from local.config import LocalConfig
 from local.runtime import LocalStack
+from local.sandboxes.registry import sandbox
 from tests.e2e.conftest import Harness, Line, eventually, fast_retry_description
 
 
@@ -32,7 +34,11 @@ def main(tokens_file: Path) -> None:
         deal = e2e.create_deal(person.id, [Line("Services", quantity="2", price="150")])
         eventually(lambda: e2e.invoices_for(deal), f"an invoice for won deal {deal}")
         e2e.settle()
-        tokens_file.write_text(json.dumps(e2e.quickbooks.issued_tokens()), encoding="utf-8")
+        secrets = {name: sandbox(name).secret(running) for name, running in stack.sandboxes.items()}
+        tokens_file.write_text(
+            json.dumps({"issued": e2e.quickbooks.issued_tokens(), "secrets": secrets}),
+            encoding="utf-8",
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from infra.resources import webhook_path
 from local.sandboxes.hubspot import sign_v3
 from shared.models import Outcome
 from shared.settings import get_settings
@@ -54,13 +55,13 @@ def hubspot_request(e2e: Harness, body: str, *, timestamp_ms: int | None = None)
     """Signed (v3) with the app secret for the webhook URL, as HubSpot signs."""
     timestamp = now_ms() if timestamp_ms is None else timestamp_ms
     url = e2e.stack.urls.webhooks["hubspot"]
-    secret = e2e.stack.config.hubspot.client_secret
+    secret = e2e.hubspot.config.client_secret
     headers = {
         "Content-Type": "application/json",
         "X-HubSpot-Signature-v3": sign_v3(secret, "POST", url, body, timestamp),
         "X-HubSpot-Request-Timestamp": str(timestamp),
     }
-    return Request("/webhooks/hubspot", body.encode(), headers)
+    return Request(webhook_path("hubspot", e2e.connection_id), body.encode(), headers)
 
 
 def wrong_signature(e2e: Harness) -> Request:
@@ -72,7 +73,9 @@ def wrong_signature(e2e: Harness) -> Request:
 
 
 def unsigned(e2e: Harness) -> Request:
-    return Request("/webhooks/hubspot", contact_created(9_000_002).encode(), {})
+    return Request(
+        webhook_path("hubspot", e2e.connection_id), contact_created(9_000_002).encode(), {}
+    )
 
 
 def stale_timestamp(e2e: Harness) -> Request:
@@ -108,27 +111,40 @@ def nested_a_thousand_deep(e2e: Harness) -> Request:
 
 
 def quickbooks_nested_a_thousand_deep(e2e: Harness) -> Request:
-    token = e2e.stack.config.quickbooks.verifier_token
+    token = e2e.quickbooks.config.webhook_verifier_token
     digest = hmac.new(token.encode(), A_THOUSAND_DEEP.encode(), hashlib.sha256).digest()
     headers = {
         "Content-Type": "application/json",
         "intuit-signature": base64.b64encode(digest).decode(),
     }
-    return Request("/webhooks/quickbooks", A_THOUSAND_DEEP.encode(), headers)
+    return Request(webhook_path("quickbooks", e2e.connection_id), A_THOUSAND_DEEP.encode(), headers)
 
 
 def quickbooks_wrong_signature(e2e: Harness) -> Request:
     body = json.dumps([{"specversion": "1.0", "id": "x", "type": "qbo.customer.created.v1"}])
     forged = base64.b64encode(b"\1" * 32).decode()
-    return Request("/webhooks/quickbooks", body.encode(), {"intuit-signature": forged})
+    return Request(
+        webhook_path("quickbooks", e2e.connection_id), body.encode(), {"intuit-signature": forged}
+    )
 
 
 def unknown_vendor(e2e: Harness) -> Request:
-    return Request("/webhooks/salesforce", b"{}", {"Content-Type": "application/json"})
+    return Request("/webhooks/nope/demo", b"{}", {"Content-Type": "application/json"})
+
+
+def another_connections_vendor(e2e: Harness) -> Request:
+    """A registered vendor this connection does not use."""
+    path = webhook_path("salesforce", e2e.connection_id)
+    return Request(path, b"{}", {"Content-Type": "application/json"})
+
+
+def unknown_connection(e2e: Harness) -> Request:
+    request = hubspot_request(e2e, contact_created(9_000_007))
+    return Request(webhook_path("hubspot", "nobody"), request.body, request.headers)
 
 
 def unknown_method(e2e: Harness) -> Request:
-    return Request("/webhooks/hubspot", b"", {}, method="GET")
+    return Request(webhook_path("hubspot", e2e.connection_id), b"", {}, method="GET")
 
 
 @pytest.mark.parametrize(
@@ -145,6 +161,8 @@ def unknown_method(e2e: Harness) -> Request:
         (oversized, 413, "body larger than"),
         (quickbooks_wrong_signature, 401, "intuit-signature does not match"),
         (unknown_vendor, 404, "Not Found"),
+        (another_connections_vendor, 404, "no webhook route for 'salesforce' on 'demo'"),
+        (unknown_connection, 404, "no webhook route for 'hubspot' on 'nobody'"),
         (unknown_method, 404, "Not Found"),
     ],
     ids=lambda value: value.__name__ if callable(value) else None,

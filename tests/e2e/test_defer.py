@@ -24,7 +24,7 @@ def test_given_a_long_retry_after_when_a_contact_syncs_then_its_message_waits_th
         kind="rate_limit",
         count=1,
         retry_after_s=RETRY_AFTER_S,
-        path_prefix=f"/v3/company/{e2e.stack.config.quickbooks.realm_id}/",
+        path_prefix=f"/v3/company/{e2e.quickbooks.config.realm_id}/",
     )
     person = e2e.create_contact()
     key = f"hubspot:contact:{person.id}"

@@ -73,7 +73,7 @@ def test_given_quickbooks_429_burst_when_contact_syncs_then_delayed_and_arrives_
         kind="rate_limit",
         count=ATTEMPTS,
         retry_after_s=1,
-        path_prefix=f"/v3/company/{e2e.stack.config.quickbooks.realm_id}/",
+        path_prefix=f"/v3/company/{e2e.quickbooks.config.realm_id}/",
     )
     person = synced_contact(e2e)
     e2e.settle()

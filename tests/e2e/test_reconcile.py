@@ -26,7 +26,7 @@ def test_given_contact_missed_by_webhooks_when_schedule_fires_then_its_customer_
     e2e.settle()
     assert e2e.customers_with(person.email) == [], "nothing announced the contact"
 
-    report = e2e.stack.fire_schedule()
+    report = e2e.reconcile()
     [customer] = eventually(
         lambda: e2e.customers_with(person.email), f"a customer for {person.email}"
     )
@@ -38,7 +38,7 @@ def test_given_contact_missed_by_webhooks_when_schedule_fires_then_its_customer_
     [entry] = e2e.audit(f"hubspot:contact:{person.id}")
     assert entry.outcome is Outcome.CREATED
     assert entry.event_id.startswith("reconcile:")
-    assert enqueued(e2e.stack.fire_schedule()) == 0, "everything found is linked now"
+    assert enqueued(e2e.reconcile()) == 0, "everything found is linked now"
 
 
 def test_given_won_deal_missed_by_webhooks_when_schedule_fires_then_it_is_invoiced_once(
@@ -51,7 +51,7 @@ def test_given_won_deal_missed_by_webhooks_when_schedule_fires_then_it_is_invoic
     e2e.settle()
     assert e2e.invoices_for(deal) == []
 
-    report = e2e.stack.fire_schedule()
+    report = e2e.reconcile()
     eventually(lambda: e2e.invoices_for(deal), f"an invoice for won deal {deal}")
     e2e.settle()
 
@@ -60,4 +60,4 @@ def test_given_won_deal_missed_by_webhooks_when_schedule_fires_then_it_is_invoic
     [customer] = e2e.customers_with(person.email)
     assert invoice["CustomerRef"]["value"] == customer["Id"]
     assert e2e.quickbooks.create_count("Invoice") == invoices_before + 1
-    assert enqueued(e2e.stack.fire_schedule()) == 0
+    assert enqueued(e2e.reconcile()) == 0

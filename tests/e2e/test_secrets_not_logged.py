@@ -18,9 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from infra.resources import DESCRIPTION
-from local.config import LocalConfig
-
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,15 +25,16 @@ ROOT = Path(__file__).resolve().parents[2]
 NOT_CREDENTIALS = {"realm_id"}
 
 
-def credentials(config: LocalConfig, issued: dict[str, list[str]]) -> dict[str, str]:
+def credentials(secrets: dict[str, dict[str, str]], issued: dict[str, list[str]]) -> dict[str, str]:
     """Every credential of the run by a name for it, in the forms that travel."""
     found = {
-        f"{spec.vendor} {key}": value
-        for spec in DESCRIPTION.secrets
-        for key, value in config.secret_values(spec).items()
+        f"{vendor} {key}": value
+        for vendor, values in secrets.items()
+        for key, value in values.items()
         if key not in NOT_CREDENTIALS
     }
-    client = f"{config.quickbooks.client_id}:{config.quickbooks.client_secret}"
+    quickbooks = secrets["quickbooks"]
+    client = f"{quickbooks['client_id']}:{quickbooks['client_secret']}"
     found["quickbooks Basic authorization"] = base64.b64encode(client.encode()).decode()
     for kind, tokens in issued.items():
         found |= {f"quickbooks {kind} token #{n}": token for n, token in enumerate(tokens)}
@@ -59,14 +57,13 @@ def test_given_debug_logging_when_a_won_deal_syncs_then_no_credential_is_printed
     )
 
     assert run.returncode == 0, run.stderr[-5000:]
-    issued = json.loads(tokens_file.read_text(encoding="utf-8"))
+    written = json.loads(tokens_file.read_text(encoding="utf-8"))
+    issued, secrets = written["issued"], written["secrets"]
     # The run rotated QuickBooks' tokens, and what the functions print was read: the sync
     # function's token request (httpx, through the root logger) and powertools' log lines.
     assert len(issued["refresh"]) >= 2 and issued["access"], issued
     assert "/oauth2/v1/tokens/bearer" in run.stderr
     assert '"function_request_id"' in run.stdout
     printed = run.stdout + run.stderr
-    leaked = [
-        name for name, value in credentials(LocalConfig.load(), issued).items() if value in printed
-    ]
+    leaked = [name for name, value in credentials(secrets, issued).items() if value in printed]
     assert not leaked, f"printed: {', '.join(leaked)}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -18,9 +18,8 @@ if TYPE_CHECKING:
 # Before the first CDK import starts jsii: its Node end-of-life banner buries test output.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-CONNECTION_ID = "test"
+STACK_NAME = "crmsync-test"
 ALARM_EMAIL = "ops@example.com"
-MAPPING_FILE = PurePosixPath("config/services.yaml")
 
 
 @dataclass(frozen=True)
@@ -46,20 +45,9 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     (code_dir / "handler.py").write_text("def handler(event, context): ...\n")
     app = App(outdir=str(tmp_path_factory.mktemp("cdk.out")))
     stack = CrmSyncStack(
-        app,
-        "CrmSync-test",
-        code=lambda_.Code.from_asset(str(code_dir)),
-        connection_id=CONNECTION_ID,
-        mapping_file=MAPPING_FILE,
-        alarm_email=ALARM_EMAIL,
+        app, STACK_NAME, code=lambda_.Code.from_asset(str(code_dir)), alarm_email=ALARM_EMAIL
     )
-    quiet = CrmSyncStack(
-        app,
-        "CrmSync-quiet",
-        code=lambda_.Code.from_asset(str(code_dir)),
-        connection_id="quiet",
-        mapping_file=MAPPING_FILE,
-    )
+    quiet = CrmSyncStack(app, "crmsync-quiet", code=lambda_.Code.from_asset(str(code_dir)))
     assembly = app.synth()  # once for both stacks; Template.from_stack re-synths every call
     artifact = assembly.get_stack_by_name(stack.stack_name)
     template_json: dict[str, Any] = artifact.template

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
@@ -12,7 +13,7 @@ from aws_cdk import aws_events as events
 from aws_cdk.assertions import Match
 from cdk_nag import AwsSolutionsChecks
 
-from infra.bundling import ARCHITECTURE, RUNTIME, TASK_ROOT
+from infra.bundling import ARCHITECTURE, RUNTIME
 from infra.environment import SERVICE_NAME, settings_env_name
 from infra.resources import (
     DESCRIPTION,
@@ -21,10 +22,13 @@ from infra.resources import (
     QueueSpec,
     ScheduleSpec,
     TableSpec,
-    secret_name,
+    webhook_path,
+    webhook_route,
 )
+from shared.connectors.registry import vendors
+from shared.connectors.spec import secret_id
 from shared.settings import Settings
-from tests.infra.conftest import ALARM_EMAIL, CONNECTION_ID, MAPPING_FILE, Synthesized
+from tests.infra.conftest import ALARM_EMAIL, Synthesized
 
 pytestmark = pytest.mark.infra
 
@@ -44,10 +48,12 @@ def _of_type(synth: Synthesized, resource_type: str) -> Mapping[str, Resource]:
 
 
 def _refs(value: Any) -> Iterator[str]:
-    """Logical ids a template value points at through Ref or Fn::GetAtt."""
+    """Logical ids a template value points at through Ref or Fn::GetAtt (not the
+    pseudo parameters such as ``AWS::Region``)."""
     if isinstance(value, dict):
         if "Ref" in value:
-            yield value["Ref"]
+            if not value["Ref"].startswith("AWS::"):
+                yield value["Ref"]
         elif "Fn::GetAtt" in value:
             yield value["Fn::GetAtt"][0]
         else:
@@ -75,9 +81,38 @@ def _granted(statements: list[Resource], action: str) -> set[str]:
     return {
         ref
         for s in statements
-        if s["Effect"] == "Allow" and action in s["Action"]
+        if s["Effect"] == "Allow" and action in _actions(s)
         for ref in _refs(s["Resource"])
     }
+
+
+def _rendered(value: Any) -> str:
+    """A template string value with its pseudo parameters as ``<AWS::Region>``, the way
+    cdk-nag prints them; anything but Fn::Join and pseudo-parameter Refs raises."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"].startswith("AWS::"):
+        return f"<{value['Ref']}>"
+    if isinstance(value, dict) and set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return str(separator).join(_rendered(part) for part in parts)
+    raise AssertionError(f"not a literal ARN: {value!r}")
+
+
+def _granted_arns(statements: list[Resource], action: str) -> set[str]:
+    """The ARNs (patterns included) the statements allow ``action`` on."""
+    arns: set[str] = set()
+    for s in statements:
+        if s["Effect"] == "Allow" and action in _actions(s):
+            resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+            arns |= {_rendered(r) for r in resources}
+    return arns
+
+
+def _secret_arn(name_pattern: str) -> str:
+    """A secret's ARN pattern: Secrets Manager appends ``-`` and six random characters."""
+    arn = "arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
+    return f"{arn}{name_pattern}-??????"
 
 
 def _ids(synth: Synthesized, kind: str, spec_ids: tuple[str, ...]) -> set[str]:
@@ -175,10 +210,10 @@ def test_given_the_description_when_synthesized_then_there_is_one_table_per_spec
 
 
 def _expected_environment(synth: Synthesized) -> dict[str, Any]:
+    """The same for every function: the tables and queues, no connection and no secret
+    (a connection and its secrets are data, looked up at run time)."""
     stack = synth.stack
     env: dict[str, Any] = {
-        settings_env_name("connection_id"): CONNECTION_ID,
-        settings_env_name("mapping_file"): str(TASK_ROOT / MAPPING_FILE),
         settings_env_name("public_base_url"): {
             "Fn::GetAtt": [_logical_id(stack, "Ingress", "Api"), "ApiEndpoint"]
         },
@@ -188,8 +223,11 @@ def _expected_environment(synth: Synthesized) -> dict[str, Any]:
         env[settings_env_name(table.setting)] = {"Ref": _logical_id(stack, "Tables", table.id)}
     for queue in DESCRIPTION.queues:
         env[settings_env_name(queue.setting)] = {"Ref": _logical_id(stack, "Queues", queue.id)}
-    for secret in DESCRIPTION.secrets:
-        env[settings_env_name(secret.setting)] = secret_name(CONNECTION_ID, secret.vendor)
+        if queue.dead_letter_setting is not None:
+            dlq = _logical_id(stack, "Queues", f"{queue.id}DeadLetter")
+            env[settings_env_name(queue.dead_letter_setting)] = {"Ref": dlq}
+            env[settings_env_name("max_failed_attempts")] = str(queue.max_failed_attempts)
+            env[settings_env_name("retry_delay_s")] = str(queue.retry_delay_s)
     return env
 
 
@@ -206,10 +244,19 @@ def test_given_a_function_spec_when_synthesized_then_the_lambda_runs_as_describe
     assert function["MemorySize"] == spec.memory_mb
     assert function["Timeout"] == spec.timeout_s
     assert function["TracingConfig"] == {"Mode": "Active"}
-    synthesized.template.has_resource_properties(
-        "AWS::Lambda::Function",
-        {"Handler": spec.handler, "Environment": {"Variables": _expected_environment(synthesized)}},
-    )
+    assert function["Environment"]["Variables"] == _expected_environment(synthesized)
+
+
+def test_given_the_functions_when_synthesized_then_each_finds_the_connections_in_their_table(
+    synthesized: Synthesized,
+) -> None:
+    connections = _logical_id(synthesized.stack, "Tables", "Connections")
+    for function in _of_type(synthesized, "AWS::Lambda::Function").values():
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert variables["CRMSYNC_CONNECTIONS_TABLE"] == {"Ref": connections}
+        # One deployment, many connections: none is baked into a function.
+        assert not {"CRMSYNC_CONNECTION_ID", "CRMSYNC_MAPPING_FILE"} & set(variables)
+        assert not [n for n in variables if n.endswith("_SECRET_ID")]
 
 
 def test_given_the_functions_when_synthesized_then_every_crmsync_variable_is_a_settings_field(
@@ -267,8 +314,12 @@ def test_given_a_function_spec_when_synthesized_then_its_role_reaches_exactly_wh
 ) -> None:
     statements = _statements(synthesized, spec.id)
 
-    assert _granted(statements, "dynamodb:PutItem") == _ids(synthesized, "Tables", spec.tables_rw)
-    assert _granted(statements, "dynamodb:GetItem") == _ids(synthesized, "Tables", spec.tables_rw)
+    for write in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+        assert _granted(statements, write) == _ids(synthesized, "Tables", spec.tables_rw)
+    for read in ("dynamodb:GetItem", "dynamodb:Query"):
+        assert _granted(statements, read) == _ids(
+            synthesized, "Tables", spec.tables_rw + spec.tables_read
+        )
     # A consumer dead-letters what keeps failing itself; a sweeper reads and clears a DLQ.
     dead_letters_sent = tuple(f"{q}DeadLetter" for q in spec.queues_consume)
     dead_letters_read = tuple(f"{q}DeadLetter" for q in spec.dead_letters_sweep)
@@ -281,12 +332,20 @@ def test_given_a_function_spec_when_synthesized_then_its_role_reaches_exactly_wh
     assert _granted(statements, "sqs:DeleteMessage") == _ids(
         synthesized, "Queues", spec.queues_consume + dead_letters_read
     )
-    assert _granted(statements, "secretsmanager:GetSecretValue") == _ids(
-        synthesized, "Secrets", spec.secrets_read + spec.secrets_write
+    # Secrets by name pattern only: every connection's, written back for rotating vendors.
+    readable = {_secret_arn("crmsync/*/*")} if spec.secrets_read else set()
+    rotated = {_secret_arn(f"crmsync/*/{v}") for v in DESCRIPTION.rotating_vendors()}
+    assert _granted_arns(statements, "secretsmanager:GetSecretValue") == readable
+    assert _granted_arns(statements, "secretsmanager:DescribeSecret") == readable
+    assert _granted_arns(statements, "secretsmanager:PutSecretValue") == (
+        rotated if spec.secrets_rotate else set()
     )
-    assert _granted(statements, "secretsmanager:PutSecretValue") == _ids(
-        synthesized, "Secrets", spec.secrets_write
-    )
+    secret_actions = {a for s in statements for a in _actions(s) if a.startswith("secretsmanager:")}
+    assert secret_actions <= {
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:PutSecretValue",
+    }
     services = {a.split(":")[0] for s in statements for a in _actions(s)}
     assert services <= {"logs", "xray", "dynamodb", "sqs", "secretsmanager"}
 
@@ -296,25 +355,68 @@ def _actions(statement: Resource) -> list[str]:
     return [action] if isinstance(action, str) else list(action)
 
 
-def test_given_the_webhook_role_when_synthesized_then_it_cannot_touch_dynamodb(
-    synthesized: Synthesized,
-) -> None:
-    actions = [a for s in _statements(synthesized, "Webhook") for a in _actions(s)]
-    assert actions
-    assert not [a for a in actions if a.startswith("dynamodb:")]
+_DYNAMODB_WRITES = (
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+)
 
 
-def test_given_all_roles_when_synthesized_then_only_sync_can_write_the_quickbooks_secret(
+def test_given_all_roles_when_synthesized_then_the_connections_table_is_read_only_for_three(
     synthesized: Synthesized,
 ) -> None:
-    quickbooks = _logical_id(synthesized.stack, "Secrets", "QuickBooksCredentials")
-    writers = {
+    connections = _logical_id(synthesized.stack, "Tables", "Connections")
+    readers = {
         spec.id
         for spec in DESCRIPTION.functions
-        if quickbooks
-        in _granted(_statements(synthesized, spec.id), "secretsmanager:PutSecretValue")
+        if connections in _granted(_statements(synthesized, spec.id), "dynamodb:GetItem")
     }
-    assert writers == {"Sync"}
+    assert readers == {"Webhook", "Sync", "Reconcile"}
+    for spec in DESCRIPTION.functions:
+        statements = _statements(synthesized, spec.id)
+        for write in _DYNAMODB_WRITES:
+            assert connections not in _granted(statements, write), (spec.id, write)
+
+
+def test_given_the_webhook_role_when_synthesized_then_it_only_reads_connections_and_secrets(
+    synthesized: Synthesized,
+) -> None:
+    statements = _statements(synthesized, "Webhook")
+    actions = {a for s in statements for a in _actions(s)}
+    connections = _logical_id(synthesized.stack, "Tables", "Connections")
+
+    assert not actions & set(_DYNAMODB_WRITES)
+    assert "secretsmanager:PutSecretValue" not in actions
+    for action in (a for a in actions if a.startswith("dynamodb:")):
+        assert _granted(statements, action) == {connections}, action
+    assert _granted_arns(statements, "secretsmanager:GetSecretValue") == {
+        _secret_arn("crmsync/*/*")
+    }
+
+
+def test_given_the_registered_vendors_when_synthesized_then_only_rotating_ones_can_be_written(
+    synthesized: Synthesized,
+) -> None:
+    rotating = {v.name for v in vendors() if v.rotates_secret}
+    assert set(DESCRIPTION.rotating_vendors()) == rotating
+    assert rotating and rotating != {v.name for v in vendors()}  # the split is exercised
+
+    writers: dict[str, set[str]] = {}
+    for spec in DESCRIPTION.functions:
+        arns = _granted_arns(_statements(synthesized, spec.id), "secretsmanager:PutSecretValue")
+        if arns:
+            writers[spec.id] = arns
+    assert set(writers) == {"Sync", "Reconcile"}
+    for vendor in vendors():
+        # What a connection's secret for the vendor is named, as the pattern would match it.
+        name = f"{secret_id('acme', vendor.name)}-AbCdEf"
+        for arns in writers.values():
+            writable = any(fnmatch.fnmatchcase(name, arn.split(":secret:")[1]) for arn in arns)
+            assert writable is vendor.rotates_secret, vendor.name
 
 
 def test_given_all_roles_when_synthesized_then_none_has_managed_policies_or_wildcards_beyond_xray(
@@ -338,13 +440,17 @@ def test_given_the_webhook_vendors_when_synthesized_then_each_has_a_post_route_t
     api_id = _logical_id(synthesized.stack, "Ingress", "Api")
     webhook_id = _logical_id(synthesized.stack, "Functions", "Webhook")
 
-    assert set(DESCRIPTION.webhook_vendors()) == {"hubspot", "quickbooks"}
-    for vendor in DESCRIPTION.webhook_vendors():
-        template.has_resource_properties(
-            "AWS::ApiGatewayV2::Route",
-            {"ApiId": {"Ref": api_id}, "RouteKey": f"POST /webhooks/{vendor}"},
-        )
-    template.resource_count_is("AWS::ApiGatewayV2::Route", len(DESCRIPTION.webhook_vendors()))
+    registered = [v.name for v in vendors()]
+    assert list(DESCRIPTION.webhook_vendors()) == registered
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in _of_type(synthesized, "AWS::ApiGatewayV2::Route").values()
+    }
+    # One route per vendor; the connection is a path parameter, so connections need none.
+    assert set(routes) == {f"POST /webhooks/{vendor}/{{connection}}" for vendor in registered}
+    for route in routes.values():
+        assert route["ApiId"] == {"Ref": api_id}
+    (integration_id,) = _of_type(synthesized, "AWS::ApiGatewayV2::Integration")
     template.has_resource_properties(
         "AWS::ApiGatewayV2::Integration",
         {
@@ -352,6 +458,15 @@ def test_given_the_webhook_vendors_when_synthesized_then_each_has_a_post_route_t
             "IntegrationUri": {"Fn::GetAtt": [webhook_id, "Arn"]},
         },
     )
+    for route in routes.values():
+        assert route["Target"] == {"Fn::Join": ["", ["integrations/", {"Ref": integration_id}]]}
+
+
+def test_given_a_connection_when_its_webhook_path_is_built_then_it_fills_the_route_parameter() -> (
+    None
+):
+    assert webhook_route("hubspot") == "/webhooks/hubspot/{connection}"
+    assert webhook_path("hubspot", "acme") == "/webhooks/hubspot/acme"
 
 
 def test_given_the_api_when_synthesized_then_its_stage_is_throttled_and_access_logged(
@@ -400,16 +515,42 @@ def test_given_a_schedule_spec_when_synthesized_then_a_rule_invokes_its_function
 # --- secrets ----------------------------------------------------------------------------
 
 
-def test_given_the_secret_specs_when_synthesized_then_secrets_are_named_and_hold_no_value(
+def test_given_the_stack_when_synthesized_then_it_creates_no_secret_and_carries_no_credential(
     synthesized: Synthesized,
 ) -> None:
-    secrets = _of_type(synthesized, "AWS::SecretsManager::Secret")
-    names = {s["Properties"]["Name"] for s in secrets.values()}
+    resources = synthesized.template_json["Resources"].values()
+    keys = set(_keys(synthesized.template_json))
 
-    assert names == {secret_name(CONNECTION_ID, s.vendor) for s in DESCRIPTION.secrets}
-    assert "SecretString" not in set(_keys(synthesized.template_json))
-    for secret in secrets.values():  # CloudFormation fills each with a random placeholder
-        assert secret["Properties"]["GenerateSecretString"] == {}
+    assert not [r["Type"] for r in resources if r["Type"].startswith("AWS::SecretsManager::")]
+    assert not keys & {"SecretString", "SecretBinary", "GenerateSecretString"}
+    # No vendor's secret key appears anywhere, as a key or as a value.
+    secret_keys = {key for vendor in vendors() for key in vendor.secret_keys}
+    assert secret_keys
+    assert not secret_keys & keys
+    assert not [s for s in _strings(synthesized.template_json) if s in secret_keys]
+
+
+def test_given_the_stack_when_synthesized_then_secret_names_appear_only_as_grant_patterns(
+    synthesized: Synthesized,
+) -> None:
+    """No connection's secret is named in the template: only the any-connection
+    patterns of the IAM grants mention the prefix."""
+    policies = {
+        logical_id: resource
+        for logical_id, resource in synthesized.template_json["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Policy"
+    }
+    outside = {
+        logical_id: resource
+        for logical_id, resource in synthesized.template_json["Resources"].items()
+        if logical_id not in policies
+    }
+    assert not [s for s in _strings(outside) if "crmsync/" in s]
+    assert not [s for s in _strings(synthesized.template_json["Outputs"]) if "crmsync/" in s]
+    mentions = [s for s in _strings(policies) if "crmsync/" in s]
+    assert mentions
+    for mention in mentions:
+        assert mention.startswith(":secret:crmsync/*/"), mention
 
 
 def _keys(value: Any) -> Iterator[str]:
@@ -420,6 +561,17 @@ def _keys(value: Any) -> Iterator[str]:
     elif isinstance(value, list):
         for item in value:
             yield from _keys(item)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
 
 
 # --- monitoring -------------------------------------------------------------------------
@@ -482,14 +634,21 @@ def test_given_the_stack_when_synthesized_then_it_outputs_what_an_operator_needs
     synthesized: Synthesized,
 ) -> None:
     outputs = synthesized.template_json["Outputs"]
-    values = json.dumps([o["Value"] for o in outputs.values()])
 
-    for vendor in DESCRIPTION.webhook_vendors():
-        assert f'"/webhooks/{vendor}"' in values
-    # The names the README tells an operator to look for.
-    assert {"HubSpotWebhookUrl", "QuickBooksWebhookUrl"} <= set(outputs)
-    for secret in DESCRIPTION.secrets:
-        assert json.dumps(secret_name(CONNECTION_ID, secret.vendor)) in values
+    api = _logical_id(synthesized.stack, "Ingress", "Api")
+    webhook_outputs = {name: o for name, o in outputs.items() if name.endswith("WebhookUrl")}
+    assert len(webhook_outputs) == len(vendors())
+    for vendor in vendors():
+        # <Vendor>WebhookUrl: the API's endpoint and the vendor's route, {connection} left in.
+        (name,) = [n for n in webhook_outputs if n.lower() == f"{vendor.name}webhookurl"]
+        assert webhook_outputs[name]["Value"] == {
+            "Fn::Join": ["", [{"Fn::GetAtt": [api, "ApiEndpoint"]}, webhook_route(vendor.name)]]
+        }
+        assert "{connection}" in webhook_outputs[name]["Description"]
+    assert outputs["ConnectionsTableName"]["Value"] == {
+        "Ref": _logical_id(synthesized.stack, "Tables", "Connections")
+    }
+    assert not [name for name in outputs if "Secret" in name]
     dlq = _logical_id(synthesized.stack, "Queues", "EventsDeadLetter")
     topic = _logical_id(synthesized.stack, "Monitoring", "AlarmTopic")
     assert {"Ref": dlq} in [o["Value"] for o in outputs.values()]

@@ -9,8 +9,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-# Re-exported for test_dynamo_stores.py, which imports it from here.
-
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_secretsmanager.client import SecretsManagerClient

@@ -19,7 +19,7 @@ from local.memory import (
     MemoryLock,
 )
 from shared.errors import LockTimeout, StaleWrite
-from shared.models import AuditEntry, ObjectType, Outcome, PendingCreate, RecordLink, System
+from shared.models import AuditEntry, ObjectType, Outcome, PendingCreate, RecordLink
 from shared.ports import AuditLog, CallBudget, CursorStore, LinkStore, Lock
 from shared.stores import (
     DynamoAuditLog,
@@ -74,10 +74,10 @@ def links(kind: str, request: pytest.FixtureRequest) -> LinkStore:
 def _link(version: int, *, target_id: str = "77", content_hash: str | None = "h1") -> RecordLink:
     return RecordLink(
         connection_id="acme",
-        source=System.HUBSPOT,
+        source="hubspot",
         source_type=ObjectType.DEAL,
         source_id="101",
-        target=System.QUICKBOOKS,
+        target="quickbooks",
         target_type=ObjectType.INVOICE,
         target_id=target_id,
         source_version=version,

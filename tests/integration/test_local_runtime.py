@@ -1,5 +1,6 @@
-"""The local stack (``local/``): resources from the description, the API Gateway stand-in,
-the SQS worker, the scheduler, and ``crmsync up``.
+"""The local stack (``local/``): resources from the description, the configured
+connections and their secrets, the API Gateway stand-in, the SQS worker, the scheduler,
+the vendor sandboxes, the local config's checks, and ``crmsync up``.
 
 Most tests share one running stack with stand-in handlers that record what they get
 and answer what the test tells them to; moto's server is real, so queues really
@@ -20,20 +21,29 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+import yaml
 
 from infra.environment import SERVICE_NAME, resource_settings, settings_environment
-from infra.resources import DESCRIPTION, local_name, secret_name
+from infra.resources import DESCRIPTION, local_name, webhook_path
 from local import cli
 from local.apigw import create_app
 from local.config import LocalConfig, LocalConfigError
 from local.lambdas import LambdaContext
-from local.runtime import LocalStack, PortInUse
+from local.runtime import NO_VENDOR, LocalStack, PortInUse
+from local.sandboxes.hubspot import sign_v3
+from local.sandboxes.registry import sandbox
+from shared.connectors.registry import vendor, vendors
+from shared.connectors.spec import secret_id
+from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.settings import Settings
+from shared.stores import DynamoConnections
 
 REPO = Path(__file__).resolve().parents[2]
 # The stand-ins' stack: the deployed description, but with SQS's redrive backstop
@@ -165,7 +175,7 @@ class TestRunningStack:
     ) -> None:
         dynamodb = stack.clients.dynamodb
         for spec in DESCRIPTION.tables:
-            name = local_name(stack.config.connection_id, spec.id)
+            name = local_name(stack.config.stack, spec.id)
             table = dynamodb.describe_table(TableName=name)["Table"]
             keys = {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]}
             expected = {spec.partition_key.name: "HASH"}
@@ -187,7 +197,7 @@ class TestRunningStack:
     ) -> None:
         sqs = stack.clients.sqs
         queue = stack.resources.queues["Events"]
-        assert queue.url.endswith(local_name(stack.config.connection_id, "Events", fifo=True))
+        assert queue.url.endswith(local_name(stack.config.stack, "Events", fifo=True))
         attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])[
             "Attributes"
         ]
@@ -206,29 +216,57 @@ class TestRunningStack:
         assert dlq["Attributes"]["FifoThroughputLimit"] == EVENTS.fifo_throughput_limit
         assert dlq["Attributes"]["QueueArn"] == queue.dead_letter_arn
 
-    def test_given_stack_then_secrets_hold_exactly_the_declared_keys_with_local_values(
+    def test_given_stack_then_each_connection_keeps_exactly_its_vendors_keys_from_the_sandboxes(
         self, stack: LocalStack
     ) -> None:
-        for spec in DESCRIPTION.secrets:
-            name = secret_name(stack.config.connection_id, spec.vendor)
-            value = json.loads(
-                stack.clients.secretsmanager.get_secret_value(SecretId=name)["SecretString"]
-            )
-            assert sorted(value) == sorted(spec.keys)
-            assert value == stack.config.secret_values(spec)
-        assert json.loads(
-            stack.clients.secretsmanager.get_secret_value(
-                SecretId=secret_name(stack.config.connection_id, "hubspot")
+        secrets = stack.clients.secretsmanager
+        expected = set()
+        for connection in stack.config.connections:
+            for name in (connection.crm, connection.accounting):
+                expected.add(secret_id(connection.id, name))
+                value = json.loads(
+                    secrets.get_secret_value(SecretId=secret_id(connection.id, name))[
+                        "SecretString"
+                    ]
+                )
+                assert sorted(value) == sorted(vendor(name).secret_keys)
+                # Without sandboxes running, the values are still the dummy account's.
+                account = sandbox(name).start(None)
+                try:
+                    assert value == sandbox(name).secret(account)
+                finally:
+                    account.close()
+        # One secret per connection and vendor, and nothing else.
+        listed = {entry["Name"] for entry in secrets.list_secrets()["SecretList"]}
+        assert listed == expected
+        hubspot = json.loads(
+            secrets.get_secret_value(
+                SecretId=secret_id(stack.config.connection_of("hubspot").id, "hubspot")
             )["SecretString"]
-        )["access_token"] == (stack.config.hubspot.access_token)
+        )
+        assert hubspot["access_token"] == "pat-na1-sandbox-token"  # HubSpotSandboxConfig's
+
+    def test_given_stack_then_the_connections_table_holds_each_configured_connection(
+        self, stack: LocalStack
+    ) -> None:
+        # Read as a function reads it: the table its settings name, through the
+        # environment's AWS endpoint.
+        connections = DynamoConnections(
+            boto3.client("dynamodb"), boto3.resource("dynamodb"), Settings().connections_table
+        )
+
+        stored = connections.all()
+
+        assert stored == [c.connection() for c in stack.config.connections]
+        (demo,) = stored
+        assert (demo.crm, demo.accounting) == ("hubspot", "quickbooks")
+        assert demo.mapping == stack.config.connections[0].mapping_file.read_text()
 
     def test_given_stack_then_the_schedule_rule_carries_the_described_rate(
         self, stack: LocalStack
     ) -> None:
         for spec in DESCRIPTION.schedules:
-            rule = stack.clients.events.describe_rule(
-                Name=local_name(stack.config.connection_id, spec.id)
-            )
+            rule = stack.clients.events.describe_rule(Name=local_name(stack.config.stack, spec.id))
             assert rule["ScheduleExpression"] == f"rate({spec.rate_minutes} minutes)"
             assert rule["Arn"] == stack.resources.schedules[spec.id]
 
@@ -236,22 +274,30 @@ class TestRunningStack:
         self, stack: LocalStack
     ) -> None:
         settings = Settings()
-        assert settings.connection_id == stack.config.connection_id
+        assert settings.connections_table == stack.resources.tables["Connections"]
         assert settings.links_table == stack.resources.tables["Links"]
         assert settings.idempotency_table == stack.resources.tables["Idempotency"]
         assert settings.audit_table == stack.resources.tables["Audit"]
         assert settings.cursors_table == stack.resources.tables["Cursors"]
         assert settings.events_queue_url == stack.resources.queues["Events"].url
-        assert settings.hubspot_secret_id == stack.resources.secrets["HubSpotCredentials"]
-        assert settings.quickbooks_secret_id == stack.resources.secrets["QuickBooksCredentials"]
         assert settings.public_base_url == stack.urls.api
-        assert settings.mapping_file == stack.config.mapping_file
-        # Without sandboxes, vendor calls must go nowhere rather than to the real vendors.
-        assert settings.hubspot_api_url.startswith("http://127.0.0.1:")
-        assert settings.quickbooks_token_url.startswith("http://127.0.0.1:")
         assert os.environ["AWS_ENDPOINT_URL"] == stack.urls.moto
         assert os.environ["AWS_ACCESS_KEY_ID"] == stack.config.aws.access_key_id
         assert os.environ["POWERTOOLS_SERVICE_NAME"] == SERVICE_NAME
+
+    def test_given_no_sandboxes_then_vendor_settings_point_at_a_closed_local_port(
+        self, stack: LocalStack
+    ) -> None:
+        assert NO_VENDOR.startswith("http://127.0.0.1:")
+        assert stack.urls.sandboxes == {}
+        for name in stack.config.vendors():
+            settings = vendor(name).read_settings()
+            assert settings.model_dump() == sandbox(name).settings(NO_VENDOR)
+        # Spelled out, so the test fails if a URL field were left at the real vendor.
+        assert vendor("hubspot").read_settings().api_url == NO_VENDOR
+        quickbooks = vendor("quickbooks").read_settings()
+        assert quickbooks.api_url == NO_VENDOR
+        assert quickbooks.token_url.startswith(f"{NO_VENDOR}/")
 
     # --- API Gateway stand-in -------------------------------------------------------
 
@@ -272,10 +318,14 @@ class TestRunningStack:
         )
 
         assert response.status_code == 200
+        connection = stack.config.connection_of("hubspot").id
+        path = f"/webhooks/hubspot/{connection}"
+        assert stack.urls.webhooks["hubspot"] == f"{stack.urls.api}{path}"
         (event,) = fakes.webhook_events
         assert event["version"] == "2.0"
-        assert event["routeKey"] == "POST /webhooks/hubspot"
-        assert event["rawPath"] == "/webhooks/hubspot"
+        assert event["routeKey"] == "POST /webhooks/hubspot/{connection}"
+        assert event["rawPath"] == path
+        assert event["pathParameters"] == {"connection": connection}
         assert event["rawQueryString"] == "b=2&a=1&a=3"
         assert event["queryStringParameters"] == {"a": "1,3", "b": "2"}
         assert event["headers"]["x-hubspot-signature-v3"] == "abc="
@@ -288,13 +338,13 @@ class TestRunningStack:
         context = event["requestContext"]
         assert context["http"] == {
             "method": "POST",
-            "path": "/webhooks/hubspot",
+            "path": path,
             "protocol": "HTTP/1.1",
             "sourceIp": "127.0.0.1",
             "userAgent": "HubSpot Connect 2.0",
         }
         assert context["stage"] == "$default"
-        assert context["routeKey"] == "POST /webhooks/hubspot"
+        assert context["routeKey"] == "POST /webhooks/hubspot/{connection}"
         assert context["domainName"] == stack.urls.api.removeprefix("http://")
         assert context["requestId"] == response.headers["apigw-requestid"]
         assert isinstance(context["timeEpoch"], int)
@@ -372,8 +422,36 @@ class TestRunningStack:
         assert response.status_code == 500
         assert response.json() == {"message": "Internal Server Error"}
 
+    def test_given_any_registered_vendor_when_posted_then_its_route_takes_any_connection(
+        self, stack: LocalStack, fakes: StandIns
+    ) -> None:
+        names = [spec.name for spec in vendors()]
+        # Routes for every registered vendor, not only those a local connection uses.
+        assert {"salesforce", "xero"} <= set(names) - set(stack.config.vendors())
+
+        for name in names:
+            response = httpx.post(f"{stack.urls.api}{webhook_path(name, 'acme-1')}", content=b"{}")
+            assert response.status_code == 200, name
+
+        assert [
+            (e["routeKey"], e["rawPath"], e["pathParameters"]) for e in fakes.webhook_events
+        ] == [
+            (
+                f"POST /webhooks/{name}/{{connection}}",
+                f"/webhooks/{name}/acme-1",
+                {"connection": "acme-1"},
+            )
+            for name in names
+        ]
+
     @pytest.mark.parametrize(
-        ("method", "path"), [("GET", "/webhooks/hubspot"), ("POST", "/webhooks/salesforce")]
+        ("method", "path"),
+        [
+            pytest.param("GET", "/webhooks/hubspot/demo", id="GET on a webhook route"),
+            pytest.param("POST", "/webhooks/nope/demo", id="unregistered vendor"),
+            pytest.param("POST", "/webhooks/hubspot", id="no connection"),
+            pytest.param("POST", "/webhooks/hubspot/demo/extra", id="path too long"),
+        ],
     )
     def test_given_no_matching_route_when_requested_then_404_and_no_invocation(
         self, stack: LocalStack, fakes: StandIns, method: str, path: str
@@ -414,10 +492,21 @@ class TestRunningStack:
     def test_given_messages_when_polled_then_records_look_like_lambdas_sqs_event(
         self, stack: LocalStack, fakes: StandIns
     ) -> None:
+        group = ChangeEvent(
+            connection_id=stack.config.connections[0].id,
+            source="hubspot",
+            object_type=ObjectType.CONTACT,
+            record_id="1",
+            event_id="e1",
+            kind=ChangeKind.UPDATED,
+            occurred_at=datetime.now(UTC),
+            version=1,
+        ).message_group
+        assert group == "demo:hubspot:contact:1"
         message_id = send(
             stack,
             '{"n": 1}',
-            "contact-1",
+            group,
             MessageAttributes={
                 "origin": {"DataType": "String", "StringValue": "hubspot"},
                 "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
@@ -434,7 +523,7 @@ class TestRunningStack:
         assert record["awsRegion"] == stack.config.aws.region
         attributes = record["attributes"]
         assert attributes["ApproximateReceiveCount"] == "1"
-        assert attributes["MessageGroupId"] == "contact-1"
+        assert attributes["MessageGroupId"] == group
         for name in (
             "SentTimestamp",
             "ApproximateFirstReceiveTimestamp",
@@ -458,7 +547,7 @@ class TestRunningStack:
         assert wait_for(lambda: fakes.sync_contexts != [])
         context = fakes.sync_contexts[0]
         sync = DESCRIPTION.function("Sync")
-        assert context.function_name == local_name(stack.config.connection_id, "Sync")
+        assert context.function_name == local_name(stack.config.stack, "Sync")
         assert context.memory_limit_in_mb == sync.memory_mb
         assert context.invoked_function_arn.endswith(f":function:{context.function_name}")
         assert 0 < context.get_remaining_time_in_millis() <= sync.timeout_s * 1000
@@ -595,6 +684,34 @@ class TestRunningStack:
 # --- lifecycle, config, sandboxes, CLI -------------------------------------------------
 
 
+HUBSPOT_SERVICES = REPO / "config" / "hubspot" / "services.yaml"
+SALESFORCE_SERVICES = REPO / "config" / "salesforce" / "services.yaml"
+
+
+def write_config(
+    tmp_path: Path,
+    *,
+    connections: list[dict[str, Any]] | None = None,
+    ports: dict[str, Any] | None = None,
+) -> Path:
+    """The committed config, its connections or ports replaced, as a file in ``tmp_path``;
+    the committed connections' mapping files stay where they are."""
+    data = yaml.safe_load((REPO / "local" / "local.yaml").read_text())
+    for connection in data["connections"]:
+        connection["mapping_file"] = str((REPO / "local" / connection["mapping_file"]).resolve())
+    if connections is not None:
+        data["connections"] = connections
+    if ports is not None:
+        data["ports"] = ports
+    path = tmp_path / "local.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def all_free_ports() -> dict[str, Any]:
+    return {"api": 0, "moto": 0, "sandboxes": {"hubspot": 0, "quickbooks": 0}}
+
+
 @pytest.fixture
 def taken_port() -> Iterator[int]:
     with socket.socket() as holder:
@@ -603,84 +720,214 @@ def taken_port() -> Iterator[int]:
         yield holder.getsockname()[1]
 
 
-@pytest.mark.parametrize("service", ["api", "moto"])
+@pytest.mark.parametrize(
+    ("service", "label"),
+    [
+        ("api", "API"),
+        ("moto", "AWS (moto) server"),
+        # HubSpot's sandbox starts first: QuickBooks' clash also stops a running sandbox.
+        ("hubspot", "HubSpot sandbox"),
+        ("quickbooks", "QuickBooks Online sandbox"),
+    ],
+)
 def test_given_a_taken_port_when_starting_then_port_in_use_names_it_and_nothing_is_left(
-    taken_port: int, service: str
+    taken_port: int, service: str, label: str
 ) -> None:
     config = free_config()
-    config = config.model_copy(
-        update={"ports": config.ports.model_copy(update={service: taken_port})}
-    )
+    if service in ("api", "moto"):
+        ports = config.ports.model_copy(update={service: taken_port})
+    else:
+        ports = config.ports.model_copy(update={"sandboxes": {service: taken_port}})
+    config = config.model_copy(update={"ports": ports})
     before = dict(os.environ)
 
     with pytest.raises(PortInUse) as raised:
-        LocalStack(config, handlers=StandIns().handlers(), sandboxes=False).start()
+        LocalStack(
+            config, handlers=StandIns().handlers(), sandboxes=service not in ("api", "moto")
+        ).start()
 
-    assert f"port {taken_port}" in str(raised.value)
+    assert raised.value.port == taken_port
+    assert raised.value.service == label
+    assert f"port {taken_port} for the {label} is already in use" in str(raised.value)
     assert dict(os.environ) == before
-    if service == "api":
-        # moto had started before the API failed: it was stopped, so a new stack starts.
-        LocalStack(free_config(), handlers=StandIns().handlers(), sandboxes=False).start().stop()
+    # What had started before the clash was stopped, so a new stack starts.
+    LocalStack(free_config(), handlers=StandIns().handlers(), sandboxes=False).start().stop()
+
+
+def test_given_a_sandbox_port_in_the_config_then_that_vendor_listens_there_and_others_pick_one(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = LocalConfig.load(
+        write_config(tmp_path, ports={"api": 0, "moto": 0, "sandboxes": {"quickbooks": port}})
+    )
+    assert (config.ports.sandbox("quickbooks"), config.ports.sandbox("hubspot")) == (port, 0)
+
+    with LocalStack(config, handlers=StandIns().handlers()) as stack:
+        assert stack.urls.sandboxes["quickbooks"] == f"http://127.0.0.1:{port}"
+        assert stack.urls.sandboxes["hubspot"].startswith("http://127.0.0.1:")
+        assert stack.urls.sandboxes["hubspot"] != "http://127.0.0.1:0"
 
 
 def test_given_names_outside_the_description_or_settings_then_the_environment_refuses_them() -> (
     None
 ):
     with pytest.raises(ValueError, match="no table 'Linkz'"):
-        resource_settings(tables={"Linkz": "t"}, queues={}, secrets={})
+        resource_settings(tables={"Linkz": "t"}, queues={})
     with pytest.raises(ValueError, match="not a field"):
         settings_environment({"links_tabel": "t"})
     assert settings_environment(
-        resource_settings(tables={"Links": "t"}, queues={}, secrets={})
-    ) == {"CRMSYNC_LINKS_TABLE": "t"}
+        resource_settings(tables={"Links": "t", "Connections": "c"}, queues={})
+    ) == {"CRMSYNC_LINKS_TABLE": "t", "CRMSYNC_CONNECTIONS_TABLE": "c"}
 
 
-def test_given_a_secret_key_without_local_value_when_loading_then_the_error_names_it(
-    tmp_path: Path,
+def connection(
+    connection_id: str = "demo",
+    crm: str = "hubspot",
+    accounting: str = "quickbooks",
+    mapping_file: Path | str = HUBSPOT_SERVICES,
+) -> dict[str, Any]:
+    return {
+        "id": connection_id,
+        "crm": crm,
+        "accounting": accounting,
+        "mapping_file": str(mapping_file),
+    }
+
+
+@pytest.mark.parametrize(
+    ("connections", "expected"),
+    [
+        pytest.param(
+            [connection(crm="pipedrive")],
+            ["connection 'demo'", "unknown vendor 'pipedrive'", "registered: hubspot, quickbooks"],
+            id="unknown vendor",
+        ),
+        pytest.param(
+            [connection(), connection("second")],
+            ["connections 'demo' and 'second' both use hubspot", "each vendor sandbox"],
+            id="vendor used by two connections",
+        ),
+        pytest.param(
+            [connection(mapping_file=SALESFORCE_SERVICES)],
+            [
+                "services.yaml",
+                "written for source 'salesforce'",
+                "connection 'demo' uses 'hubspot'",
+            ],
+            id="mapping for another source system",
+        ),
+        pytest.param(
+            [connection(mapping_file="missing.yaml")],
+            ["connection 'demo'", "No such file", "missing.yaml"],
+            id="missing mapping file",
+        ),
+        pytest.param(
+            [connection(accounting="xero")],
+            ["connection 'demo'", "no local sandbox for vendor 'xero'"],
+            id="registered vendor without a sandbox",
+        ),
+        pytest.param(
+            [connection(crm="quickbooks", accounting="hubspot")],
+            ["connection 'demo'", "quickbooks is not a crm"],
+            id="vendor in the wrong role",
+        ),
+        pytest.param(
+            [connection(), connection(crm="salesforce", accounting="xero")],
+            ["two connections share an id"],
+            id="duplicate connection id",
+        ),
+        pytest.param([], ["connections", "at least 1"], id="no connection"),
+    ],
+)
+def test_given_a_wrong_connection_when_loading_then_the_error_names_the_problem(
+    tmp_path: Path, connections: list[dict[str, Any]], expected: list[str]
 ) -> None:
-    text = (REPO / "local" / "local.yaml").read_text().replace("  verifier_token:", "  ignored:")
-    (tmp_path / "local.yaml").write_text(text)
+    path = write_config(tmp_path, connections=connections)
 
     with pytest.raises(LocalConfigError) as raised:
-        LocalConfig.load(tmp_path / "local.yaml")
+        LocalConfig.load(path)
 
-    assert "verifier_token" in str(raised.value)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: invalid local config")
+    for part in expected:
+        assert part in message
+    assert '"' not in message  # no repr of an exception inside the sentence
 
 
-def test_given_the_committed_config_then_the_mapping_file_resolves_next_to_the_repo() -> None:
-    assert LocalConfig.load().mapping_file == REPO / "config" / "services.yaml"
+def test_given_the_committed_config_then_one_connection_between_the_sandboxed_vendors() -> None:
+    config = LocalConfig.load()
+
+    (demo,) = config.connections
+    assert demo.mapping_file == HUBSPOT_SERVICES
+    assert (demo.crm, demo.accounting) == ("hubspot", "quickbooks")
+    assert config.vendors() == ["hubspot", "quickbooks"]
+    assert config.connection_of("quickbooks") == demo
+    # Every fixed sandbox port names a registered vendor: a typo would go unnoticed.
+    assert set(config.ports.sandboxes) <= {spec.name for spec in vendors()}
 
 
-def test_given_the_sandboxes_when_started_then_webhooks_reach_the_api_and_dummy_creds_work() -> (
+def stored_secret(stack: LocalStack, connection_id: str, name: str) -> dict[str, str]:
+    value = stack.clients.secretsmanager.get_secret_value(SecretId=secret_id(connection_id, name))
+    return json.loads(value["SecretString"])
+
+
+def test_given_the_sandboxes_when_started_then_webhooks_reach_the_connection_and_secrets_work() -> (
     None
 ):
-    pytest.importorskip("local.sandboxes.hubspot", reason="the HubSpot sandbox does not import")
-    pytest.importorskip("local.sandboxes.quickbooks", reason="the QBO sandbox does not import")
     standins = StandIns()
     before = dict(os.environ)
 
     with LocalStack(free_config(), handlers=standins.handlers()) as stack:
-        assert stack.hubspot is not None
-        stack.hubspot.ui_create("contacts", {"email": "ada@example.com", "firstname": "Ada"})
+        assert set(stack.sandboxes) == set(stack.urls.sandboxes) == {"hubspot", "quickbooks"}
+        demo = stack.config.connection_of("hubspot").id
+        hubspot_secret = stored_secret(stack, demo, "hubspot")
+        quickbooks_secret = stored_secret(
+            stack, stack.config.connection_of("quickbooks").id, "quickbooks"
+        )
+
+        stack.sandboxes["hubspot"].ui_create(
+            "contacts", {"email": "ada@example.com", "firstname": "Ada"}
+        )
         assert wait_for(lambda: standins.webhook_events != [])
         event = standins.webhook_events[0]
-        assert event["rawPath"] == "/webhooks/hubspot"
-        assert "x-hubspot-signature-v3" in event["headers"]
+        assert event["rawPath"] == webhook_path("hubspot", demo)
+        assert event["pathParameters"] == {"connection": demo}
+        # Signed with the client secret the connection keeps, over its own webhook URL.
+        headers = event["headers"]
+        assert headers["x-hubspot-signature-v3"] == sign_v3(
+            hubspot_secret["client_secret"],
+            "POST",
+            stack.urls.webhooks["hubspot"],
+            event["body"],
+            int(headers["x-hubspot-request-timestamp"]),
+        )
 
-        settings = Settings()
-        assert settings.hubspot_api_url == stack.urls.hubspot
-        quickbooks = stack.config.quickbooks
+        hubspot = vendor("hubspot").read_settings()
+        quickbooks = vendor("quickbooks").read_settings()
+        assert hubspot.api_url == stack.urls.sandboxes["hubspot"]
+        assert quickbooks.api_url == stack.urls.sandboxes["quickbooks"]
+        assert quickbooks.token_url.startswith(f"{stack.urls.sandboxes['quickbooks']}/")
+        # The stored secrets authenticate against the sandboxes.
         token = httpx.post(
-            settings.quickbooks_token_url,
-            auth=(quickbooks.client_id, quickbooks.client_secret),
-            data={"grant_type": "refresh_token", "refresh_token": quickbooks.refresh_token},
+            quickbooks.token_url,
+            auth=(quickbooks_secret["client_id"], quickbooks_secret["client_secret"]),
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": quickbooks_secret["refresh_token"],
+            },
         )
         assert token.status_code == 200, token.text
         contacts = httpx.get(
-            f"{settings.hubspot_api_url}/crm/v3/objects/contacts",
-            headers={"Authorization": f"Bearer {stack.config.hubspot.access_token}"},
+            f"{hubspot.api_url}/crm/v3/objects/contacts",
+            params={"properties": "email"},
+            headers={"Authorization": f"Bearer {hubspot_secret['access_token']}"},
         )
         assert contacts.status_code == 200, contacts.text
+        emails = [c["properties"]["email"] for c in contacts.json()["results"]]
+        assert emails == ["ada@example.com"]
 
     assert dict(os.environ) == before
 
@@ -695,13 +942,16 @@ def test_given_an_unreadable_config_when_up_then_exit_1_with_the_reason(
 def test_given_an_invalid_mapping_file_when_up_then_exit_1_naming_the_file_and_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    broken = (REPO / "config" / "services.yaml").read_text().replace("[trim, upper]", "[uper]")
+    broken = (
+        (REPO / "config" / "hubspot" / "services.yaml")
+        .read_text()
+        .replace("[trim, upper]", "[uper]")
+    )
     (tmp_path / "mapping.yaml").write_text(broken)
-    text = (REPO / "local" / "local.yaml").read_text()
-    text = text.replace("../config/services.yaml", "mapping.yaml")
-    (tmp_path / "local.yaml").write_text(text)
+    # Relative to the config file.
+    path = write_config(tmp_path, connections=[connection(mapping_file="mapping.yaml")])
 
-    assert cli.main(["up", "--config", str(tmp_path / "local.yaml")]) == 1
+    assert cli.main(["up", "--config", str(path)]) == 1
     error = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
     assert "mapping.yaml" in error
     assert "objects.deal.fields.currency.transforms[0]" in error
@@ -711,25 +961,18 @@ def test_given_an_invalid_mapping_file_when_up_then_exit_1_naming_the_file_and_k
 def test_given_a_taken_port_when_up_then_exit_1_naming_the_port(
     taken_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    text = (REPO / "local" / "local.yaml").read_text()
-    text = text.replace("../config/services.yaml", str(REPO / "config" / "services.yaml"))
-    text = text.replace("api: 8710", f"api: {taken_port}")
-    for port in ("8711", "8712", "8713"):
-        text = text.replace(f": {port}", ": 0")
-    (tmp_path / "local.yaml").write_text(text)
+    ports = {**all_free_ports(), "sandboxes": {"hubspot": 0, "quickbooks": taken_port}}
+    path = write_config(tmp_path, ports=ports)
 
-    assert cli.main(["up", "--config", str(tmp_path / "local.yaml")]) == 1
-    assert f"port {taken_port}" in capsys.readouterr().err
+    assert cli.main(["up", "--config", str(path)]) == 1
+    error = " ".join(capsys.readouterr().err.split())
+    assert f"port {taken_port} for the QuickBooks Online sandbox is already in use" in error
 
 
 def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path: Path) -> None:
-    text = (REPO / "local" / "local.yaml").read_text()
-    text = text.replace("../config/services.yaml", str(REPO / "config" / "services.yaml"))
-    for port in ("8710", "8711", "8712", "8713"):
-        text = text.replace(f": {port}", ": 0")
-    (tmp_path / "local.yaml").write_text(text)
+    path = write_config(tmp_path, ports=all_free_ports())
     process = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "local.cli", "up", "--config", str(tmp_path / "local.yaml")],
+        [sys.executable, "-m", "local.cli", "up", "--config", str(path)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -755,7 +998,9 @@ def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path
         if process.poll() is None:
             process.kill()
     output = "".join(lines)
-    assert "/webhooks/hubspot" in output
+    assert "/webhooks/hubspot/demo" in output
+    assert "/webhooks/quickbooks/demo" in output
     assert "HubSpot sandbox" in output
+    assert "QuickBooks Online sandbox" in output
     assert process.stderr is not None
     assert "Traceback" not in process.stderr.read()

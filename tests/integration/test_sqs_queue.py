@@ -10,7 +10,7 @@ from botocore.stub import ANY, Stubber
 
 from infra.resources import DESCRIPTION, local_name
 from shared.errors import Retryable
-from shared.models import ChangeEvent, ChangeKind, ObjectType, System
+from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.ports import EventQueue
 from shared.queues.sqs import SqsEventQueue
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def _event(record: int, version: int) -> ChangeEvent:
     return ChangeEvent(
         connection_id="acme",
-        source=System.HUBSPOT,
+        source="hubspot",
         object_type=ObjectType.DEAL,
         record_id=str(record),
         event_id=f"evt-{record}-{version}",
@@ -70,9 +70,10 @@ def test_given_more_events_than_a_batch_when_sent_then_all_arrive_grouped_by_rec
     drained = _drain(sqs, queue_url)
     assert sorted(e.event_id for _, _, e in drained) == sorted(e.event_id for e in events)
     for group, dedup, event in drained:
-        assert (group, dedup) == (event.record_key, event.dedup_id)
+        assert (group, dedup) == (event.message_group, event.dedup_id)
+        assert group.startswith(f"{event.connection_id}:")
     for record in range(5):
-        versions = [e.version for g, _, e in drained if g == f"hubspot:deal:{record}"]
+        versions = [e.version for g, _, e in drained if g == f"acme:hubspot:deal:{record}"]
         assert versions == [1, 2, 3, 4, 5]
 
 

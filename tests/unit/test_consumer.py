@@ -15,7 +15,7 @@ import pytest
 from infra.resources import DESCRIPTION
 from local.memory import MemoryDeferralCounter, MemoryQueue, Received
 from shared.errors import RateLimited, Retryable
-from shared.models import ChangeEvent, ChangeKind, ObjectType, System
+from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.sync.consume import Consumer, QueueMessage
 
 SPEC = DESCRIPTION.queue("Events")
@@ -33,7 +33,7 @@ class Clock:
 def change(record_id: str = "1") -> ChangeEvent:
     return ChangeEvent(
         connection_id="acme",
-        source=System.HUBSPOT,
+        source="hubspot",
         object_type=ObjectType.CONTACT,
         record_id=record_id,
         event_id=f"e-{record_id}",

@@ -20,9 +20,8 @@ from shared.models import (
     SourceRecord,
     System,
 )
-from shared.settings import DEFAULT_MAPPING
 from shared.sync.engine import SyncEngine
-from tests.fakes import FakeCrm, FakeLedger, epoch_ms
+from tests.fakes import DEFAULT_MAPPING, FakeCrm, FakeLedger, epoch_ms
 
 T0 = epoch_ms("2026-11-20T10:00:00")
 CONNECTION = "acme"
@@ -131,7 +130,7 @@ def event(
     kind: ChangeKind = ChangeKind.UPDATED,
     version: int | None = None,
     event_id: str | None = None,
-    source: System = System.HUBSPOT,
+    source: System = "hubspot",
 ) -> ChangeEvent:
     version = record.version if version is None else version
     return ChangeEvent(
@@ -337,7 +336,7 @@ class TestAccountingEvents:
         customer_id = next(iter(ledger.customers))
         echo = ChangeEvent(
             connection_id=CONNECTION,
-            source=System.QUICKBOOKS,
+            source="quickbooks",
             object_type=ObjectType.CUSTOMER,
             record_id=customer_id,
             event_id="qbo-1",

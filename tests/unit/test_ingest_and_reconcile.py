@@ -6,16 +6,22 @@ from datetime import UTC, datetime
 
 import pytest
 
-from local.memory import MemoryCursorStore, MemoryLinkStore, MemoryQueue
+from local.memory import MemoryConnections, MemoryCursorStore, MemoryLinkStore, MemoryQueue
 from shared.errors import Retryable, WebhookRejected
 from shared.mapping import Mapper, load_mapping
-from shared.models import ChangeEvent, ChangeKind, ObjectType, RecordLink, SourceRecord, System
-from shared.ports import InboundWebhook
-from shared.settings import DEFAULT_MAPPING
+from shared.models import (
+    ChangeEvent,
+    ChangeKind,
+    Connection,
+    ObjectType,
+    RecordLink,
+    SourceRecord,
+)
+from shared.ports import InboundWebhook, WebhookAnswer
 from shared.sync.content import Mapped, map_content
 from shared.sync.ingest import WebhookIngest
 from shared.sync.reconcile import Reconciler
-from tests.fakes import FakeCrm, epoch_ms
+from tests.fakes import DEFAULT_MAPPING, FakeCrm, epoch_ms
 
 CONNECTION = "acme"
 
@@ -33,7 +39,7 @@ def request(body: str = "[]", signature: str = "good") -> InboundWebhook:
 class FakeReceiver:
     """Accepts ``x-signature: good``; one event per comma-separated id in the body."""
 
-    system = System.HUBSPOT
+    system = "hubspot"
 
     def verify(self, req: InboundWebhook) -> None:
         if req.headers.get("x-signature") != "good":
@@ -45,7 +51,7 @@ class FakeReceiver:
         return [
             ChangeEvent(
                 connection_id=connection_id,
-                source=System.HUBSPOT,
+                source="hubspot",
                 object_type=ObjectType.CONTACT,
                 record_id=record_id,
                 event_id=f"e-{record_id}",
@@ -57,16 +63,32 @@ class FakeReceiver:
             if record_id
         ]
 
+    def answer(self, req: InboundWebhook, enqueued: int) -> WebhookAnswer:
+        return WebhookAnswer(content_type="text/plain", body=f"{enqueued} taken")
+
 
 class BrokenQueue:
     def send(self, events: object) -> None:
         raise Retryable("SQS unavailable")
 
 
+CONNECTIONS = MemoryConnections(
+    [
+        Connection(
+            id=CONNECTION,
+            crm="hubspot",
+            accounting="quickbooks",
+            mapping_name="services.yaml",
+            mapping=DEFAULT_MAPPING.read_text(),
+        )
+    ]
+)
+
+
 def ingest(queue: object) -> WebhookIngest:
     return WebhookIngest(
-        connection_id=CONNECTION,
-        receivers={"fake": FakeReceiver()},
+        connections=CONNECTIONS,
+        receiver_for=lambda vendor, connection_id: FakeReceiver(),
         queue=queue,  # type: ignore[arg-type]
         max_body_bytes=64,
     )
@@ -76,25 +98,30 @@ class TestIngest:
     def test_given_a_signed_delivery_then_every_event_is_enqueued(self) -> None:
         queue = MemoryQueue()
 
-        assert ingest(queue).accept("fake", request("ids:1,2,3")) == 3
+        answer = ingest(queue).accept("hubspot", CONNECTION, request("ids:1,2,3"))
+
+        assert answer == WebhookAnswer(content_type="text/plain", body="3 taken")
         assert [m.event.record_id for m in queue.receive(10)] == ["1", "2", "3"]
+        assert {m.event.connection_id for m in queue.receive(10)} <= {CONNECTION}
 
     @pytest.mark.parametrize(
-        ("vendor", "req", "status"),
+        ("vendor", "connection", "req", "status"),
         [
-            ("nope", request("ids:1"), 404),
-            ("fake", request("ids:" + "1," * 40), 413),
-            ("fake", request("ids:1", signature="forged"), 401),
-            ("fake", request("{not json"), 400),
+            ("nope", CONNECTION, request("ids:1"), 404),
+            ("xero", CONNECTION, request("ids:1"), 404),  # not this connection's system
+            ("hubspot", "another", request("ids:1"), 404),  # no such connection
+            ("hubspot", CONNECTION, request("ids:" + "1," * 40), 413),
+            ("hubspot", CONNECTION, request("ids:1", signature="forged"), 401),
+            ("hubspot", CONNECTION, request("{not json"), 400),
         ],
     )
     def test_given_bad_input_then_a_4xx_reason_and_nothing_enqueued(
-        self, vendor: str, req: InboundWebhook, status: int
+        self, vendor: str, connection: str, req: InboundWebhook, status: int
     ) -> None:
         queue = MemoryQueue()
 
         with pytest.raises(WebhookRejected) as rejected:
-            ingest(queue).accept(vendor, req)
+            ingest(queue).accept(vendor, connection, req)
 
         assert rejected.value.status == status
         assert rejected.value.reason
@@ -102,7 +129,7 @@ class TestIngest:
 
     def test_given_the_queue_fails_then_the_error_surfaces_so_the_vendor_retries(self) -> None:
         with pytest.raises(Retryable):
-            ingest(BrokenQueue()).accept("fake", request("ids:1"))
+            ingest(BrokenQueue()).accept("hubspot", CONNECTION, request("ids:1"))
 
 
 def contact(record_id: str, version: int) -> SourceRecord:
@@ -156,10 +183,10 @@ class TestReconcile:
             links.save(
                 RecordLink(
                     connection_id=CONNECTION,
-                    source=System.HUBSPOT,
+                    source="hubspot",
                     source_type=ObjectType.CONTACT,
                     source_id=record_id,
-                    target=System.QUICKBOOKS,
+                    target="quickbooks",
                     target_type=ObjectType.CUSTOMER,
                     target_id=f"q{record_id}",
                     source_version=self.T0,

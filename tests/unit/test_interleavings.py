@@ -35,10 +35,9 @@ from shared.models import (
     SourceRecord,
 )
 from shared.ports import TargetRef
-from shared.settings import DEFAULT_MAPPING
 from shared.sync.engine import SyncEngine
 from shared.sync.reconcile import Reconciler
-from tests.fakes import FakeCrm, FakeLedger
+from tests.fakes import DEFAULT_MAPPING, FakeCrm, FakeLedger
 from tests.unit.test_engine import CONNECTION, T0, contact, deal, event, line, only_invoice
 
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from infra.resources import DESCRIPTION
 from local.memory import MemoryCursorStore, MemoryQueue, MemorySecretStore, Received
 from shared.errors import Retryable
-from shared.models import ChangeEvent, ChangeKind, ObjectType, System
+from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.ports import EventQueue, SecretStore
 
 
@@ -29,7 +29,7 @@ class Clock:
 def _event(record: str, version: int, *, event_id: str | None = None) -> ChangeEvent:
     return ChangeEvent(
         connection_id="acme",
-        source=System.HUBSPOT,
+        source="hubspot",
         object_type=ObjectType.DEAL,
         record_id=record,
         event_id=event_id or f"{record}-{version}",
@@ -62,8 +62,12 @@ def test_given_two_groups_when_received_then_each_group_in_order(queue: MemoryQu
 
     received = queue.receive(10)
 
-    assert _ids([r for r in received if r.group_id == "hubspot:deal:a"]) == ["a-1", "a-2", "a-3"]
-    assert _ids([r for r in received if r.group_id == "hubspot:deal:b"]) == ["b-1", "b-2"]
+    assert _ids([r for r in received if r.group_id == "acme:hubspot:deal:a"]) == [
+        "a-1",
+        "a-2",
+        "a-3",
+    ]
+    assert _ids([r for r in received if r.group_id == "acme:hubspot:deal:b"]) == ["b-1", "b-2"]
     assert [r.dedup_id for r in received[:1]] == [_event("a", 1).dedup_id]
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from shared.models import ChangeEvent, ChangeKind, Money, ObjectType, RecordLink, System
+from shared.models import ChangeEvent, ChangeKind, Money, ObjectType, RecordLink
 from shared.models.events import record_key
 
 
@@ -29,7 +29,7 @@ def test_given_a_lowercase_currency_then_it_is_refused() -> None:
 def event(event_id: str, record_id: str = "7") -> ChangeEvent:
     return ChangeEvent(
         connection_id="acme",
-        source=System.HUBSPOT,
+        source="hubspot",
         object_type=ObjectType.DEAL,
         record_id=record_id,
         event_id=event_id,
@@ -53,14 +53,14 @@ def test_any_vendor_event_id_gives_a_stable_fifo_dedup_id_within_sqs_limits(
 def test_the_event_its_link_and_the_audit_name_a_record_the_same_way() -> None:
     link = RecordLink(
         connection_id="acme",
-        source=System.HUBSPOT,
+        source="hubspot",
         source_type=ObjectType.DEAL,
         source_id="7",
-        target=System.QUICKBOOKS,
+        target="quickbooks",
         target_type=ObjectType.INVOICE,
         target_id="130",
         source_version=1,
     )
 
     assert event("e").record_key == link.source_key == "hubspot:deal:7"
-    assert link.target_key == record_key(System.QUICKBOOKS, ObjectType.INVOICE, "130")
+    assert link.target_key == record_key("quickbooks", ObjectType.INVOICE, "130")

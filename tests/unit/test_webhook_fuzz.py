@@ -30,21 +30,33 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from werkzeug.test import EnvironBuilder
 
-from infra.resources import DESCRIPTION, webhook_path
+from infra.resources import DESCRIPTION, webhook_path, webhook_route
 from local.apigw import build_event
 from local.lambdas import LambdaContext
-from local.memory import MemoryQueue, MemorySecretStore
+from local.memory import MemoryConnections, MemoryQueue, MemorySecretStore
 from local.sandboxes.hubspot import sign_v1, sign_v2, sign_v3
 from shared.bootstrap import Container
+from shared.connectors.spec import secret_id
+from shared.models import Connection
 from shared.settings import Settings, get_settings
 from shared.sync.ingest import WebhookIngest
+from tests.fakes import DEFAULT_MAPPING
 
 BASE = "https://fuzz.execute-api.us-east-1.amazonaws.com"
 HUBSPOT_SECRET = "fuzz-hubspot-app-secret"
 VERIFIER_TOKEN = "fuzz-qbo-verifier-token"
 VENDORS = DESCRIPTION.webhook_vendors()
 # The routes API Gateway sends to the function (anything else it answers itself).
-ROUTE_KEYS = {webhook_path(vendor): f"POST {webhook_path(vendor)}" for vendor in VENDORS}
+CONNECTION = Connection(
+    id="fuzz",
+    crm="hubspot",
+    accounting="quickbooks",
+    mapping_name="services.yaml",
+    mapping=DEFAULT_MAPPING.read_text(),
+)
+ROUTE_KEYS = {
+    webhook_path(vendor, CONNECTION.id): f"POST {webhook_route(vendor)}" for vendor in VENDORS
+}
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")  # what HTTP APIs take
 # Text content types arrive as text, others base64-encoded (isBase64Encoded).
 CONTENT_TYPES = ("application/json", "text/plain; charset=utf-8", "application/octet-stream", "")
@@ -102,10 +114,11 @@ def respond(webhook: WebhookFunction, request: Request) -> Answer:
     # The AWS adapters' in-memory twins, behind the same composition root.
     container.secrets = MemorySecretStore(  # type: ignore[assignment]
         {
-            settings.hubspot_secret_id: {"client_secret": HUBSPOT_SECRET},
-            settings.quickbooks_secret_id: {"verifier_token": VERIFIER_TOKEN},
+            secret_id(CONNECTION.id, "hubspot"): {"client_secret": HUBSPOT_SECRET},
+            secret_id(CONNECTION.id, "quickbooks"): {"verifier_token": VERIFIER_TOKEN},
         }
     )
+    container.connections = MemoryConnections([CONNECTION])  # type: ignore[assignment]
     container.queue = queue  # type: ignore[assignment]
     webhook.ingest = container.ingest()
     spec = DESCRIPTION.function(DESCRIPTION.webhook_function)
@@ -177,8 +190,8 @@ headers = st.dictionaries(
 # Printable ASCII but "#", which no client sends (it starts the URL's fragment).
 path_texts = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="#"))
 paths = st.one_of(
-    st.sampled_from([webhook_path(vendor) for vendor in VENDORS]),
-    path_texts.map(webhook_path),
+    st.sampled_from([webhook_path(vendor, CONNECTION.id) for vendor in VENDORS]),
+    path_texts.map(lambda vendor: webhook_path(vendor, CONNECTION.id)),
     path_texts.map(lambda path: f"/{path}"),
 )
 
@@ -322,7 +335,7 @@ class Delivery:
     content_type: str = "application/json"
 
     def signed(self, secret: str | None = None) -> Request:
-        url = f"{BASE}{webhook_path(self.vendor)}"
+        url = f"{BASE}{webhook_path(self.vendor, CONNECTION.id)}"
         key = secret or (HUBSPOT_SECRET if self.vendor == "hubspot" else VERIFIER_TOKEN)
         if self.scheme == "v3":
             timestamp = now_ms()
@@ -341,11 +354,14 @@ class Delivery:
             signature = {"intuit-signature": base64.b64encode(digest).decode()}
         content_type = {"Content-Type": self.content_type} if self.content_type else {}
         return Request(
-            "POST", webhook_path(self.vendor), self.body.encode(), signature | content_type
+            "POST",
+            webhook_path(self.vendor, CONNECTION.id),
+            self.body.encode(),
+            signature | content_type,
         )
 
 
-deliveries = st.sampled_from(VENDORS).flatmap(
+deliveries = st.sampled_from((CONNECTION.crm, CONNECTION.accounting)).flatmap(
     lambda vendor: st.builds(
         Delivery,
         st.just(vendor),
@@ -397,7 +413,7 @@ FUZZ = settings(max_examples=100, deadline=None)  # a slow shared CI runner is n
 @example(  # a timestamp too large for float arithmetic, before any signature is checked
     request=Request(
         "POST",
-        "/webhooks/hubspot",
+        webhook_path("hubspot", CONNECTION.id),
         b"[]",
         {"X-HubSpot-Signature-v3": "AAAA", "X-HubSpot-Request-Timestamp": "9" * 400},
     )
@@ -452,7 +468,7 @@ def test_given_any_v3_timestamp_then_enqueued_only_when_fresh(
     webhook: WebhookFunction, timestamp: str
 ) -> None:
     body = json.dumps([EXAMPLE_EVENT | {"occurredAt": now_ms()}])
-    url = f"{BASE}/webhooks/hubspot"
+    url = f"{BASE}{webhook_path('hubspot', CONNECTION.id)}"
     number = epoch_ms(timestamp)
     signature = (
         sign_v3(HUBSPOT_SECRET, "POST", url, body, number)
@@ -461,7 +477,7 @@ def test_given_any_v3_timestamp_then_enqueued_only_when_fresh(
     )
     request = Request(
         "POST",
-        "/webhooks/hubspot",
+        webhook_path("hubspot", CONNECTION.id),
         body.encode(),
         {
             "Content-Type": "application/json",

@@ -34,8 +34,8 @@ from shared.connectors.http import (
     retry_after_seconds,
 )
 from shared.errors import AuthFailed, NotFound, Permanent, Retryable, WebhookRejected
-from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord, System
-from shared.ports import CallBudget, InboundWebhook, SecretStore
+from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord
+from shared.ports import CallBudget, InboundWebhook, SecretStore, WebhookAnswer, enqueued_answer
 
 VENDOR = "hubspot"
 
@@ -190,7 +190,7 @@ class _WebhookEvent(BaseModel):
 class HubSpotWebhooks:
     """Verifies HubSpot's signatures (v3, else v2/v1) and turns deliveries into events."""
 
-    system = System.HUBSPOT
+    system = "hubspot"
 
     def __init__(
         self,
@@ -247,6 +247,9 @@ class HubSpotWebhooks:
         if stamps and self._now_ms() - max(stamps) > UNSIGNED_TIME_REPLAY_WINDOW_MS:
             raise WebhookRejected(401, "events older than HubSpot's retry window: a replay")
 
+    def answer(self, request: InboundWebhook, enqueued: int) -> WebhookAnswer:
+        return enqueued_answer(enqueued)
+
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
         """One event per supported record change, oldest first, duplicates collapsed.
 
@@ -280,7 +283,7 @@ class HubSpotWebhooks:
                 event_id,
                 ChangeEvent(
                     connection_id=connection_id,
-                    source=System.HUBSPOT,
+                    source="hubspot",
                     object_type=object_type,
                     record_id=str(record_id),
                     event_id=event_id,
@@ -500,7 +503,7 @@ class HubSpotCrm:
     the burst window while search alone counts against its 5 per second.
     """
 
-    system = System.HUBSPOT
+    system = "hubspot"
 
     def __init__(
         self,

@@ -34,6 +34,8 @@ from shared.connectors.http import (
     Classified,
     Deadline,
     ResponseAction,
+    bounded_key,
+    json_object,
     paginate,
     retry_after_seconds,
 )
@@ -54,10 +56,17 @@ from shared.models import (
     Invoice,
     ObjectType,
     Party,
-    System,
 )
 from shared.money import json_number, minor_units, round_half_up
-from shared.ports import CallBudget, InboundWebhook, Lock, SecretStore, TargetRef
+from shared.ports import (
+    CallBudget,
+    InboundWebhook,
+    Lock,
+    SecretStore,
+    TargetRef,
+    WebhookAnswer,
+    enqueued_answer,
+)
 
 # --- declarations -----------------------------------------------------------------
 
@@ -196,13 +205,8 @@ def _error_for(verdict: Classified, context: str) -> ConnectorError:
 
 
 def request_id(idempotency_key: str, limit: int = REQUEST_ID_MAX) -> str:
-    """The ``requestid`` for a key: itself when short enough, else a prefix of its SHA-256.
-
-    Deterministic, so the retry of a write sends the id of the first attempt.
-    """
-    if len(idempotency_key) <= limit:
-        return idempotency_key
-    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:limit]
+    """The ``requestid`` for a key (see ``bounded_key``)."""
+    return bounded_key(idempotency_key, limit)
 
 
 def quote(value: str) -> str:
@@ -235,26 +239,6 @@ def money(amount: Decimal, currency: str, field: str) -> int | float:
     writes goes through here.
     """
     return json_number(round_half_up(amount, minor_units(currency), field), field)
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    """A success's body, which must be a JSON object.
-
-    A 200 that is not (an HTML page from a proxy or captive portal) is transient
-    from here: the message comes back later rather than failing for good.
-    """
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        kind = response.headers.get("content-type", "no content type")
-        raise Retryable(
-            f"quickbooks: unexpected response, not a JSON object "
-            f"(HTTP {response.status_code}, {kind})",
-            status=response.status_code,
-        )
-    return body
 
 
 def _present(model: BaseModel) -> dict[str, Any]:
@@ -309,7 +293,7 @@ class QuickBooksAccounting:
     the batch-call budget added (``build_quickbooks`` wires both).
     """
 
-    system = System.QUICKBOOKS
+    system = "quickbooks"
 
     def __init__(
         self,
@@ -374,7 +358,7 @@ class QuickBooksAccounting:
             )
         except NotFound:  # 404, or Fault 610 "Object Not Found"
             return None
-        return self._written(_json(response), entity).ref()
+        return self._written(json_object(response, "quickbooks"), entity).ref()
 
     def find_invoice(self, doc_number: str) -> TargetRef | None:
         """The invoice numbered ``doc_number``, so a create whose response was lost
@@ -564,7 +548,7 @@ class QuickBooksAccounting:
     def _create(self, entity: str, body: dict[str, Any], idempotency_key: str) -> TargetRef:
         params = self._params(requestid=request_id(idempotency_key))
         response = self._api.request("POST", f"/{entity.lower()}", params=params, json=body)
-        return self._written(_json(response), entity).ref()
+        return self._written(json_object(response, "quickbooks"), entity).ref()
 
     def _update(
         self,
@@ -605,7 +589,7 @@ class QuickBooksAccounting:
         payload = {**body, "Id": existing.id, "SyncToken": existing.version, "sparse": True}
         params = self._params(requestid=requestid)
         response = self._api.request("POST", f"/{entity.lower()}", params=params, json=payload)
-        return self._written(_json(response), entity).ref()
+        return self._written(json_object(response, "quickbooks"), entity).ref()
 
     def _batch_chunk(self, chunk: Sequence[CustomerWrite]) -> list[TargetRef | ConnectorError]:
         items: list[dict[str, Any]] = []
@@ -628,7 +612,7 @@ class QuickBooksAccounting:
         )
         answers = {
             str(item.get("bId")): item
-            for item in _json(response).get("BatchItemResponse", [])
+            for item in json_object(response, "quickbooks").get("BatchItemResponse", [])
             if isinstance(item, dict)
         }
         results: list[TargetRef | ConnectorError] = []
@@ -662,7 +646,7 @@ class QuickBooksAccounting:
     def _query(self, entity: str, statement: str) -> list[dict[str, Any]]:
         """Rows of one query; the entity key is absent when nothing matched [Q13]."""
         response = self._api.request("GET", "/query", params=self._params(query=statement))
-        rows = _json(response).get("QueryResponse", {}).get(entity, [])
+        rows = json_object(response, "quickbooks").get("QueryResponse", {}).get(entity, [])
         return [row for row in rows if isinstance(row, dict)]
 
     @staticmethod
@@ -746,7 +730,7 @@ def _kind(operation: str) -> ChangeKind:
 class QuickBooksWebhooks:
     """``WebhookReceiver`` for Intuit webhooks, both payload shapes."""
 
-    system = System.QUICKBOOKS
+    system = "quickbooks"
 
     def __init__(self, verifier_token: Callable[[], str]) -> None:
         self._verifier_token = verifier_token
@@ -765,6 +749,9 @@ class QuickBooksWebhooks:
         ).digest()
         if not hmac.compare_digest(presented, expected):
             raise WebhookRejected(401, "intuit-signature does not match the body")
+
+    def answer(self, request: InboundWebhook, enqueued: int) -> WebhookAnswer:
+        return enqueued_answer(enqueued)
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
         """Customer, Invoice, Payment and Item events; other entities are dropped."""
@@ -786,7 +773,7 @@ class QuickBooksWebhooks:
                 continue
             yield ChangeEvent(
                 connection_id=connection_id,
-                source=System.QUICKBOOKS,
+                source="quickbooks",
                 object_type=object_type,
                 record_id=event.intuitentityid,
                 event_id=event.id,
@@ -804,7 +791,7 @@ class QuickBooksWebhooks:
                 version = _epoch_ms(entity.lastUpdated)
                 yield ChangeEvent(
                     connection_id=connection_id,
-                    source=System.QUICKBOOKS,
+                    source="quickbooks",
                     object_type=object_type,
                     record_id=entity.id,
                     # No event id in this shape: the change itself identifies it.

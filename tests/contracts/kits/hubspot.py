@@ -12,7 +12,7 @@ from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig, sign_v
 from shared.bootstrap import CRM_OBJECTS
 
 # The one place this kit names the connector: its module is about to move.
-from shared.connectors.crm.hubspot import SEARCH_PAGE_SIZE, build_hubspot, hubspot_webhooks
+from shared.connectors.hubspot.connector import SEARCH_PAGE_SIZE, build_hubspot, hubspot_webhooks
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType
 from tests.contracts.kits.base import CONFIG_DIR, CONNECTION_ID, CrmKit, Line, WonDeal
@@ -38,7 +38,7 @@ def _epoch_ms(iso: str) -> int:
 
 class HubSpotKit(CrmKit):
     name = "hubspot"
-    preset = CONFIG_DIR / "services.yaml"
+    preset = CONFIG_DIR / "hubspot" / "services.yaml"
     page_size = SEARCH_PAGE_SIZE
     signature_headers: ClassVar[tuple[str, ...]] = (
         "x-hubspot-signature",

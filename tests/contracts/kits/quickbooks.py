@@ -13,10 +13,10 @@ import httpx
 
 from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer
-from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
+from local.sandboxes.quickbooks import QuickBooksBooks, QuickBooksSandbox, QuickBooksSandboxConfig
 
 # The one place this kit names the connector: its module is about to move.
-from shared.connectors.accounting.quickbooks import build_quickbooks, quickbooks_webhooks
+from shared.connectors.quickbooks.connector import build_quickbooks, quickbooks_webhooks
 from shared.models import ObjectType
 from tests.contracts.kits.base import (
     CONNECTION_ID,
@@ -137,32 +137,13 @@ class QuickBooksKit(AccountingKit):
     def make_change(self) -> tuple[ObjectType, str]:
         """A customer added by someone else: the sandbox has no UI, so through the public
         API under a login of its own, as another person's app would."""
-        response = self._person_client().post(
-            "/customer", params={"minorversion": "75"}, json={"DisplayName": "Walk-in Wendy"}
-        )
+        response = self._person_client().post("/customer", json={"DisplayName": "Walk-in Wendy"})
         response.raise_for_status()
         return ObjectType.CUSTOMER, str(response.json()["Customer"]["Id"])
 
     def _person_client(self) -> httpx.Client:
         if self._person is None:
-            token = httpx.post(
-                self.server.url + TOKEN_PATH,
-                auth=(self.config.client_id, self.config.client_secret),
-                data={
-                    "grant_type": "authorization_code",
-                    "code": self.sandbox.mint_authorization_code(),
-                    "redirect_uri": "https://localhost/callback",
-                },
-            )
-            token.raise_for_status()
-            self._person = httpx.Client(
-                base_url=f"{self.server.url}/v3/company/{self.config.realm_id}",
-                headers={
-                    "Authorization": f"Bearer {token.json()['access_token']}",
-                    "Accept": "application/json",
-                },
-                timeout=10,
-            )
+            self._person = QuickBooksBooks(self.sandbox, self.server.url).api()
         return self._person
 
     def wait_for_webhooks(self) -> None:

@@ -14,14 +14,14 @@ import httpx
 import pytest
 
 from local.memory import MemorySecretStore
-from shared.connectors.crm.hubspot import (
+from shared.connectors.http import ResponseAction, RetryPolicy
+from shared.connectors.hubspot.connector import (
     HubSpotCrm,
     HubSpotWebhooks,
     build_hubspot,
     classify,
     hubspot_webhooks,
 )
-from shared.connectors.http import ResponseAction, RetryPolicy
 from shared.errors import AuthFailed, Permanent, RateLimited, Retryable, WebhookRejected
 from shared.models import ChangeKind, ObjectType
 from shared.ports import InboundWebhook

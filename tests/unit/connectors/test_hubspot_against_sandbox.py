@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 from local.memory import MemoryCallBudget, MemorySecretStore
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
-from shared.connectors.crm.hubspot import (
+from shared.connectors.hubspot.connector import (
     HubSpotCrm,
     HubSpotWebhooks,
     build_hubspot,

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.connectors.accounting.quickbooks import QuickBooksAccounting
+from shared.connectors.quickbooks.connector import QuickBooksAccounting
 from shared.models import Invoice, InvoiceLine
 from tests.unit.connectors.test_quickbooks_against_sandbox import Env, stored
 

@@ -18,8 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from local.memory import MemoryLock, MemorySecretStore
-from local.sandboxes import qbo_query
-from shared.connectors.accounting.quickbooks import (
+from local.sandboxes import quickbooks_query
+from shared.connectors.auth import SecretBearer
+from shared.connectors.http import ApiClient, ResponseAction
+from shared.connectors.quickbooks.connector import (
     BATCH_CALL_LIMIT,
     BATCH_REQUEST_ID_MAX,
     CALL_LIMITS,
@@ -35,8 +37,6 @@ from shared.connectors.accounting.quickbooks import (
     request_id,
     select,
 )
-from shared.connectors.auth import SecretBearer
-from shared.connectors.http import ApiClient, ResponseAction
 from shared.errors import (
     AuthFailed,
     Permanent,
@@ -53,7 +53,6 @@ from shared.models import (
     ObjectType,
     Party,
     PartyKind,
-    System,
 )
 from shared.money import json_number
 from shared.ports import InboundWebhook, TargetRef
@@ -139,7 +138,7 @@ def test_given_a_name_with_quote_and_backslash_when_quoted_then_both_are_escaped
 
 @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
 def test_given_any_text_when_selected_by_then_the_query_language_reads_it_back(text: str) -> None:
-    query = qbo_query.parse(select("Customer", {"Active": True, "DisplayName": text}))
+    query = quickbooks_query.parse(select("Customer", {"Active": True, "DisplayName": text}))
 
     assert [(c.field, c.values) for c in query.where] == [
         ("Active", (True,)),
@@ -1009,7 +1008,7 @@ def test_given_cloudevents_when_normalized_then_our_entities_become_change_event
         (ObjectType.ITEM, "4", ChangeKind.UPDATED, "e-5"),
     ]
     first = events[0]
-    assert (first.source, first.connection_id) == (System.QUICKBOOKS, "conn-1")
+    assert (first.source, first.connection_id) == ("quickbooks", "conn-1")
     assert first.version == 1757539885179
     assert first.occurred_at == datetime(2025, 9, 10, 21, 31, 25, 179851, tzinfo=UTC)
 

@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
-from shared.connectors.accounting.quickbooks import (
+from shared.connectors.quickbooks.connector import (
     CustomerWrite,
     QuickBooksAccounting,
     build_quickbooks,

@@ -16,7 +16,7 @@ from shared.errors import RecordInvalid
 from shared.mapping import Filtered, Mapper, MappingConfig, load_mapping
 from shared.models import Deal, DealStatus, LineItem, ObjectType, Party, PartyKind, SourceRecord
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "config" / "hubspot"
 
 DEAL_FIELDS: dict[str, Any] = {
     "name": {"from": "dealname", "required": True},

@@ -15,7 +15,7 @@ from shared.errors import MappingConfigError
 from shared.mapping import Mapper, MappingConfig, load_mapping
 from shared.models import ObjectType
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "config" / "hubspot"
 
 MINIMAL: dict[str, Any] = {
     "version": 1,
@@ -463,7 +463,11 @@ def test_given_a_required_canonical_field_unmapped_when_loaded_then_error_names_
 @pytest.mark.parametrize(
     ("change", "path", "problem"),
     [
-        (lambda d: d.update(extra=1), "", "unknown key 'extra' (expected one of version, objects)"),
+        (
+            lambda d: d.update(extra=1),
+            "",
+            "unknown key 'extra' (expected one of version, source, target, objects)",
+        ),
         (lambda d: d.update(version=2), "version", "Input should be 1"),
         (lambda d: d.pop("objects"), "", "missing key 'objects'"),
         (

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from flask import Flask, Response, request
 
-from local.sandboxes import qbo_query
+from local.sandboxes import quickbooks_query
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
 from tests.fakes import OffsetClock
@@ -573,13 +573,15 @@ def test_query_by_last_updated_time(qbo: Harness) -> None:
 
 
 def test_parser_reports_like_intuit() -> None:
-    query = qbo_query.parse("Select Id, DisplayName FROM Customer WHERE Active = true ORDER BY Id")
+    query = quickbooks_query.parse(
+        "Select Id, DisplayName FROM Customer WHERE Active = true ORDER BY Id"
+    )
     assert query.fields == ("Id", "DisplayName")
     assert query.where[0].values == (True,)
     assert query.order_by == (("Id", False),)
     for bad in ("", "select * from Customer group by Id", "select * from A join B", "select *"):
-        with pytest.raises(qbo_query.QueryError) as raised:
-            qbo_query.parse(bad)
+        with pytest.raises(quickbooks_query.QueryError) as raised:
+            quickbooks_query.parse(bad)
         assert raised.value.code == "4000"
 
 

@@ -1,0 +1,52 @@
+"""HubSpot, a CRM: contacts, companies, deals and their line items.
+
+API notes and sources: docs/vendors/hubspot.md.
+"""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.connectors.spec import ConnectorContext, VendorSpec, WebhookContext
+from shared.ports import CrmSource, WebhookReceiver
+
+
+class HubSpotSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CRMSYNC_HUBSPOT_", frozen=True)
+
+    api_url: str = "https://api.hubapi.com"
+
+
+def _crm(ctx: ConnectorContext, settings: HubSpotSettings) -> CrmSource:
+    from shared.connectors.hubspot.connector import build_hubspot
+
+    return build_hubspot(
+        base_url=settings.api_url,
+        secrets=ctx.secrets,
+        secret_id=ctx.secret_id,
+        budget=ctx.budget,
+        connection_id=ctx.connection_id,
+        properties=ctx.properties,
+        deadline=ctx.deadline,
+    )
+
+
+def _webhooks(ctx: WebhookContext, _: HubSpotSettings) -> WebhookReceiver:
+    from shared.connectors.hubspot.connector import hubspot_webhooks
+
+    return hubspot_webhooks(ctx.secrets, ctx.secret_id, ctx.tolerance_s)
+
+
+SPEC = VendorSpec(
+    name="hubspot",
+    label="HubSpot",
+    kind="crm",
+    secret_keys={
+        "access_token": "the private app's access token",
+        "client_secret": "the app's client secret, which signs webhooks",
+    },
+    rotates_secret=False,
+    settings=HubSpotSettings,
+    webhooks=_webhooks,
+    crm=_crm,
+)
