@@ -109,6 +109,8 @@ def test_given_a_change_in_the_vendor_when_its_webhook_arrives_then_verified_and
 def test_given_a_delivery_with_one_byte_changed_when_verified_then_401(
     vendor_kit: VendorKit, change: Change
 ) -> None:
+    if not vendor_kit.signs_body:
+        pytest.skip(f"{vendor_kit.name} signs no body: its deliveries carry no signature")
     delivery = change.delivery
     vendor_kit.webhooks.verify(delivery)  # as sent, it passes
     middle = len(delivery.body) // 2
@@ -124,13 +126,8 @@ def test_given_a_delivery_without_its_signature_when_verified_then_401(
 ) -> None:
     delivery = change.delivery
     vendor_kit.webhooks.verify(delivery)
-    unsigned = {
-        name: value
-        for name, value in delivery.headers.items()
-        if name not in vendor_kit.signature_headers
-    }
 
-    assert _rejected(vendor_kit, delivery.model_copy(update={"headers": unsigned})) == 401
+    assert _rejected(vendor_kit, vendor_kit.unsigned(delivery)) == 401
 
 
 @pytest.mark.parametrize("body", FOREIGN_BODIES.values(), ids=FOREIGN_BODIES.keys())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from shared.models import ObjectType
-from shared.ports import AccountingTarget, CrmSource, WebhookReceiver
+from shared.ports import AccountingTarget, CrmSource, InboundWebhook, WebhookReceiver
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 CONNECTION_ID = "contracts"
@@ -29,6 +29,9 @@ class VendorKit(ABC):
     name: ClassVar[str]
     # Every header that carries a signature: without all of them a delivery is unsigned.
     signature_headers: ClassVar[tuple[str, ...]]
+    # Whether the signature covers the body (Salesforce's outbound messages carry no
+    # signature: a secret in the endpoint URL and the organization id vouch for them).
+    signs_body: ClassVar[bool] = True
     webhooks: WebhookReceiver
 
     @abstractmethod
@@ -50,6 +53,11 @@ class VendorKit(ABC):
     @abstractmethod
     def wait_for_webhooks(self) -> None:
         """Block until every webhook the vendor queued so far has been delivered."""
+
+    def unsigned(self, delivery: InboundWebhook) -> InboundWebhook:
+        """``delivery`` without what proves it is the vendor's (its signature headers)."""
+        headers = {k: v for k, v in delivery.headers.items() if k not in self.signature_headers}
+        return delivery.model_copy(update={"headers": headers})
 
     @abstractmethod
     def sign(self, url: str, body: str) -> dict[str, str]:
