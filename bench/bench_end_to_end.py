@@ -1,20 +1,20 @@
-"""End to end: HubSpot records in, QuickBooks customers and invoices out.
+"""End to end: CRM records in, customers and invoices out.
 
 Two figures, because two different things bound the rate:
 
-1. **Through the local stack, at the vendors' documented limits.** Records are
-   created in the HubSpot sandbox; its signed webhooks go through the API
-   adapter, the real webhook handler, moto's SQS FIFO, the worker and the real
-   sync handler, which calls both sandboxes over HTTP. The clock runs from the
-   first create until every customer and invoice exists and the queue is
-   drained. QuickBooks allows 500 calls a minute per company and a contact
-   costs ~4 QuickBooks calls (two lookups, the create, the echo check), so this
-   rate is set by Intuit, not by us.
-2. **The engine alone, vendor limits lifted.** The same connectors and engine
-   over real HTTP against sandboxes whose limits are raised, with an unmetered
-   call budget and the in-memory queue and stores (moto's SQS costs O(queue
-   length) per call and would measure moto; see TOOLCHAIN.md). One worker, one
-   thread: a Lambda's view. This is our own overhead per event.
+1. **Through the local stack, at the vendors' documented limits, for every pair of
+   registered CRM and accounting system.** Records are created through the CRM
+   sandbox's public API; its webhooks go through the API adapter, the real webhook
+   handler, moto's SQS FIFO, the worker and the real sync handler, which calls both
+   sandboxes over HTTP. The clock runs from the first create until every customer
+   and invoice exists and the queue is drained. An accounting system's per-company
+   limit (QuickBooks 500 calls a minute, Xero 60) over the ~4 calls a contact costs
+   (two lookups, the create, the echo check) sets this rate, not us.
+2. **The engine alone, vendor limits lifted** (HubSpot → QuickBooks). The same
+   connectors and engine over real HTTP against sandboxes whose limits are raised,
+   with an unmetered call budget and the in-memory queue and stores (moto's SQS
+   costs time in proportion to the queue's length per call and would measure moto).
+   One worker, one thread: a Lambda's view. This is our own overhead per event.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ from local.runtime import LocalStack
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
+from local.sandboxes.registry import DemoLine, sandbox
 from shared.connectors.hubspot.connector import build_hubspot
 from shared.connectors.quickbooks.connector import build_quickbooks
+from shared.connectors.registry import vendors
 from shared.mapping import Mapper, load_mapping
 from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.models.links import utc_now
@@ -66,32 +68,48 @@ def create_records(hubspot: HubSpotSandbox, contacts: int, deals: int, tag: str)
     return created
 
 
-def through_local_stack(contacts: int, deals: int) -> None:
-    stack = LocalStack(LocalConfig.load().with_free_ports()).start()
+def through_local_stack(crm: str, accounting: str, contacts: int, deals: int) -> None:
+    """One pair on the local stack, records created through the CRM's public API."""
+    config = LocalConfig.load().with_pair(crm, accounting).with_free_ports()
+    stack = LocalStack(config).start()
     try:
-        hubspot, quickbooks = stack.sandboxes["hubspot"], stack.sandboxes["quickbooks"]
-        customers_before = quickbooks.create_count("Customer")
-        invoices_before = quickbooks.create_count("Invoice")
+        person_of, books_of = sandbox(crm).person, sandbox(accounting).books
+        assert person_of is not None and books_of is not None
+        person = person_of(stack.sandboxes[crm], stack.urls.sandboxes[crm])
+        books = books_of(stack.sandboxes[accounting], stack.urls.sandboxes[accounting])
+        customers_before = {c.id for c in books.customers()}
+        invoices_before = {i.id for i in books.invoices()}
         started = time.perf_counter()
-        create_records(hubspot, contacts, deals, "stack")
+        ids = [
+            person.create_contact(f"Bench{n}", crm, f"bench{n}.{crm}@example.com")
+            for n in range(contacts)
+        ]
+        for n in range(deals):
+            person.create_deal(
+                f"Deal {n}",
+                won=True,
+                company=None,
+                contact=ids[n % len(ids)],
+                lines=[DemoLine("Services", "3", "150"), DemoLine("Hours", "2.5", "80")],
+            )
         deadline = started + 600
         while time.perf_counter() < deadline:
-            done_customers = quickbooks.create_count("Customer") - customers_before
-            done_invoices = quickbooks.create_count("Invoice") - invoices_before
+            done_customers = len({c.id for c in books.customers()} - customers_before)
+            done_invoices = len({i.id for i in books.invoices()} - invoices_before)
             if done_customers >= contacts and done_invoices >= deals:
                 break
-            time.sleep(0.05)
-        hubspot.wait_for_webhooks_idle(60)
+            time.sleep(0.2)
+        stack.sandboxes[crm].wait_for_webhooks_idle(60)
         stack.wait_until_drained(120)
         elapsed = time.perf_counter() - started
         status = stack.status()
         processed = sum(w.processed for w in status.workers.values())
         failed = sum(w.failed for w in status.workers.values())
         print(
-            f"local stack, documented limits: {contacts} contacts + {deals} won deals → "
-            f"{done_customers} customers, {done_invoices} invoices in {elapsed:.1f} s "
-            f"({(contacts + deals) / elapsed:.2f} records/s; {processed} queue events, "
-            f"{processed / elapsed:.1f} events/s, {failed} failed attempts)"
+            f"local stack, {crm} → {accounting}, documented limits: {contacts} contacts + "
+            f"{deals} won deals → {done_customers} customers, {done_invoices} invoices in "
+            f"{elapsed:.1f} s ({(contacts + deals) / elapsed:.2f} records/s; {processed} queue "
+            f"events, {processed / elapsed:.1f} events/s, {failed} failed attempts)"
         )
     finally:
         stack.stop()
@@ -198,7 +216,9 @@ def engine_alone(contacts: int, deals: int) -> None:
 
 
 def main() -> None:
-    through_local_stack(contacts=20, deals=5)
+    for crm in vendors("crm"):
+        for accounting in vendors("accounting"):
+            through_local_stack(crm.name, accounting.name, contacts=20, deals=5)
     engine_alone(contacts=200, deals=50)
 
 

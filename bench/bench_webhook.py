@@ -4,7 +4,7 @@ Method: the real ``functions.webhook.handler.handler`` (powertools HTTP API
 resolver, HubSpot v3 signature check, pydantic normalization, Logger/Metrics/
 Tracer decorators) fed faithful API Gateway v2 events built by the local API
 adapter. Enqueueing goes to the in-memory FIFO queue: moto's SQS costs O(queue
-length) per call and would measure moto, not us (see TOOLCHAIN.md), so the
+length) per call and would measure moto, not us, so the
 figure excludes the SQS round trip (~10–30 ms in AWS). Metrics output is
 captured, not printed, and the log level is ERROR so rejections are not logged
 during the timed loop.

@@ -121,7 +121,7 @@ def check(
         if len(matching) != 1:
             problems.append(f"expected one customer {name!r}, found {len(matching)}")
     for deal_id, customer_name in s.won_deals.items():
-        billed = [i for i in invoices if i.memo == person.deal_memo(deal_id)]
+        billed = [i for i in invoices if i.number == person.invoice_number(deal_id)]
         if len(billed) != 1:
             problems.append(f"expected one invoice for deal {deal_id}, found {len(billed)}")
             continue
@@ -134,7 +134,7 @@ def check(
                 problems.append(f"the changed deal's invoice has lines {names}")
             if Decimal(invoice.total) != CHANGED_TOTAL:
                 problems.append(f"the changed deal's invoice totals {invoice.total}")
-    if any(i.memo == person.deal_memo(s.open_deal) for i in invoices):
+    if any(i.number == person.invoice_number(s.open_deal) for i in invoices):
         problems.append("the open deal was invoiced")
     bad_key = record_key(crm, ObjectType.CONTACT, s.bad_contact)
     bad = [e for e in audit if e.record_key == bad_key]
@@ -155,11 +155,13 @@ def show(
         table.add_row(c.id, c.name, c.email, c.version)
     console.print(table)
     table = Table(title=f"{label} invoices", title_justify="left")
-    for column in ("Id", "Customer", "Lines", "Total", "Due", "Version", "Memo"):
+    for column in ("Id", "Number", "Customer", "Lines", "Total", "Due", "Version"):
         table.add_column(column)
     for i in invoices:
         lines = ", ".join(f"{quantity} × {name}" for name, quantity in i.lines)
-        table.add_row(i.id, i.customer, lines, f"{i.total} {i.currency}", i.due, i.version, i.memo)
+        table.add_row(
+            i.id, i.number, i.customer, lines, f"{i.total} {i.currency}", i.due, i.version
+        )
     console.print(table)
     table = Table(title="Audit trail (oldest first)", title_justify="left")
     for column in ("record", "outcome", "why", "field / rule", "target"):

@@ -1837,8 +1837,8 @@ class HubSpotPerson:
     def rename_deal(self, deal: str, name: str) -> None:
         self.update("deals", deal, {"dealname": name})
 
-    def deal_memo(self, deal: str) -> str:
-        return f"HubSpot deal {deal}"
+    def invoice_number(self, deal: str) -> str:
+        return f"HS-{deal}"
 
 
 SANDBOX = SandboxSpec(

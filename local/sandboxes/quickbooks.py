@@ -1937,7 +1937,7 @@ class QuickBooksBooks:
                 currency=i.get("CurrencyRef", {}).get("value", ""),
                 due=i.get("DueDate", ""),
                 version=i.get("SyncToken", ""),
-                memo=i.get("PrivateNote", ""),
+                number=i.get("DocNumber", ""),
             )
             for i in self._sandbox.entities("Invoice")
         ]

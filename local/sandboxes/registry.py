@@ -52,8 +52,8 @@ class CrmPerson(Protocol):
 
     def rename_deal(self, deal: str, name: str) -> None: ...
 
-    def deal_memo(self, deal: str) -> str:
-        """The text the CRM's services preset writes on the deal's invoice."""
+    def invoice_number(self, deal: str) -> str:
+        """The invoice number the CRM's services preset gives the deal's invoice."""
         ...
 
 
@@ -74,7 +74,7 @@ class BookInvoice:
     currency: str
     due: str
     version: str
-    memo: str
+    number: str  # the invoice number
 
 
 class Books(Protocol):
@@ -122,12 +122,17 @@ class SandboxSpec:
     books: Callable[[Any, str], Books] | None = None
 
 
+class UnknownSandbox(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 @cache
 def sandbox(name: str) -> SandboxSpec:
     module = SANDBOXES.get(name)
     if module is None:
         known = ", ".join(sorted(SANDBOXES))
-        raise KeyError(f"no local sandbox for vendor {name!r}; sandboxes: {known}")
+        raise UnknownSandbox(f"no local sandbox for vendor {name!r}; sandboxes: {known}")
     spec = importlib.import_module(module).SANDBOX
     if not isinstance(spec, SandboxSpec) or spec.name != name:
         raise TypeError(f"{module}.SANDBOX must be the SandboxSpec named {name!r}")

@@ -14,6 +14,7 @@ from shared.models.records import (
     Party,
     PartyKind,
     Payment,
+    TaxTreatment,
 )
 from shared.models.source import SourceRecord
 
@@ -39,4 +40,5 @@ __all__ = [
     "RecordLink",
     "SourceRecord",
     "System",
+    "TaxTreatment",
 ]

@@ -70,6 +70,14 @@ class DealStatus(StrEnum):
     LOST = "lost"
 
 
+class TaxTreatment(StrEnum):
+    """The tax codes every accounting system understands; each connector writes them in
+    its own terms. Any other ``tax_code`` is a code of the target's own, passed as is."""
+
+    TAXABLE = "taxable"  # the company's default sales tax applies
+    EXEMPT = "exempt"  # no tax on this line
+
+
 class LineItem(_Record):
     name: str = Field(min_length=1)
     description: str | None = None
@@ -77,7 +85,7 @@ class LineItem(_Record):
     quantity: Decimal = Field(gt=0)
     unit_price: Decimal = Field(ge=0)
     discount_amount: Decimal = Field(default=Decimal("0"), ge=0)
-    tax_code: str | None = None
+    tax_code: str | None = None  # a TaxTreatment, or the target's own code
 
 
 class Deal(_Record):
@@ -106,7 +114,7 @@ class InvoiceLine(_Record):
     quantity: Decimal
     unit_price: Decimal
     discount_amount: Decimal = Field(default=Decimal("0"), ge=0)  # off the whole line
-    tax_code: str | None = None
+    tax_code: str | None = None  # a TaxTreatment, or the target's own code
 
     @property
     def amount(self) -> Decimal:

@@ -56,6 +56,7 @@ from shared.models import (
     Invoice,
     ObjectType,
     Party,
+    TaxTreatment,
 )
 from shared.money import json_number, minor_units, round_half_up
 from shared.ports import (
@@ -69,6 +70,10 @@ from shared.ports import (
 )
 
 # --- declarations -----------------------------------------------------------------
+
+# A US company's sales lines name "TAX" or "NON" as their TaxCodeRef (automated sales
+# tax): https://developer.intuit.com/app/developer/qbo/docs/workflows/manage-sales-tax-for-us-locales
+TAX_CODES: Mapping[str, str] = {TaxTreatment.TAXABLE: "TAX", TaxTreatment.EXEMPT: "NON"}
 
 # "Limits and throttles" [Q6]: 500 requests/min per realm, 10 requests/s per realm
 # and app, and batch calls also 40/min per realm and app.
@@ -517,7 +522,7 @@ class QuickBooksAccounting:
                 "UnitPrice": json_number(line.unit_price, f"lines[{index}].unit_price"),
             }
             if line.tax_code:
-                detail["TaxCodeRef"] = {"value": line.tax_code}
+                detail["TaxCodeRef"] = {"value": TAX_CODES.get(line.tax_code, line.tax_code)}
             sales_line: dict[str, Any] = {
                 "Amount": money(line.amount, invoice.currency, f"lines[{index}].amount"),
                 "DetailType": "SalesItemLineDetail",

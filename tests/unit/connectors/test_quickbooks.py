@@ -574,6 +574,21 @@ NET_30 = rows(
 )
 
 
+@pytest.mark.parametrize(
+    ("tax_code", "written"), [("taxable", "TAX"), ("exempt", "NON"), ("CA-SALES", "CA-SALES")]
+)
+def test_given_a_neutral_tax_code_when_written_then_it_is_quickbooks_own(
+    router: respx.MockRouter, qbo: QuickBooksAccounting, tax_code: str, written: str
+) -> None:
+    route = router.post("/invoice").mock(return_value=answer("Invoice", Id="131", SyncToken="0"))
+    first = invoice().lines[0].model_copy(update={"tax_code": tax_code})
+
+    qbo.upsert_invoice(invoice(lines=[first]), existing=None, idempotency_key="k-tax")
+
+    [line, *_] = body_of(route.calls.last)["Line"]
+    assert line["SalesItemLineDetail"]["TaxCodeRef"] == {"value": written}
+
+
 def test_given_an_invoice_when_created_then_lines_amounts_discount_and_terms_are_exact(
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:

@@ -547,7 +547,7 @@ def test_given_the_services_config_when_a_won_deal_is_mapped_then_an_invoice_rea
                 quantity=Decimal("2"),
                 unit_price=Decimal("1200.00"),
                 discount_amount=Decimal("100.00"),
-                tax_code="NON",
+                tax_code="exempt",
             )
         ],
     )
