@@ -16,6 +16,7 @@ from typing import Any, Protocol
 SANDBOXES: dict[str, str] = {
     "hubspot": "local.sandboxes.hubspot",
     "quickbooks": "local.sandboxes.quickbooks",
+    "xero": "local.sandboxes.xero",
 }
 
 

@@ -104,6 +104,7 @@ from local.sandboxes.base import (
     WebhookDispatcher,
     install_fault_routes,
 )
+from local.sandboxes.registry import BookCustomer, BookInvoice, SandboxSpec
 from local.sandboxes.xero_org import (
     CENT,
     QUANTITY_PLACES,
@@ -120,6 +121,7 @@ from local.sandboxes.xero_org import (
 )
 
 API_PREFIX = "/api.xro/2.0/"
+TOKEN_PATH = "/connect/token"
 IDEMPOTENCY_KEY_MAX = 128
 SCOPES = frozenset(
     {
@@ -520,7 +522,7 @@ class XeroSandbox:
         app.teardown_request(self._release_slot)
         install_fault_routes(app, self.faults, self._rate_limited_fault, self.reset)
         app.after_request(self._limit_headers)
-        app.add_url_rule("/connect/token", "token", self._token, methods=["POST"])
+        app.add_url_rule(TOKEN_PATH, "token", self._token, methods=["POST"])
         app.add_url_rule("/connect/revocation", "revoke", self._revoke, methods=["POST"])
         app.add_url_rule(
             "/identity/connect/authorize", "authorize", self._authorize, methods=["GET"]
@@ -1295,3 +1297,123 @@ def _xml_fill(element: ET.Element, value: Any) -> None:
         element.text = stamp.strftime("%Y-%m-%dT%H:%M:%S")
     else:
         element.text = str(value)
+
+
+# --- the local stack's registration --------------------------------------------------------
+
+
+def _sandbox_secret(sandbox: XeroSandbox) -> dict[str, str]:
+    """The connection's secret for this organisation: exactly the connector's keys."""
+    config = sandbox.config
+    return {
+        "client_id": config.client_id,
+        "client_secret": config.client_secret,
+        "refresh_token": config.initial_refresh_token,
+        "tenant_id": config.tenant_id,
+        "webhook_key": config.webhook_key,
+    }
+
+
+def _decimal_text(value: Any) -> str:
+    """A JSON number as plain decimal text ("10", "2.5"), without float noise."""
+    number = Decimal(str(value)).normalize()
+    return f"{number:f}"
+
+
+class XeroBooks:
+    """The organisation's books as a person sees them; their own edits go through the
+    public Accounting API with a token of their own (an authorization code grant, as
+    another app of the organisation would get)."""
+
+    def __init__(self, sandbox: XeroSandbox, base_url: str) -> None:
+        self._sandbox = sandbox
+        self._base_url = base_url.rstrip("/")
+        self._api: httpx.Client | None = None
+
+    def api(self) -> httpx.Client:
+        """The Accounting API for the organisation, authorized (once) like another app."""
+        if self._api is None:
+            config = self._sandbox.config
+            redirect_uri = config.redirect_uris[0]
+            token = httpx.post(
+                f"{self._base_url}{TOKEN_PATH}",
+                auth=(config.client_id, config.client_secret),
+                data={
+                    "grant_type": "authorization_code",
+                    "code": self._sandbox.mint_authorization_code(redirect_uri),
+                    "redirect_uri": redirect_uri,
+                },
+                timeout=10,
+            )
+            token.raise_for_status()
+            self._api = httpx.Client(
+                base_url=f"{self._base_url}{API_PREFIX}",
+                headers={
+                    "Authorization": f"Bearer {token.json()['access_token']}",
+                    "xero-tenant-id": config.tenant_id,
+                    "Accept": "application/json",
+                },
+                timeout=10,
+            )
+        return self._api
+
+    def add_customer(self, name: str, email: str) -> str:
+        # PUT creates only (a POST could update a contact of the same name).
+        response = self.api().put("Contacts", json={"Name": name, "EmailAddress": email})
+        response.raise_for_status()
+        return str(response.json()["Contacts"][0]["ContactID"])
+
+    def fail_next_invoice_writes(self, kinds: list[str]) -> None:
+        # The connector creates an invoice with PUT /Invoices (updates are POSTs to the
+        # invoice's own path): the next creates meet the faults, reads do not.
+        path = f"{API_PREFIX}Invoices"
+        for kind in kinds:
+            self._sandbox.faults.add(Fault(kind=kind, path_prefix=path, method="PUT"))
+
+    def customers(self) -> list[BookCustomer]:
+        return [
+            BookCustomer(
+                id=c["ContactID"],
+                name=c.get("Name", ""),
+                email=c.get("EmailAddress") or "",
+                version=c.get("UpdatedDateUTC", ""),
+            )
+            for c in self._sandbox.entities("Contacts")
+        ]
+
+    def invoices(self) -> list[BookInvoice]:
+        return [
+            BookInvoice(
+                id=i["InvoiceID"],
+                customer=(i.get("Contact") or {}).get("Name", ""),
+                lines=[
+                    (
+                        # The item's name (what a person and the demo call it), else its
+                        # code, else the line's description.
+                        (line.get("Item") or {}).get("Name")
+                        or line.get("ItemCode")
+                        or line.get("Description", ""),
+                        _decimal_text(line.get("Quantity", 0)),
+                    )
+                    for line in i.get("LineItems", [])
+                ],
+                # SubTotal: the lines before tax. Xero adds each line's sales tax on top
+                # (LineAmountTypes Exclusive) and the crmsync demo expects net totals.
+                total=f"{Decimal(str(i.get('SubTotal', 0))):.2f}",
+                currency=i.get("CurrencyCode", ""),
+                due=str(i.get("DueDateString", ""))[:10],
+                version=i.get("UpdatedDateUTC", ""),
+                number=i.get("InvoiceNumber", ""),
+            )
+            for i in self._sandbox.entities("Invoices")
+            if i.get("Type") == "ACCREC"
+        ]
+
+
+SANDBOX = SandboxSpec(
+    name="xero",
+    start=lambda webhook_url: XeroSandbox(XeroSandboxConfig(webhook_url=webhook_url)),
+    secret=_sandbox_secret,
+    settings=lambda url: {"api_url": url, "token_url": f"{url}{TOKEN_PATH}"},
+    books=XeroBooks,
+)

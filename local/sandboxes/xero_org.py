@@ -515,8 +515,8 @@ class Organisation:
                     CurrencyCode=s.base_currency,
                 )
             self.rows["Accounts"][account["AccountID"]] = account
-        # "Services" and "Hours" as in the QuickBooks sandbox, so one demo deal
-        # can be invoiced in both.
+        # The items the crmsync demo's deals name ("Services", "Hours", "Design",
+        # "Installation"), so its invoice lines find them by name.
         items = [
             ("SERVICES", "Services", "Professional services", 0),
             ("HOURS", "Hours", "Hourly work", 0),
