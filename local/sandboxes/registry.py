@@ -16,6 +16,7 @@ from typing import Any, Protocol
 SANDBOXES: dict[str, str] = {
     "hubspot": "local.sandboxes.hubspot",
     "quickbooks": "local.sandboxes.quickbooks",
+    "salesforce": "local.sandboxes.salesforce",
     "xero": "local.sandboxes.xero",
 }
 

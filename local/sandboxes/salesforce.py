@@ -88,10 +88,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx
 from flask import Flask, Response, has_request_context, request
 
 from local.sandboxes import salesforce_soql as soql
 from local.sandboxes.base import Fault, FaultInjector, SlidingWindowLimiter, install_fault_routes
+from local.sandboxes.registry import DemoLine, SandboxSpec
 from local.sandboxes.salesforce_outbound import (
     Notification,
     OutboundDelivery,
@@ -166,6 +168,9 @@ class SalesforceSandboxConfig:
     currencies: Sequence[str] = ()  # empty: multi-currency off
     corporate_currency: str = "USD"
     outbound_messages: Sequence[OutboundMessageDefinition] = ()
+    # The secret an admin puts in outbound message endpoint URLs (``?token=``): Salesforce
+    # keeps no such thing, but the org's listener checks it (``SANDBOX`` below).
+    outbound_token: str = "sandbox-outbound-token"
     outbound_time_scale: float = 0.001
     outbound_timeout_s: float = 10.0
     outbound_batch_window_s: float = 0.05
@@ -376,6 +381,10 @@ class SalesforceSandbox:
     def wait_for_outbound_idle(self, timeout: float = 10.0) -> bool:
         """Block until no outbound message is queued, due for retry or in flight."""
         return self._outbound.wait_idle(timeout)
+
+    def wait_for_webhooks_idle(self, timeout: float = 10.0) -> bool:
+        """``Sandbox``'s wait: outbound messages are this org's webhooks."""
+        return self.wait_for_outbound_idle(timeout)
 
     def mint_authorization_code(
         self,
@@ -1654,3 +1663,246 @@ class SalesforceSandbox:
             body.get("scope", "api refresh_token"),
         )
         return _json_response({"code": code})
+
+
+# --- the local stack: the org's outbound messages, its secret, the demo's person ------
+
+# What each outbound message selects: the fields the services preset
+# (config/salesforce/services.yaml) reads from the object, a parent's by its lookup
+# (``Account.Name`` by ``AccountId``), ``_DiscountAmount`` by ``Subtotal`` and
+# ``TotalPrice``, and ``SystemModstamp``, which dates a notification.
+OUTBOUND_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "Contact": (
+        "SystemModstamp", "AccountId", "FirstName", "LastName", "Email", "Phone",
+        "MailingStreet", "MailingCity", "MailingState", "MailingPostalCode", "MailingCountry",
+    ),
+    "Account": (
+        "SystemModstamp", "Name", "Phone", "BillingStreet", "BillingCity", "BillingState",
+        "BillingPostalCode", "BillingCountry",
+    ),
+    "Opportunity": (
+        "SystemModstamp", "AccountId", "Name", "IsWon", "CurrencyIsoCode", "CloseDate",
+    ),
+    "OpportunityLineItem": (
+        "SystemModstamp", "OpportunityId", "PricebookEntryId", "Description", "ProductCode",
+        "Quantity", "UnitPrice", "Subtotal", "TotalPrice",
+    ),
+}  # fmt: skip
+# The open stage a new opportunity is in until it is won.
+_OPEN_STAGE = "Prospecting"
+_WON_STAGE = "Closed Won"
+_PERCENT = Decimal("0.01")  # Discount is a percent with two decimals
+
+
+def _start(webhook_url: str | None) -> SalesforceSandbox:
+    """An org whose outbound messages on the synced objects go to the URL with the
+    endpoint token, as an admin sets them up; none when the URL is None. Multi-currency
+    is on: the preset reads ``CurrencyIsoCode``."""
+    config = SalesforceSandboxConfig(currencies=("USD", "EUR"))
+    sandbox = SalesforceSandbox(config)
+    if webhook_url is not None:
+        url = httpx.URL(webhook_url).copy_merge_params({"token": config.outbound_token})
+        for sobject, fields in OUTBOUND_FIELDS.items():
+            sandbox.add_outbound_message(
+                OutboundMessageDefinition(
+                    name=f"crmsync {sobject}",
+                    object_type=sobject,
+                    fields=list(fields),
+                    endpoint_url=str(url),
+                )
+            )
+    return sandbox
+
+
+def _sandbox_secret(sandbox: SalesforceSandbox) -> dict[str, str]:
+    """A connection's secret for the org: the connected app, the integration user's
+    refresh token, the org id and the outbound messages' endpoint token."""
+    config = sandbox.config
+    return {
+        "client_id": config.client_id,
+        "client_secret": config.client_secret,
+        "refresh_token": config.initial_refresh_token,
+        "organization_id": sandbox.org_id,
+        "outbound_token": config.outbound_token,
+    }
+
+
+def _soql_text(value: str) -> str:
+    """A SOQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+class SalesforcePerson:
+    """A person's edits through Salesforce's public REST API, with their own app's session.
+
+    The session comes from the org's OAuth endpoint by the web server flow (the consent
+    screen's code, then the token request), so the person holds no token of the
+    integration's. Opportunities start open and are closed won once their products and
+    contact are on them, as a salesperson closes a deal.
+    """
+
+    def __init__(self, sandbox: SalesforceSandbox, base_url: str) -> None:
+        config = sandbox.config
+        redirect_uri = config.redirect_uris[0]
+        token = httpx.post(
+            f"{base_url}/services/oauth2/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": sandbox.mint_authorization_code(redirect_uri, scope="api"),
+                "client_id": config.client_id,
+                "client_secret": config.client_secret,
+                "redirect_uri": redirect_uri,
+            },
+            timeout=10,
+        )
+        token.raise_for_status()
+        session = token.json()
+        version = config.api_versions[-1]
+        self._http = httpx.Client(
+            base_url=f"{session['instance_url']}/services/data/v{version}",
+            headers={"Authorization": f"Bearer {session['access_token']}"},
+            timeout=10,
+        )
+        self._standard_book: str | None = None
+
+    # --- REST ------------------------------------------------------------------------
+
+    def create(self, sobject: str, fields: Mapping[str, Any]) -> str:
+        response = self._http.post(f"/sobjects/{sobject}", json=dict(fields))
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def update(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> None:
+        self._http.patch(f"/sobjects/{sobject}/{record_id}", json=dict(fields)).raise_for_status()
+
+    def read(self, sobject: str, record_id: str) -> JSON:
+        response = self._http.get(f"/sobjects/{sobject}/{record_id}")
+        response.raise_for_status()
+        record: JSON = response.json()
+        return record
+
+    def query(self, soql: str) -> list[JSON]:
+        response = self._http.get("/query", params={"q": soql})
+        response.raise_for_status()
+        records: list[JSON] = response.json()["records"]
+        return records
+
+    # --- CrmPerson -------------------------------------------------------------------
+
+    def create_company(self, name: str, city: str) -> str:
+        return self.create("Account", {"Name": name, "BillingCity": city})
+
+    def create_contact(
+        self, first: str, last: str, email: str | None, company: str | None = None
+    ) -> str:
+        fields: JSON = {"FirstName": first, "LastName": last}
+        if email is not None:
+            fields["Email"] = email
+        if company is not None:
+            fields["AccountId"] = company
+        return self.create("Contact", fields)
+
+    def create_deal(
+        self,
+        name: str,
+        *,
+        won: bool,
+        company: str | None,
+        contact: str | None,
+        lines: list[DemoLine],
+    ) -> str:
+        today = datetime.now(UTC).date()
+        fields: JSON = {
+            "Name": name,
+            "StageName": _OPEN_STAGE,
+            "CloseDate": (today + timedelta(days=30)).isoformat(),
+        }
+        if company is not None:
+            fields["AccountId"] = company
+        deal = self.create("Opportunity", fields)
+        if contact is not None:
+            self.create(
+                "OpportunityContactRole",
+                {"OpportunityId": deal, "ContactId": contact, "IsPrimary": True},
+            )
+        for line in lines:
+            self.add_line(deal, line)
+        if won:  # IsWon follows the stage
+            self.update(
+                "Opportunity", deal, {"StageName": _WON_STAGE, "CloseDate": today.isoformat()}
+            )
+        return deal
+
+    def add_line(self, deal: str, line: DemoLine) -> None:
+        currency = self.read("Opportunity", deal).get("CurrencyIsoCode")  # multi-currency only
+        fields: JSON = {
+            "OpportunityId": deal,
+            "PricebookEntryId": self._price_entry(line, currency),
+            "Quantity": line.quantity,
+            "UnitPrice": line.unit_price,
+        }
+        discount = Decimal(line.discount)
+        if discount:  # Salesforce's Discount is a percent of the line
+            subtotal = Decimal(line.quantity) * Decimal(line.unit_price)
+            percent = discount * 100 / subtotal
+            if percent != percent.quantize(_PERCENT):
+                raise ValueError(
+                    f"{line.discount} off {subtotal} is {percent}%: Salesforce keeps two decimals"
+                )
+            fields["Discount"] = str(percent.quantize(_PERCENT))
+        self.create("OpportunityLineItem", fields)
+
+    def rename_deal(self, deal: str, name: str) -> None:
+        self.update("Opportunity", deal, {"Name": name})
+
+    def invoice_number(self, deal: str) -> str:
+        # The preset's doc_number: "SF-" and an 18-character id, 21 characters.
+        return f"SF-{deal}"
+
+    # --- products --------------------------------------------------------------------
+
+    def _price_entry(self, line: DemoLine, currency: str | None) -> str:
+        """The standard price book's entry for the product of the line's name (in the
+        deal's currency), adding the product and its standard price if there are none."""
+        book = self._standard_price_book()
+        # Values go in as quoted literals (``_soql_text``), as a client escapes them.
+        products = self.query(
+            f"SELECT Id FROM Product2 WHERE Name = {_soql_text(line.name)} ORDER BY CreatedDate"  # noqa: S608
+        )
+        if products:
+            product = str(products[0]["Id"])
+        else:
+            product = self.create("Product2", {"Name": line.name, "IsActive": True})
+        soql = (
+            f"SELECT Id FROM PricebookEntry WHERE Pricebook2Id = {_soql_text(book)} "  # noqa: S608
+            f"AND Product2Id = {_soql_text(product)} AND IsActive = true"
+        )
+        if currency is not None:
+            soql += f" AND CurrencyIsoCode = {_soql_text(currency)}"
+        entries = self.query(soql)
+        if entries:
+            return str(entries[0]["Id"])
+        entry: JSON = {
+            "Pricebook2Id": book,
+            "Product2Id": product,
+            "UnitPrice": line.unit_price,
+            "IsActive": True,
+        }
+        if currency is not None:
+            entry["CurrencyIsoCode"] = currency
+        return self.create("PricebookEntry", entry)
+
+    def _standard_price_book(self) -> str:
+        if self._standard_book is None:
+            books = self.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true")
+            self._standard_book = str(books[0]["Id"])
+        return self._standard_book
+
+
+SANDBOX = SandboxSpec(
+    name="salesforce",
+    start=_start,
+    secret=_sandbox_secret,
+    settings=lambda url: {"token_url": f"{url}/services/oauth2/token"},
+    person=SalesforcePerson,
+)

@@ -15,6 +15,7 @@ from shared.connectors.spec import VendorKind, VendorSpec
 VENDORS: dict[str, str] = {
     "hubspot": "shared.connectors.hubspot",
     "quickbooks": "shared.connectors.quickbooks",
+    "salesforce": "shared.connectors.salesforce",
     "xero": "shared.connectors.xero",
 }
 

@@ -1,0 +1,215 @@
+"""Salesforce for the contract suites: the Salesforce sandbox, people acting through its UI."""
+
+from __future__ import annotations
+
+import secrets as random_tokens
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+import httpx
+
+from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
+from local.sandboxes.base import Fault, SandboxServer
+from local.sandboxes.salesforce import (
+    OutboundMessageDefinition,
+    SalesforceSandbox,
+    SalesforceSandboxConfig,
+)
+from local.sandboxes.salesforce_schema import make_id
+from shared.bootstrap import CRM_OBJECTS
+
+# The one place this kit names the connector.
+from shared.connectors.salesforce.connector import build_salesforce, salesforce_webhooks
+from shared.mapping import Mapper, load_mapping
+from shared.models import ObjectType
+from shared.ports import InboundWebhook
+from tests.contracts.kits.base import CONFIG_DIR, CONNECTION_ID, CrmKit, Line, WonDeal
+
+SECRET_ID = f"crmsync/{CONNECTION_ID}/salesforce"
+API_VERSION = "62.0"
+# The org's query batch: Salesforce's smallest honoured batch size, so a few hundred
+# records cross pages (the connector asks for 2,000; the org may give fewer).
+BATCH_SIZE = 200
+_SOBJECTS = {
+    ObjectType.CONTACT: "Contact",
+    ObjectType.COMPANY: "Account",
+    ObjectType.DEAL: "Opportunity",
+    ObjectType.LINE_ITEM: "OpportunityLineItem",
+}
+_KEY_PREFIXES = {
+    ObjectType.CONTACT: "003",
+    ObjectType.COMPANY: "001",
+    ObjectType.DEAL: "006",
+    ObjectType.LINE_ITEM: "00k",
+}
+# A LastName nobody has: the outbound message's rule while webhooks go nowhere.
+_NOBODY = "\u2205 no outbound messages"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_ms(stamp: str) -> int:
+    """Salesforce's ``2024-01-15T10:30:00.000+0000``, exactly in ms."""
+    return (datetime.fromisoformat(stamp) - _EPOCH) // timedelta(milliseconds=1)
+
+
+class SalesforceKit(CrmKit):
+    name = "salesforce"
+    preset = CONFIG_DIR / "salesforce" / "services.yaml"
+    page_size = BATCH_SIZE
+    # Outbound messages are not signed: the endpoint URL's token is what vouches.
+    signature_headers: ClassVar[tuple[str, ...]] = ()
+    signs_body = False
+
+    def unsigned(self, delivery: InboundWebhook) -> InboundWebhook:
+        """Without the endpoint's secret token, which is what vouches for a delivery."""
+        url = httpx.URL(delivery.url)
+        return delivery.model_copy(update={"url": str(url.copy_remove_param("token"))})
+
+    def __init__(self) -> None:
+        # Multi-currency on, as the preset reads CurrencyIsoCode. The suites' endpoint
+        # answers an empty 200, which Salesforce takes for a failed delivery and retries
+        # for 24 hours: scaled to a tenth of a second, a message is given up at once.
+        self.config = SalesforceSandboxConfig(
+            currencies=("USD", "EUR"),
+            query_batch_size=BATCH_SIZE,
+            outbound_time_scale=1e-6,
+        )
+        self.sandbox = SalesforceSandbox(self.config)
+        self.server = SandboxServer(self.sandbox.app, 0).start()
+        self.outbound_token = random_tokens.token_urlsafe(24)
+        secrets = MemorySecretStore(
+            {
+                SECRET_ID: {
+                    "client_id": self.config.client_id,
+                    "client_secret": self.config.client_secret,
+                    "refresh_token": self.config.initial_refresh_token,
+                    "organization_id": self.sandbox.org_id,
+                    "outbound_token": self.outbound_token,
+                }
+            }
+        )
+        mapper = Mapper(load_mapping(self.preset))
+        self.crm = build_salesforce(
+            token_url=f"{self.server.url}/services/oauth2/token",
+            api_version=API_VERSION,
+            secrets=secrets,
+            secret_id=SECRET_ID,
+            lock=MemoryLock(),
+            budget=MemoryCallBudget(),
+            connection_id=CONNECTION_ID,
+            properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
+        )
+        self.webhooks = salesforce_webhooks(secrets, SECRET_ID)
+        # An outbound message on contacts, as an admin sets one up with a flow.
+        self.outbound = OutboundMessageDefinition(
+            name="crmsync contacts",
+            object_type="Contact",
+            fields=["SystemModstamp", "Email"],
+            endpoint_url="http://127.0.0.1:9/unused",
+            criteria={"LastName": _NOBODY},
+        )
+        self.sandbox.add_outbound_message(self.outbound)
+
+    def close(self) -> None:
+        self.sandbox.close()
+        self.server.stop()
+
+    def reset(self) -> None:
+        self.sandbox.wait_for_outbound_idle()
+        self.sandbox.faults.clear()
+        self.sandbox.reset()
+
+    # --- records -----------------------------------------------------------------------
+
+    def create_contact(self, *, given_name: str, family_name: str, email: str) -> str:
+        fields = {"FirstName": given_name, "LastName": family_name, "Email": email}
+        return self.sandbox.ui_create("Contact", fields)
+
+    def create_company(self, *, name: str) -> str:
+        return self.sandbox.ui_create("Account", {"Name": name})
+
+    def create_won_deal(
+        self, *, name: str, contact_id: str, company_id: str, lines: list[Line]
+    ) -> WonDeal:
+        ui = self.sandbox
+        deal_id = ui.ui_create(
+            "Opportunity",
+            {
+                "Name": name,
+                "StageName": "Closed Won",
+                "CloseDate": datetime.now(UTC).date().isoformat(),
+                "AccountId": company_id,
+                "CurrencyIsoCode": "USD",
+            },
+        )
+        ui.ui_create(
+            "OpportunityContactRole",
+            {"OpportunityId": deal_id, "ContactId": contact_id, "IsPrimary": True},
+        )
+        book = next(b["Id"] for b in ui.records("Pricebook2") if b["IsStandard"])
+        line_ids = []
+        for line in lines:
+            product = ui.ui_create("Product2", {"Name": line.name, "IsActive": True})
+            entry = ui.ui_create(
+                "PricebookEntry",
+                {
+                    "Pricebook2Id": book,
+                    "Product2Id": product,
+                    "UnitPrice": line.unit_price,
+                    "IsActive": True,
+                    "CurrencyIsoCode": "USD",
+                },
+            )
+            item = {
+                "OpportunityId": deal_id,
+                "PricebookEntryId": entry,
+                "Quantity": line.quantity,
+                "UnitPrice": line.unit_price,
+            }
+            line_ids.append(ui.ui_create("OpportunityLineItem", item))
+        return WonDeal(deal_id, line_ids)
+
+    def delete(self, object_type: ObjectType, record_id: str) -> None:
+        self.sandbox.ui_delete(_SOBJECTS[object_type], record_id)
+
+    def modified_ms(self, object_type: ObjectType) -> dict[str, int]:
+        return {
+            record["Id"]: _epoch_ms(record["SystemModstamp"])
+            for record in self.sandbox.records(_SOBJECTS[object_type])
+        }
+
+    def unknown_id(self, object_type: ObjectType) -> str:
+        return make_id(_KEY_PREFIXES[object_type], 62**8)  # ids count up from 1
+
+    def rate_limit_fetches(self, count: int) -> None:
+        # Salesforce's REST API has no 429: its throttle is the 403 REQUEST_LIMIT_EXCEEDED
+        # of too many concurrent long-running requests, which the sandbox's fault serves.
+        self.sandbox.faults.add(
+            Fault(kind="rate_limit", count=count, path_prefix="/services/data/", method="GET")
+        )
+
+    def pending_faults(self) -> int:
+        return sum(fault["count"] for fault in self.sandbox.faults.pending())
+
+    # --- webhooks ----------------------------------------------------------------------
+
+    def send_webhooks_to(self, url: str | None) -> None:
+        """Point the outbound message at ``url`` with the token, as an admin would. The
+        sandbox cannot deactivate a rule: while it goes nowhere, no record meets it."""
+        if url is None:
+            self.outbound.criteria = {"LastName": _NOBODY}
+            return
+        separator = "&" if "?" in url else "?"
+        self.outbound.endpoint_url = f"{url}{separator}token={self.outbound_token}"
+        self.outbound.criteria = {}
+
+    def make_change(self) -> tuple[ObjectType, str]:
+        fields = {"FirstName": "Webb", "LastName": "Hook", "Email": "webb@example.com"}
+        return ObjectType.CONTACT, self.sandbox.ui_create("Contact", fields)
+
+    def wait_for_webhooks(self) -> None:
+        assert self.sandbox.wait_for_outbound_idle(), "Salesforce's outbound messages stuck"
+
+    def sign(self, url: str, body: str) -> dict[str, str]:
+        """Nothing: Salesforce signs no outbound message (the URL carries the token)."""
+        return {}
