@@ -17,7 +17,12 @@ import boto3
 
 from shared.connectors.http import Deadline
 from shared.connectors.registry import vendor
-from shared.connectors.spec import ConnectorContext, WebhookContext, secret_id
+from shared.connectors.spec import (
+    INVOICE_CUSTOM_FIELDS,
+    ConnectorContext,
+    WebhookContext,
+    secret_id,
+)
 from shared.mapping import Mapper, parse_mapping
 from shared.models import ChangeEvent, Connection, ObjectType
 from shared.ports import AccountingTarget, CrmSource, WebhookReceiver
@@ -55,7 +60,14 @@ def mapper_of(connection: Connection) -> Mapper:
                 f"{connection.mapping_name}: written for {side} {named!r}, but connection "
                 f"{connection.id!r} uses {actual!r}"
             )
-    return Mapper(mapping)
+    mapper = Mapper(mapping)
+    target = vendor(connection.accounting)
+    if mapper.uses_custom_fields() and INVOICE_CUSTOM_FIELDS not in target.capabilities:
+        raise ValueError(
+            f"{connection.mapping_name}: maps invoice custom fields, which {target.label} "
+            "invoices do not have"
+        )
+    return mapper
 
 
 @dataclass(eq=False)  # hashed by identity: its per-connection builders are cached

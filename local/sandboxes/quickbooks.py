@@ -67,6 +67,12 @@ Reproduced behaviours
   base64(HMAC-SHA256(verifier token, raw body)), retried on non-2xx.
 * Seed data: a new company has accounts, items, terms, tax codes, five sample
   customers, two invoices and a payment, like an Intuit sandbox company.
+* Preferences (read-only; ``GET /preferences`` or a query): ``SalesFormsPrefs.CustomField``
+  lists the sales-form custom fields as ``UseSalesCustom<n>``/``SalesCustomName<n>``
+  pairs, seeded "Crew #" (1, enabled), "PO Number" (2, enabled), "Sales Rep" (3,
+  disabled); ``sales_custom_fields`` sets them. ``Invoice.CustomField`` keeps values
+  by ``DefinitionId`` for enabled fields and returns every enabled field with its
+  ``Name`` and ``Type`` "StringType" (see ``quickbooks_custom_fields``).
 
 Choices where the documentation is unclear
 ------------------------------------------
@@ -102,6 +108,10 @@ Choices where the documentation is unclear
 * A request refused by one rate window still counts in the others.
 * Seed objects are dated 45 days back, so CDC reports only changes made through
   the API.
+* Invoice custom fields (``quickbooks_custom_fields``): an entry for a field that is
+  not enabled, or without ``DefinitionId``, is dropped silently; a sparse update
+  changes only the fields it names; a ``StringValue`` over 31 characters answers
+  2050 (Intuit documents no maximum).
 * Authorization codes are single-use and live 5 minutes.
 * The discovery document lists Intuit's other OAuth endpoints (authorize, revoke,
   userinfo, JWKS) under this server's address; only the token endpoint is served.
@@ -143,7 +153,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from flask import Flask, Response, request
 
-from local.sandboxes import quickbooks_accounts, quickbooks_query
+from local.sandboxes import quickbooks_accounts, quickbooks_custom_fields, quickbooks_query
 from local.sandboxes.base import (
     Delivery,
     Fault,
@@ -207,6 +217,13 @@ class QuickBooksSandboxConfig:
     webhook_retry_delays_s: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
     home_currency: str = "USD"
     company_timezone: str = "America/Los_Angeles"
+    # Sales-form custom fields, slot 1 first, as (name as the company shows it, enabled).
+    # Intuit's sample company has "Crew #" in slot 1 (quickbooks_custom_fields).
+    sales_custom_fields: tuple[tuple[str, bool], ...] = (
+        ("Crew #", True),
+        ("PO Number", True),
+        ("Sales Rep", False),
+    )
     clock: Callable[[], float] = time.time
 
 
@@ -314,6 +331,7 @@ _ENTITIES = {
         _EntitySpec("TaxCode", name_list=True),
         _EntitySpec("TaxRate", name_list=True),
         _EntitySpec("CompanyInfo"),
+        _EntitySpec("Preferences"),
     )
 }
 
@@ -436,6 +454,9 @@ class QuickBooksSandbox:
         self._next_id: dict[str, int] = {}
         self._replies: dict[str, tuple[int, bytes]] = {}
         self._counts: Counter[tuple[str, str]] = Counter()
+        self._custom_field_defs = quickbooks_custom_fields.definitions(
+            self.config.sales_custom_fields
+        )
         self._seed()
         self.app = self._build_app()
 
@@ -538,6 +559,27 @@ class QuickBooksSandbox:
                 "Email": {"Address": "noreply@quickbooks.com"},
                 "SupportedLanguages": "en",
                 "FiscalYearStartMonth": "January",
+            },
+        )
+        # GET /preferences; only what the sandbox models. Its sales-form custom fields
+        # are what Invoice.CustomField may fill (quickbooks_custom_fields).
+        put(
+            "Preferences",
+            {
+                "Id": "1",
+                "SalesFormsPrefs": {
+                    "CustomField": quickbooks_custom_fields.preferences_custom_field(
+                        self._custom_field_defs
+                    ),
+                    "AllowDiscount": True,
+                    "AllowDeposit": False,
+                    "AllowShipping": False,
+                    "CustomTxnNumbers": True,
+                },
+                "CurrencyPrefs": {
+                    "HomeCurrency": {"value": self.config.home_currency},
+                    "MultiCurrencyEnabled": False,
+                },
             },
         )
         accounts = [
@@ -960,6 +1002,12 @@ class QuickBooksSandbox:
                     return self._reply(self._cdc())
             if resource == "batch" and len(parts) == 1 and request.method == "POST":
                 return self._idempotent(BATCH_REQUEST_ID_MAX, self._batch)
+            if resource == "preferences" and len(parts) == 1 and request.method == "GET":
+                # GET /v3/company/{realmId}/preferences reads the one Preferences object.
+                with self._lock:
+                    return self._reply(
+                        {"Preferences": self._read(_ENTITIES[resource], "1", _Call())}
+                    )
             spec = _spec(resource)
             if spec is None:
                 raise QboError(
@@ -1264,7 +1312,12 @@ class QuickBooksSandbox:
         else:
             existing = self._existing_for_write(spec, body, call)
             writable = {k: v for k, v in existing.items() if k not in _SYSTEM_FIELDS}
-            merged = {**writable, **incoming} if _truthy(body.get("sparse")) else incoming
+            sparse = _truthy(body.get("sparse"))
+            merged = {**writable, **incoming} if sparse else incoming
+            if sparse and spec.name == "Invoice" and "CustomField" in incoming:
+                merged["CustomField"] = quickbooks_custom_fields.sparse_merge(
+                    existing.get("CustomField"), incoming["CustomField"]
+                )
             stored = {"Id": existing["Id"], **self._prepare(spec, merged, existing, call)}
             stored["SyncToken"] = str(int(existing["SyncToken"]) + 1)
             stored["MetaData"] = {
@@ -1605,6 +1658,18 @@ class QuickBooksSandbox:
         out["DocNumber"] = str(body.get("DocNumber") or "") or self._next_doc_number()
         out["TxnTaxDetail"] = tax_detail
         out["TotalAmt"] = _num_out(subtotal - discount + tax)
+        try:
+            values = quickbooks_custom_fields.values_of(
+                body.get("CustomField"), self._custom_field_defs
+            )
+        except quickbooks_custom_fields.CustomFieldError as exc:
+            message = (
+                "String length is either shorter or longer than supported by specification"
+                if exc.code == "2050"
+                else "Request has invalid or unsupported property"
+            )
+            raise QboError(exc.code, message, exc.detail, element=exc.element) from exc
+        out["CustomField"] = quickbooks_custom_fields.stored(values, self._custom_field_defs)
         out.setdefault("PrintStatus", "NotSet")
         out.setdefault("EmailStatus", "NotSet")
         return out
@@ -1905,6 +1970,10 @@ class QuickBooksBooks:
         return str(response.json()["Customer"]["Id"])
 
     def fail_next_invoice_writes(self, kinds: list[str]) -> None:
+        """Injected 429s say ``Retry-After: 1`` from now on: Intuit documents none, and
+        without one the connector waits Intuit's 60 s, longer than a test should."""
+        if "rate_limit" in kinds:
+            self._sandbox.config.send_retry_after = True
         path = f"/v3/company/{self._sandbox.config.realm_id}/invoice"
         for kind in kinds:
             self._sandbox.faults.add(Fault(kind=kind, path_prefix=path, method="POST"))

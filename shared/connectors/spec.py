@@ -20,6 +20,9 @@ from shared.models import ObjectType
 from shared.ports import AccountingTarget, CallBudget, CrmSource, Lock, SecretStore, WebhookReceiver
 
 VendorKind = Literal["crm", "accounting"]
+# What a target may take beyond the canonical records; a mapping that needs one the
+# connection's target lacks is refused when the connection is loaded.
+INVOICE_CUSTOM_FIELDS = "invoice_custom_fields"
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
@@ -68,6 +71,7 @@ class VendorSpec(Generic[SettingsT]):
     webhooks: Callable[[WebhookContext, SettingsT], WebhookReceiver]
     crm: Callable[[ConnectorContext, SettingsT], CrmSource] | None = None
     accounting: Callable[[ConnectorContext, SettingsT], AccountingTarget] | None = None
+    capabilities: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         builder = self.crm if self.kind == "crm" else self.accounting

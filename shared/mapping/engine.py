@@ -186,7 +186,12 @@ class Mapper:
         deal = config.objects.deal
         self._lines: _FieldsPlan | None = None
         self._extra_lines: list[tuple[tuple[FilterRule, ...], _FieldsPlan]] = []
+        self._custom_fields: list[_FieldPlan] = []
         if deal is not None:
+            self._custom_fields = [
+                _FieldPlan(name, spec, spec.required, None)
+                for name, spec in deal.custom_fields.items()
+            ]
             if deal.line_items is not None:
                 self._lines = _FieldsPlan(deal.line_items.fields, LINE_ITEM)
             self._extra_lines = [
@@ -211,6 +216,7 @@ class Mapper:
         if isinstance(mapping, DealMapping):
             for when, plan in self._extra_lines:
                 names += [rule.field for rule in when] + plan.sources()
+            names += [name for plan in self._custom_fields for name in plan.spec.sources]
         return _unique(names)
 
     def map(self, record: SourceRecord) -> Party | Deal | Filtered:
@@ -228,7 +234,27 @@ class Mapper:
             return run.build(Party, {**data, "kind": kind})
         if self._lines is not None or self._extra_lines:
             data["line_items"] = self._line_items(record, run)
+        if self._custom_fields:
+            data["custom_fields"] = self._custom(record.properties, run)
         return run.build(Deal, data)
+
+    def uses_custom_fields(self) -> bool:
+        return bool(self._custom_fields)
+
+    def _custom(self, properties: Properties, run: _Run) -> dict[str, str]:
+        """The mapped custom fields that have a value (an empty one is left out)."""
+        values: dict[str, str] = {}
+        for plan in self._custom_fields:
+            path = f"custom_fields.{plan.key}"
+            run.origins[path] = plan.origin
+            try:
+                value = plan.evaluate(properties)
+            except _Invalid as exc:
+                run.violations.append(Violation(path, exc.rule, exc.message))
+                continue
+            if value is not None:
+                values[plan.key] = str(value)
+        return values
 
     def _line_items(self, record: SourceRecord, run: _Run) -> list[dict[str, Any]]:
         lines: list[dict[str, Any]] = []

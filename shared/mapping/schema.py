@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -210,6 +211,9 @@ class ExtraLine(_Spec):
 class DealMapping(ObjectMapping):
     line_items: LineItemsMapping | None = None
     extra_lines: tuple[ExtraLine, ...] = ()
+    # The target's own invoice fields, by the name the target shows (text values); only
+    # a target with the capability takes them (checked when a connection is loaded).
+    custom_fields: dict[Annotated[str, StringConstraints(min_length=1)], FieldSpec] = {}
 
 
 class Objects(_Spec):
@@ -227,7 +231,15 @@ class Target:
 
 
 PARTY = Target(Party, {"kind": "a contact is a person, a company a company"})
-DEAL = Target(Deal, {"line_items": "map them under objects.deal.line_items"})
+DEAL = Target(
+    Deal,
+    {
+        "line_items": "map them under objects.deal.line_items",
+        "custom_fields": "map them under objects.deal.custom_fields",
+    },
+)
+# A custom field of the target holds text.
+CUSTOM_FIELD = FieldInfo(annotation=str | None, default=None)
 LINE_ITEM = Target(LineItem, {})
 
 
@@ -266,6 +278,9 @@ class MappingConfig(_Spec):
                 problems += check_fields(
                     objects.deal.line_items.fields, LINE_ITEM, "objects.deal.line_items.fields"
                 )
+            for name, spec in objects.deal.custom_fields.items():
+                path = f"objects.deal.custom_fields.{name}"
+                problems += _check_types(spec, name, CUSTOM_FIELD, path)
             for index, extra in enumerate(objects.deal.extra_lines):
                 problems += check_fields(
                     extra.fields, LINE_ITEM, f"objects.deal.extra_lines[{index}].fields"

@@ -102,6 +102,8 @@ class Deal(_Record):
     doc_number: str | None = Field(default=None, min_length=1)
     memo: str | None = None
     line_items: list[LineItem] = Field(default_factory=list)
+    # The target's own invoice fields, by the name it shows them under.
+    custom_fields: dict[str, str] = Field(default_factory=dict)
 
 
 class InvoiceLine(_Record):
@@ -134,6 +136,9 @@ class Invoice(_Record):
     payment_terms: str | None = None  # by name, e.g. "Net 30"
     doc_number: str | None = None
     memo: str | None = None
+    # The target's own invoice fields by name; only a target that declares the
+    # ``invoice_custom_fields`` capability is given any.
+    custom_fields: dict[str, str] = Field(default_factory=dict)
 
 
 class Payment(_Record):

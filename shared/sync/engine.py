@@ -337,6 +337,7 @@ class SyncEngine:
             payment_terms=deal.payment_terms,
             doc_number=deal.doc_number,
             memo=deal.memo or deal.name,
+            custom_fields=deal.custom_fields,
         )
 
     # --- writing ------------------------------------------------------------------

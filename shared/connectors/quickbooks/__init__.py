@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.connectors.spec import ConnectorContext, VendorSpec, WebhookContext
+from shared.connectors.spec import (
+    INVOICE_CUSTOM_FIELDS,
+    ConnectorContext,
+    VendorSpec,
+    WebhookContext,
+)
 from shared.ports import AccountingTarget, WebhookReceiver
 
 
@@ -53,4 +58,6 @@ SPEC = VendorSpec(
     settings=QuickBooksSettings,
     webhooks=_webhooks,
     accounting=_accounting,
+    # Invoice.CustomField by the company's sales-form custom field names [Q15, Q16].
+    capabilities=frozenset({INVOICE_CUSTOM_FIELDS}),
 )

@@ -92,6 +92,15 @@ BATCH_REQUEST_ID_MAX = 36
 BATCH_MAX_ITEMS = 30  # [Q8]
 DOC_NUMBER_MAX = 21  # an Invoice's DocNumber [Q3]
 QUERY_MAX_RESULTS = 1000  # MAXRESULTS is at most 1000 [Q13]
+# Invoice custom fields [Q15, Q16]: the company's sales-form custom fields (at most
+# three, named in the QuickBooks UI only) as Preferences.SalesFormsPrefs.CustomField
+# lists them; an invoice carries "CustomField": [{DefinitionId, Name, Type, StringValue}]
+# and "Only one type is currently supported: StringType" (Invoice reference).
+CUSTOM_FIELD_TYPE = "StringType"
+# NOT documented by Intuit: the Invoice reference gives StringValue no maximum. 31 is
+# an assumption kept short on purpose (docs/vendors/quickbooks.md, "Unconfirmed"); a
+# longer value is refused here rather than risk QuickBooks cutting it.
+CUSTOM_FIELD_VALUE_MAX = 31
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 
 _ENTITY = {
@@ -280,6 +289,57 @@ class PaymentTerms:
 
 
 @dataclass(frozen=True)
+class SalesCustomField:
+    """One sales-form custom field of the company, from Preferences [Q16].
+
+    ``definition_id`` is the slot number n of ``SalesFormsPrefs.SalesCustomName<n>``:
+    Intuit's own samples pair DefinitionId "1" with ``SalesCustomName1``/"Crew #".
+    """
+
+    definition_id: str
+    name: str
+    enabled: bool
+
+
+def sales_custom_fields(preferences: Mapping[str, Any]) -> list[SalesCustomField]:
+    """The slots named in ``Preferences.SalesFormsPrefs.CustomField`` [Q16].
+
+    That list holds name/value pairs ``SalesFormsPrefs.UseSalesCustom<n>``
+    (``BooleanValue``) and ``SalesFormsPrefs.SalesCustomName<n>`` (``StringValue``),
+    nested in ``{"CustomField": [...]}`` groups in Intuit's sample; both the nested
+    and a flat list are read. A slot without a name is not offered.
+    """
+    sales = preferences.get("SalesFormsPrefs")
+    raw = sales.get("CustomField") if isinstance(sales, dict) else None
+    enabled: dict[str, bool] = {}
+    names: dict[str, str] = {}
+
+    def walk(entries: Any) -> None:
+        for entry in entries if isinstance(entries, list) else [entries]:
+            if not isinstance(entry, dict):
+                continue
+            if "CustomField" in entry:
+                walk(entry["CustomField"])
+            key = str(entry.get("Name", ""))
+            for prefix, into in (
+                ("SalesFormsPrefs.UseSalesCustom", "use"),
+                ("SalesFormsPrefs.SalesCustomName", "name"),
+            ):
+                slot = key.removeprefix(prefix)
+                if slot != key and slot.isdigit():
+                    if into == "use":
+                        enabled[slot] = entry.get("BooleanValue") is True
+                    elif entry.get("StringValue"):
+                        names[slot] = str(entry["StringValue"])
+
+    walk(raw)
+    return [
+        SalesCustomField(slot, names[slot], enabled.get(slot, False))
+        for slot in sorted(names, key=int)
+    ]
+
+
+@dataclass(frozen=True)
 class CustomerWrite:
     """One customer for ``batch_upsert_customers``: what to write, over what, with which key."""
 
@@ -313,6 +373,7 @@ class QuickBooksAccounting:
         self._batch_api = batch_api or api
         self._minor_version = minor_version
         self._terms: dict[str, PaymentTerms] | None = None
+        self._custom_fields: list[SalesCustomField] | None = None
 
     # --- reads --------------------------------------------------------------------------
 
@@ -354,6 +415,17 @@ class QuickBooksAccounting:
                 if row.get("DueDays") is not None
             }
         return self._terms.get(name.casefold())
+
+    def invoice_custom_fields(self) -> list[SalesCustomField]:
+        """The company's sales-form custom fields, from ``GET /preferences`` read once
+        per instance [Q16] (renaming one in QuickBooks takes a new connector)."""
+        if self._custom_fields is None:
+            response = self._api.request("GET", "/preferences", params=self._params())
+            preferences = json_object(response, "quickbooks").get("Preferences")
+            if not isinstance(preferences, dict):
+                raise Permanent("quickbooks answered /preferences without Preferences")
+            self._custom_fields = sales_custom_fields(preferences)
+        return self._custom_fields
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
         entity = _entity(object_type)
@@ -505,6 +577,10 @@ class QuickBooksAccounting:
             body["DocNumber"] = given["doc_number"]
         if "memo" in given:
             body["PrivateNote"] = given["memo"]
+        if invoice.custom_fields:
+            fields, refused = self._custom_field_body(invoice.custom_fields)
+            violations.extend(refused)
+            body["CustomField"] = fields
         lines: list[dict[str, Any]] = []
         for index, line in enumerate(invoice.lines):
             if line.item_ref is None:
@@ -544,6 +620,47 @@ class QuickBooksAccounting:
             )
         body["Line"] = lines
         return body
+
+    def _custom_field_body(
+        self, values: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], list[Violation]]:
+        """``Invoice.CustomField`` for the mapped names [Q15], matched to the company's
+        enabled sales-form fields by name (case-insensitive), in slot order.
+
+        QuickBooks takes only fields "so configured for the company" [Q15]; one that
+        is missing or disabled would be lost without a word (the sandbox drops it as
+        integrators report), so it is refused here, naming what the company has.
+        """
+        company = self.invoice_custom_fields()
+        enabled = {f.name.casefold(): f for f in company if f.enabled}
+        fields: list[tuple[SalesCustomField, str]] = []
+        violations: list[Violation] = []
+        for name, value in values.items():
+            found = enabled.get(name.casefold())
+            if found is None:
+                violations.append(_no_custom_field(name, company))
+            elif len(value) > CUSTOM_FIELD_VALUE_MAX:
+                violations.append(
+                    Violation(
+                        f"custom_fields.{name}",
+                        "max_length",
+                        f"QuickBooks custom field {found.name!r} is written at most "
+                        f"{CUSTOM_FIELD_VALUE_MAX} characters; the value has {len(value)}",
+                    )
+                )
+            else:
+                fields.append((found, value))
+        fields.sort(key=lambda pair: int(pair[0].definition_id))
+        body = [
+            {
+                "DefinitionId": field.definition_id,
+                "Name": field.name,
+                "Type": CUSTOM_FIELD_TYPE,
+                "StringValue": value,
+            }
+            for field, value in fields
+        ]
+        return body, violations
 
     # --- calls ------------------------------------------------------------------------
 
@@ -667,6 +784,16 @@ def _no_terms(name: str) -> Violation:
     return Violation(
         "payment_terms", "terms_exist", f"QuickBooks has no active terms named {name!r}"
     )
+
+
+def _no_custom_field(name: str, company: Sequence[SalesCustomField]) -> Violation:
+    on = [f.name for f in company if f.enabled]
+    off = [f.name for f in company if not f.enabled]
+    has = ", ".join(repr(n) for n in on) if on else "none"
+    message = f"QuickBooks has no enabled invoice custom field named {name!r}; enabled: {has}"
+    if off:
+        message += "; defined but not enabled: " + ", ".join(repr(n) for n in off)
+    return Violation(f"custom_fields.{name}", "custom_field_exists", message)
 
 
 def _entity(object_type: ObjectType) -> str:

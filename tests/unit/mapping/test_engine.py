@@ -674,3 +674,43 @@ def test_property_any_string_input_maps_or_raises_record_invalid(
         return
 
     assert isinstance(mapped, Party | Deal | Filtered)
+
+
+# --- the target's own invoice fields --------------------------------------------------
+
+
+def custom_field_mapper(**custom_fields: Any) -> Mapper:
+    return mapper(deal={"fields": DEAL_FIELDS, "custom_fields": custom_fields})
+
+
+def test_given_custom_fields_when_mapped_then_the_deal_carries_them_by_target_name() -> None:
+    the_mapper = custom_field_mapper(
+        **{
+            "PO Number": {"from": "po_number", "transforms": ["trim", "upper"]},
+            "Crew #": {"default": "A-team"},
+            "Sales Rep": {"from": "owner"},  # empty: left out, not written blank
+        }
+    )
+    mapped = deal_of(the_mapper.map(record(ObjectType.DEAL, dealname="X", po_number=" po-7 ")))
+
+    assert mapped.custom_fields == {"PO Number": "PO-7", "Crew #": "A-team"}
+    assert {"po_number", "owner"} <= set(the_mapper.source_properties(ObjectType.DEAL))
+    assert the_mapper.uses_custom_fields()
+    assert not mapper(deal={"fields": DEAL_FIELDS}).uses_custom_fields()
+
+
+def test_given_a_required_custom_field_without_value_then_its_violation_names_it() -> None:
+    the_mapper = custom_field_mapper(**{"PO Number": {"from": "po_number", "required": True}})
+
+    assert violations(the_mapper, record(ObjectType.DEAL, dealname="X")) == [
+        (
+            "custom_fields.PO Number",
+            "required",
+            "required, but source property 'po_number' is empty",
+        )
+    ]
+
+
+def test_given_a_custom_field_made_a_number_when_loaded_then_refused_as_not_text() -> None:
+    with pytest.raises(ValueError, match=r"custom_fields\.Budget\.transforms: .* gives? a decimal"):
+        custom_field_mapper(Budget={"from": "amount", "transforms": ["decimal"]})

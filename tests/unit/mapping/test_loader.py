@@ -478,7 +478,8 @@ def test_given_a_required_canonical_field_unmapped_when_loaded_then_error_names_
         (
             lambda d: d["objects"]["deal"].update(filtr=[]),
             "objects.deal",
-            "unknown key 'filtr' (expected one of filter, fields, line_items, extra_lines)",
+            "unknown key 'filtr' "
+            "(expected one of filter, fields, line_items, extra_lines, custom_fields)",
         ),
         (lambda d: d.update(objects={}), "objects", "map at least one of contact, company, deal"),
         (
