@@ -38,7 +38,7 @@ from local.config import LocalConfig, LocalConfigError
 from local.lambdas import LambdaContext
 from local.runtime import NO_VENDOR, LocalStack, PortInUse
 from local.sandboxes.hubspot import sign_v3
-from local.sandboxes.registry import sandbox
+from local.sandboxes.registry import SANDBOXES, sandbox
 from shared.connectors.registry import vendor, vendors
 from shared.connectors.spec import secret_id
 from shared.models import ChangeEvent, ChangeKind, ObjectType
@@ -825,18 +825,13 @@ def connection(
             id="missing mapping file",
         ),
         pytest.param(
-            [connection(accounting="xero")],
-            ["connection 'demo'", "no local sandbox for vendor 'xero'"],
-            id="registered vendor without a sandbox",
-        ),
-        pytest.param(
             [connection(crm="quickbooks", accounting="hubspot")],
             ["connection 'demo'", "quickbooks is not a crm"],
             id="vendor in the wrong role",
         ),
         pytest.param(
             [connection(), connection(crm="salesforce", accounting="xero")],
-            ["two connections share an id"],
+            ["two connections share the id demo"],
             id="duplicate connection id",
         ),
         pytest.param([], ["connections", "at least 1"], id="no connection"),
@@ -855,6 +850,22 @@ def test_given_a_wrong_connection_when_loading_then_the_error_names_the_problem(
     for part in expected:
         assert part in message
     assert '"' not in message  # no repr of an exception inside the sentence
+
+
+def test_given_a_registered_vendor_without_a_sandbox_then_the_error_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delitem(SANDBOXES, "xero")
+    sandbox.cache_clear()
+    path = write_config(
+        tmp_path, connections=[connection(accounting="xero")], ports=all_free_ports()
+    )
+
+    with pytest.raises(LocalConfigError) as raised:
+        LocalConfig.load(path)
+    sandbox.cache_clear()
+
+    assert "connection 'demo': no local sandbox for vendor 'xero'" in str(raised.value)
 
 
 def test_given_the_committed_config_then_one_connection_between_the_sandboxed_vendors() -> None:
