@@ -283,6 +283,8 @@ class MemoryQueue:
     * A message not deleted within its visibility timeout is delivered again with a
       higher ``receive_count``; once received ``max_receive_count`` times it moves to
       ``dead_letters`` instead.
+    * A dead letter read by ``peek`` is hidden from the next reads for
+      ``dead_letter_hide_s``, as SQS hides a received message.
     """
 
     visibility_timeout_s: float = 30.0
@@ -290,10 +292,12 @@ class MemoryQueue:
     dedup_window_s: float = 300.0
     clock: Callable[[], float] = time.monotonic
     rng: random.Random | None = None
+    dead_letter_hide_s: float = 120.0
     dead_letters: list[QueuedMessage] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._letters_hidden_until: dict[str, float] = {}
         self._ids = itertools.count(1)
         self._groups: dict[str, deque[_Message]] = {}
         # Groups with messages and none in flight, in the order they became ready.
@@ -399,12 +403,18 @@ class MemoryQueue:
             )
 
     def peek(self, max_messages: int) -> list[DeadLetter]:
-        """The dead letters, as ``DeadLetters`` reads them (receipt: the message id)."""
+        """The dead letters not hidden by an earlier read, as ``DeadLetters`` reads them
+        (receipt: the message id); each is hidden from the next reads for a while."""
         with self._lock:
-            return [
-                DeadLetter(receipt=letter.message_id, event=letter.event)
-                for letter in self.dead_letters[:max_messages]
-            ]
+            now = self.clock()
+            visible = [
+                letter
+                for letter in self.dead_letters
+                if self._letters_hidden_until.get(letter.message_id, now) <= now
+            ][:max_messages]
+            for letter in visible:
+                self._letters_hidden_until[letter.message_id] = now + self.dead_letter_hide_s
+            return [DeadLetter(receipt=letter.message_id, event=letter.event) for letter in visible]
 
     def discard(self, letter: DeadLetter) -> None:
         with self._lock:

@@ -187,13 +187,15 @@ class Container:
             cursors=DynamoCursorStore(self.dynamodb, self.settings.cursors_table),
             queue=self.queue,
             overlap_s=self.settings.reconcile_overlap_s,
-            dead_letters=(
-                SqsDeadLetters(self.sqs, self.settings.events_dlq_url)
-                if self.settings.events_dlq_url
-                else None
-            ),
             audit=self.audit,
         )
+
+    @cached_property
+    def dead_letters(self) -> SqsDeadLetters | None:
+        """The events' dead-letter queue, when this function may read it."""
+        if not self.settings.events_dlq_url:
+            return None
+        return SqsDeadLetters(self.sqs, self.settings.events_dlq_url)
 
     # --- what the handlers run ---------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -11,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.bootstrap import Container
 from shared.observability import logger, metrics, tracer
 from shared.settings import get_settings
+from shared.sync.reconcile import reconcile_all
 
 container = Container(get_settings())
 
@@ -19,23 +19,18 @@ container = Container(get_settings())
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Every connection in turn; one that stopped early continues on the next run."""
-    reports: dict[str, Any] = {}
-    failed: list[str] = []
-    for connection in container.connections.all():
-        try:
-            report = container.reconciler(connection).run(
-                time_left_s=lambda: context.get_remaining_time_in_millis() / 1000
-            )
-        except Exception:  # one connection's outage must not starve the others
-            logger.exception("reconcile failed", extra={"connection": connection.id})
-            failed.append(connection.id)
-            continue
-        metrics.add_metric(
-            name="ReconcileEnqueued", unit=MetricUnit.Count, value=report.total_enqueued
-        )
-        logger.info("reconciled", extra={"connection": connection.id, **asdict(report)})
-        reports[connection.id] = asdict(report)
-    if failed:  # a function error: the alarm sees it
-        raise RuntimeError(f"reconcile failed for connection(s) {', '.join(failed)}")
+    fleet = reconcile_all(
+        container.connections.all(),
+        container.reconciler,
+        container.dead_letters,
+        time_left_s=lambda: context.get_remaining_time_in_millis() / 1000,
+    )
+    reports = fleet.by_connection()
+    for connection_id, report in reports.items():
+        logger.info("reconciled", extra={"connection": connection_id, **report})
+    enqueued = sum(report.total_enqueued for report in fleet.reports.values())
+    metrics.add_metric(name="ReconcileEnqueued", unit=MetricUnit.Count, value=enqueued)
+    if fleet.failed:  # a function error, so the alarm sees it
+        logger.error("reconcile failed", extra={"failed": fleet.failed})
+        raise RuntimeError(f"reconcile failed for connection(s) {', '.join(fleet.failed)}")
     return reports

@@ -149,6 +149,9 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
             max_receive_count=EVENTS.max_receive_count,
             dedup_window_s=DEDUP_WINDOW_S,
             rng=random.Random(f"{config.seed}:queue"),
+            # One reconcile environment reads the dead letters, minutes of run time
+            # apart: a settling round must see the letters the last one left.
+            dead_letter_hide_s=0,
         )
         stores = Stores(queue=queue, secrets=vendors.secrets)
         ingest = WebhookIngest(
@@ -183,7 +186,9 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
         workers.start()
         stack.callback(workers.stop)
         clock = RunClock()
-        schedule = ReconcileSchedule(_reconciler(config, vendors, mapper, stores, clock, stack))
+        schedule = ReconcileSchedule(
+            _reconciler(config, vendors, mapper, stores, clock, stack), stores.queue, CONNECTION
+        )
         schedule.start()
         faults = VendorFaults(
             hubspot=vendors.hubspot.faults,
@@ -295,7 +300,6 @@ def _reconciler(
         cursors=stores.cursors,
         queue=stores.queue,
         overlap_s=RECONCILE_OVERLAP_S,
-        dead_letters=stores.queue,
         audit=stores.audit,
         walk_every_s=WALK_EVERY_S,
         clock=clock,
@@ -315,7 +319,7 @@ def _reconcile(
     for round_ in range(1, config.reconcile_rounds + 1):
         writes = _quickbooks_writes(vendors)
         run = schedule.run_now()
-        report.counts[f"settling: round {round_} enqueued"] = run.total_enqueued
+        report.counts[f"settling: round {round_} enqueued"] = run.reports[CONNECTION].total_enqueued
         if not _drain(vendors, queue, workers, deadline):
             return False
         if _quickbooks_writes(vendors) == writes and not run.dead_letters_resolved:

@@ -18,7 +18,8 @@ import threading
 import time
 from collections import Counter
 
-from shared.sync.reconcile import Reconciler, ReconcileReport
+from shared.ports import DeadLetters
+from shared.sync.reconcile import FleetReport, Reconciler, sweep_dead_letters
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,19 @@ class RunClock:
 
 
 class ReconcileSchedule:
-    """Fires ``reconciler`` every ``every_s`` seconds, first after one interval."""
+    """Fires ``reconciler`` (and the dead-letter sweep) every ``every_s`` seconds, first
+    after one interval."""
 
-    def __init__(self, reconciler: Reconciler, every_s: float = RECONCILE_EVERY_S) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        dead_letters: DeadLetters,
+        connection_id: str,
+        every_s: float = RECONCILE_EVERY_S,
+    ) -> None:
         self._reconciler = reconciler
+        self._dead_letters = dead_letters
+        self._connection_id = connection_id
         self._every_s = every_s
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -59,14 +69,20 @@ class ReconcileSchedule:
         self._stop.set()
         self._thread.join()
 
-    def run_now(self) -> ReconcileReport:
-        """One run (the schedule's, or one of the settling rounds), counted."""
+    def run_now(self) -> FleetReport:
+        """One run (the schedule's, or one of the settling rounds), counted; raises what
+        the reconciler raised."""
         with self._lock:
             report = self._reconciler.run()
+            fleet = FleetReport(reports={self._connection_id: report})
+            if report.complete:
+                fleet.dead_letters_resolved = sweep_dead_letters(
+                    self._dead_letters, {self._connection_id: self._reconciler}
+                )
             self.counts["runs"] += 1
             self.counts["enqueued"] += report.total_enqueued
-            self.counts["dead letters resolved"] += report.dead_letters_resolved
-            return report
+            self.counts["dead letters resolved"] += sum(fleet.dead_letters_resolved.values())
+            return fleet
 
     def _run(self) -> None:
         while not self._stop.wait(self._every_s):

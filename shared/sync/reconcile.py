@@ -24,13 +24,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.errors import RecordInvalid
 from shared.mapping import Filtered, Mapper
-from shared.models import AuditEntry, ChangeEvent, ChangeKind, ObjectType, Outcome, SourceRecord
+from shared.models import (
+    AuditEntry,
+    ChangeEvent,
+    ChangeKind,
+    Connection,
+    ObjectType,
+    Outcome,
+    SourceRecord,
+)
 from shared.models.events import record_key
 from shared.models.links import utc_now
 from shared.ports import AuditLog, CrmSource, CursorStore, DeadLetters, EventQueue, LinkStore
@@ -53,7 +62,6 @@ class ReconcileReport:
     scanned: dict[str, int] = field(default_factory=dict)
     enqueued: dict[str, int] = field(default_factory=dict)
     watermarks: dict[str, int] = field(default_factory=dict)
-    dead_letters_resolved: int = 0
     complete: bool = True  # False: stopped for time; the next run carries on
 
     @property
@@ -72,7 +80,6 @@ class Reconciler:
         cursors: CursorStore,
         queue: EventQueue,
         overlap_s: int,
-        dead_letters: DeadLetters | None = None,
         audit: AuditLog | None = None,
         walk_every_s: float = WALK_EVERY_S,
         clock: Callable[[], float] = time.time,
@@ -84,7 +91,6 @@ class Reconciler:
         self._cursors = cursors
         self._queue = queue
         self._overlap_ms = overlap_s * 1000
-        self._dead_letters = dead_letters
         self._audit = audit
         self._walk_every_s = walk_every_s
         self._clock = clock
@@ -101,10 +107,6 @@ class Reconciler:
             if not report.complete:
                 return report
         self._walk(report, time_left_s)
-        if not report.complete:
-            return report
-        if self._dead_letters is not None and time_left_s() >= STOP_WITH_S_LEFT:
-            report.dead_letters_resolved = self._sweep(self._dead_letters, time_left_s)
         return report
 
     def _scans(self, object_type: ObjectType) -> bool:
@@ -185,35 +187,27 @@ class Reconciler:
         link = self._links.get(self._connection_id, key)
         return link is not None and link.holds(content.digest)
 
-    def _sweep(self, dead_letters: DeadLetters, time_left_s: Callable[[], float]) -> int:
-        """Drop dead letters whose record is now in sync; the rest stay for a person."""
-        resolved = 0
-        for letter in dead_letters.peek(DEAD_LETTERS_PER_RUN):
-            if time_left_s() < STOP_WITH_S_LEFT:
-                break
-            event = letter.event
-            if (
-                event.connection_id != self._connection_id
-                or event.source != self._crm.system
-                or not self._settled(event)
-            ):
-                continue
-            dead_letters.discard(letter)
-            resolved += 1
-            if self._audit is not None:
-                self._audit.record(
-                    AuditEntry(
-                        connection_id=self._connection_id,
-                        record_key=event.record_key,
-                        event_id=event.event_id,
-                        outcome=Outcome.RESOLVED,
-                        reason="removed from the dead-letter queue: the record has been "
-                        "applied since, its content is what was written",
-                        source_version=event.version,
-                        at=utc_now(),
-                    )
+    def resolve(self, event: ChangeEvent) -> bool:
+        """If applying a dead-lettered ``event`` now would write nothing, say so in the
+        audit (``resolved``) and return True: its dead letter can go."""
+        if event.connection_id != self._connection_id or event.source != self._crm.system:
+            return False
+        if not self._settled(event):
+            return False
+        if self._audit is not None:
+            self._audit.record(
+                AuditEntry(
+                    connection_id=self._connection_id,
+                    record_key=event.record_key,
+                    event_id=event.event_id,
+                    outcome=Outcome.RESOLVED,
+                    reason="removed from the dead-letter queue: the record has been "
+                    "applied since, its content is what was written",
+                    source_version=event.version,
+                    at=utc_now(),
                 )
-        return resolved
+            )
+        return True
 
     def _deals_in_sync(self, line_item_id: str) -> bool:
         """Whether the deals of a line item are in sync (a search result carries no
@@ -244,3 +238,68 @@ class Reconciler:
             occurred_at=datetime.fromtimestamp(version / 1000, UTC),
             version=version,
         )
+
+
+def sweep_dead_letters(
+    dead_letters: DeadLetters,
+    reconcilers: Mapping[str, Reconciler],
+    time_left_s: Callable[[], float] = lambda: math.inf,
+) -> dict[str, int]:
+    """Drop the dead letters whose record has been applied since, for every connection
+    in one read of the queue (a letter read is hidden from other readers for a while, so
+    a read per connection would hide the others' letters from them). The rest stay for
+    a person. Returns how many were resolved, by connection."""
+    resolved: dict[str, int] = {}
+    for letter in dead_letters.peek(DEAD_LETTERS_PER_RUN):
+        if time_left_s() < STOP_WITH_S_LEFT:
+            break
+        connection_id = letter.event.connection_id
+        reconciler = reconcilers.get(connection_id)
+        if reconciler is not None and reconciler.resolve(letter.event):
+            dead_letters.discard(letter)
+            resolved[connection_id] = resolved.get(connection_id, 0) + 1
+    return resolved
+
+
+@dataclass
+class FleetReport:
+    """One scheduled run over every connection."""
+
+    reports: dict[str, ReconcileReport] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # connection id → why
+    dead_letters_resolved: dict[str, int] = field(default_factory=dict)
+
+    def by_connection(self) -> dict[str, dict[str, Any]]:
+        return {
+            connection_id: {
+                **asdict(report),
+                "dead_letters_resolved": self.dead_letters_resolved.get(connection_id, 0),
+            }
+            for connection_id, report in self.reports.items()
+        }
+
+
+def reconcile_all(
+    connections: Sequence[Connection],
+    reconciler_for: Callable[[Connection], Reconciler],
+    dead_letters: DeadLetters | None,
+    time_left_s: Callable[[], float] = lambda: math.inf,
+) -> FleetReport:
+    """Every connection in turn (one that stopped early carries on next run), then one
+    sweep of the dead letters for those that finished. A connection whose CRM fails is
+    reported, and does not starve the others."""
+    fleet = FleetReport()
+    finished: dict[str, Reconciler] = {}
+    for connection in connections:
+        try:
+            reconciler = reconciler_for(connection)
+            report = reconciler.run(time_left_s)
+        except Exception as error:
+            fleet.failed[connection.id] = f"{type(error).__name__}: {error}"
+            continue
+        fleet.reports[connection.id] = report
+        if report.complete:
+            finished[connection.id] = reconciler
+    if dead_letters is not None and finished:
+        fleet.dead_letters_resolved = sweep_dead_letters(dead_letters, finished, time_left_s)
+    return fleet

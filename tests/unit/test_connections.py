@@ -15,11 +15,13 @@ import pytest
 from local.memory import (
     MemoryAuditLog,
     MemoryConnections,
+    MemoryCursorStore,
     MemoryLinkStore,
     MemoryLock,
     MemoryQueue,
 )
 from shared.bootstrap import mapper_of
+from shared.errors import Retryable
 from shared.models import (
     ChangeEvent,
     ChangeKind,
@@ -29,6 +31,7 @@ from shared.models import (
     SourceRecord,
 )
 from shared.sync.engine import SyncEngine
+from shared.sync.reconcile import Reconciler, reconcile_all
 from shared.sync.route import ConnectionRouter
 from tests.fakes import DEFAULT_MAPPING, FakeCrm, FakeLedger, epoch_ms
 
@@ -190,3 +193,56 @@ def test_given_a_mapping_with_invoice_custom_fields_then_only_a_target_with_them
 def test_given_a_mapping_for_another_crm_then_the_connection_is_refused() -> None:
     with pytest.raises(ValueError, match=r"written for source 'hubspot'.* uses 'salesforce'"):
         mapper_of(connection("acme").model_copy(update={"crm": "salesforce"}))
+
+
+# --- reconcile over every connection ------------------------------------------------
+
+
+def reconciler_of(deployment: Deployment, of: Connection) -> Reconciler:
+    if of.id == "broken":
+        raise Retryable("the CRM is down")
+    return Reconciler(
+        connection_id=of.id,
+        crm=deployment.crms[of.id],
+        mapper=mapper_of(of),
+        links=deployment.links,
+        cursors=MemoryCursorStore(),
+        queue=deployment.queue,
+        overlap_s=300,
+        audit=deployment.audit,
+    )
+
+
+def test_given_dead_letters_of_two_connections_then_one_run_resolves_both() -> None:
+    """A dead letter read is hidden for a while: were each connection to read the queue
+    itself, the first would hide the second's letters from it."""
+    deployment = Deployment()
+    for name in ("acme", "globex"):
+        deployment.crms[name].put(contact(f"ada@{name}.example"))
+        deployment.router.handle(created(name))  # applied since it was dead-lettered
+        deployment.queue.dead_letter(created(name), message_id=f"m-{name}")
+    connections = deployment.connections.all()
+
+    fleet = reconcile_all(connections, lambda of: reconciler_of(deployment, of), deployment.queue)
+
+    assert fleet.dead_letters_resolved == {"acme": 1, "globex": 1}
+    assert deployment.queue.dead_letters == []
+    assert fleet.failed == {}
+    for name in ("acme", "globex"):
+        outcomes = [e.outcome for e in deployment.audit.entries(name)]
+        assert Outcome.RESOLVED in outcomes
+
+
+def test_given_one_connections_crm_down_then_the_others_reconcile_and_it_is_reported() -> None:
+    deployment = Deployment()
+    broken = connection("broken")
+
+    fleet = reconcile_all(
+        [broken, *deployment.connections.all()],
+        lambda of: reconciler_of(deployment, of),
+        deployment.queue,
+    )
+
+    assert fleet.failed == {"broken": "Retryable: the CRM is down"}
+    assert set(fleet.reports) == {"acme", "globex"}
+    assert all(report.complete for report in fleet.reports.values())

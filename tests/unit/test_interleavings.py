@@ -36,7 +36,7 @@ from shared.models import (
 )
 from shared.ports import TargetRef
 from shared.sync.engine import SyncEngine
-from shared.sync.reconcile import Reconciler
+from shared.sync.reconcile import Reconciler, sweep_dead_letters
 from tests.fakes import DEFAULT_MAPPING, FakeCrm, FakeLedger
 from tests.unit.test_engine import CONNECTION, T0, contact, deal, event, line, only_invoice
 
@@ -257,16 +257,16 @@ class TestDeadLettersRepairedSince:
     def test_given_a_repaired_record_then_its_dead_letter_is_resolved_and_others_stay(
         self, rig: Rig
     ) -> None:
-        reconciler = rig.reconciler(dead_letters=rig.queue, audit=rig.audit)
+        reconciler = rig.reconciler(audit=rig.audit)
         repaired = event(rig.crm.put(contact("1")))
         broken = event(rig.crm.put(contact("2", email=None)))  # invalid: nothing written
         for dead in (repaired, broken):
             rig.queue.dead_letter(dead, message_id=f"m-{dead.record_id}")
         rig.apply(repaired)  # e.g. a later webhook of contact 1 went through
 
-        report = reconciler.run()
+        resolved = sweep_dead_letters(rig.queue, {CONNECTION: reconciler})
 
-        assert report.dead_letters_resolved == 1
+        assert resolved == {CONNECTION: 1}
         assert [m.event.record_id for m in rig.queue.dead_letters] == ["2"]
         [resolved] = [e for e in rig.audit.entries(CONNECTION) if e.outcome is Outcome.RESOLVED]
         assert resolved.record_key == "hubspot:contact:1"
