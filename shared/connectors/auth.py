@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Literal
 
 import httpx
@@ -38,6 +38,23 @@ class _Tokens(BaseModel):
     refresh_token: str | None = None
 
 
+def required(secret: Mapping[str, str], secret_id: str, key: str) -> str:
+    """``secret[key]`` of the secret stored as ``secret_id``; ``AuthFailed`` when it is
+    missing or empty (a person must store it)."""
+    value = secret.get(key)
+    if not value:
+        raise AuthFailed(f"secret {secret_id} has no {key!r}")
+    return value
+
+
+def secret_value(secrets: SecretStore, secret_id: str, key: str) -> Callable[[], str]:
+    """A reader of one required key of a secret (see ``required``).
+
+    The secret is read on each call, so a rotated value takes effect without a restart.
+    """
+    return lambda: required(secrets.read(secret_id), secret_id, key)
+
+
 class SecretBearer(httpx.Auth):
     def __init__(self, secrets: SecretStore, secret_id: str, key: str = "access_token") -> None:
         self._secrets = secrets
@@ -45,9 +62,7 @@ class SecretBearer(httpx.Auth):
         self._key = key
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self._secrets.read(self._secret_id).get(self._key)
-        if not token:
-            raise AuthFailed(f"secret {self._secret_id} has no {self._key!r}")
+        token = required(self._secrets.read(self._secret_id), self._secret_id, self._key)
         request.headers["Authorization"] = f"Bearer {token}"
         yield request
 
@@ -131,8 +146,7 @@ class RotatingOAuth2(httpx.Auth):
         No message says more than the status and the OAuth ``error`` code: the body of
         a token endpoint may hold tokens."""
         for key in ("client_id", "client_secret", "refresh_token"):
-            if not secret.get(key):
-                raise AuthFailed(f"secret {self._secret_id} has no {key!r}")
+            required(secret, self._secret_id, key)
         data = {"grant_type": "refresh_token", "refresh_token": secret["refresh_token"]}
         credentials = (secret["client_id"], secret["client_secret"])
         if self._client_auth == "body":

@@ -22,7 +22,7 @@ from typing import TypeVar
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.connectors.auth import SecretBearer
+from shared.connectors.auth import SecretBearer, secret_value
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -33,7 +33,7 @@ from shared.connectors.http import (
     paginate,
     retry_after_seconds,
 )
-from shared.errors import AuthFailed, NotFound, Permanent, Retryable, WebhookRejected
+from shared.errors import NotFound, Permanent, Retryable, WebhookRejected
 from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord
 from shared.ports import CallBudget, InboundWebhook, SecretStore, WebhookAnswer, enqueued_answer
 
@@ -738,11 +738,6 @@ def hubspot_webhooks(
     secrets: SecretStore, secret_id: str, tolerance_s: int = 300
 ) -> HubSpotWebhooks:
     """Webhook verification with the app's client secret, read when a request comes in."""
-
-    def client_secret() -> str:
-        secret = secrets.read(secret_id).get("client_secret")
-        if not secret:
-            raise AuthFailed(f"secret {secret_id} has no 'client_secret'")
-        return secret
-
-    return HubSpotWebhooks(client_secret, tolerance_s=tolerance_s)
+    return HubSpotWebhooks(
+        secret_value(secrets, secret_id, "client_secret"), tolerance_s=tolerance_s
+    )

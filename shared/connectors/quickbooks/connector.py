@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.connectors.auth import RotatingOAuth2
+from shared.connectors.auth import RotatingOAuth2, required, secret_value
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -39,8 +39,8 @@ from shared.connectors.http import (
     paginate,
     retry_after_seconds,
 )
+from shared.connectors.times import epoch_ms
 from shared.errors import (
-    AuthFailed,
     ConnectorError,
     NotFound,
     Permanent,
@@ -839,13 +839,6 @@ class _LegacyPayload(BaseModel):
 
 
 _CLOUD_EVENTS = TypeAdapter(list[_CloudEvent])
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _epoch_ms(moment: datetime) -> int:
-    """Exact integer milliseconds (no float rounding); a naive time is taken as UTC."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _kind(operation: str) -> ChangeKind:
@@ -911,7 +904,7 @@ class QuickBooksWebhooks:
                 event_id=event.id,
                 kind=_kind(parts[2]),
                 occurred_at=event.time,
-                version=_epoch_ms(event.time),
+                version=epoch_ms(event.time),
             )
 
     def _legacy_events(self, payload: Any, connection_id: str) -> Iterator[ChangeEvent]:
@@ -920,7 +913,7 @@ class QuickBooksWebhooks:
                 object_type = _OBJECT_TYPE.get(entity.name.lower())
                 if object_type is None:
                     continue
-                version = _epoch_ms(entity.lastUpdated)
+                version = epoch_ms(entity.lastUpdated)
                 yield ChangeEvent(
                     connection_id=connection_id,
                     source="quickbooks",
@@ -957,9 +950,7 @@ def build_quickbooks(
     (``RotatingOAuth2``). Both API clients share the per-realm budget keys; the
     batch one adds the 40 batch calls/min budget.
     """
-    realm_id = secrets.read(secret_id).get("realm_id")
-    if not realm_id:
-        raise AuthFailed(f"secret {secret_id} has no 'realm_id'")
+    realm_id = required(secrets.read(secret_id), secret_id, "realm_id")
     auth = RotatingOAuth2(
         secrets=secrets,
         secret_id=secret_id,
@@ -988,11 +979,4 @@ def build_quickbooks(
 
 def quickbooks_webhooks(secrets: SecretStore, secret_id: str) -> QuickBooksWebhooks:
     """Reads the verifier token on each verification, so a rotated one takes effect."""
-
-    def verifier_token() -> str:
-        token = secrets.read(secret_id).get("verifier_token")
-        if not token:
-            raise AuthFailed(f"secret {secret_id} has no 'verifier_token'")
-        return token
-
-    return QuickBooksWebhooks(verifier_token)
+    return QuickBooksWebhooks(secret_value(secrets, secret_id, "verifier_token"))

@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
@@ -41,7 +41,7 @@ from xml.parsers import expat
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.connectors.auth import RotatingOAuth2
+from shared.connectors.auth import RotatingOAuth2, required
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -50,6 +50,7 @@ from shared.connectors.http import (
     ResponseAction,
     RetryPolicy,
 )
+from shared.connectors.times import epoch_ms
 from shared.errors import AuthFailed, NotFound, Retryable, WebhookRejected
 from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord
 from shared.ports import CallBudget, InboundWebhook, Lock, SecretStore, WebhookAnswer
@@ -88,7 +89,6 @@ _RECORD_ID = re.compile(r"[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?")
 # A field API name or a relationship path to one (``PricebookEntry.Product2.Name``).
 _FIELD_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*")
 _LIMIT_INFO = re.compile(r"api-usage=(\d+)/(\d+)")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # A property Salesforce does not store but the canonical line needs: the line's whole
 # discount in money. ``Discount`` is a percent; ``Subtotal`` is UnitPrice x Quantity and
@@ -282,14 +282,12 @@ def _epoch_ms(value: str | None) -> int | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    return epoch_ms(moment)
 
 
-def _soql_datetime(epoch_ms: int) -> str:
+def _soql_datetime(moment_ms: int) -> str:
     """A SOQL date-time literal, unquoted [S8], at the whole second at or before it."""
-    return datetime.fromtimestamp(epoch_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(moment_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _discount_amount(flat: Mapping[str, str | None]) -> str | None:
@@ -334,9 +332,7 @@ class InstanceBearer(httpx.Auth):
                 return
 
     def _to_instance(self, request: httpx.Request) -> None:
-        instance = self._secrets.read(self._secret_id).get("instance_url")
-        if not instance:
-            raise AuthFailed(f"secret {self._secret_id} has no 'instance_url'")
+        instance = required(self._secrets.read(self._secret_id), self._secret_id, "instance_url")
         base = httpx.URL(instance)
         if base.scheme not in ("https", "http") or not base.host:
             raise AuthFailed(f"secret {self._secret_id} has an unusable 'instance_url'")
@@ -756,8 +752,7 @@ def salesforce_webhooks(secrets: SecretStore, secret_id: str) -> SalesforceOutbo
     def secret() -> Mapping[str, str]:
         value = secrets.read(secret_id)
         for key in ("organization_id", "outbound_token"):
-            if not value.get(key):
-                raise AuthFailed(f"secret {secret_id} has no {key!r}")
+            required(value, secret_id, key)
         return value
 
     return SalesforceOutboundMessages(secret)

@@ -51,7 +51,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from shared.connectors.auth import RotatingOAuth2
+from shared.connectors.auth import RotatingOAuth2, required, secret_value
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -62,8 +62,8 @@ from shared.connectors.http import (
     json_object,
     retry_after_seconds,
 )
+from shared.connectors.times import epoch_ms
 from shared.errors import (
-    AuthFailed,
     NotFound,
     Permanent,
     RecordInvalid,
@@ -138,18 +138,11 @@ _ADDRESS_FIELDS = {
     "postal_code": "PostalCode",
     "country": "Country",
 }
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _NET_DAYS = re.compile(r"net\s*(\d{1,3})")
 
 
 # --- reading Xero's answers --------------------------------------------------------
-
-
-def epoch_ms(moment: datetime) -> int:
-    """Exact integer milliseconds (no float rounding); a naive time is taken as UTC."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return (aware - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _updated_ms(value: Any) -> int:
@@ -809,9 +802,7 @@ def build_xero(
     (``RotatingOAuth2``: Xero's refresh tokens are single-use [X1]). Every call
     carries ``xero-tenant-id`` [X1] and takes its slot from the tenant's budget.
     """
-    tenant_id = secrets.read(secret_id).get("tenant_id")
-    if not tenant_id:
-        raise AuthFailed(f"secret {secret_id} has no 'tenant_id'")
+    tenant_id = required(secrets.read(secret_id), secret_id, "tenant_id")
     auth = RotatingOAuth2(
         secrets=secrets,
         secret_id=secret_id,
@@ -838,11 +829,7 @@ def build_xero(
 
 def xero_webhooks(secrets: SecretStore, secret_id: str) -> XeroWebhooks:
     """Reads the webhook key and tenant on each delivery, so a rotated key takes effect."""
-
-    def read(key: str) -> str:
-        value = secrets.read(secret_id).get(key)
-        if not value:
-            raise AuthFailed(f"secret {secret_id} has no {key!r}")
-        return value
-
-    return XeroWebhooks(lambda: read("webhook_key"), lambda: read("tenant_id"))
+    return XeroWebhooks(
+        secret_value(secrets, secret_id, "webhook_key"),
+        secret_value(secrets, secret_id, "tenant_id"),
+    )

@@ -11,16 +11,71 @@ providing a kit and registering it in ``tests/contracts/kits/__init__.py``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
+from local.sandboxes.registry import sandbox
+from shared.connectors.http import Deadline
+from shared.connectors.registry import vendor
+from shared.connectors.spec import ConnectorContext, WebhookContext, secret_id
 from shared.models import ObjectType
 from shared.ports import AccountingTarget, CrmSource, InboundWebhook, WebhookReceiver
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 CONNECTION_ID = "contracts"
+WEBHOOK_TOLERANCE_S = 300
+
+
+class SandboxConnection:
+    """The connection of the suites to one vendor's running sandbox, as the service
+    builds it: the secret the sandbox's registration gives (``SandboxSpec.secret``), the
+    vendor's settings pointed at the sandbox (``SandboxSpec.settings``), and the
+    connector and webhook receiver from the vendor's registered ``VendorSpec``."""
+
+    def __init__(
+        self,
+        name: str,
+        running: Any,
+        url: str,
+        *,
+        properties: Mapping[ObjectType, Sequence[str]] | None = None,
+    ) -> None:
+        self.spec = vendor(name)
+        self.secret_id = secret_id(CONNECTION_ID, name)
+        self.secrets = MemorySecretStore({self.secret_id: sandbox(name).secret(running)})
+        self.settings = self.spec.read_settings(
+            {
+                f"{self.spec.env_prefix}{field.upper()}": value
+                for field, value in sandbox(name).settings(url).items()
+            }
+        )
+        self.context = ConnectorContext(
+            connection_id=CONNECTION_ID,
+            secrets=self.secrets,
+            secret_id=self.secret_id,
+            lock=MemoryLock(),
+            budget=MemoryCallBudget(),
+            properties=properties or {},
+            deadline=Deadline(),
+        )
+
+    def crm_source(self) -> CrmSource:
+        assert self.spec.crm is not None, f"{self.spec.label} is not a CRM"
+        return self.spec.crm(self.context, self.settings)
+
+    def accounting_target(self) -> AccountingTarget:
+        assert self.spec.accounting is not None, f"{self.spec.label} keeps no books"
+        return self.spec.accounting(self.context, self.settings)
+
+    def webhook_receiver(self) -> WebhookReceiver:
+        context = WebhookContext(
+            CONNECTION_ID, self.secrets, self.secret_id, tolerance_s=WEBHOOK_TOLERANCE_S
+        )
+        return self.spec.webhooks(context, self.settings)
 
 
 class VendorKit(ABC):

@@ -6,18 +6,24 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
-from local.memory import MemoryCallBudget, MemorySecretStore
+from local.memory import MemoryCallBudget
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig, sign_v1, sign_v3
 from shared.bootstrap import CRM_OBJECTS
 
 # The one place this kit names the connector: its module is about to move.
-from shared.connectors.hubspot.connector import SEARCH_PAGE_SIZE, build_hubspot, hubspot_webhooks
+from shared.connectors.hubspot.connector import SEARCH_PAGE_SIZE, build_hubspot
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType
-from tests.contracts.kits.base import CONFIG_DIR, CONNECTION_ID, CrmKit, Line, WonDeal
+from tests.contracts.kits.base import (
+    CONFIG_DIR,
+    CONNECTION_ID,
+    CrmKit,
+    Line,
+    SandboxConnection,
+    WonDeal,
+)
 
-SECRET_ID = f"crmsync/{CONNECTION_ID}/hubspot"
 # Small enough that a few hundred records cross it; the sandbox enforces the same cap.
 SEARCH_CAP = 250
 _PATHS = {
@@ -53,25 +59,20 @@ class HubSpotKit(CrmKit):
         )
         self.sandbox = HubSpotSandbox(self.config)
         self.server = SandboxServer(self.sandbox.app, 0).start()
-        secrets = MemorySecretStore(
-            {
-                SECRET_ID: {
-                    "access_token": self.config.access_token,
-                    "client_secret": self.config.client_secret,
-                }
-            }
-        )
+        connection = SandboxConnection(self.name, self.sandbox, self.server.url)
         mapper = Mapper(load_mapping(self.preset))
+        # Built by hand, not through the registered spec: the connector must know the
+        # sandbox's small search cap, which the spec leaves at HubSpot's own.
         self.crm = build_hubspot(
             base_url=self.server.url,
-            secrets=secrets,
-            secret_id=SECRET_ID,
+            secrets=connection.secrets,
+            secret_id=connection.secret_id,
             budget=MemoryCallBudget(),
             connection_id=CONNECTION_ID,
             properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
             search_result_cap=SEARCH_CAP,
         )
-        self.webhooks = hubspot_webhooks(secrets, SECRET_ID)
+        self.webhooks = connection.webhook_receiver()
 
     def close(self) -> None:
         self.sandbox.close()

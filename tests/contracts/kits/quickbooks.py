@@ -11,22 +11,16 @@ from typing import Any, ClassVar
 
 import httpx
 
-from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.quickbooks import QuickBooksBooks, QuickBooksSandbox, QuickBooksSandboxConfig
-
-# The one place this kit names the connector: its module is about to move.
-from shared.connectors.quickbooks.connector import build_quickbooks, quickbooks_webhooks
 from shared.models import ObjectType
 from tests.contracts.kits.base import (
-    CONNECTION_ID,
     AccountingKit,
+    SandboxConnection,
     StoredInvoice,
     StoredLine,
 )
 
-SECRET_ID = f"crmsync/{CONNECTION_ID}/quickbooks"
-TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 _ENTITIES = {
     ObjectType.CUSTOMER: "Customer",
     ObjectType.INVOICE: "Invoice",
@@ -50,26 +44,9 @@ class QuickBooksKit(AccountingKit):
         self.config = QuickBooksSandboxConfig()
         self.sandbox = QuickBooksSandbox(self.config)
         self.server = SandboxServer(self.sandbox.app, 0).start()
-        secrets = MemorySecretStore(
-            {
-                SECRET_ID: {
-                    "client_id": self.config.client_id,
-                    "client_secret": self.config.client_secret,
-                    "refresh_token": self.config.initial_refresh_token,
-                    "realm_id": self.config.realm_id,
-                    "verifier_token": self.config.webhook_verifier_token,
-                }
-            }
-        )
-        self.target = build_quickbooks(
-            api_url=self.server.url,
-            token_url=self.server.url + TOKEN_PATH,
-            secrets=secrets,
-            secret_id=SECRET_ID,
-            lock=MemoryLock(),
-            budget=MemoryCallBudget(),
-        )
-        self.webhooks = quickbooks_webhooks(secrets, SECRET_ID)
+        connection = SandboxConnection(self.name, self.sandbox, self.server.url)
+        self.target = connection.accounting_target()
+        self.webhooks = connection.webhook_receiver()
         self._person: httpx.Client | None = None
 
     def close(self) -> None:

@@ -8,7 +8,6 @@ from typing import ClassVar
 
 import httpx
 
-from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.salesforce import (
     OutboundMessageDefinition,
@@ -17,16 +16,11 @@ from local.sandboxes.salesforce import (
 )
 from local.sandboxes.salesforce_schema import make_id
 from shared.bootstrap import CRM_OBJECTS
-
-# The one place this kit names the connector.
-from shared.connectors.salesforce.connector import build_salesforce, salesforce_webhooks
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType
 from shared.ports import InboundWebhook
-from tests.contracts.kits.base import CONFIG_DIR, CONNECTION_ID, CrmKit, Line, WonDeal
+from tests.contracts.kits.base import CONFIG_DIR, CrmKit, Line, SandboxConnection, WonDeal
 
-SECRET_ID = f"crmsync/{CONNECTION_ID}/salesforce"
-API_VERSION = "62.0"
 # The org's query batch: Salesforce's smallest honoured batch size, so a few hundred
 # records cross pages (the connector asks for 2,000; the org may give fewer).
 BATCH_SIZE = 200
@@ -69,37 +63,25 @@ class SalesforceKit(CrmKit):
         # Multi-currency on, as the preset reads CurrencyIsoCode. The suites' endpoint
         # answers an empty 200, which Salesforce takes for a failed delivery and retries
         # for 24 hours: scaled to a tenth of a second, a message is given up at once.
+        # The endpoint token is the kit's own, kept in the connection's secret.
         self.config = SalesforceSandboxConfig(
             currencies=("USD", "EUR"),
             query_batch_size=BATCH_SIZE,
             outbound_time_scale=1e-6,
+            outbound_token=random_tokens.token_urlsafe(24),
         )
         self.sandbox = SalesforceSandbox(self.config)
         self.server = SandboxServer(self.sandbox.app, 0).start()
-        self.outbound_token = random_tokens.token_urlsafe(24)
-        secrets = MemorySecretStore(
-            {
-                SECRET_ID: {
-                    "client_id": self.config.client_id,
-                    "client_secret": self.config.client_secret,
-                    "refresh_token": self.config.initial_refresh_token,
-                    "organization_id": self.sandbox.org_id,
-                    "outbound_token": self.outbound_token,
-                }
-            }
-        )
+        self.outbound_token = self.config.outbound_token
         mapper = Mapper(load_mapping(self.preset))
-        self.crm = build_salesforce(
-            token_url=f"{self.server.url}/services/oauth2/token",
-            api_version=API_VERSION,
-            secrets=secrets,
-            secret_id=SECRET_ID,
-            lock=MemoryLock(),
-            budget=MemoryCallBudget(),
-            connection_id=CONNECTION_ID,
+        connection = SandboxConnection(
+            self.name,
+            self.sandbox,
+            self.server.url,
             properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
         )
-        self.webhooks = salesforce_webhooks(secrets, SECRET_ID)
+        self.crm = connection.crm_source()
+        self.webhooks = connection.webhook_receiver()
         # An outbound message on contacts, as an admin sets one up with a flow.
         self.outbound = OutboundMessageDefinition(
             name="crmsync contacts",

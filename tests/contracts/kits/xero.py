@@ -18,22 +18,19 @@ from typing import Any, ClassVar
 import httpx
 from flask import Flask, Response, request
 
-from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.xero import API_PREFIX, XeroSandbox, XeroSandboxConfig, sign
-from shared.connectors.xero.connector import build_xero, xero_webhooks
 from shared.errors import WebhookRejected
 from shared.models import ObjectType
 from shared.ports import InboundWebhook
 from tests.contracts.kits.base import (
     CONNECTION_ID,
     AccountingKit,
+    SandboxConnection,
     StoredInvoice,
     StoredLine,
 )
 
-SECRET_ID = f"crmsync/{CONNECTION_ID}/xero"
-TOKEN_PATH = "/connect/token"
 HOOK_PATH = "/webhooks/xero"
 _COLLECTIONS = {
     ObjectType.CUSTOMER: ("Contacts", "ContactID"),
@@ -59,26 +56,9 @@ class XeroKit(AccountingKit):
         self.config = XeroSandboxConfig()
         self.sandbox = XeroSandbox(self.config)
         self.server = SandboxServer(self.sandbox.app, 0).start()
-        secrets = MemorySecretStore(
-            {
-                SECRET_ID: {
-                    "client_id": self.config.client_id,
-                    "client_secret": self.config.client_secret,
-                    "refresh_token": self.config.initial_refresh_token,
-                    "tenant_id": self.config.tenant_id,
-                    "webhook_key": self.config.webhook_key,
-                }
-            }
-        )
-        self.target = build_xero(
-            api_url=self.server.url,
-            token_url=self.server.url + TOKEN_PATH,
-            secrets=secrets,
-            secret_id=SECRET_ID,
-            lock=MemoryLock(),
-            budget=MemoryCallBudget(),
-        )
-        self.webhooks = xero_webhooks(secrets, SECRET_ID)
+        connection = SandboxConnection(self.name, self.sandbox, self.server.url)
+        self.target = connection.accounting_target()
+        self.webhooks = connection.webhook_receiver()
         self._forward_to: str | None = None
         self._forward_lock = threading.Lock()
         self.endpoint = SandboxServer(self._endpoint_app(), 0).start()

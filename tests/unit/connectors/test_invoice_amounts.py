@@ -21,17 +21,13 @@ from hypothesis import strategies as st
 
 from shared.connectors.quickbooks.connector import QuickBooksAccounting
 from shared.models import Invoice, InvoiceLine
-from tests.unit.connectors.test_quickbooks_against_sandbox import Env, stored
+
+# The sandbox's own limits are raised instead of pacing the connector's calls.
+from tests.unit.connectors.sandbox_envs import QuickBooksEnv as Env
+from tests.unit.connectors.sandbox_envs import Unmetered
+from tests.unit.connectors.test_quickbooks_against_sandbox import stored
 
 MINOR_UNITS = {"USD": 2, "JPY": 0, "KWD": 3}  # ISO 4217
-
-
-class Unmetered:
-    """A call budget that never waits: the sandbox's own limits are raised instead,
-    so pacing 10 calls/s would only slow the examples down."""
-
-    def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
-        return 0.0
 
 
 @pytest.fixture(scope="module")

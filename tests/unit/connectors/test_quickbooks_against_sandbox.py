@@ -14,88 +14,34 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 from flask import Flask, Response, request
 
-from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import SandboxServer
-from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
 from shared.connectors.quickbooks.connector import (
     CustomerWrite,
     QuickBooksAccounting,
-    build_quickbooks,
     quickbooks_webhooks,
 )
 from shared.errors import Permanent
 from shared.models import ChangeKind, Invoice, InvoiceLine, ObjectType, Party, PartyKind
-from shared.ports import CallBudget, InboundWebhook, TargetRef
-
-SECRET_ID = "crmsync/sandbox/quickbooks"
-TOKEN_PATH = "/oauth2/v1/tokens/bearer"
-
-
-class Env:
-    def __init__(self, **config: Any) -> None:
-        self.config = QuickBooksSandboxConfig(superseded_refresh_grace_s=0.0, **config)
-        self.sandbox = QuickBooksSandbox(self.config)
-        self.server = SandboxServer(self.sandbox.app, 0).start()
-        self.secrets = MemorySecretStore(
-            {
-                SECRET_ID: {
-                    "client_id": self.config.client_id,
-                    "client_secret": self.config.client_secret,
-                    "refresh_token": self.config.initial_refresh_token,
-                    "realm_id": self.config.realm_id,
-                    "verifier_token": self.config.webhook_verifier_token,
-                }
-            }
-        )
-        self.admin = httpx.Client(base_url=self.server.url, timeout=10)
-
-    def connector(self, budget: CallBudget | None = None) -> QuickBooksAccounting:
-        return build_quickbooks(
-            api_url=self.server.url,
-            token_url=self.server.url + TOKEN_PATH,
-            secrets=self.secrets,
-            secret_id=SECRET_ID,
-            lock=MemoryLock(),
-            budget=budget or MemoryCallBudget(),
-        )
-
-    def close(self) -> None:
-        self.admin.close()
-        self.sandbox.close()
-        self.server.stop()
-
-    def fault(self, **fault: Any) -> None:
-        self.admin.post("/_sandbox/faults", json=fault).raise_for_status()
-
-    def secret(self) -> dict[str, str]:
-        return self.secrets.read(SECRET_ID)
-
-    def patch_secret(self, **values: str) -> None:
-        self.secrets.write(SECRET_ID, {**self.secret(), **values})
-
-
-@pytest.fixture(scope="module")
-def env_once() -> Iterator[Env]:
-    env = Env()
-    yield env
-    env.close()
+from shared.ports import InboundWebhook, TargetRef
+from tests.unit.connectors.sandbox_envs import QUICKBOOKS_SECRET_ID as SECRET_ID
+from tests.unit.connectors.sandbox_envs import QUICKBOOKS_TOKEN_PATH as TOKEN_PATH
+from tests.unit.connectors.sandbox_envs import QuickBooksEnv as Env
 
 
 @pytest.fixture
-def env(env_once: Env) -> Env:
-    env_once.sandbox.reset()
-    env_once.sandbox.webhook_url = None
-    return env_once
+def env(quickbooks_once: Env) -> Env:
+    quickbooks_once.sandbox.reset()
+    quickbooks_once.sandbox.webhook_url = None
+    return quickbooks_once
 
 
 @pytest.fixture(scope="module")
-def qbo(env_once: Env) -> QuickBooksAccounting:
+def qbo(quickbooks_once: Env) -> QuickBooksAccounting:
     """One connector for the module, as one warm Lambda holds one (building one costs ~0.3 s)."""
-    return env_once.connector()
+    return quickbooks_once.connector()
 
 
 def stored(env: Env, entity: str, target_id: str) -> dict[str, Any]:

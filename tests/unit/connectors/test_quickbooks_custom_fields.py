@@ -6,27 +6,24 @@ The sandbox company has "Crew #" (DefinitionId 1) and "PO Number" (2) enabled an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from local.memory import MemoryCallBudget, MemoryLock
 from shared.connectors.quickbooks import SPEC
 from shared.connectors.quickbooks.connector import (
     CUSTOM_FIELD_VALUE_MAX,
     QuickBooksAccounting,
     SalesCustomField,
-    build_quickbooks,
     sales_custom_fields,
 )
 from shared.connectors.spec import INVOICE_CUSTOM_FIELDS
 from shared.errors import RecordInvalid
 from shared.models import Invoice, InvoiceLine
 from shared.ports import TargetRef
-from tests.unit.connectors.test_quickbooks_against_sandbox import SECRET_ID, TOKEN_PATH, Env
+from tests.unit.connectors.sandbox_envs import QuickBooksEnv as Env
 
 
 class CountingTransport(httpx.HTTPTransport):
@@ -44,17 +41,10 @@ class CountingTransport(httpx.HTTPTransport):
         return sum(1 for path in self.paths if path.endswith(suffix))
 
 
-@pytest.fixture(scope="module")
-def env_once() -> Iterator[Env]:
-    env = Env()
-    yield env
-    env.close()
-
-
 @pytest.fixture
-def env(env_once: Env) -> Env:
-    env_once.sandbox.reset()
-    return env_once
+def env(quickbooks_once: Env) -> Env:
+    quickbooks_once.sandbox.reset()
+    return quickbooks_once
 
 
 @pytest.fixture
@@ -65,15 +55,7 @@ def calls() -> CountingTransport:
 @pytest.fixture
 def qbo(env: Env, calls: CountingTransport) -> QuickBooksAccounting:
     """A fresh connector per test, so each reads Preferences itself."""
-    return build_quickbooks(
-        api_url=env.server.url,
-        token_url=env.server.url + TOKEN_PATH,
-        secrets=env.secrets,
-        secret_id=SECRET_ID,
-        lock=MemoryLock(),
-        budget=MemoryCallBudget(),
-        transport=calls,
-    )
+    return env.connector(transport=calls)
 
 
 def invoice(custom_fields: dict[str, str], doc_number: str = "CF-1") -> Invoice:

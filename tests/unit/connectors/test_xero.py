@@ -8,7 +8,6 @@ minute window (60 calls), so each test stays well under it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -17,8 +16,6 @@ import httpx
 import pytest
 
 from local.memory import MemoryLock, MemorySecretStore
-from local.sandboxes.base import SandboxServer
-from local.sandboxes.xero import XeroSandbox, XeroSandboxConfig
 from shared.connectors.http import Deadline
 from shared.connectors.registry import vendor
 from shared.connectors.spec import ConnectorContext
@@ -31,94 +28,24 @@ from shared.connectors.xero.connector import (
 )
 from shared.errors import AuthFailed, Permanent, RateLimited, RecordInvalid, Retryable
 from shared.models import Address, Invoice, InvoiceLine, ObjectType, Party, PartyKind
-from shared.ports import CallBudget
-
-SECRET_ID = "crmsync/sandbox/xero"
-TOKEN_PATH = "/connect/token"
-
-
-class Unmetered:
-    """A call budget that never waits: pacing 60 calls a minute would only slow the
-    tests down. The sandbox still applies Xero's own limits (reset before each test);
-    one test checks the budget the connector asks for."""
-
-    def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
-        return 0.0
-
-
-class Env:
-    def __init__(self, **config: Any) -> None:
-        self.config = XeroSandboxConfig(**config)
-        self.sandbox = XeroSandbox(self.config)
-        self.server = SandboxServer(self.sandbox.app, 0).start()
-        self.secrets = MemorySecretStore({SECRET_ID: self.initial_secret()})
-        self.admin = httpx.Client(base_url=self.server.url, timeout=10)
-
-    def initial_secret(self) -> dict[str, str]:
-        return {
-            "client_id": self.config.client_id,
-            "client_secret": self.config.client_secret,
-            "refresh_token": self.config.initial_refresh_token,
-            "tenant_id": self.config.tenant_id,
-            "webhook_key": self.config.webhook_key,
-        }
-
-    def connector(self, budget: CallBudget | None = None) -> XeroAccounting:
-        return build_xero(
-            api_url=self.server.url,
-            token_url=self.server.url + TOKEN_PATH,
-            secrets=self.secrets,
-            secret_id=SECRET_ID,
-            lock=MemoryLock(),
-            budget=budget or Unmetered(),
-        )
-
-    def close(self) -> None:
-        self.admin.close()
-        self.sandbox.close()
-        self.server.stop()
-
-    def fault(self, **fault: Any) -> None:
-        self.admin.post("/_sandbox/faults", json=fault).raise_for_status()
-
-    def pending_faults(self) -> list[dict[str, Any]]:
-        return list(self.sandbox.faults.pending())
-
-    def secret(self) -> dict[str, str]:
-        return self.secrets.read(SECRET_ID)
-
-    def patch_secret(self, **values: str) -> None:
-        self.secrets.write(SECRET_ID, {**self.secret(), **values})
-
-    def row(self, kind: str, target_id: str) -> dict[str, Any]:
-        key = {"Contacts": "ContactID", "Invoices": "InvoiceID", "Items": "ItemID"}[kind]
-        return next(row for row in self.sandbox.entities(kind) if row[key] == target_id)
-
-    def add_currency(self, code: str) -> None:
-        """Multi-currency as a person turns it on in Xero's settings."""
-        if code not in {row["Code"] for row in self.sandbox.entities("Currencies")}:
-            self.sandbox.ui_create("Currencies", {"Code": code})
-
-
-@pytest.fixture(scope="module")
-def env_once() -> Iterator[Env]:
-    env = Env()
-    yield env
-    env.close()
+from tests.unit.connectors.sandbox_envs import XERO_SECRET_ID as SECRET_ID
+from tests.unit.connectors.sandbox_envs import XERO_TOKEN_PATH as TOKEN_PATH
+from tests.unit.connectors.sandbox_envs import Unmetered
+from tests.unit.connectors.sandbox_envs import XeroEnv as Env
 
 
 @pytest.fixture
-def env(env_once: Env) -> Env:
-    env_once.sandbox.faults.clear()
-    env_once.sandbox.reset()
-    env_once.sandbox.webhook_url = None
-    return env_once
+def env(xero_once: Env) -> Env:
+    xero_once.sandbox.faults.clear()
+    xero_once.sandbox.reset()
+    xero_once.sandbox.webhook_url = None
+    return xero_once
 
 
 @pytest.fixture(scope="module")
-def xero(env_once: Env) -> XeroAccounting:
+def xero(xero_once: Env) -> XeroAccounting:
     """One connector for the module, as one warm Lambda holds one."""
-    return env_once.connector()
+    return xero_once.connector()
 
 
 def seeded_contact(env: Env, name: str) -> str:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from shared.connectors.xero.connector import XeroAccounting
 from shared.errors import RecordInvalid
 from shared.models import Invoice, InvoiceLine
-from tests.unit.connectors.test_xero import Env, money, seeded_contact
+from tests.unit.connectors.sandbox_envs import XeroEnv as Env
+from tests.unit.connectors.test_xero import money, seeded_contact
 
 MINOR_UNITS = {"USD": 2, "JPY": 0, "KWD": 3}  # ISO 4217
 KEYS = count()

@@ -21,7 +21,9 @@ from shared.connectors.xero.connector import XeroAccounting, XeroWebhooks, xero_
 from shared.errors import WebhookRejected
 from shared.models import ChangeEvent, ChangeKind, Invoice, InvoiceLine, ObjectType
 from shared.ports import InboundWebhook
-from tests.unit.connectors.test_xero import SECRET_ID, Env, seeded_contact
+from tests.unit.connectors.sandbox_envs import XERO_SECRET_ID as SECRET_ID
+from tests.unit.connectors.sandbox_envs import XeroEnv as Env
+from tests.unit.connectors.test_xero import seeded_contact
 
 CONFIG = XeroSandboxConfig()
 OTHER_TENANT = "0d5a2b7c-1111-4222-8333-944455556666"
@@ -60,18 +62,11 @@ class Endpoint:
         return Response(answer.body, status=answer.status, content_type=answer.content_type)
 
 
-@pytest.fixture(scope="module")
-def env_once() -> Iterator[Env]:
-    env = Env()
-    yield env
-    env.close()
-
-
 @pytest.fixture
-def env(env_once: Env) -> Iterator[Env]:
-    env_once.sandbox.reset()
-    yield env_once
-    env_once.sandbox.webhook_url = None
+def env(xero_once: Env) -> Iterator[Env]:
+    xero_once.sandbox.reset()
+    yield xero_once
+    xero_once.sandbox.webhook_url = None
 
 
 @pytest.fixture
@@ -117,8 +112,8 @@ def payload(*events: dict[str, Any]) -> str:
 
 
 @pytest.fixture(scope="module")
-def receiver(env_once: Env) -> XeroWebhooks:
-    return xero_webhooks(env_once.secrets, SECRET_ID)
+def receiver(xero_once: Env) -> XeroWebhooks:
+    return xero_webhooks(xero_once.secrets, SECRET_ID)
 
 
 # --- Intent to Receive and real deliveries ----------------------------------------------
