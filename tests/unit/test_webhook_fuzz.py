@@ -115,7 +115,10 @@ def respond(webhook: WebhookFunction, request: Request) -> Answer:
     container.secrets = MemorySecretStore(  # type: ignore[assignment]
         {
             secret_id(CONNECTION.id, "hubspot"): {"client_secret": HUBSPOT_SECRET},
-            secret_id(CONNECTION.id, "quickbooks"): {"verifier_token": VERIFIER_TOKEN},
+            secret_id(CONNECTION.id, "quickbooks"): {
+                "verifier_token": VERIFIER_TOKEN,
+                "realm_id": "9341453000000001",
+            },
         }
     )
     container.connections = MemoryConnections([CONNECTION])  # type: ignore[assignment]

@@ -813,7 +813,7 @@ class _CloudEvent(BaseModel):
     type: str  # qbo.<entity>.<verb>.v<n>, e.g. qbo.customer.created.v1
     time: datetime
     intuitentityid: str = Field(min_length=1)
-    intuitaccountid: str = ""
+    intuitaccountid: str = Field(min_length=1)  # the company (realm) it happened in
 
 
 class _LegacyEntity(BaseModel):
@@ -853,12 +853,18 @@ def _kind(operation: str) -> ChangeKind:
 
 
 class QuickBooksWebhooks:
-    """``WebhookReceiver`` for Intuit webhooks, both payload shapes."""
+    """``WebhookReceiver`` for Intuit webhooks, both payload shapes.
+
+    An app's webhook carries the events of every company connected to it [Q12]; a
+    connection takes only its own company's (``realm_id``), so a delivery of another
+    company's changes never becomes this connection's events.
+    """
 
     system = "quickbooks"
 
-    def __init__(self, verifier_token: Callable[[], str]) -> None:
+    def __init__(self, verifier_token: Callable[[], str], realm_id: Callable[[], str]) -> None:
         self._verifier_token = verifier_token
+        self._realm_id = realm_id
 
     def verify(self, request: InboundWebhook) -> None:
         """``intuit-signature`` = base64(HMAC-SHA256(key=verifier token, msg=raw body)) [Q3]."""
@@ -891,10 +897,11 @@ class QuickBooksWebhooks:
             raise WebhookRejected(400, f"unrecognised payload at {where}: {first['msg']}") from exc
 
     def _cloud_events(self, payload: list[Any], connection_id: str) -> Iterator[ChangeEvent]:
+        realm = self._realm_id()
         for event in _CLOUD_EVENTS.validate_python(payload):
             parts = event.type.split(".")
             object_type = _OBJECT_TYPE.get(parts[1]) if len(parts) >= 3 else None
-            if parts[0] != "qbo" or object_type is None:
+            if parts[0] != "qbo" or object_type is None or event.intuitaccountid != realm:
                 continue
             yield ChangeEvent(
                 connection_id=connection_id,
@@ -908,7 +915,10 @@ class QuickBooksWebhooks:
             )
 
     def _legacy_events(self, payload: Any, connection_id: str) -> Iterator[ChangeEvent]:
+        realm = self._realm_id()
         for notification in _LegacyPayload.model_validate(payload).eventNotifications:
+            if notification.realmId != realm:
+                continue
             for entity in notification.dataChangeEvent.entities:
                 object_type = _OBJECT_TYPE.get(entity.name.lower())
                 if object_type is None:
@@ -979,4 +989,7 @@ def build_quickbooks(
 
 def quickbooks_webhooks(secrets: SecretStore, secret_id: str) -> QuickBooksWebhooks:
     """Reads the verifier token on each verification, so a rotated one takes effect."""
-    return QuickBooksWebhooks(secret_value(secrets, secret_id, "verifier_token"))
+    return QuickBooksWebhooks(
+        secret_value(secrets, secret_id, "verifier_token"),
+        secret_value(secrets, secret_id, "realm_id"),
+    )

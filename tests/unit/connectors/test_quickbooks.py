@@ -960,7 +960,7 @@ def signed(body: str, key: str = VERIFIER, **headers: str) -> InboundWebhook:
 
 @pytest.fixture
 def hooks() -> QuickBooksWebhooks:
-    return QuickBooksWebhooks(lambda: VERIFIER)
+    return QuickBooksWebhooks(lambda: VERIFIER, lambda: REALM)
 
 
 def test_given_a_body_signed_with_the_verifier_when_verified_then_it_passes(
@@ -1000,7 +1000,7 @@ def test_given_cloudevents_when_normalized_then_our_entities_become_change_event
             "datacontenttype": "application/json",
             "time": "2025-09-10T21:31:25.179851517Z",
             "intuitentityid": entity_id,
-            "intuitaccountid": "310687",
+            "intuitaccountid": REALM,
             "data": {},
         }
 
@@ -1028,6 +1028,47 @@ def test_given_cloudevents_when_normalized_then_our_entities_become_change_event
     assert first.occurred_at == datetime(2025, 9, 10, 21, 31, 25, 179851, tzinfo=UTC)
 
 
+def test_given_another_companys_events_when_normalized_then_they_are_not_this_connections(
+    hooks: QuickBooksWebhooks,
+) -> None:
+    """One app's webhook carries every connected company's changes."""
+    cloud = [
+        {
+            "specversion": "1.0",
+            "id": f"e-{realm}",
+            "type": "qbo.customer.created.v1",
+            "time": "2025-09-10T21:31:25Z",
+            "intuitentityid": "58",
+            "intuitaccountid": realm,
+        }
+        for realm in ("999", REALM)
+    ]
+    legacy = {
+        "eventNotifications": [
+            {
+                "realmId": realm,
+                "dataChangeEvent": {
+                    "entities": [
+                        {
+                            "name": "Customer",
+                            "id": realm,
+                            "operation": "Create",
+                            "lastUpdated": "2015-10-05T14:42:19-0700",
+                        }
+                    ]
+                },
+            }
+            for realm in ("999", REALM)
+        ]
+    }
+
+    from_cloud = hooks.normalize(signed(json.dumps(cloud)), "conn-1")
+    from_legacy = hooks.normalize(signed(json.dumps(legacy)), "conn-1")
+
+    assert [e.event_id for e in from_cloud] == [f"e-{REALM}"]
+    assert [e.record_id for e in from_legacy] == [REALM]
+
+
 def test_given_the_legacy_payload_when_normalized_then_event_ids_are_deterministic(
     hooks: QuickBooksWebhooks,
 ) -> None:
@@ -1035,7 +1076,7 @@ def test_given_the_legacy_payload_when_normalized_then_event_ids_are_determinist
         {
             "eventNotifications": [
                 {
-                    "realmId": "1185883450",
+                    "realmId": REALM,
                     "dataChangeEvent": {
                         "entities": [
                             {
@@ -1071,7 +1112,7 @@ def test_given_the_legacy_payload_when_normalized_then_event_ids_are_determinist
         (ObjectType.INVOICE, "7", ChangeKind.UPDATED),
     ]
     assert [e.event_id for e in events] == [e.event_id for e in again]
-    assert events[0].event_id == "1185883450:Customer:1:Create:1444081339000"
+    assert events[0].event_id == f"{REALM}:Customer:1:Create:1444081339000"
     assert events[0].version == 1444081339000
     assert events[1].version == 1444081340500
 
