@@ -9,10 +9,16 @@
   lease is released. The access token is kept in the secret too, so concurrent
   Lambdas share it instead of each refreshing. A vendor that keeps the refresh
   token answers without a new one, and the stored one stays.
+* ``secret_value``/``required``: a key a secret must hold, or ``AuthFailed``.
+* ``require_body_hmac``: an inbound webhook signed as base64(HMAC-SHA256) of its body.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Literal
@@ -20,8 +26,8 @@ from typing import Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import AuthFailed, Retryable
-from shared.ports import Lock, SecretStore
+from shared.errors import AuthFailed, Retryable, WebhookRejected
+from shared.ports import InboundWebhook, Lock, SecretStore
 
 # Refresh this long before the access token's stated expiry (clock skew, slow calls).
 EXPIRY_MARGIN_S = 120
@@ -192,3 +198,18 @@ class RotatingOAuth2(httpx.Auth):
                 f"token endpoint answered 200 without a usable {', '.join(sorted(unusable))}"
             )
         return tokens, lifetime, {key: str(value) for key, value in kept.items()}
+
+
+def require_body_hmac(request: InboundWebhook, header: str, key: str) -> None:
+    """``header`` must be base64(HMAC-SHA256(key, raw body)); ``WebhookRejected`` (401)
+    says what is wrong otherwise. Compared in constant time."""
+    signature = request.headers.get(header)
+    if not signature:
+        raise WebhookRejected(401, f"missing {header} header")
+    try:
+        presented = base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise WebhookRejected(401, f"{header} is not base64") from exc
+    expected = hmac.new(key.encode(), request.body.encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(presented, expected):
+        raise WebhookRejected(401, f"{header} does not match the body")

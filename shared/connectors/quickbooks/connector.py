@@ -13,10 +13,6 @@ record. Updates are sparse and carry the current ``SyncToken`` [Q8].
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,7 +23,7 @@ from typing import Any
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.connectors.auth import RotatingOAuth2, required, secret_value
+from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -868,18 +864,7 @@ class QuickBooksWebhooks:
 
     def verify(self, request: InboundWebhook) -> None:
         """``intuit-signature`` = base64(HMAC-SHA256(key=verifier token, msg=raw body)) [Q3]."""
-        signature = request.headers.get("intuit-signature")
-        if not signature:
-            raise WebhookRejected(401, "missing intuit-signature header")
-        try:
-            presented = base64.b64decode(signature, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise WebhookRejected(401, "intuit-signature is not base64") from exc
-        expected = hmac.new(
-            self._verifier_token().encode(), request.body.encode(), hashlib.sha256
-        ).digest()
-        if not hmac.compare_digest(presented, expected):
-            raise WebhookRejected(401, "intuit-signature does not match the body")
+        require_body_hmac(request, "intuit-signature", self._verifier_token())
 
     def answer(self, request: InboundWebhook, enqueued: int) -> WebhookAnswer:
         return enqueued_answer(enqueued)

@@ -38,10 +38,7 @@ connector reports is the record's ``UpdatedDateUTC`` in epoch milliseconds.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -51,7 +48,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from shared.connectors.auth import RotatingOAuth2, required, secret_value
+from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -723,18 +720,7 @@ class XeroWebhooks:
         Intent to Receive checks exactly this: a wrongly signed request must get a
         401 [X12], which the ``WebhookRejected`` here becomes.
         """
-        signature = request.headers.get("x-xero-signature")
-        if not signature:
-            raise WebhookRejected(401, "missing x-xero-signature header")
-        try:
-            presented = base64.b64decode(signature, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise WebhookRejected(401, "x-xero-signature is not base64") from exc
-        expected = hmac.new(
-            self._webhook_key().encode(), request.body.encode(), hashlib.sha256
-        ).digest()
-        if not hmac.compare_digest(presented, expected):
-            raise WebhookRejected(401, "x-xero-signature does not match the body")
+        require_body_hmac(request, "x-xero-signature", self._webhook_key())
 
     def answer(self, request: InboundWebhook, enqueued: int) -> WebhookAnswer:
         """An empty 200: what Intent to Receive requires of a correctly signed request
