@@ -27,12 +27,11 @@ import time
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import httpx
-from flask import Flask, Response, request
+from flask import Flask, Response
 
-from local.sandboxes.base import SandboxServer
+from local.sandboxes.base import SandboxServer, received_webhook
 from shared.errors import WebhookRejected
 from shared.ports import InboundWebhook
 from shared.sync.ingest import WebhookIngest
@@ -103,13 +102,7 @@ class ChaosIngress:
             self._accept(later.vendor, later.request)
 
     def _receive(self, vendor: str, connection: str) -> Response:
-        inbound = InboundWebhook(
-            method=request.method,
-            url=request.url,
-            headers={name.lower(): value for name, value in request.headers.items()},
-            body=request.get_data(as_text=True),
-            received_at=datetime.now(UTC),
-        )
+        inbound = received_webhook()
         fate = self._fate(vendor)
         if fate == "lost":
             return _answer(200, "dropped")

@@ -25,11 +25,14 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from shared.ports import InboundWebhook
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +247,18 @@ class SandboxServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._thread.join(timeout=5)
+
+
+def received_webhook() -> InboundWebhook:
+    """The Flask request being served, as a webhook receiver takes it: headers
+    lower-cased, the raw body as text. For the endpoints that stand in for ours."""
+    return InboundWebhook(
+        method=request.method,
+        url=request.url,
+        headers={name.lower(): value for name, value in request.headers.items()},
+        body=request.get_data(as_text=True),
+        received_at=datetime.now(UTC),
+    )
 
 
 def install_fault_routes(

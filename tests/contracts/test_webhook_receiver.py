@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import pytest
-from flask import Flask, Response, request
+from flask import Flask, Response
 
-from local.sandboxes.base import SandboxServer
+from local.sandboxes.base import SandboxServer, received_webhook
 from shared.errors import WebhookRejected
 from shared.models import ObjectType
 from shared.ports import InboundWebhook
@@ -43,13 +42,7 @@ class Inbox:
             return self._received.pop(vendor, [])
 
     def _hook(self, vendor: str) -> Response:
-        delivery = InboundWebhook(
-            method=request.method,
-            url=request.url,
-            headers={name.lower(): value for name, value in request.headers.items()},
-            body=request.get_data(as_text=True),
-            received_at=datetime.now(UTC),
-        )
+        delivery = received_webhook()
         with self._lock:
             self._received.setdefault(vendor, []).append(delivery)
         return Response(status=200)

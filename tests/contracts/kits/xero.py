@@ -11,18 +11,16 @@ the suite listens.
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
 from flask import Flask, Response, request
 
-from local.sandboxes.base import Fault, SandboxServer
+from local.sandboxes.base import Fault, SandboxServer, received_webhook
 from local.sandboxes.xero import API_PREFIX, XeroSandbox, XeroSandboxConfig, sign
 from shared.errors import WebhookRejected
 from shared.models import ObjectType
-from shared.ports import InboundWebhook
 from tests.contracts.kits.base import (
     CONNECTION_ID,
     AccountingKit,
@@ -146,14 +144,7 @@ class XeroKit(AccountingKit):
 
         @app.post(HOOK_PATH)
         def hook() -> Response:
-            raw = request.get_data()
-            delivery = InboundWebhook(
-                method=request.method,
-                url=request.url,
-                headers={name.lower(): value for name, value in request.headers.items()},
-                body=raw.decode(),
-                received_at=datetime.now(UTC),
-            )
+            delivery = received_webhook()
             try:
                 self.webhooks.verify(delivery)
                 events = self.webhooks.normalize(delivery, CONNECTION_ID)
@@ -164,7 +155,7 @@ class XeroKit(AccountingKit):
             if events and forward_to is not None:
                 passed = httpx.post(
                     forward_to,
-                    content=raw,
+                    content=delivery.body.encode(),
                     headers={
                         "Content-Type": request.headers.get("Content-Type", "application/json"),
                         "x-xero-signature": delivery.headers["x-xero-signature"],

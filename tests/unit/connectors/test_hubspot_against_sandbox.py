@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 from local.memory import MemoryCallBudget, MemorySecretStore
-from local.sandboxes.base import SandboxServer
+from local.sandboxes.base import SandboxServer, received_webhook
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
 from shared.connectors.hubspot.connector import (
     HubSpotCrm,
@@ -54,13 +54,7 @@ class Receiver:
 
         @app.post("/hooks/hubspot")
         def hook() -> Response:
-            delivery = InboundWebhook(
-                method=request.method,
-                url=request.url,
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=request.get_data(as_text=True),
-                received_at=datetime.now().astimezone(),
-            )
+            delivery = received_webhook()
             with self.lock:
                 self.received.append(delivery)
             return Response(status=204)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from flask import Flask, Response, request
+from flask import Flask, Response
 
-from local.sandboxes.base import SandboxServer
+from local.sandboxes.base import SandboxServer, received_webhook
 from shared.connectors.quickbooks.connector import (
     CustomerWrite,
     QuickBooksAccounting,
@@ -365,15 +365,7 @@ def inbox() -> Iterator[tuple[str, list[InboundWebhook]]]:
 
     @app.post("/hooks/quickbooks")
     def hook() -> Response:
-        received.append(
-            InboundWebhook(
-                method="POST",
-                url=request.url,
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=request.get_data(as_text=True),
-                received_at=datetime.now(UTC),
-            )
-        )
+        received.append(received_webhook())
         return Response(status=200)
 
     server = SandboxServer(app, 0).start()

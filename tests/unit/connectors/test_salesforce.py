@@ -17,10 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
-from local.sandboxes.base import Fault, SandboxServer
+from local.sandboxes.base import Fault, SandboxServer, received_webhook
 from local.sandboxes.salesforce import (
     OutboundMessageDefinition,
     SalesforceSandbox,
@@ -81,13 +81,7 @@ class Listener:
 
         @app.post("/hooks/salesforce")
         def hook() -> Response:
-            delivery = InboundWebhook(
-                method=request.method,
-                url=request.url,
-                headers={k.lower(): v for k, v in request.headers.items()},
-                body=request.get_data(as_text=True),
-                received_at=datetime.now(UTC),
-            )
+            delivery = received_webhook()
             with self.lock:
                 self.received.append(delivery)
             answer = self.receiver.answer(delivery, 1)

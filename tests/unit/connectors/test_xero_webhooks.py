@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from flask import Flask, Response, request
+from flask import Flask, Response
 
-from local.sandboxes.base import SandboxServer
+from local.sandboxes.base import SandboxServer, received_webhook
 from local.sandboxes.xero import XeroSandboxConfig, sign
 from shared.connectors.xero.connector import XeroAccounting, XeroWebhooks, xero_webhooks
 from shared.errors import WebhookRejected
@@ -44,13 +44,7 @@ class Endpoint:
         self.url = f"{self.server.url}/hooks/xero"
 
     def _hook(self) -> Response:
-        delivery = InboundWebhook(
-            method=request.method,
-            url=request.url,
-            headers={name.lower(): value for name, value in request.headers.items()},
-            body=request.get_data(as_text=True),
-            received_at=datetime.now(UTC),
-        )
+        delivery = received_webhook()
         try:
             self.receiver.verify(delivery)
             events = self.receiver.normalize(delivery, "conn-1")

@@ -6,16 +6,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from flask import Flask, Response, request
+from flask import Flask, Response
 
 from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
-from local.sandboxes.base import SandboxServer
+from local.sandboxes.base import SandboxServer, received_webhook
 from local.sandboxes.registry import DemoLine, sandbox
 from local.sandboxes.salesforce import (
     OUTBOUND_FIELDS,
@@ -83,15 +82,7 @@ def _listener() -> Listener:
     @app.post(ROUTE)
     def receive() -> Response:
         with listener.lock:
-            listener.received.append(
-                InboundWebhook(
-                    method="POST",
-                    url=request.url,
-                    headers={k.lower(): v for k, v in request.headers.items()},
-                    body=request.get_data(as_text=True),
-                    received_at=datetime.now(UTC),
-                )
-            )
+            listener.received.append(received_webhook())
         return Response(ACK_ENVELOPE, content_type="text/xml; charset=utf-8")
 
     listener = Listener(SandboxServer(app, 0).start())
