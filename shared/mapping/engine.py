@@ -35,6 +35,8 @@ from shared.models import Deal, ObjectType, Party, PartyKind, SourceRecord
 M = TypeVar("M", bound=BaseModel)
 Properties = Mapping[str, str | None]
 
+# What _Run.value gives for a field whose rule failed (None is a value: "empty").
+_FAILED = object()
 _PARTY_KINDS = {ObjectType.CONTACT: PartyKind.PERSON, ObjectType.COMPANY: PartyKind.COMPANY}
 
 
@@ -123,12 +125,8 @@ class _FieldsPlan:
     def map(self, properties: Properties, prefix: str, run: _Run) -> dict[str, Any]:
         data: dict[str, Any] = {}
         for plan in self.plans:
-            path = prefix + plan.key
-            run.origins[path] = plan.origin
-            try:
-                value = plan.evaluate(properties)
-            except _Invalid as exc:
-                run.violations.append(Violation(path, exc.rule, exc.message))
+            value = run.value(plan, properties, prefix + plan.key)
+            if value is _FAILED:
                 continue
             head, _, part = plan.key.partition(".")
             if part:
@@ -144,6 +142,15 @@ class _Run:
 
     violations: list[Violation]
     origins: dict[str, str]
+
+    def value(self, plan: _FieldPlan, properties: Properties, path: str) -> Any:
+        """The field's value at ``path``, or ``_FAILED`` with its violation recorded."""
+        self.origins[path] = plan.origin
+        try:
+            return plan.evaluate(properties)
+        except _Invalid as exc:
+            self.violations.append(Violation(path, exc.rule, exc.message))
+            return _FAILED
 
     def build(self, model: type[M], data: dict[str, Any]) -> M:
         """Validates once; turns every model error into a violation, then raises them all."""
@@ -245,14 +252,8 @@ class Mapper:
         """The mapped custom fields that have a value (an empty one is left out)."""
         values: dict[str, str] = {}
         for plan in self._custom_fields:
-            path = f"custom_fields.{plan.key}"
-            run.origins[path] = plan.origin
-            try:
-                value = plan.evaluate(properties)
-            except _Invalid as exc:
-                run.violations.append(Violation(path, exc.rule, exc.message))
-                continue
-            if value is not None:
+            value = run.value(plan, properties, f"custom_fields.{plan.key}")
+            if value is not None and value is not _FAILED:
                 values[plan.key] = str(value)
         return values
 
