@@ -40,12 +40,16 @@ def secret_file(tmp_path: Path, name: str, **leave_out: Any) -> Path:
     return path
 
 
-def connect(stack: LocalStack, tmp_path: Path, *extra: str, **files: Path) -> int:
+def connect(
+    stack: LocalStack, tmp_path: Path, connection_id: str = "initech", **files: Path
+) -> int:
+    """``crmsync connect`` of a Salesforce → Xero connection; ``files`` replace the
+    mapping, the CRM's or the accounting system's secret."""
     return main(
         [
             "connect",
             "--id",
-            "initech",
+            connection_id,
             "--crm",
             "salesforce",
             "--accounting",
@@ -53,14 +57,13 @@ def connect(stack: LocalStack, tmp_path: Path, *extra: str, **files: Path) -> in
             "--mapping",
             str(files.get("mapping", SALESFORCE_PRESET)),
             "--crm-secret",
-            str(files.get("crm", secret_file(tmp_path, "salesforce"))),
+            str(files.get("crm") or secret_file(tmp_path, "salesforce")),
             "--accounting-secret",
-            str(files.get("accounting", secret_file(tmp_path, "xero"))),
+            str(files.get("accounting") or secret_file(tmp_path, "xero")),
             "--table",
             stack.resources.tables["Connections"],
             "--endpoint-url",
             stack.urls.moto,
-            *extra,
         ]
     )
 
@@ -133,27 +136,7 @@ def test_given_a_wrong_connection_when_connected_then_exit_1_saying_why_and_noth
         files["crm"].write_text('{"client_id": 7}')
     before = {c.id: c for c in stored(stack).all()}
 
-    status = main(
-        [
-            "connect",
-            "--id",
-            "umbrella",
-            "--crm",
-            "salesforce",
-            "--accounting",
-            "xero",
-            "--mapping",
-            str(files.get("mapping", SALESFORCE_PRESET)),
-            "--crm-secret",
-            str(files.get("crm", secret_file(tmp_path, "salesforce"))),
-            "--accounting-secret",
-            str(files.get("accounting", secret_file(tmp_path, "xero"))),
-            "--table",
-            stack.resources.tables["Connections"],
-            "--endpoint-url",
-            stack.urls.moto,
-        ]
-    )
+    status = connect(stack, tmp_path, "umbrella", **files)
 
     assert status == 1
     assert says in " ".join(capsys.readouterr().err.split())
