@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from pydantic_settings import BaseSettings
 
@@ -82,17 +82,11 @@ class VendorSpec(Generic[SettingsT]):
     def env_prefix(self) -> str:
         return f"CRMSYNC_{self.name.upper()}_"
 
-    def read_settings(self, environ: Mapping[str, str] | None = None) -> SettingsT:
-        """The vendor's settings from ``environ`` (default: the process environment)."""
-        if environ is None:
+    def read_settings(self, values: Mapping[str, str] | None = None) -> SettingsT:
+        """The vendor's settings: these field values, or else the process environment."""
+        if values is None:
             return self.settings()
-        prefix = self.env_prefix
-        values: dict[str, Any] = {
-            key[len(prefix) :].lower(): value
-            for key, value in environ.items()
-            if key.startswith(prefix)
-        }
-        return self.settings.model_validate(values)
+        return self.settings.model_validate(dict(values))
 
     def crm_source(self, ctx: ConnectorContext) -> CrmSource:
         if self.crm is None:

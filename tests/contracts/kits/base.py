@@ -47,12 +47,7 @@ class SandboxConnection:
         self.spec = vendor(name)
         self.secret_id = secret_id(CONNECTION_ID, name)
         self.secrets = MemorySecretStore({self.secret_id: sandbox(name).secret(running)})
-        self.settings = self.spec.read_settings(
-            {
-                f"{self.spec.env_prefix}{field.upper()}": value
-                for field, value in sandbox(name).settings(url).items()
-            }
-        )
+        self.settings = self.spec.read_settings(sandbox(name).settings(url))
         self.context = ConnectorContext(
             connection_id=CONNECTION_ID,
             secrets=self.secrets,
