@@ -8,6 +8,7 @@ without a redeploy.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.utilities.parameters import DynamoDBProvider
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
 
 PARTITION = "connections"
+
+
+@lru_cache(maxsize=1024)
+def _parsed(document: str) -> Connection:
+    """Every event and webhook looks its connection up: a stored document is parsed
+    once, not on each lookup (a changed one is a new document)."""
+    return Connection.model_validate_json(document)
 
 
 class DynamoConnections:
@@ -42,7 +50,7 @@ class DynamoConnections:
 
     def all(self) -> list[Connection]:
         documents = self._provider.get_multiple(PARTITION, max_age=self._max_age_s)
-        return [Connection.model_validate_json(str(v)) for _, v in sorted(documents.items())]
+        return [_parsed(str(v)) for _, v in sorted(documents.items())]
 
     def put(self, connection: Connection) -> None:
         self._client.put_item(
