@@ -170,7 +170,6 @@ class Container:
     def receiver(self, system: str, connection_id: str) -> WebhookReceiver:
         return vendor(system).webhook_receiver(
             WebhookContext(
-                connection_id=connection_id,
                 secrets=self.secrets,
                 secret_id=secret_id(connection_id, system),
                 tolerance_s=self.settings.webhook_tolerance_s,

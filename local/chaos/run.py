@@ -158,7 +158,6 @@ def run_chaos(config: ChaosConfig, progress: Callable[[str], None] = lambda _: N
             connections=MemoryConnections([vendors.connection]),
             receiver_for=lambda name, connection_id: vendor(name).webhook_receiver(
                 WebhookContext(
-                    connection_id=connection_id,
                     secrets=stores.secrets,
                     secret_id=secret_id(connection_id, name),
                     tolerance_s=settings.webhook_tolerance_s,

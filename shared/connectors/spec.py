@@ -53,7 +53,6 @@ class WebhookContext:
     The webhook function's cold start loads no mapping and makes no lock or budget.
     """
 
-    connection_id: str
     secrets: SecretStore
     secret_id: str
     tolerance_s: int

@@ -67,9 +67,7 @@ class SandboxConnection:
         return self.spec.accounting(self.context, self.settings)
 
     def webhook_receiver(self) -> WebhookReceiver:
-        context = WebhookContext(
-            CONNECTION_ID, self.secrets, self.secret_id, tolerance_s=WEBHOOK_TOLERANCE_S
-        )
+        context = WebhookContext(self.secrets, self.secret_id, tolerance_s=WEBHOOK_TOLERANCE_S)
         return self.spec.webhooks(context, self.settings)
 
 

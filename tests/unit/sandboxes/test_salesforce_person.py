@@ -248,7 +248,7 @@ def test_outbound_messages_reach_the_url_with_the_token_and_pass_the_connectors_
         assert url.path == ROUTE
         assert parse_qs(url.query) == {"token": [token]}
     receiver = SPEC.webhooks(
-        WebhookContext(CONNECTION, stack.secrets, SECRET_ID, tolerance_s=300),
+        WebhookContext(stack.secrets, SECRET_ID, tolerance_s=300),
         SalesforceSettings.model_validate(SANDBOX.settings(stack.server.url)),
     )
     events = []
