@@ -25,11 +25,12 @@ def time_calls(fn: Callable[[], object], *, n: int, warmup: int = 50) -> list[fl
     return samples
 
 
-def report(name: str, samples: list[float]) -> None:
+def report(name: str, samples: list[float], note: str = "") -> None:
+    """One line of figures; ``note`` (e.g. the goal) is printed after them."""
     total = sum(samples)
     print(
         f"{name:<44} n={len(samples):>6}  {len(samples) / total:>9.0f}/s  "
         f"p50={percentile(samples, 50) * 1e3:7.3f} ms  "
         f"p99={percentile(samples, 99) * 1e3:7.3f} ms  "
-        f"mean={statistics.fmean(samples) * 1e3:7.3f} ms"
+        f"mean={statistics.fmean(samples) * 1e3:7.3f} ms" + (f"  {note}" if note else "")
     )

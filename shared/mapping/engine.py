@@ -8,7 +8,7 @@ raised together as ``RecordInvalid`` so the audit log shows the whole story.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,7 +29,7 @@ from shared.mapping.schema import (
     canonical_field,
     key_path,
 )
-from shared.mapping.transforms import TransformFailed, Value
+from shared.mapping.transforms import Kind, TransformFailed, Value
 from shared.models import Deal, ObjectType, Party, PartyKind, SourceRecord
 
 M = TypeVar("M", bound=BaseModel)
@@ -37,6 +37,7 @@ Properties = Mapping[str, str | None]
 
 # What _Run.value gives for a field whose rule failed (None is a value: "empty").
 _FAILED = object()
+_CUSTOM_FIELDS = "custom_fields."  # the path prefix of a custom field's violations
 _PARTY_KINDS = {ObjectType.CONTACT: PartyKind.PERSON, ObjectType.COMPANY: PartyKind.COMPANY}
 
 
@@ -53,104 +54,140 @@ class _Invalid(Exception):
         self.message = message
 
 
+_Evaluate = Callable[[Properties], Any]
+
+
 @dataclass(frozen=True)
 class _FieldPlan:
+    """One field, compiled once per mapping: where its value goes and how it is made."""
+
     key: str  # canonical key, possibly dotted (billing_address.city)
-    spec: FieldSpec
-    required: bool  # by the mapping, or because the model has no default for it
-    fallback: Any  # the model's own default for an empty, optional field
+    head: str  # the model field the key names (billing_address)
+    part: str  # the nested part (city), "" for a plain field
+    sources: tuple[str, ...]  # the vendor properties it reads
+    origin: str  # where the value comes from, in words, for violation messages
+    evaluate: _Evaluate  # the field's value from a record's properties; raises _Invalid
 
-    @property
-    def origin(self) -> str:
-        """Where the value comes from, in words, for violation messages."""
-        names = ", ".join(repr(s) for s in self.spec.sources)
-        if not names:
-            return "the default"
-        return f"source propert{'y' if len(self.spec.sources) == 1 else 'ies'} {names}"
+    @classmethod
+    def compile(cls, key: str, spec: FieldSpec, required: bool, fallback: Any) -> _FieldPlan:
+        """``required``: by the mapping, or because the model has no default for the field;
+        ``fallback``: the model's own default for an empty, optional field."""
+        head, _, part = key.partition(".")
+        origin = _origin(spec.sources)
+        evaluate = _evaluator(spec, required, fallback, origin)
+        return cls(key, head, part, spec.sources, origin, evaluate)
 
-    def evaluate(self, properties: Properties) -> Any:
-        spec = self.spec
+
+def _origin(sources: tuple[str, ...]) -> str:
+    if not sources:
+        return "the default"
+    names = ", ".join(repr(s) for s in sources)
+    return f"source propert{'y' if len(sources) == 1 else 'ies'} {names}"
+
+
+def _evaluator(spec: FieldSpec, required: bool, fallback: Any, origin: str) -> _Evaluate:
+    """The field's rule as one function; everything a record cannot change is decided here."""
+    source = spec.from_ if isinstance(spec.from_, str) else None
+    sources = spec.from_ if isinstance(spec.from_, tuple) else None
+    steps = tuple(transform.apply for transform in spec.transforms)
+    # Only a text result can be blank; comparing a Decimal to "" goes through the numbers
+    # ABCs, a cost on every money field of every line.
+    may_be_blank = bool(steps) and spec.kind is Kind.TEXT
+    value_map = spec.value_map
+    default = spec.default
+    empty = f"required, but {origin} {'is' if len(spec.sources) == 1 else 'are'} empty"
+
+    def evaluate(properties: Properties) -> Any:
         value: Value | None = None
-        if isinstance(spec.from_, str):
-            value = properties.get(spec.from_) or None
-        elif spec.from_ is not None:
-            sources = {name: properties.get(name) for name in spec.from_}
-            value = sources if any(sources.values()) else None
-        if value is not None:
+        if source is not None:
+            value = properties.get(source) or None
+        elif sources is not None:
+            values = {name: properties.get(name) for name in sources}
+            value = values if any(values.values()) else None
+        if value is not None and steps:
             try:
-                for transform in spec.transforms:
-                    value = transform.apply(value)
+                for step in steps:
+                    value = step(value)
             except TransformFailed as exc:
-                raise _Invalid(exc.rule, f"{exc.message} (from {self.origin})") from None
-            if value == "":
+                raise _Invalid(exc.rule, f"{exc.message} (from {origin})") from None
+            if may_be_blank and value == "":
                 value = None
-        if spec.value_map is not None:
+        if value_map is not None:
             # Transforms of a value-mapped field end in text (checked at load time).
             key = "" if value is None else str(value)
-            if key in spec.value_map:
-                return spec.value_map[key]
+            if key in value_map:
+                return value_map[key]
             if value is not None:
-                if spec.default is None:
+                if default is None:
                     raise _Invalid(
                         "value_map",
-                        f"{key!r} (from {self.origin}) is not in value_map "
-                        f"({', '.join(repr(k) for k in spec.value_map)}) and there is no default",
+                        f"{key!r} (from {origin}) is not in value_map "
+                        f"({', '.join(repr(k) for k in value_map)}) and there is no default",
                     )
-                return spec.default
+                return default
         if value is not None:
             return value
-        if spec.default is not None:
-            return spec.default
-        if self.required:
-            verb = "is" if len(spec.sources) == 1 else "are"
-            raise _Invalid("required", f"required, but {self.origin} {verb} empty")
-        return self.fallback
+        if default is not None:
+            return default
+        if required:
+            raise _Invalid("required", empty)
+        return fallback
+
+    return evaluate
 
 
 class _FieldsPlan:
     """One object's (or line's) fields, compiled against their canonical model."""
 
     def __init__(self, fields: Fields, target: Target) -> None:
-        self.target = target
         self.plans: list[_FieldPlan] = []
         for key, spec in fields.items():
             info = canonical_field(target, key)
             default = info.get_default(call_default_factory=True)
             required = spec.required or default is PydanticUndefined
-            self.plans.append(_FieldPlan(key, spec, required, default))
+            self.plans.append(_FieldPlan.compile(key, spec, required, default))
+        self.origins = {plan.key: plan.origin for plan in self.plans}
 
     def sources(self) -> list[str]:
-        return [name for plan in self.plans for name in plan.spec.sources]
+        return [name for plan in self.plans for name in plan.sources]
 
     def map(self, properties: Properties, prefix: str, run: _Run) -> dict[str, Any]:
+        run.sections.append((prefix, self.origins))
         data: dict[str, Any] = {}
         for plan in self.plans:
-            value = run.value(plan, properties, prefix + plan.key)
+            value = run.value(plan, properties, prefix)
             if value is _FAILED:
                 continue
-            head, _, part = plan.key.partition(".")
-            if part:
-                data.setdefault(head, {})[part] = value
+            if plan.part:
+                data.setdefault(plan.head, {})[plan.part] = value
             else:
-                data[head] = value
+                data[plan.head] = value
         return data
 
 
 @dataclass
 class _Run:
-    """What one ``map`` call collects: violations, and where each path's value came from."""
+    """What one ``map`` call collects: violations, and the sections of fields it mapped
+    (path prefix, origin by key), to name where a value the model refuses came from."""
 
     violations: list[Violation]
-    origins: dict[str, str]
+    sections: list[tuple[str, Mapping[str, str]]]
 
-    def value(self, plan: _FieldPlan, properties: Properties, path: str) -> Any:
-        """The field's value at ``path``, or ``_FAILED`` with its violation recorded."""
-        self.origins[path] = plan.origin
+    def value(self, plan: _FieldPlan, properties: Properties, prefix: str) -> Any:
+        """The field's value, or ``_FAILED`` with its violation recorded at its path."""
         try:
             return plan.evaluate(properties)
         except _Invalid as exc:
-            self.violations.append(Violation(path, exc.rule, exc.message))
+            self.violations.append(Violation(prefix + plan.key, exc.rule, exc.message))
             return _FAILED
+
+    def origin(self, path: str) -> str:
+        for prefix, origins in self.sections:
+            if path.startswith(prefix):
+                origin = origins.get(path[len(prefix) :])
+                if origin is not None:
+                    return origin
+        return "the mapping"
 
     def build(self, model: type[M], data: dict[str, Any]) -> M:
         """Validates once; turns every model error into a violation, then raises them all."""
@@ -163,12 +200,11 @@ class _Run:
                 path = key_path(error["loc"])
                 if error["type"] == "missing" and path in already:
                     continue  # left out because its own rule failed, reported above
-                origin = self.origins.get(path, "the mapping")
                 self.violations.append(
                     Violation(
                         path,
                         error["type"],
-                        f"{error['msg']}, got {_shown(error['input'])} (from {origin})",
+                        f"{error['msg']}, got {_shown(error['input'])} (from {self.origin(path)})",
                     )
                 )
         if self.violations or result is None:
@@ -196,7 +232,7 @@ class Mapper:
         self._custom_fields: list[_FieldPlan] = []
         if deal is not None:
             self._custom_fields = [
-                _FieldPlan(name, spec, spec.required, None)
+                _FieldPlan.compile(name, spec, spec.required, None)
                 for name, spec in deal.custom_fields.items()
             ]
             if deal.line_items is not None:
@@ -204,6 +240,7 @@ class Mapper:
             self._extra_lines = [
                 (extra.when, _FieldsPlan(extra.fields, LINE_ITEM)) for extra in deal.extra_lines
             ]
+        self._custom_origins = {plan.key: plan.origin for plan in self._custom_fields}
 
     def handles(self, object_type: ObjectType) -> bool:
         """Whether records of this type are mapped (line items only come with their deal)."""
@@ -223,7 +260,7 @@ class Mapper:
         if isinstance(mapping, DealMapping):
             for when, plan in self._extra_lines:
                 names += [rule.field for rule in when] + plan.sources()
-            names += [name for plan in self._custom_fields for name in plan.spec.sources]
+            names += [name for plan in self._custom_fields for name in plan.sources]
         return _unique(names)
 
     def map(self, record: SourceRecord) -> Party | Deal | Filtered:
@@ -234,7 +271,7 @@ class Mapper:
         rejected = _first_rejecting(mapping.filter, record.properties, "filter")
         if rejected is not None:
             return Filtered(rejected)
-        run = _Run([], {})
+        run = _Run([], [])
         data = self._fields[record.object_type].map(record.properties, "", run)
         kind = _PARTY_KINDS.get(record.object_type)
         if kind is not None:
@@ -250,9 +287,10 @@ class Mapper:
 
     def _custom(self, properties: Properties, run: _Run) -> dict[str, str]:
         """The mapped custom fields that have a value (an empty one is left out)."""
+        run.sections.append((_CUSTOM_FIELDS, self._custom_origins))
         values: dict[str, str] = {}
         for plan in self._custom_fields:
-            value = run.value(plan, properties, f"custom_fields.{plan.key}")
+            value = run.value(plan, properties, _CUSTOM_FIELDS)
             if value is not None and value is not _FAILED:
                 values[plan.key] = str(value)
         return values
