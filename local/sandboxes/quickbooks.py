@@ -56,15 +56,27 @@ Reproduced behaviours
 * ``?requestid=``: a repeat gets the byte-identical original response and changes
   nothing (faults included). At most 50 characters, 36 for batch, and then each
   ``bId`` at most 10.
-* Batch: at most 30 items (1040 beyond), per-item ``Fault`` in an overall 200;
-  items read the company as it was when the batch began, so one item cannot see
-  or reference another's create.
+* Batch (``POST /batch``): at most 30 items; each item has a ``bId`` (required,
+  unique in the request, echoed in its answer) and either ``operation``
+  (create/update/delete) with one entity object, or ``Query``. Answers come in
+  request order, one per item, in an overall 200; a failed item carries its own
+  ``Fault`` (6240, 5010, 2020, 2500, ...) and the others still run. Items run one
+  after another but read the company as it was when the batch began, so one item
+  cannot see or reference another's create (name uniqueness is still checked
+  against everything written, see the choices below). Updates take
+  ``"sparse": true`` as single writes do.
+* Batch metering: a batch request is one request against the 500/min and 10/s
+  windows (Intuit: "500 requests per minute per realmId, including batch
+  requests"), plus 40 batch requests/min per realm and app and 120 per realm.
+  ``batch_items_metered=True`` counts every item against 500/min and 10/s too, for
+  clients that must also survive that reading (Intuit states neither explicitly).
 * CDC: 30-day look-back, 1,000 objects at most (oldest changes first); deleted
   objects appear as ``{"status": "Deleted"}``.
 * Throttling: 500 requests/min per realm, 10/s per realm and app, 40 batch
-  calls/min -> 429 with Fault code 3001. Webhooks: CloudEvents (default) or the
-  legacy ``eventNotifications`` shape, signed ``intuit-signature`` =
-  base64(HMAC-SHA256(verifier token, raw body)), retried on non-2xx.
+  calls/min per realm and app, 120 per realm -> 429 with Fault code 3001.
+* Webhooks: CloudEvents (default) or the legacy ``eventNotifications`` shape,
+  signed ``intuit-signature`` = base64(HMAC-SHA256(verifier token, raw body)),
+  retried on non-2xx.
 * Seed data: a new company has accounts, items, terms, tax codes, five sample
   customers, two invoices and a payment, like an Intuit sandbox company.
 * Preferences (read-only; ``GET /preferences`` or a query): ``SalesFormsPrefs.CustomField``
@@ -97,6 +109,14 @@ Choices where the documentation is unclear
   documents neither (docs/vendors/quickbooks.md).
 * Deleting an invoice that has payments applied answers 6000.
 * Applying a payment changes the invoice's ``Balance`` but not its SyncToken.
+* Batch: more than 30 items answers 400 with code 1040 "Batch size exceeds allowed
+  limit" for the whole request, and a missing or repeated ``bId`` 400 (2020/2010)
+  for the whole request; an item with no valid operation gets its own Fault (500
+  "Unsupported Operation"). Intuit documents none of these answers. A ``bId`` has
+  no length limit without a ``requestid``. Two creates of one name in one batch:
+  the second gets 6240 (the name check sees every committed write, as a unique
+  index would). Whether Intuit meters batch items one by one: see
+  docs/vendors/quickbooks.md, "Batch".
 * requestid responses are kept until reset (Intuit states no window). Admin reset
   restores the company, counters, requestid cache and rate windows; OAuth tokens
   survive it, as a company reset would not disconnect the app.
@@ -211,7 +231,11 @@ class QuickBooksSandboxConfig:
     superseded_refresh_grace_s: float = 24 * 3600.0
     rate_per_minute: int = 500
     rate_per_second: int = 10
-    batch_per_minute: int = 40
+    batch_per_minute: int = 40  # per realm and app
+    batch_per_minute_realm: int = 120  # per realm, every app together
+    # Count each batch item against rate_per_minute/rate_per_second as well (the
+    # reading Intuit neither states nor rules out); off: a batch is one request.
+    batch_items_metered: bool = False
     send_retry_after: bool = False
     # Intuit retries at 10 s, 20 s, 30 s, 5 m, ...; compressed so tests finish.
     webhook_retry_delays_s: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
@@ -439,6 +463,9 @@ class QuickBooksSandbox:
         self._per_minute = SlidingWindowLimiter(self.config.rate_per_minute, 60.0, clock)
         self._per_second = SlidingWindowLimiter(self.config.rate_per_second, 1.0, clock)
         self._batch_per_minute = SlidingWindowLimiter(self.config.batch_per_minute, 60.0, clock)
+        self._batch_per_minute_realm = SlidingWindowLimiter(
+            self.config.batch_per_minute_realm, 60.0, clock
+        )
         self._dispatcher = WebhookDispatcher(self.config.webhook_retry_delays_s)
         self._event_source = (
             "intuit."
@@ -506,6 +533,7 @@ class QuickBooksSandbox:
             self._per_minute.reset()
             self._per_second.reset()
             self._batch_per_minute.reset()
+            self._batch_per_minute_realm.reset()
             self._dispatcher.clear()
 
     def close(self) -> None:
@@ -973,12 +1001,25 @@ class QuickBooksSandbox:
         return self._throttled(fault.retry_after_s)
 
     def _throttle(self, is_batch: bool) -> Response | None:
+        """One hit in each window that applies; a batch is one request unless
+        ``batch_items_metered`` counts its items (see the module docstring)."""
         realm, app_key = self.config.realm_id, f"{self.config.realm_id}:{self.config.client_id}"
-        waits = [self._per_minute.hit(realm), self._per_second.hit(app_key)]
+        weight = self._batch_weight() if is_batch else 1
+        waits = [self._per_minute.hit(realm) for _ in range(weight)]
+        waits += [self._per_second.hit(app_key) for _ in range(weight)]
         if is_batch:
             waits.append(self._batch_per_minute.hit(app_key))
+            waits.append(self._batch_per_minute_realm.hit(realm))
         wait = max(waits)
         return self._throttled(wait) if wait else None
+
+    def _batch_weight(self) -> int:
+        """How many requests a batch counts as: 1, or its items when metered so."""
+        if not self.config.batch_items_metered:
+            return 1
+        body = request.get_json(force=True, silent=True)
+        items = body.get("BatchItemRequest") if isinstance(body, dict) else None
+        return max(len(items), 1) if isinstance(items, list) else 1
 
     def _fault_response(self, error: QboError) -> Response:
         return self._json({"Fault": error.fault(), "time": self._response_time()}, error.status)
@@ -1252,10 +1293,15 @@ class QuickBooksSandbox:
                 f"got {len(items)}",
             )
         with_request_id = request.args.get("requestid") is not None
+        seen: set[str] = set()
         for item in items:
-            if not isinstance(item, dict) or not item.get("bId"):
+            if not isinstance(item, dict) or item.get("bId") in (None, ""):
                 raise _required("bId")
-            if with_request_id and len(str(item["bId"])) > BATCH_BID_MAX_WITH_REQUEST_ID:
+            bid = str(item["bId"])
+            if bid in seen:
+                raise _invalid_property(f"bId (unique in the batch; {bid!r} repeats)")
+            seen.add(bid)
+            if with_request_id and len(bid) > BATCH_BID_MAX_WITH_REQUEST_ID:
                 raise _invalid_property(
                     f"bId (at most {BATCH_BID_MAX_WITH_REQUEST_ID} characters with a requestid)"
                 )

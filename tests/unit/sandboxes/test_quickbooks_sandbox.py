@@ -638,6 +638,147 @@ def test_batch_limits(qbo: Harness) -> None:
     assert qbo.api("POST", "batch", json={"BatchItemRequest": long_bid}).status_code == 200
 
 
+def batch(qbo: Harness, items: list[dict[str, Any]], **params: str) -> httpx.Response:
+    return qbo.api("POST", "batch", json={"BatchItemRequest": items}, params=params)
+
+
+def answers(response: httpx.Response) -> dict[str, dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    return {r["bId"]: r for r in response.json()["BatchItemResponse"]}
+
+
+def test_batch_creates_and_sparse_updates_customers_invoices_and_items(qbo: Harness) -> None:
+    customer = new_customer(qbo, "Before Batch", CompanyName="Old Co")
+    invoice = qbo.create(
+        "Invoice", {"CustomerRef": {"value": customer["Id"]}, "Line": [sales_line("4", 1, 50)]}
+    ).json()["Invoice"]
+    items = [
+        {"bId": "c", "operation": "create", "Customer": {"DisplayName": "Batch New"}},
+        {
+            "bId": "cu",
+            "operation": "update",
+            "Customer": {"Id": customer["Id"], "SyncToken": "0", "sparse": True, "Notes": "n"},
+        },
+        {
+            "bId": "i",
+            "operation": "create",
+            "Invoice": {"CustomerRef": {"value": "1"}, "Line": [sales_line("4", 2, 50)]},
+        },
+        {
+            "bId": "iu",
+            "operation": "update",
+            "Invoice": {
+                "Id": invoice["Id"],
+                "SyncToken": invoice["SyncToken"],
+                "sparse": True,
+                "PrivateNote": "batched",
+            },
+        },
+        {
+            "bId": "p",
+            "operation": "create",
+            "Item": {"Name": "Batch Widget", "Type": "Service", "IncomeAccountRef": {"value": "1"}},
+        },
+    ]
+    results = answers(batch(qbo, items))
+    assert list(results) == ["c", "cu", "i", "iu", "p"]  # request order
+    assert results["c"]["Customer"]["SyncToken"] == "0"
+    updated = results["cu"]["Customer"]
+    assert (updated["SyncToken"], updated["Notes"], updated["CompanyName"]) == ("1", "n", "Old Co")
+    assert results["i"]["Invoice"]["TotalAmt"] == 100
+    sparse_invoice = results["iu"]["Invoice"]
+    assert sparse_invoice["PrivateNote"] == "batched"
+    assert sparse_invoice["SyncToken"] == "1" and sparse_invoice["Line"][0]["Amount"] == 50
+    assert results["p"]["Item"]["Name"] == "Batch Widget"
+    assert qbo.sandbox.create_count("Customer") == 2  # one before, one in the batch
+
+
+def test_batch_item_faults_leave_the_others_written(qbo: Harness) -> None:
+    items = [
+        {"bId": "dup", "operation": "create", "Customer": {"DisplayName": "Cool Cars"}},
+        {"bId": "ok", "operation": "create", "Customer": {"DisplayName": "Fresh"}},
+        {"bId": "again", "operation": "create", "Customer": {"DisplayName": "fresh "}},
+        {"bId": "stale", "operation": "update", "Customer": {"Id": "1", "SyncToken": "7"}},
+        {"bId": "nocust", "operation": "create", "Invoice": {"Line": [sales_line("4", 1, 5)]}},
+        {"bId": "math", "operation": "create", "Invoice": {
+            "CustomerRef": {"value": "1"}, "Line": [sales_line("4", 2, 50, amount=99)]}},
+        {"bId": "noop", "Customer": {"DisplayName": "No Operation"}},
+    ]  # fmt: skip
+    results = answers(batch(qbo, items))
+    codes = {b: r["Fault"]["Error"][0]["code"] for b, r in results.items() if "Fault" in r}
+    assert codes == {
+        "dup": "6240",
+        "again": "6240",  # a name taken earlier in the same batch is still taken
+        "stale": "5010",
+        "nocust": "2020",
+        "math": "6070",
+        "noop": "500",
+    }
+    assert results["ok"]["Customer"]["DisplayName"] == "Fresh"
+    assert results["stale"]["Fault"]["type"] == "ValidationFault"
+
+
+def test_batch_items_do_not_see_each_others_creates(qbo: Harness) -> None:
+    items: list[dict[str, Any]] = [
+        {"bId": "1", "operation": "create", "Customer": {"DisplayName": "Batch Parent"}},
+        {
+            "bId": "2",
+            "operation": "create",
+            "Invoice": {"CustomerRef": {"value": "6"}, "Line": [sales_line("4", 1, 50)]},
+        },
+        {"bId": "3", "operation": "update", "Customer": {"Id": "6", "SyncToken": "0"}},
+        {"bId": "4", "Query": "select * from Customer where Id = '6'"},
+    ]
+    results = answers(batch(qbo, items))
+    assert results["1"]["Customer"]["Id"] == "6"
+    assert results["2"]["Fault"]["Error"][0]["code"] == "2500"
+    assert results["3"]["Fault"]["Error"][0]["code"] == "610"
+    assert results["4"]["QueryResponse"] == {}
+    # the next request sees it
+    again = batch(qbo, [items[1] | {"bId": "5"}])
+    assert answers(again)["5"]["Invoice"]["CustomerRef"]["value"] == "6"
+
+
+def test_batch_bid_rules(qbo: Harness) -> None:
+    query = {"Query": "select * from Term"}
+    missing = batch(qbo, [query])
+    assert missing.status_code == 400 and fault_of(missing)["code"] == "2020"
+    repeated = batch(qbo, [{"bId": "a", **query}, {"bId": "a", **query}])
+    assert repeated.status_code == 400 and fault_of(repeated)["code"] == "2010"
+    assert batch(qbo, [{"bId": "x" * 40, **query}]).status_code == 200
+    assert batch(qbo, [{"bId": "x" * 11, **query}], requestid="r-bid").status_code == 400
+    assert batch(qbo, [{"bId": "x" * 10, **query}], requestid="r-bid2").status_code == 200
+    assert batch(qbo, [{"bId": "a", **query}], requestid="r" * 37).status_code == 400
+
+
+def test_batch_over_30_items_is_refused_whole_and_writes_nothing(qbo: Harness) -> None:
+    items = [
+        {"bId": str(i), "operation": "create", "Customer": {"DisplayName": f"Many {i}"}}
+        for i in range(31)
+    ]
+    response = batch(qbo, items)
+    assert response.status_code == 400
+    assert fault_of(response)["code"] == "1040"
+    assert qbo.sandbox.create_count("Customer") == 0
+    assert response.json()["Fault"]["type"] == "ValidationFault"
+    assert len(answers(batch(qbo, items[:30]))) == 30
+
+
+def test_batch_requestid_replays_the_stored_answer(qbo: Harness) -> None:
+    items = [
+        {"bId": "1", "operation": "create", "Customer": {"DisplayName": "Once"}},
+        {"bId": "2", "operation": "create", "Customer": {"DisplayName": "Cool Cars"}},
+    ]
+    first = batch(qbo, items, requestid="batch-1")
+    second = batch(qbo, items, requestid="batch-1")
+    assert first.content == second.content
+    assert qbo.sandbox.create_count("Customer") == 1
+    # a refused batch is replayed too
+    too_many = [{"bId": str(i), "Query": "select * from Term"} for i in range(31)]
+    refused = batch(qbo, too_many, requestid="batch-2")
+    assert batch(qbo, items, requestid="batch-2").content == refused.content
+
+
 def test_cdc_reports_changes_and_deletions(qbo: Harness) -> None:
     since = company_now(qbo).isoformat(timespec="seconds")
     qbo.clock.advance(1)
@@ -694,6 +835,32 @@ def test_batch_and_minute_limits(make_harness: Callable[..., Harness]) -> None:
     # the throttled batch still counted: two batches + two reads fill the minute
     assert [qbo.api("GET", "customer/1").status_code for _ in range(3)] == [200, 200, 429]
     assert qbo.client.get("/_sandbox/entities/Customer").status_code == 200
+
+
+def test_a_batch_is_one_request_against_the_minute_and_second(
+    make_harness: Callable[..., Harness],
+) -> None:
+    qbo = make_harness(rate_per_minute=3, rate_per_second=3)
+    thirty = [{"bId": str(i), "Query": "select * from Term"} for i in range(30)]
+    assert batch(qbo, thirty).status_code == 200
+    assert [qbo.api("GET", "customer/1").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_batch_items_metered_reading_counts_every_item(
+    make_harness: Callable[..., Harness],
+) -> None:
+    qbo = make_harness(batch_items_metered=True, rate_per_minute=5, rate_per_second=100)
+    three = [{"bId": str(i), "Query": "select * from Term"} for i in range(3)]
+    assert batch(qbo, three).status_code == 200
+    assert [qbo.api("GET", "customer/1").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_batch_per_realm_minute_limit(make_harness: Callable[..., Harness]) -> None:
+    qbo = make_harness(batch_per_minute=10, batch_per_minute_realm=2)
+    one = [{"bId": "1", "Query": "select * from Term"}]
+    assert [batch(qbo, one).status_code for _ in range(3)] == [200, 200, 429]
+    qbo.clock.advance(61)
+    assert batch(qbo, one).status_code == 200
 
 
 def test_fault_injection_drop_response_keeps_the_effect(qbo: Harness) -> None:
