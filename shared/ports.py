@@ -111,6 +111,10 @@ class TargetRef(BaseModel):
 
     id: str
     version: str  # the vendor's own version of the record (a sync token, a timestamp)
+    # When the vendor reports it: the time of this version in epoch ms, rounded up to
+    # the vendor's precision. The vendor's webhooks about this version carry no later
+    # time, so our own write's echo is recognised without reading the record back.
+    changed_at_ms: int | None = None
 
 
 class AccountingTarget(Protocol):

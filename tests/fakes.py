@@ -48,6 +48,12 @@ class Stored:
     id: str
     sync_token: int
     body: Party | Invoice
+    changed_at_ms: int = 0
+
+    def change(self) -> None:
+        """A new version, stamped later than the last (as a vendor's clock would)."""
+        self.sync_token += 1
+        self.changed_at_ms = max(time.time_ns() // 1_000_000, self.changed_at_ms + 1)
 
 
 @dataclass
@@ -62,6 +68,7 @@ class FakeLedger:
     replies: dict[str, TargetRef] = field(default_factory=dict)
     # Faults: the next N writes commit but their response is lost (a Retryable).
     lose_responses: int = 0
+    reads: int = 0  # calls of ``current``
     _ids: count[int] = field(default_factory=lambda: count(100))
 
     def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
@@ -109,6 +116,7 @@ class FakeLedger:
         return self._write(self.invoices, invoice, existing, idempotency_key)
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
+        self.reads += 1
         table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
         stored = table.get(target_id)
         return _ref(stored) if stored else None
@@ -116,7 +124,7 @@ class FakeLedger:
     def touch(self, object_type: ObjectType, target_id: str) -> None:
         """Someone edits the record in the accounting UI."""
         table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
-        table[target_id].sync_token += 1
+        table[target_id].change()
 
     def _write(
         self,
@@ -128,7 +136,12 @@ class FakeLedger:
         if key in self.replies:  # requestid replay: the original answer, nothing written
             return self._answer(self.replies[key])
         if existing is None:
-            stored = Stored(id=str(next(self._ids)), sync_token=0, body=body)
+            stored = Stored(
+                id=str(next(self._ids)),
+                sync_token=0,
+                body=body,
+                changed_at_ms=time.time_ns() // 1_000_000,
+            )
             table[stored.id] = stored
         else:
             # A stale version is re-read by the adapter itself (QuickBooks' 5010).
@@ -138,7 +151,8 @@ class FakeLedger:
             merged = stored.body.model_copy(
                 update={k: getattr(body, k) for k in body.model_fields_set}
             )
-            stored.body, stored.sync_token = merged, stored.sync_token + 1
+            stored.body = merged
+            stored.change()
         self.replies[key] = _ref(stored)
         return self._answer(_ref(stored))
 
@@ -151,7 +165,9 @@ class FakeLedger:
 
 
 def _ref(stored: Stored) -> TargetRef:
-    return TargetRef(id=stored.id, version=str(stored.sync_token))
+    return TargetRef(
+        id=stored.id, version=str(stored.sync_token), changed_at_ms=stored.changed_at_ms
+    )
 
 
 class OffsetClock:

@@ -17,12 +17,14 @@ def utc_now() -> datetime:
 class RecordLink(BaseModel):
     """Source record ↔ target record, with what was last applied.
 
-    ``source_version`` is the version of the source record last written to the
-    target (stale events are those older than it). ``target_version`` and
-    ``content_hash`` describe the target as we left it, so the target's own
-    webhook echoing our write back can be recognised and dropped. ``writing`` is the
-    digest of an update sent whose answer has not come back: until a link is saved
-    again, the target may hold that content instead, so nothing counts as unchanged.
+    ``source_version`` is the newest version the sync that wrote the target had read:
+    the record's own, or a child's (a deal's line item) when newer. Events older than
+    it are stale: that sync read what they changed. ``target_version``,
+    ``target_changed_at_ms`` and ``content_hash`` describe the target as we left it,
+    so the target's own webhook echoing our write back is recognised without a read.
+    ``writing`` is the digest of an update sent whose answer has not come back: until a
+    link is saved again, the target may hold that content instead, so nothing counts
+    as unchanged.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -36,6 +38,7 @@ class RecordLink(BaseModel):
     target_id: str
     source_version: int = Field(ge=0)
     target_version: str | None = None
+    target_changed_at_ms: int | None = None  # TargetRef.changed_at_ms of our write
     content_hash: str | None = None
     writing: str | None = None
     updated_at: datetime = Field(default_factory=utc_now)

@@ -210,10 +210,14 @@ class SyncEngine:
         expected here; anything else is noted, and two-way fields are opt-in."""
         target_key = record_key(event.source, event.object_type, event.record_id)
         link = self._links.get_by_target(self.connection_id, target_key)
-        if link is not None and event.kind is not ChangeKind.DELETED:
-            current = self._ledger.current(event.object_type, event.record_id)
-            if current is not None and current.version == link.target_version:
-                return _Result(Outcome.SKIPPED, "echo of our own write", target_key=link.source_key)
+        if (
+            link is not None
+            and event.kind is not ChangeKind.DELETED
+            and link.target_changed_at_ms is not None
+            and event.version <= link.target_changed_at_ms
+        ):
+            # Recognised from what our write returned, not by reading the record back.
+            return _Result(Outcome.SKIPPED, "echo of our own write", target_key=link.source_key)
         return _Result(
             Outcome.SKIPPED,
             f"no two-way fields configured for {event.source} {event.object_type}",
@@ -545,8 +549,9 @@ class SyncEngine:
             target=self._ledger.system,
             target_type=target_type,
             target_id=ref.id,
-            source_version=record.version,
+            source_version=_read_version(record),
             target_version=ref.version,
+            target_changed_at_ms=ref.changed_at_ms,
             content_hash=digest,
             updated_at=self._clock(),
         )
@@ -590,6 +595,16 @@ class SyncEngine:
         )
         self._audit.record(entry)
         return entry
+
+
+def _read_version(record: SourceRecord) -> int:
+    """The newest change this read of ``record`` saw: its own or a child's.
+
+    A line item's change does not move its deal's version, so its event (handed to
+    the deal) is only recognised as already read through the line item's version.
+    """
+    children = [child.version for kids in record.children.values() for child in kids]
+    return max([record.version, *children])
 
 
 def _derived_id(event_id: str, suffix: str) -> str:

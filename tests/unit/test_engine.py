@@ -333,22 +333,27 @@ class TestAccountingEvents:
         self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
     ) -> None:
         engine.handle(event(crm.put(contact())))
-        customer_id = next(iter(ledger.customers))
-        echo = ChangeEvent(
-            connection_id=CONNECTION,
-            source="quickbooks",
-            object_type=ObjectType.CUSTOMER,
-            record_id=customer_id,
-            event_id="qbo-1",
-            kind=ChangeKind.UPDATED,
-            occurred_at=datetime.now(UTC),
-            version=T0 + 10,
-        )
+        [(customer_id, customer)] = ledger.customers.items()
 
-        assert engine.handle(echo).reason == "echo of our own write"
+        def notified(event_id: str) -> ChangeEvent:
+            return ChangeEvent(
+                connection_id=CONNECTION,
+                source="quickbooks",
+                object_type=ObjectType.CUSTOMER,
+                record_id=customer_id,
+                event_id=event_id,
+                kind=ChangeKind.UPDATED,
+                occurred_at=datetime.now(UTC),
+                version=customer.changed_at_ms,
+            )
+
+        fetches = crm.fetches
+        assert engine.handle(notified("qbo-1")).reason == "echo of our own write"
 
         ledger.touch(ObjectType.CUSTOMER, customer_id)  # a person edits it in QuickBooks
-        assert "no two-way fields" in engine.handle(echo).reason
+        assert "no two-way fields" in engine.handle(notified("qbo-2")).reason
+        assert ledger.reads == 0  # recognised from what the write returned, no read-back
+        assert crm.fetches == fetches
 
 
 class TestMatchingSafety:
@@ -392,6 +397,27 @@ class TestMatchingSafety:
 
         assert entry.outcome is Outcome.UPDATED
         assert len(only_invoice(ledger).lines) == 1
+
+    def test_given_line_item_events_the_deals_sync_already_read_then_skipped_unfetched(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, queue: MemoryQueue
+    ) -> None:
+        # A deal made with two line items: its sync read both, the second made last.
+        first = line("501", "Services", "10", "150.00").model_copy(update={"version": T0 + 1})
+        second = line("502", "Hours", "2", "80").model_copy(update={"version": T0 + 2})
+        engine.handle(event(crm.put(contact())))
+        engine.handle(event(crm.put(deal(lines=[first, second]))))
+        for item in (first, second):
+            crm.put(item.model_copy(update={"associations": {ObjectType.DEAL: ["9"]}}))
+        fetches = crm.fetches
+
+        engine.handle(event(first, kind=ChangeKind.CREATED))  # queued before the sync ran
+        [handed] = queue.receive(10)
+        entry = engine.handle(handed.event)
+
+        assert entry.outcome is Outcome.SKIPPED
+        assert "stale event" in entry.reason
+        assert crm.fetches == fetches + 1, "the line item is read to find its deal, not the deal"
+        assert len(ledger.invoices) == 1
 
     def test_given_a_line_item_change_then_it_is_handed_to_its_deal_and_content_decides(
         self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, queue: MemoryQueue

@@ -13,6 +13,7 @@ record. Updates are sparse and carry the current ``SyncToken`` [Q8].
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from shared.batch import BatchResult, BatchWrite
 from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
 from shared.connectors.http import (
     ApiClient,
@@ -97,6 +99,10 @@ CUSTOM_FIELD_TYPE = "StringType"
 # an assumption kept short on purpose (docs/vendors/quickbooks.md, "Unconfirmed"); a
 # longer value is refused here rather than risk QuickBooks cutting it.
 CUSTOM_FIELD_VALUE_MAX = 31
+# The item list is kept this long; a line naming an unknown item re-reads it, at most
+# this often (our choice: items change rarely, and a new one is seen at once).
+ITEMS_KEPT_S = 900.0
+ITEMS_REREAD_S = 10.0
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 
 _ENTITY = {
@@ -140,6 +146,10 @@ class _FaultBody(BaseModel):
     fault: _Fault | None = Field(None, validation_alias=AliasChoices("Fault", "fault"))
 
 
+class _MetaData(BaseModel):
+    LastUpdatedTime: datetime | None = None
+
+
 class _Written(BaseModel):
     """The part of any entity this connector needs back: identity and version."""
 
@@ -147,9 +157,16 @@ class _Written(BaseModel):
 
     Id: str
     SyncToken: str
+    MetaData: _MetaData | None = None
 
     def ref(self) -> TargetRef:
-        return TargetRef(id=self.Id, version=self.SyncToken)
+        updated = self.MetaData.LastUpdatedTime if self.MetaData else None
+        return TargetRef(
+            id=self.Id,
+            version=self.SyncToken,
+            # LastUpdatedTime is to the second [Q3]; a webhook's time may carry ms.
+            changed_at_ms=epoch_ms(updated) + 999 if updated is not None else None,
+        )
 
 
 def _read_fault(response: httpx.Response) -> _Fault | None:
@@ -335,13 +352,51 @@ def sales_custom_fields(preferences: Mapping[str, Any]) -> list[SalesCustomField
     ]
 
 
-@dataclass(frozen=True)
-class CustomerWrite:
-    """One customer for ``batch_upsert_customers``: what to write, over what, with which key."""
+class ItemCatalog:
+    """The company's active items by SKU and by name, read whole (a query a 1,000
+    items) instead of two queries a line.
 
-    party: Party
-    existing: TargetRef | None
-    idempotency_key: str
+    Invalidation: the list is read again when it is older than ``ITEMS_KEPT_S``, when a
+    line names an item it lacks (one made since; at most once per ``ITEMS_REREAD_S``,
+    so a line naming no item costs no call per retry) and after QuickBooks refuses an
+    invoice (an item made inactive since).
+    """
+
+    def __init__(
+        self, read: Callable[[], Iterator[dict[str, Any]]], clock: Callable[[], float]
+    ) -> None:
+        self._read = read
+        self._clock = clock
+        self._by_sku: dict[str, str] = {}
+        self._by_name: dict[str, str] = {}
+        self._read_at: float | None = None
+
+    def find(self, *, name: str, sku: str | None) -> str | None:
+        if self._read_at is None or self._clock() - self._read_at > ITEMS_KEPT_S:
+            self._reload()
+        found = self._lookup(name, sku)
+        if found is None and self._clock() - (self._read_at or 0.0) > ITEMS_REREAD_S:
+            self._reload()
+            found = self._lookup(name, sku)
+        return found
+
+    def forget(self) -> None:
+        self._read_at = None
+
+    def _lookup(self, name: str, sku: str | None) -> str | None:
+        # Query comparisons are case-insensitive at Intuit, so are these.
+        found = self._by_sku.get(sku.casefold()) if sku else None
+        return found or self._by_name.get(name.casefold())
+
+    def _reload(self) -> None:
+        by_sku: dict[str, str] = {}
+        by_name: dict[str, str] = {}
+        for row in self._read():
+            item_id = str(row["Id"])
+            by_name[str(row["Name"]).casefold()] = item_id
+            if row.get("Sku"):
+                by_sku[str(row["Sku"]).casefold()] = item_id
+        self._by_sku, self._by_name, self._read_at = by_sku, by_name, self._clock()
 
 
 # --- the accounting target ------------------------------------------------------------
@@ -363,6 +418,7 @@ class QuickBooksAccounting:
         realm_id: str,
         minor_version: int = MINOR_VERSION,
         batch_api: ApiClient | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.realm_id = realm_id  # the company this adapter writes to, for links and logs
         self._api = api
@@ -370,31 +426,29 @@ class QuickBooksAccounting:
         self._minor_version = minor_version
         self._terms: dict[str, PaymentTerms] | None = None
         self._custom_fields: list[SalesCustomField] | None = None
+        self._items = ItemCatalog(lambda: self._query_all("Item", {"Active": True}), clock)
 
     # --- reads --------------------------------------------------------------------------
 
     def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
-        """An active customer by primary email, else by display name.
+        """An active customer by primary email; None without an email.
 
-        ``PrimaryEmailAddr`` is filterable on Customer (Intuit's entity reference, as
-        typed in Nytely-Official/quickbooks-api ``CustomerFilters``); it compares
-        through its ``Address``.
+        No lookup by display name: DisplayName is unique [Q8], so a create under a
+        taken name is refused with 6240 and ``upsert_customer`` takes that customer
+        instead, at no extra call when the name is free. ``PrimaryEmailAddr`` is
+        filterable on Customer (Intuit's entity reference, as typed in
+        Nytely-Official/quickbooks-api ``CustomerFilters``); it compares through its
+        ``Address``.
         """
-        if email:
-            found = self._first("Customer", {"Active": True, "PrimaryEmailAddr": email})
-            if found is not None:
-                return found.ref()
-        found = self._first("Customer", {"Active": True, "DisplayName": display_name})
+        if not email:
+            return None
+        found = self._first("Customer", {"Active": True, "PrimaryEmailAddr": email})
         return found.ref() if found is not None else None
 
     def find_item(self, *, name: str, sku: str | None) -> str | None:
-        """An active item's Id by SKU when given, else by name."""
-        if sku:
-            found = self._first("Item", {"Active": True, "Sku": sku})
-            if found is not None:
-                return found.Id
-        found = self._first("Item", {"Active": True, "Name": name})
-        return found.Id if found is not None else None
+        """An active item's Id by SKU when given, else by name, from the item list
+        read once and kept (``ItemCatalog``)."""
+        return self._items.find(name=name, sku=sku)
 
     def find_terms(self, name: str) -> PaymentTerms | None:
         """Terms by name (case-insensitive), from the Term list read once per instance.
@@ -477,24 +531,43 @@ class QuickBooksAccounting:
     ) -> TargetRef:
         """Create the invoice, or sparse-update ``existing``; ``Line`` is always sent whole."""
         body = self._invoice_body(invoice)
-        if existing is not None:
-            return self._update(ObjectType.INVOICE, body, existing, idempotency_key)
-        return self._create("Invoice", body, idempotency_key)
+        try:
+            if existing is not None:
+                return self._update(ObjectType.INVOICE, body, existing, idempotency_key)
+            return self._create("Invoice", body, idempotency_key)
+        except Permanent:
+            # Perhaps an item we keep was made inactive or deleted since we read it.
+            self._items.forget()
+            raise
 
-    def batch_upsert_customers(
-        self, writes: Sequence[CustomerWrite]
-    ) -> list[TargetRef | ConnectorError]:
-        """Many customers through ``POST /batch``, ≤30 items a call [Q8].
+    # --- batch (``shared.batch.BatchingTarget``; the code is in ``batch.py``) -----------
 
-        Returns, in input order, each customer's ref or the error its item's Fault
-        maps to (``Permanent`` with code 5010 or 6240 for the caller to resolve one
-        by one). A failure of a whole call raises. Each call's requestid derives from
-        its items' keys, so a retried call is answered, not re-run.
+    batch_max_items = BATCH_MAX_ITEMS
+
+    def batch_upsert(self, writes: Sequence[BatchWrite]) -> list[BatchResult]:
+        """Customers and invoices through ``POST /batch``, ≤30 items a call [Q6, Q8].
+
+        Returns, in input order, each write's ref or the error its item's Fault maps
+        to (``Permanent`` with code 5010 or 6240 for the caller to resolve by the
+        single write), or its ``RecordInvalid``. A failure of a whole call raises.
+        Each call's requestid derives from its items' keys, so a retried call is
+        answered, not re-run. See ``shared.connectors.quickbooks.batch``.
         """
-        results: list[TargetRef | ConnectorError] = []
-        for start in range(0, len(writes), BATCH_MAX_ITEMS):
-            results.extend(self._batch_chunk(writes[start : start + BATCH_MAX_ITEMS]))
-        return results
+        from shared.connectors.quickbooks.batch import batch_upsert  # it imports this module
+
+        return batch_upsert(writes, body_for=self._batch_body, send=self._send_batch)
+
+    def _batch_body(self, write: BatchWrite) -> dict[str, Any]:
+        if isinstance(write.record, Party):
+            return self._customer_body(write.record)
+        return self._invoice_body(write.record)
+
+    def _send_batch(self, items: list[dict[str, Any]], requestid: str) -> dict[str, Any]:
+        params = self._params(requestid=requestid)
+        response = self._batch_api.request(
+            "POST", "/batch", params=params, json={"BatchItemRequest": items}
+        )
+        return json_object(response, "quickbooks")
 
     # --- payloads ---------------------------------------------------------------------
 
@@ -708,43 +781,6 @@ class QuickBooksAccounting:
         params = self._params(requestid=requestid)
         response = self._api.request("POST", f"/{entity.lower()}", params=params, json=payload)
         return self._written(json_object(response, "quickbooks"), entity).ref()
-
-    def _batch_chunk(self, chunk: Sequence[CustomerWrite]) -> list[TargetRef | ConnectorError]:
-        items: list[dict[str, Any]] = []
-        for index, write in enumerate(chunk):
-            body = self._customer_body(write.party)
-            if write.existing is None:
-                items.append({"bId": str(index), "operation": "create", "Customer": body})
-            else:
-                sparse = {
-                    **body,
-                    "Id": write.existing.id,
-                    "SyncToken": write.existing.version,
-                    "sparse": True,
-                }
-                items.append({"bId": str(index), "operation": "update", "Customer": sparse})
-        key = "|".join(write.idempotency_key for write in chunk)
-        params = self._params(requestid=request_id(key, BATCH_REQUEST_ID_MAX))
-        response = self._batch_api.request(
-            "POST", "/batch", params=params, json={"BatchItemRequest": items}
-        )
-        answers = {
-            str(item.get("bId")): item
-            for item in json_object(response, "quickbooks").get("BatchItemResponse", [])
-            if isinstance(item, dict)
-        }
-        results: list[TargetRef | ConnectorError] = []
-        for index in range(len(chunk)):
-            answer = answers.get(str(index))
-            context = f"batch item {index}"
-            if answer is None:
-                results.append(Retryable(f"quickbooks {context}: no answer in the batch response"))
-            elif answer.get("Fault") is not None:
-                fault = _Fault.model_validate(answer["Fault"])
-                results.append(_error_for(_fault_verdict(fault), context))
-            else:
-                results.append(self._written(answer, "Customer").ref())
-        return results
 
     def _first(self, entity: str, where: Mapping[str, str | bool]) -> _Written | None:
         rows = self._query(entity, select(entity, where))

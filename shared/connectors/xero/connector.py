@@ -161,7 +161,11 @@ class _Contact(BaseModel):
     UpdatedDateUTC: UpdatedMs
 
     def ref(self) -> TargetRef:
-        return TargetRef(id=self.ContactID, version=str(self.UpdatedDateUTC))
+        return TargetRef(
+            id=self.ContactID,
+            version=str(self.UpdatedDateUTC),
+            changed_at_ms=self.UpdatedDateUTC,
+        )
 
 
 class _Invoice(BaseModel):
@@ -170,7 +174,11 @@ class _Invoice(BaseModel):
     Status: str = ""
 
     def ref(self) -> TargetRef:
-        return TargetRef(id=self.InvoiceID, version=str(self.UpdatedDateUTC))
+        return TargetRef(
+            id=self.InvoiceID,
+            version=str(self.UpdatedDateUTC),
+            changed_at_ms=self.UpdatedDateUTC,
+        )
 
 
 class _Item(BaseModel):

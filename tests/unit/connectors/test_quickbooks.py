@@ -19,14 +19,15 @@ from hypothesis import strategies as st
 
 from local.memory import MemoryLock, MemorySecretStore
 from local.sandboxes import quickbooks_query
+from shared.batch import BatchingTarget, BatchWrite
 from shared.connectors.auth import SecretBearer
 from shared.connectors.http import ApiClient, ResponseAction
 from shared.connectors.quickbooks.connector import (
     BATCH_CALL_LIMIT,
     BATCH_REQUEST_ID_MAX,
     CALL_LIMITS,
+    ITEMS_REREAD_S,
     REQUEST_ID_MAX,
-    CustomerWrite,
     QuickBooksAccounting,
     QuickBooksWebhooks,
     build_quickbooks,
@@ -39,6 +40,7 @@ from shared.connectors.quickbooks.connector import (
 )
 from shared.errors import (
     AuthFailed,
+    NotFound,
     Permanent,
     RateLimited,
     RecordInvalid,
@@ -86,9 +88,9 @@ def sleeps() -> list[float]:
 
 
 @pytest.fixture
-def qbo(router: respx.MockRouter, sleeps: list[float]) -> QuickBooksAccounting:
+def api(router: respx.MockRouter, sleeps: list[float]) -> ApiClient:
     secrets = MemorySecretStore({SECRET_ID: {"access_token": "live-token"}})
-    api = ApiClient(
+    return ApiClient(
         vendor="quickbooks",
         base_url=BASE,
         auth=SecretBearer(secrets, SECRET_ID),
@@ -99,6 +101,10 @@ def qbo(router: respx.MockRouter, sleeps: list[float]) -> QuickBooksAccounting:
         sleep=sleeps.append,
         transport=httpx.MockTransport(router.handler),
     )
+
+
+@pytest.fixture
+def qbo(api: ApiClient) -> QuickBooksAccounting:
     return QuickBooksAccounting(api, realm_id=REALM)
 
 
@@ -166,39 +172,83 @@ def test_given_an_email_match_when_finding_a_customer_then_the_email_query_alone
     assert route.calls.last.request.url.params["minorversion"] == "75"
 
 
-def test_given_no_email_match_when_finding_a_customer_then_the_display_name_is_tried(
+def test_given_no_email_match_when_finding_a_customer_then_none_after_one_query(
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:
-    route = router.get("/query").mock(
-        side_effect=[rows("Customer"), rows("Customer", {"Id": "7", "SyncToken": "0"})]
-    )
+    # A taken display name is found by the create itself (6240), not by a lookup.
+    route = router.get("/query").mock(return_value=rows("Customer"))
 
-    found = qbo.find_customer(email="new@example.com", display_name="O'Neil Ltd")
-
-    assert found == TargetRef(id="7", version="0")
-    assert "PrimaryEmailAddr = 'new@example.com'" in queries(route)[0]
-    assert "Active = true AND DisplayName = 'O\\'Neil Ltd'" in queries(route)[1]
+    assert qbo.find_customer(email="new@example.com", display_name="O'Neil Ltd") is None
+    assert len(route.calls) == 1
 
 
-def test_given_neither_matches_when_finding_without_email_then_none_after_one_query(
+def test_given_no_email_when_finding_a_customer_then_no_call_is_made(
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:
     route = router.get("/query").mock(return_value=rows("Customer"))
 
     assert qbo.find_customer(email=None, display_name="Nobody") is None
-    assert len(route.calls) == 1
+    assert len(route.calls) == 0
 
 
-def test_given_a_sku_when_finding_an_item_then_sku_first_then_name(
+def test_given_items_when_found_for_many_lines_then_the_item_list_is_read_once(
     router: respx.MockRouter, qbo: QuickBooksAccounting
 ) -> None:
     route = router.get("/query").mock(
-        side_effect=[rows("Item"), rows("Item", {"Id": "12", "SyncToken": "1", "Name": "Hours"})]
+        return_value=rows(
+            "Item",
+            {"Id": "12", "SyncToken": "1", "Name": "Hours", "Sku": "HR-1"},
+            {"Id": "13", "SyncToken": "0", "Name": "Design"},
+        )
     )
 
-    assert qbo.find_item(name="Hours", sku="HR-1") == "12"
-    assert "FROM Item WHERE Active = true AND Sku = 'HR-1'" in queries(route)[0]
-    assert "FROM Item WHERE Active = true AND Name = 'Hours'" in queries(route)[1]
+    assert qbo.find_item(name="Anything", sku="hr-1") == "12"  # SKU first, any case
+    assert qbo.find_item(name="design", sku="NO-SUCH") == "13"  # then the name
+    assert qbo.find_item(name="Hours", sku=None) == "12"
+    assert queries(route) == [
+        "SELECT * FROM Item WHERE Active = true STARTPOSITION 1 MAXRESULTS 1000"
+    ]
+
+
+def test_given_an_unknown_item_when_found_then_the_list_is_read_again_at_most_that_often(
+    router: respx.MockRouter, api: ApiClient
+) -> None:
+    now = [0.0]
+    qbo = QuickBooksAccounting(api, realm_id=REALM, clock=lambda: now[0])
+    route = router.get("/query").mock(
+        side_effect=[
+            rows("Item"),
+            rows("Item", {"Id": "5", "SyncToken": "0", "Name": "New"}),
+        ]
+    )
+
+    assert qbo.find_item(name="New", sku=None) is None
+    assert qbo.find_item(name="New", sku=None) is None  # read moments ago: no call
+    now[0] = ITEMS_REREAD_S + 1
+    assert qbo.find_item(name="New", sku=None) == "5"  # made since: read again
+    assert len(route.calls) == 2
+
+
+def test_given_an_invoice_refused_when_finding_items_again_then_the_list_is_read_anew(
+    router: respx.MockRouter, qbo: QuickBooksAccounting
+) -> None:
+    items = router.get("/query").mock(
+        return_value=rows("Item", {"Id": "12", "SyncToken": "1", "Name": "Hours"})
+    )
+    router.post("/invoice").mock(return_value=fault(400, "6000", "item is inactive"))
+    line = InvoiceLine(
+        name="Hours", item_ref=qbo.find_item(name="Hours", sku=None), quantity=1, unit_price=1
+    )
+
+    with pytest.raises(Permanent):
+        qbo.upsert_invoice(
+            Invoice(customer_ref="1", currency="USD", lines=[line]),
+            existing=None,
+            idempotency_key="k",
+        )
+    qbo.find_item(name="Hours", sku=None)
+
+    assert len(items.calls) == 2
 
 
 def test_given_terms_when_found_twice_then_the_term_list_is_read_once(
@@ -469,7 +519,9 @@ def test_given_429_with_retry_after_when_calling_then_it_waits_that_long_and_suc
 ) -> None:
     throttled = fault(429, "3001", "message=ThrottleExceeded; errorCode=003001")
     throttled.headers["Retry-After"] = "2"
-    router.get("/query").mock(side_effect=[throttled, rows("Item", {"Id": "4", "SyncToken": "0"})])
+    router.get("/query").mock(
+        side_effect=[throttled, rows("Item", {"Id": "4", "SyncToken": "0", "Name": "Hours"})]
+    )
 
     assert qbo.find_item(name="Hours", sku=None) == "4"
     assert sleeps == [2.0]
@@ -719,8 +771,12 @@ def test_given_an_amount_too_large_for_decimal_when_sent_then_refused_with_the_f
             existing=TargetRef(id="1", version="0"),
             idempotency_key="k",
         ),
-        lambda qbo: qbo.batch_upsert_customers(
-            [CustomerWrite(Party(kind=PartyKind.PERSON, display_name="A"), None, "k")]
+        lambda qbo: qbo.batch_upsert(
+            [
+                BatchWrite.customer(
+                    Party(kind=PartyKind.PERSON, display_name="A"), idempotency_key="k"
+                )
+            ]
         ),
     ],
     ids=["query", "read", "create", "update", "batch"],
@@ -800,15 +856,15 @@ def test_given_65_customers_when_batched_then_3_calls_of_at_most_30_with_per_ite
     names = [f"Cust {i}" for i in range(65)]
     names[31], names[2] = "Dup 31", "Stale 2"
     writes = [
-        CustomerWrite(
+        BatchWrite.customer(
             Party(kind=PartyKind.COMPANY, display_name=name),
-            TargetRef(id="9", version="1") if name == "Stale 2" else None,
-            f"hubspot:company:{i}:v1",
+            existing=TargetRef(id="9", version="1") if name == "Stale 2" else None,
+            idempotency_key=f"hubspot:company:{i}:v1",
         )
         for i, name in enumerate(names)
     ]
 
-    results = qbo.batch_upsert_customers(writes)
+    results = qbo.batch_upsert(writes)
 
     sent = [json.loads(c.request.content)["BatchItemRequest"] for c in route.calls]
     assert [len(items) for items in sent] == [30, 30, 5]
@@ -834,13 +890,152 @@ def test_given_a_batch_answer_missing_an_item_when_batched_then_that_item_is_ret
         )
     )
     writes = [
-        CustomerWrite(Party(kind=PartyKind.PERSON, display_name=n), None, n) for n in ("a", "b")
+        BatchWrite.customer(Party(kind=PartyKind.PERSON, display_name=n), idempotency_key=n)
+        for n in ("a", "b")
     ]
 
-    first, second = qbo.batch_upsert_customers(writes)
+    first, second = qbo.batch_upsert(writes)
 
     assert first == TargetRef(id="1", version="0")
     assert isinstance(second, Retryable)
+
+
+def invoice_for(customer: str, *, item: str | None = "4") -> Invoice:
+    line = InvoiceLine(name="Hours", item_ref=item, quantity=Decimal(2), unit_price=Decimal(50))
+    return Invoice(customer_ref=customer, currency="USD", lines=[line])
+
+
+def test_given_customers_and_invoices_when_batched_then_bodies_are_the_single_writes(
+    router: respx.MockRouter, qbo: QuickBooksAccounting
+) -> None:
+    def batch_answer(request: httpx.Request) -> httpx.Response:
+        out = []
+        for item in json.loads(request.content)["BatchItemRequest"]:
+            entity = "Customer" if "Customer" in item else "Invoice"
+            token = str(int(item[entity].get("SyncToken", "-1")) + 1)
+            out.append({"bId": item["bId"], entity: {"Id": f"n{item['bId']}", "SyncToken": token}})
+        return httpx.Response(200, json={"BatchItemResponse": out, "time": STAMP})
+
+    route = router.post("/batch").mock(side_effect=batch_answer)
+    party = Party(kind=PartyKind.COMPANY, display_name="Acme", email="a@acme.test")
+    writes = [
+        BatchWrite.customer(party, idempotency_key="c1"),
+        BatchWrite.invoice(invoice_for("7"), idempotency_key="i1"),
+        BatchWrite.invoice(
+            invoice_for("7"), existing=TargetRef(id="55", version="3"), idempotency_key="i2"
+        ),
+    ]
+
+    results = qbo.batch_upsert(writes)
+
+    (sent,) = [json.loads(c.request.content)["BatchItemRequest"] for c in route.calls]
+    assert [(i["bId"], i["operation"]) for i in sent] == [
+        ("0", "create"),
+        ("1", "create"),
+        ("2", "update"),
+    ]
+    assert sent[0]["Customer"] == qbo._customer_body(party)
+    assert sent[1]["Invoice"] == qbo._invoice_body(invoice_for("7"))
+    assert sent[2]["Invoice"] == {
+        **qbo._invoice_body(invoice_for("7")),
+        "Id": "55",
+        "SyncToken": "3",
+        "sparse": True,
+    }
+    assert results == [
+        TargetRef(id="n0", version="0"),
+        TargetRef(id="n1", version="0"),
+        TargetRef(id="n2", version="4"),
+    ]
+    assert route.calls[0].request.url.params["requestid"] == request_id(
+        "c1|i1|i2", BATCH_REQUEST_ID_MAX
+    )
+    assert isinstance(qbo, BatchingTarget) and qbo.batch_max_items == 30
+
+
+def test_given_an_invoice_without_item_when_batched_then_only_it_is_refused_before_sending(
+    router: respx.MockRouter, qbo: QuickBooksAccounting
+) -> None:
+    route = router.post("/batch").mock(
+        return_value=httpx.Response(
+            200,
+            json={"BatchItemResponse": [{"bId": "1", "Invoice": {"Id": "8", "SyncToken": "0"}}]},
+        )
+    )
+    writes = [
+        BatchWrite.invoice(invoice_for("7", item=None), idempotency_key="bad"),
+        BatchWrite.invoice(invoice_for("7"), idempotency_key="good"),
+    ]
+
+    refused, written = qbo.batch_upsert(writes)
+
+    assert isinstance(refused, RecordInvalid)
+    assert written == TargetRef(id="8", version="0")
+    (sent,) = [json.loads(c.request.content)["BatchItemRequest"] for c in route.calls]
+    assert [i["bId"] for i in sent] == ["1"]
+    assert route.calls[0].request.url.params["requestid"] == request_id("good", 36)
+    assert qbo.batch_upsert([writes[0]])[0].__class__ is RecordInvalid
+    assert len(route.calls) == 1  # nothing to send: no call
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected", "code"),
+    [
+        (
+            {"Error": [{"code": "6240", "Message": "Duplicate Name Exists Error"}]},
+            Permanent,
+            "6240",
+        ),
+        ({"Error": [{"code": "5010", "Message": "Stale Object Error"}]}, Permanent, "5010"),
+        ({"Error": [{"code": "2020", "Message": "Required param missing"}]}, Permanent, "2020"),
+        ({"Error": [{"code": "610", "Message": "Object Not Found"}]}, NotFound, "610"),
+        ({"Error": [{"code": "3001", "Message": "ThrottleExceeded"}]}, RateLimited, None),
+    ],
+    ids=["duplicate", "stale", "validation", "not-found", "throttled-item"],
+)
+def test_given_an_item_fault_when_batched_then_the_single_write_error_class(
+    router: respx.MockRouter,
+    qbo: QuickBooksAccounting,
+    fault: dict[str, Any],
+    expected: type[Exception],
+    code: str | None,
+) -> None:
+    router.post("/batch").mock(
+        return_value=httpx.Response(
+            200, json={"BatchItemResponse": [{"bId": "0", "Fault": fault}], "time": STAMP}
+        )
+    )
+    write = BatchWrite.invoice(invoice_for("7"), idempotency_key="k")
+
+    (result,) = qbo.batch_upsert([write])
+
+    assert type(result) is expected
+    if code is not None:
+        assert isinstance(result, Permanent) and result.code == code
+
+
+def test_given_a_throttled_batch_call_when_batched_then_it_raises(
+    router: respx.MockRouter, qbo: QuickBooksAccounting, sleeps: list[float]
+) -> None:
+    error = {
+        "Message": "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+        "code": "3001",
+    }
+    router.post("/batch").mock(
+        return_value=httpx.Response(429, json={"Fault": {"Error": [error], "type": "SERVICE"}})
+    )
+
+    with pytest.raises(RateLimited):
+        qbo.batch_upsert([BatchWrite.invoice(invoice_for("7"), idempotency_key="k")])
+
+
+def test_given_a_write_whose_record_is_not_its_type_when_built_then_refused() -> None:
+    with pytest.raises(ValueError, match="carries a Invoice"):
+        BatchWrite(
+            object_type=ObjectType.INVOICE,
+            record=Party(kind=PartyKind.PERSON, display_name="A"),
+            idempotency_key="k",
+        )
 
 
 # --- factory and token rotation ---------------------------------------------------------------

@@ -18,11 +18,8 @@ import pytest
 from flask import Flask, Response
 
 from local.sandboxes.base import SandboxServer, received_webhook
-from shared.connectors.quickbooks.connector import (
-    CustomerWrite,
-    QuickBooksAccounting,
-    quickbooks_webhooks,
-)
+from shared.batch import BatchWrite
+from shared.connectors.quickbooks.connector import QuickBooksAccounting, quickbooks_webhooks
 from shared.errors import Permanent
 from shared.models import ChangeKind, Invoice, InvoiceLine, ObjectType, Party, PartyKind
 from shared.ports import InboundWebhook, TargetRef
@@ -51,15 +48,16 @@ def stored(env: Env, entity: str, target_id: str) -> dict[str, Any]:
 # --- customers -----------------------------------------------------------------------
 
 
-def test_given_the_seeded_company_when_matching_then_email_and_quoted_names_are_found(
+def test_given_the_seeded_company_when_matching_then_only_its_email_finds_it(
     qbo: QuickBooksAccounting,
 ) -> None:
     by_email = qbo.find_customer(email="Birds@Intuit.com", display_name="not this")
-    by_name = qbo.find_customer(email="nobody@example.com", display_name="Amy's Bird Sanctuary")
 
     assert by_email is not None and by_email.id == "1"
-    assert by_name == by_email
-    assert qbo.find_customer(email=None, display_name="Nobody's Business") is None
+    # A taken display name is found by the create (6240), not by a lookup first.
+    assert (
+        qbo.find_customer(email="nobody@example.com", display_name="Amy's Bird Sanctuary") is None
+    )
 
 
 def test_given_a_new_party_when_created_then_updated_then_one_customer_keeps_unsent_fields(
@@ -83,7 +81,7 @@ def test_given_a_new_party_when_created_then_updated_then_one_customer_keeps_uns
     )
 
     assert found == created and created.version == "0"
-    assert updated == TargetRef(id=created.id, version="1")
+    assert (updated.id, updated.version) == (created.id, "1")
     customer = stored(env, "Customer", created.id)
     assert customer["GivenName"] == "Zoë" and customer["FamilyName"] == "O'Hara"
     assert customer["PrimaryPhone"] == {"FreeFormNumber": "+1 555 0199"}
@@ -108,7 +106,7 @@ def test_given_someone_edited_the_customer_when_updating_with_the_old_token_then
         idempotency_key="hs:contact:4:v9",
     )
 
-    assert ref == TargetRef(id="4", version=str(int(seeded.version) + 2))
+    assert (ref.id, ref.version) == ("4", str(int(seeded.version) + 2))
     assert stored(env, "Customer", "4")["CompanyName"] == "Rodriguez Co"
 
 
@@ -120,7 +118,7 @@ def test_given_a_taken_display_name_when_creating_then_the_holder_is_updated_not
     ref = qbo.upsert_customer(party, existing=None, idempotency_key="hs:company:3:v1")
     again = qbo.upsert_customer(party, existing=None, idempotency_key="hs:company:3:v1")
 
-    assert ref == TargetRef(id="3", version="1")
+    assert (ref.id, ref.version) == ("3", "1")
     assert again == ref  # the retry replays both requestids: nothing written twice
     customer = stored(env, "Customer", "3")
     assert customer["PrimaryEmailAddr"] == {"Address": "other@cool.test"}
@@ -132,11 +130,13 @@ def test_given_a_batch_with_a_taken_name_when_upserted_then_per_item_results(
     env: Env, qbo: QuickBooksAccounting
 ) -> None:
     writes = [
-        CustomerWrite(Party(kind=PartyKind.COMPANY, display_name=name), None, f"hs:company:{i}")
+        BatchWrite.customer(
+            Party(kind=PartyKind.COMPANY, display_name=name), idempotency_key=f"hs:company:{i}"
+        )
         for i, name in enumerate(["Batch One", "Cool Cars", "Batch Two"])
     ]
 
-    first, taken, second = qbo.batch_upsert_customers(writes)
+    first, taken, second = qbo.batch_upsert(writes)
 
     assert isinstance(first, TargetRef) and isinstance(second, TargetRef)
     assert isinstance(taken, Permanent) and taken.code == "6240"
@@ -168,6 +168,44 @@ def won_deal_invoice(qbo: QuickBooksAccounting, quantity: str) -> Invoice:
     )
 
 
+def test_given_customers_and_invoices_when_batched_twice_then_written_once_each(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    invoice = won_deal_invoice(qbo, "2")
+    existing = qbo.upsert_invoice(invoice, existing=None, idempotency_key="hs:deal:90:v1")
+    orphan = invoice.model_copy(update={"customer_ref": "999"})
+    writes = [
+        BatchWrite.customer(
+            Party(kind=PartyKind.COMPANY, display_name="Batch Co"), idempotency_key="hs:co:1"
+        ),
+        BatchWrite.customer(
+            Party(kind=PartyKind.COMPANY, display_name="Amy's Bird Sanctuary", phone="555"),
+            existing=TargetRef(id="1", version="0"),
+            idempotency_key="hs:co:2",
+        ),
+        BatchWrite.invoice(invoice, idempotency_key="hs:deal:91:v1"),
+        BatchWrite.invoice(
+            won_deal_invoice(qbo, "4"), existing=existing, idempotency_key="hs:deal:90:v2"
+        ),
+        BatchWrite.invoice(orphan, idempotency_key="hs:deal:92:v1"),
+    ]
+
+    results = qbo.batch_upsert(writes)
+    again = qbo.batch_upsert(writes)  # a retry: the requestid replays the answer
+
+    assert again[:4] == results[:4]
+    assert str(again[4]) == str(results[4])
+    created, updated, new_invoice, changed, refused = results
+    assert isinstance(created, TargetRef) and isinstance(new_invoice, TargetRef)
+    assert isinstance(updated, TargetRef) and updated.version == "1"
+    assert stored(env, "Customer", "1")["PrimaryPhone"] == {"FreeFormNumber": "555"}
+    assert isinstance(changed, TargetRef) and changed.version == "1"
+    assert stored(env, "Invoice", changed.id)["Line"][0]["SalesItemLineDetail"]["Qty"] == 4
+    assert isinstance(refused, Permanent) and refused.code == "2500"
+    assert env.sandbox.create_count("Customer") == 1
+    assert env.sandbox.create_count("Invoice") == 2  # the single create and one batched
+
+
 def test_given_a_won_deal_when_invoiced_then_updated_then_one_invoice_with_the_new_lines(
     env: Env, qbo: QuickBooksAccounting
 ) -> None:
@@ -178,7 +216,7 @@ def test_given_a_won_deal_when_invoiced_then_updated_then_one_invoice_with_the_n
         won_deal_invoice(qbo, "3"), existing=created, idempotency_key="hs:deal:77:v2"
     )
 
-    assert updated == TargetRef(id=created.id, version="1")
+    assert (updated.id, updated.version) == (created.id, "1")
     assert env.sandbox.create_count("Invoice") == 1
     invoice = stored(env, "Invoice", created.id)
     assert Decimal(str(invoice["TotalAmt"])) == Decimal("214.50")  # 3 × 75 − 10.50
@@ -310,10 +348,11 @@ def test_given_a_lost_create_and_a_newer_deal_when_retried_then_the_doc_number_f
     found = qbo.find_invoice("HS-79")
     ref = qbo.upsert_invoice(newer, existing=found, idempotency_key="hs:deal:79:v2")
 
-    assert found is not None and ref == TargetRef(id=found.id, version="1")
+    assert found is not None and (ref.id, ref.version) == (found.id, "1")
     assert env.sandbox.create_count("Invoice") == 1
     assert Decimal(str(stored(env, "Invoice", ref.id)["TotalAmt"])) == Decimal("289.50")
-    assert qbo.find_invoice("1001") == TargetRef(id="1", version="0")  # seeded
+    seeded = qbo.find_invoice("1001")
+    assert seeded is not None and (seeded.id, seeded.version) == ("1", "0")
     assert qbo.find_invoice("HS-80") is None
 
 
