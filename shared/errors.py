@@ -11,6 +11,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.ports import TargetRef
 
 
 class CrmSyncError(Exception):
@@ -69,6 +73,16 @@ class OutOfTime(Retryable):
 
 class Permanent(ConnectorError):
     """The vendor refused the request for good (validation, duplicate, forbidden)."""
+
+
+class AlreadyExists(Permanent):
+    """A create refused because ``holder`` holds its unique key (a name, a number; the
+    match ``rule``): the engine takes it as a lookup before the create would have."""
+
+    def __init__(self, message: str, *, holder: TargetRef, rule: str, code: str | None = None):
+        super().__init__(message, code=code)
+        self.holder = holder
+        self.rule = rule
 
 
 class NotFound(Permanent):

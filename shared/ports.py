@@ -117,6 +117,11 @@ class TargetRef(BaseModel):
     changed_at_ms: int | None = None
 
 
+# Match rules: how an existing target record is recognised as a source record's.
+BY_DISPLAY_NAME = "display_name"
+BY_DOC_NUMBER = "doc_number"
+
+
 class AccountingTarget(Protocol):
     """Writes customers and invoices into an accounting system.
 
@@ -129,8 +134,13 @@ class AccountingTarget(Protocol):
     """
 
     system: System
+    # Match rules the target enforces itself, refusing a create with ``AlreadyExists``
+    # (e.g. a unique invoice number): the engine looks nothing up before such a create.
+    checked_on_create: frozenset[str]
 
-    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None: ...
+    def find_customer(self, *, email: str | None, display_name: str | None) -> TargetRef | None:
+        """A customer by email, else by display name (each when given)."""
+        ...
 
     def upsert_customer(
         self, party: Party, *, existing: TargetRef | None, idempotency_key: str

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 
-from shared.errors import NotFound, RecordInvalid, Retryable, Violation
+from shared.errors import AlreadyExists, NotFound, RecordInvalid, Retryable, Violation
 from shared.models import Invoice, ObjectType, Party, SourceRecord, System
-from shared.ports import TargetRef
+from shared.ports import BY_DISPLAY_NAME, BY_DOC_NUMBER, TargetRef
 
 # The HubSpot services preset: the mapping the core's tests run with.
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "config" / "hubspot" / "services.yaml"
@@ -61,6 +61,7 @@ class FakeLedger:
     """QuickBooks-like: SyncTokens, requestid replay, lookups by email and name."""
 
     system: System = "quickbooks"
+    checked_on_create: frozenset[str] = frozenset()  # matched by lookups before a create
     customers: dict[str, Stored] = field(default_factory=dict)
     invoices: dict[str, Stored] = field(default_factory=dict)
     items: dict[str, str] = field(default_factory=lambda: {"Services": "1", "Hours": "2"})
@@ -69,36 +70,54 @@ class FakeLedger:
     # Faults: the next N writes commit but their response is lost (a Retryable).
     lose_responses: int = 0
     reads: int = 0  # calls of ``current``
+    lookups: int = 0  # queries made by the find_* methods
     _ids: count[int] = field(default_factory=lambda: count(100))
 
-    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
-        for stored in self.customers.values():
-            party = stored.body
-            assert isinstance(party, Party)
-            if email and party.email == email:
-                return _ref(stored)
-        for stored in self.customers.values():
-            party = stored.body
-            assert isinstance(party, Party)
-            if party.display_name == display_name:
-                return _ref(stored)
+    def find_customer(self, *, email: str | None, display_name: str | None) -> TargetRef | None:
+        """By email, else by name, each when given: one lookup (query) each."""
+        for value, field_name in ((email, "email"), (display_name, "display_name")):
+            if value:
+                self.lookups += 1
+                found = self._customer_with(field_name, value)
+                if found is not None:
+                    return found
         return None
+
+    def _customer_with(self, field_name: str, value: str) -> TargetRef | None:
+        return next(
+            (_ref(s) for s in self.customers.values() if getattr(s.body, field_name) == value),
+            None,
+        )
 
     def upsert_customer(
         self, party: Party, *, existing: TargetRef | None, idempotency_key: str
     ) -> TargetRef:
+        if existing is None and BY_DISPLAY_NAME in self.checked_on_create:
+            holder = self._customer_with("display_name", party.display_name)
+            self._refuse_taken(BY_DISPLAY_NAME, holder)
         return self._write(self.customers, party, existing, idempotency_key)
+
+    def _refuse_taken(self, rule: str, holder: TargetRef | None) -> None:
+        """Like QuickBooks' 6240 / 6140: a create under a taken key names the holder."""
+        if holder is not None:
+            raise AlreadyExists(f"{rule} is taken", holder=holder, rule=rule)
 
     def find_item(self, *, name: str, sku: str | None) -> str | None:
         return self.items.get(sku or "") or self.items.get(name)
 
     def find_invoice(self, doc_number: str) -> TargetRef | None:
-        for stored in self.invoices.values():
-            invoice = stored.body
-            assert isinstance(invoice, Invoice)
-            if invoice.doc_number == doc_number:
-                return _ref(stored)
-        return None
+        self.lookups += 1
+        return self._invoice_numbered(doc_number)
+
+    def _invoice_numbered(self, doc_number: str) -> TargetRef | None:
+        return next(
+            (
+                _ref(s)
+                for s in self.invoices.values()
+                if getattr(s.body, "doc_number", None) == doc_number
+            ),
+            None,
+        )
 
     def upsert_invoice(
         self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
@@ -113,6 +132,8 @@ class FakeLedger:
             violations.append(Violation("payment_terms", "terms_exist", "no such terms"))
         if violations:
             raise RecordInvalid(violations)
+        if existing is None and invoice.doc_number and BY_DOC_NUMBER in self.checked_on_create:
+            self._refuse_taken(BY_DOC_NUMBER, self._invoice_numbered(invoice.doc_number))
         return self._write(self.invoices, invoice, existing, idempotency_key)
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:

@@ -150,8 +150,9 @@ class CrashingLedger:
         self._ledger = ledger
         self._after_write = after_write
         self.system: System = ledger.system
+        self.checked_on_create = ledger.checked_on_create
 
-    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
+    def find_customer(self, *, email: str | None, display_name: str | None) -> TargetRef | None:
         return self._ledger.find_customer(email=email, display_name=display_name)
 
     def upsert_customer(

@@ -46,7 +46,10 @@ Reproduced behaviours
   body. Fault bodies are ``{"Fault":{"Error":[...],"type":"ValidationFault"}}``.
 * Invoice maths: ``TotalAmt`` = sales lines - discount line + tax; a
   ``SubTotalLineDetail`` line is appended (or recomputed); ``Balance`` =
-  ``TotalAmt`` - applied payments; ``DocNumber`` auto-assigned from 1001;
+  ``TotalAmt`` - applied payments; ``DocNumber`` auto-assigned from 1001; a
+  ``DocNumber`` another invoice holds is refused with 6140 "Duplicate Document
+  Number Error" naming that invoice's ``TxnId``, unless the request says
+  ``include=allowduplicatedocnum`` (Intuit's Invoice reference, DocNumber);
   ``TxnDate`` defaults to today in the company time zone; ``DueDate`` from the
   term's ``DueDays`` (the invoice's, else the customer's); ``CurrencyRef``
   defaults to the home currency.
@@ -1416,7 +1419,7 @@ class QuickBooksSandbox:
         if spec.name == "Item":
             return self._prepare_item(body, existing, call)
         if spec.name == "Invoice":
-            return self._prepare_invoice(body, call)
+            return self._prepare_invoice(body, call, existing)
         if spec.name == "Term":
             return self._prepare_term(body, existing)
         if spec.name == "Account":
@@ -1625,7 +1628,9 @@ class QuickBooksSandbox:
             out["TrackQtyOnHand"] = True
         return out
 
-    def _prepare_invoice(self, body: JsonObj, call: _Call | None) -> JsonObj:
+    def _prepare_invoice(
+        self, body: JsonObj, call: _Call | None, existing: JsonObj | None = None
+    ) -> JsonObj:
         out = {k: v for k, v in body.items() if k not in ("TotalAmt", "Balance", "LinkedTxn")}
         customer_id = _ref_id(body, "CustomerRef")
         if customer_id is None:
@@ -1702,6 +1707,8 @@ class QuickBooksSandbox:
         out["TxnDate"] = txn_date.isoformat()
         out["DueDate"] = due.isoformat()
         out["DocNumber"] = str(body.get("DocNumber") or "") or self._next_doc_number()
+        if call is not None:
+            self._check_doc_number(out["DocNumber"], existing)
         out["TxnTaxDetail"] = tax_detail
         out["TotalAmt"] = _num_out(subtotal - discount + tax)
         try:
@@ -1819,6 +1826,22 @@ class QuickBooksSandbox:
             "TotalTax": _num_out(total),
             "TaxLine": tax_lines,
         }, total
+
+    def _check_doc_number(self, number: str, existing: JsonObj | None) -> None:
+        """6140 for a number another invoice holds, as integrators report it (the
+        Detail names the holder's TxnId), unless ``include=allowduplicatedocnum``."""
+        if "allowduplicatedocnum" in request.args.get("include", "").split(","):
+            return
+        own = existing["Id"] if existing else None
+        for held in self._store["Invoice"].values():
+            if held["DocNumber"] == number and held["Id"] != own:
+                raise QboError(
+                    "6140",
+                    "Duplicate Document Number Error",
+                    "Duplicate Document Number Error : You must specify a different number. "
+                    f"This number has already been used. DocNumber={number} is assigned to "
+                    f"TxnType=Invoice with TxnId={held['Id']}",
+                )
 
     def _next_doc_number(self) -> str:
         numbers = [

@@ -31,11 +31,20 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import TypeVar
 
 from pydantic import BaseModel
 
-from shared.errors import AuthFailed, NotFound, Permanent, RecordInvalid, StaleWrite, Violation
+from shared.errors import (
+    AlreadyExists,
+    AuthFailed,
+    NotFound,
+    Permanent,
+    RecordInvalid,
+    StaleWrite,
+    Violation,
+)
 from shared.mapping import Filtered, Mapper
 from shared.models import (
     AuditEntry,
@@ -55,6 +64,8 @@ from shared.models import (
 from shared.models.events import record_key
 from shared.models.links import utc_now
 from shared.ports import (
+    BY_DISPLAY_NAME,
+    BY_DOC_NUMBER,
     AccountingTarget,
     AuditLog,
     CrmSource,
@@ -231,6 +242,7 @@ class SyncEngine:
     ) -> tuple[_Result, TargetRef]:
         party = content.model
         assert isinstance(party, Party)
+        checked = self._ledger.checked_on_create
         return self._write(
             record,
             link,
@@ -240,9 +252,11 @@ class SyncEngine:
             self._ledger.upsert_customer,
             describe=f"customer ({party.display_name})",
             match=lambda: self._ledger.find_customer(
-                email=party.email, display_name=party.display_name
+                email=party.email,
+                # A target with unique names finds the holder on create instead.
+                display_name=None if BY_DISPLAY_NAME in checked else party.display_name,
             ),
-            match_rule="email or display_name",
+            match_rule=f"email or {BY_DISPLAY_NAME}",
         )
 
     def _ensure_customer(
@@ -301,7 +315,12 @@ class SyncEngine:
                 ]
             )
         deal_key = record_key(self._crm.system, ObjectType.DEAL, record.id)
-        doc_number = deal.doc_number
+        # An invoice made outside this service (or before a link was kept) with the
+        # deal's number is updated rather than duplicated; a target that refuses a
+        # taken number names its holder on create, with no lookup first.
+        match = None
+        if deal.doc_number and BY_DOC_NUMBER not in self._ledger.checked_on_create:
+            match = partial(self._ledger.find_invoice, deal.doc_number)
         result, _ = self._write(
             record,
             link,
@@ -310,10 +329,8 @@ class SyncEngine:
             lambda: self._invoice_for(deal, self._ensure_customer(event, deal_key, customer)),
             self._ledger.upsert_invoice,
             describe=f"invoice for {deal.name}",
-            # An invoice made outside this service (or before a link was kept) with the
-            # deal's number is updated rather than duplicated.
-            match=(lambda: self._ledger.find_invoice(doc_number)) if doc_number else None,
-            match_rule="doc_number",
+            match=match,
+            match_rule=BY_DOC_NUMBER,
         )
         return result
 
@@ -454,13 +471,9 @@ class SyncEngine:
             if pending is None or pending.target_type is not target_type:
                 found = match() if match else None
                 if found is not None:
-                    self._check_unclaimed(target_type, found, source_key, match_rule)
-                    ref = upsert(
-                        model,
-                        existing=found,
-                        idempotency_key=update_key(self.connection_id, source_key, found, digest),
+                    return self._take(
+                        record, target_type, found, digest, model, upsert, describe, match_rule
                     )
-                    return self._linked(record, target_type, ref, digest, Outcome.LINKED, describe)
                 pending = PendingCreate(
                     connection_id=self.connection_id,
                     source_key=source_key,
@@ -472,7 +485,13 @@ class SyncEngine:
                     created_at=self._clock(),
                 )
                 self._links.put_pending_create(pending)
-            ref = self._repeat(pending, model, upsert)
+            try:
+                ref = self._repeat(pending, model, upsert)
+            except AlreadyExists as taken:
+                # The create found what a lookup would have: taken the same way.
+                return self._take(
+                    record, target_type, taken.holder, digest, model, upsert, describe, taken.rule
+                )
             if pending.content_hash != digest:
                 # The repeated create wrote the content of its first attempt.
                 ref = upsert(
@@ -481,6 +500,27 @@ class SyncEngine:
                     idempotency_key=update_key(self.connection_id, source_key, ref, digest),
                 )
             return self._linked(record, target_type, ref, digest, Outcome.CREATED, describe)
+
+    def _take(
+        self,
+        record: SourceRecord,
+        target_type: ObjectType,
+        found: TargetRef,
+        digest: str,
+        model: BaseModel,
+        upsert: Upsert,
+        describe: str,
+        match_rule: str,
+    ) -> tuple[_Result, TargetRef]:
+        """Link ``record`` to a target record matched by ``match_rule`` and write it."""
+        source_key = record_key(self._crm.system, record.object_type, record.id)
+        self._check_unclaimed(target_type, found, source_key, match_rule)
+        ref = upsert(
+            model,
+            existing=found,
+            idempotency_key=update_key(self.connection_id, source_key, found, digest),
+        )
+        return self._linked(record, target_type, ref, digest, Outcome.LINKED, describe)
 
     def _repeat(self, pending: PendingCreate, model: M, upsert: Upsert) -> TargetRef:
         """Send the written-down create: the first time, or again after a lost answer

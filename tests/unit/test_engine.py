@@ -14,6 +14,7 @@ from shared.models import (
     ChangeEvent,
     ChangeKind,
     Invoice,
+    InvoiceLine,
     ObjectType,
     Outcome,
     Party,
@@ -369,6 +370,47 @@ class TestMatchingSafety:
         assert entry.rule == "unique_match"
         assert "hubspot:contact:1" in entry.reason
         assert only_customer(ledger).email == "john.a@example.com"
+
+    @pytest.mark.parametrize("checked", [frozenset(), frozenset({"display_name"})])
+    def test_given_a_name_the_target_checks_on_create_then_a_second_contact_cannot_take_it(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, checked: frozenset[str]
+    ) -> None:
+        ledger.checked_on_create = checked
+        engine.handle(event(crm.put(contact("1", email="john.a@example.com"))))
+        lookups = ledger.lookups
+
+        entry = engine.handle(event(crm.put(contact("2", email="john.b@example.com"))))
+
+        assert (entry.outcome, entry.rule) == (Outcome.INVALID, "unique_match")
+        assert "hubspot:contact:1" in entry.reason
+        assert only_customer(ledger).email == "john.a@example.com"
+        # Looked up by email, and by name only where the create would not find it.
+        assert ledger.lookups - lookups == (1 if checked else 2)
+
+    def test_given_an_invoice_numbered_outside_when_the_target_refuses_the_number_then_linked(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        ledger.checked_on_create = frozenset({"doc_number"})
+        engine.handle(event(crm.put(contact())))
+        record = crm.put(deal())
+        made_by_hand = ledger.upsert_invoice(
+            Invoice(
+                customer_ref="x",
+                currency="USD",
+                lines=[InvoiceLine(name="Hours", item_ref="2", quantity=1, unit_price=1)],
+                doc_number="HS-9",
+            ),
+            existing=None,
+            idempotency_key="by-hand",
+        )
+        lookups = ledger.lookups
+
+        entry = engine.handle(event(record))
+
+        assert entry.outcome is Outcome.LINKED
+        assert list(ledger.invoices) == [made_by_hand.id]
+        assert len(only_invoice(ledger).lines) == 2
+        assert ledger.lookups == lookups, "no lookup before the create"
 
     def test_given_a_lost_create_and_a_newer_version_on_retry_then_one_invoice(
         self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger

@@ -13,6 +13,7 @@ record. Updates are sparse and carry the current ``SyncToken`` [Q8].
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, Va
 
 from shared.batch import BatchResult, BatchWrite
 from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
+from shared.connectors.catalog import CatalogItem, ItemCatalog
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -39,6 +41,7 @@ from shared.connectors.http import (
 )
 from shared.connectors.times import epoch_ms
 from shared.errors import (
+    AlreadyExists,
     ConnectorError,
     NotFound,
     Permanent,
@@ -58,6 +61,8 @@ from shared.models import (
 )
 from shared.money import json_number, minor_units, round_half_up
 from shared.ports import (
+    BY_DISPLAY_NAME,
+    BY_DOC_NUMBER,
     CallBudget,
     InboundWebhook,
     Lock,
@@ -74,13 +79,17 @@ from shared.ports import (
 TAX_CODES: Mapping[str, str] = {TaxTreatment.TAXABLE: "TAX", TaxTreatment.EXEMPT: "NON"}
 
 # "Limits and throttles" [Q6]: 500 requests/min per realm, 10 requests/s per realm
-# and app, and batch calls also 40/min per realm and app.
-CALL_LIMITS = (CallLimit(500, 60.0), CallLimit(10, 1.0))
+# and app, and batch calls also 40/min per realm and app. Only the minute is budgeted:
+# the budget paces calls evenly (500/min is one every 0.12 s, at most 9 in any second
+# even with a slot used its allowed bit late), so the 10/s is never reached and a
+# second budget for it would only cost every call a second slot.
+CALL_LIMITS = (CallLimit(500, 60.0),)
 BATCH_CALL_LIMIT = CallLimit(40, 60.0)
 # On 429 Intuit says "wait 60 seconds"; a Retry-After is not documented [Q6].
 THROTTLE_WAIT_S = 60.0
 THROTTLE_CODES = frozenset({"3001"})  # "message=ThrottleExceeded; errorCode=003001" [Q10]
 STALE_OBJECT = "5010"  # SyncToken older than the stored object [Q10]
+DUPLICATE_DOC_NUMBER = "6140"  # DocNumber held by another invoice (see _doc_number_holder)
 DUPLICATE_NAME = "6240"  # DisplayName shared with a customer, vendor or employee [Q8, Q10]
 OBJECT_NOT_FOUND = "610"  # [Q10]
 # Any minorversion below 75 is ignored and 75 is the default since Aug 2025 [Q5].
@@ -99,10 +108,6 @@ CUSTOM_FIELD_TYPE = "StringType"
 # an assumption kept short on purpose (docs/vendors/quickbooks.md, "Unconfirmed"); a
 # longer value is refused here rather than risk QuickBooks cutting it.
 CUSTOM_FIELD_VALUE_MAX = 31
-# The item list is kept this long; a line naming an unknown item re-reads it, at most
-# this often (our choice: items change rarely, and a new one is seen at once).
-ITEMS_KEPT_S = 900.0
-ITEMS_REREAD_S = 10.0
 JSON_HEADERS = {"Accept": "application/json", "Content-Type": "application/json"}
 
 _ENTITY = {
@@ -352,56 +357,6 @@ def sales_custom_fields(preferences: Mapping[str, Any]) -> list[SalesCustomField
     ]
 
 
-class ItemCatalog:
-    """The company's active items by SKU and by name, read whole (a query a 1,000
-    items) instead of two queries a line.
-
-    Invalidation: the list is read again when it is older than ``ITEMS_KEPT_S``, when a
-    line names an item it lacks (one made since; at most once per ``ITEMS_REREAD_S``,
-    so a line naming no item costs no call per retry) and after QuickBooks refuses an
-    invoice (an item made inactive since).
-    """
-
-    def __init__(
-        self, read: Callable[[], Iterator[dict[str, Any]]], clock: Callable[[], float]
-    ) -> None:
-        self._read = read
-        self._clock = clock
-        self._by_sku: dict[str, str] = {}
-        self._by_name: dict[str, str] = {}
-        self._read_at: float | None = None
-
-    def find(self, *, name: str, sku: str | None) -> str | None:
-        if self._read_at is None or self._clock() - self._read_at > ITEMS_KEPT_S:
-            self._reload()
-        found = self._lookup(name, sku)
-        if found is None and self._clock() - (self._read_at or 0.0) > ITEMS_REREAD_S:
-            self._reload()
-            found = self._lookup(name, sku)
-        return found
-
-    def forget(self) -> None:
-        self._read_at = None
-
-    def _lookup(self, name: str, sku: str | None) -> str | None:
-        # Query comparisons are case-insensitive at Intuit, so are these.
-        found = self._by_sku.get(sku.casefold()) if sku else None
-        return found or self._by_name.get(name.casefold())
-
-    def _reload(self) -> None:
-        by_sku: dict[str, str] = {}
-        by_name: dict[str, str] = {}
-        for row in self._read():
-            item_id = str(row["Id"])
-            by_name[str(row["Name"]).casefold()] = item_id
-            if row.get("Sku"):
-                by_sku[str(row["Sku"]).casefold()] = item_id
-        self._by_sku, self._by_name, self._read_at = by_sku, by_name, self._clock()
-
-
-# --- the accounting target ------------------------------------------------------------
-
-
 class QuickBooksAccounting:
     """``AccountingTarget`` for one QuickBooks company (realm).
 
@@ -410,6 +365,9 @@ class QuickBooksAccounting:
     """
 
     system = "quickbooks"
+    # DisplayName is unique (6240) [Q8]; DocNumber is too unless the request allows
+    # duplicates (6140, Invoice reference, DocNumber): the create finds the holder.
+    checked_on_create = frozenset({BY_DISPLAY_NAME, BY_DOC_NUMBER})
 
     def __init__(
         self,
@@ -426,29 +384,35 @@ class QuickBooksAccounting:
         self._minor_version = minor_version
         self._terms: dict[str, PaymentTerms] | None = None
         self._custom_fields: list[SalesCustomField] | None = None
-        self._items = ItemCatalog(lambda: self._query_all("Item", {"Active": True}), clock)
+        self._items = ItemCatalog(self._catalog_items, clock=clock)
 
     # --- reads --------------------------------------------------------------------------
 
-    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
-        """An active customer by primary email; None without an email.
+    def find_customer(self, *, email: str | None, display_name: str | None) -> TargetRef | None:
+        """An active customer by primary email, else by display name (each if given).
 
-        No lookup by display name: DisplayName is unique [Q8], so a create under a
-        taken name is refused with 6240 and ``upsert_customer`` takes that customer
-        instead, at no extra call when the name is free. ``PrimaryEmailAddr`` is
-        filterable on Customer (Intuit's entity reference, as typed in
-        Nytely-Official/quickbooks-api ``CustomerFilters``); it compares through its
-        ``Address``.
+        ``PrimaryEmailAddr`` is filterable on Customer (Intuit's entity reference, as
+        typed in Nytely-Official/quickbooks-api ``CustomerFilters``); it compares
+        through its ``Address``.
         """
-        if not email:
-            return None
-        found = self._first("Customer", {"Active": True, "PrimaryEmailAddr": email})
-        return found.ref() if found is not None else None
+        if email:
+            found = self._first("Customer", {"Active": True, "PrimaryEmailAddr": email})
+            if found is not None:
+                return found.ref()
+        if display_name:
+            found = self._first("Customer", {"Active": True, "DisplayName": display_name})
+            if found is not None:
+                return found.ref()
+        return None
 
     def find_item(self, *, name: str, sku: str | None) -> str | None:
         """An active item's Id by SKU when given, else by name, from the item list
         read once and kept (``ItemCatalog``)."""
         return self._items.find(name=name, sku=sku)
+
+    def _catalog_items(self) -> Iterator[CatalogItem]:
+        for row in self._query_all("Item", {"Active": True}):
+            yield CatalogItem(ref=str(row["Id"]), name=str(row["Name"]), sku=row.get("Sku"))
 
     def find_terms(self, name: str) -> PaymentTerms | None:
         """Terms by name (case-insensitive), from the Term list read once per instance.
@@ -506,12 +470,9 @@ class QuickBooksAccounting:
 
         A create refused with 6240 means the DisplayName is taken: DisplayName is
         unique across customers, vendors and employees [Q8]. When an active customer
-        holds it, matching missed it (e.g. another email, or a concurrent create): it
-        gets the Party's fields by a sparse update and is returned, so the engine
-        links it with this version written. The update's requestid is the key plus
-        the customer's Id (the key alone would replay the 6240). A vendor, employee
-        or inactive customer holding the name is for a person to resolve: the 6240
-        stands.
+        holds it, it is ``AlreadyExists``' holder, for the engine to take as a match. A
+        vendor, employee or inactive customer holding the name is for a person to
+        resolve: the 6240 stands.
         """
         body = self._customer_body(party)
         if existing is not None:
@@ -524,7 +485,9 @@ class QuickBooksAccounting:
             found = self._first("Customer", {"Active": True, "DisplayName": party.display_name})
             if found is None:
                 raise
-        return self._update(ObjectType.CUSTOMER, body, found.ref(), f"{idempotency_key}@{found.Id}")
+            raise AlreadyExists(
+                str(exc), holder=found.ref(), rule=BY_DISPLAY_NAME, code=exc.code
+            ) from exc
 
     def upsert_invoice(
         self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
@@ -535,7 +498,12 @@ class QuickBooksAccounting:
             if existing is not None:
                 return self._update(ObjectType.INVOICE, body, existing, idempotency_key)
             return self._create("Invoice", body, idempotency_key)
-        except Permanent:
+        except Permanent as exc:
+            holder = _doc_number_holder(exc)
+            if holder is not None and (found := self.current(ObjectType.INVOICE, holder)):
+                raise AlreadyExists(
+                    str(exc), holder=found, rule=BY_DOC_NUMBER, code=exc.code
+                ) from exc
             # Perhaps an item we keep was made inactive or deleted since we read it.
             self._items.forget()
             raise
@@ -810,6 +778,15 @@ class QuickBooksAccounting:
             return _Written.model_validate(body[entity])
         except (KeyError, TypeError, ValidationError) as exc:
             raise Permanent(f"quickbooks answered without a {entity} Id/SyncToken") from exc
+
+
+def _doc_number_holder(error: Permanent) -> str | None:
+    """The TxnId a 6140 names: "DocNumber=… is assigned to TxnType=Invoice with
+    TxnId=45823" (as integrators quote Intuit's Detail)."""
+    if error.code != DUPLICATE_DOC_NUMBER:
+        return None
+    found = re.search(r"TxnType=Invoice with TxnId=(\w+)", str(error))
+    return found.group(1) if found else None
 
 
 def _no_terms(name: str) -> Violation:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -49,6 +50,7 @@ import httpx
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
+from shared.connectors.catalog import CatalogItem, ItemCatalog
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -61,6 +63,7 @@ from shared.connectors.http import (
 )
 from shared.connectors.times import epoch_ms
 from shared.errors import (
+    AlreadyExists,
     NotFound,
     Permanent,
     RecordInvalid,
@@ -77,7 +80,15 @@ from shared.models import (
     TaxTreatment,
 )
 from shared.money import json_number, minor_units, round_half_up
-from shared.ports import CallBudget, InboundWebhook, Lock, SecretStore, TargetRef, WebhookAnswer
+from shared.ports import (
+    BY_DISPLAY_NAME,
+    CallBudget,
+    InboundWebhook,
+    Lock,
+    SecretStore,
+    TargetRef,
+    WebhookAnswer,
+)
 
 # --- declarations -----------------------------------------------------------------
 
@@ -184,6 +195,7 @@ class _Invoice(BaseModel):
 class _Item(BaseModel):
     ItemID: str = Field(min_length=1)
     Code: str = Field(min_length=1)
+    Name: str = ""
 
 
 class _Contacts(BaseModel):
@@ -351,6 +363,8 @@ class XeroAccounting:
     """
 
     system = "xero"
+    # A contact's name is unique among active contacts [X7]: the create finds it.
+    checked_on_create = frozenset({BY_DISPLAY_NAME})
 
     def __init__(
         self,
@@ -360,37 +374,44 @@ class XeroAccounting:
         sales_account_code: str = DEFAULT_SALES_ACCOUNT,
         tax_types: Mapping[str, str] = DEFAULT_TAX_TYPES,
         today: Callable[[], date] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tenant_id = tenant_id  # the organisation this adapter writes to
         self._api = api
         self._sales_account_code = sales_account_code
         self._tax_types = tax_types
         self._today = today or (lambda: datetime.now(UTC).date())
+        self._catalog = ItemCatalog(self._catalog_items, clock=clock)
 
     # --- reads --------------------------------------------------------------------------
 
-    def find_customer(self, *, email: str | None, display_name: str) -> TargetRef | None:
-        """A contact by email, else by name: both are Xero's optimised ``where``
-        filters [X7]. Archived contacts are left out unless asked for [X7]."""
+    def find_customer(self, *, email: str | None, display_name: str | None) -> TargetRef | None:
+        """A contact by email, else by name (each when given): both are Xero's
+        optimised ``where`` filters [X7]. Archived contacts are left out unless asked
+        for [X7]."""
         if email:
             found = self._contacts(f"EmailAddress=={literal(email)}")
             if found:
                 return found[0].ref()
-        found = self._contacts(f"Name=={literal(display_name)}")
-        return found[0].ref() if found else None
+        if display_name:
+            found = self._contacts(f"Name=={literal(display_name)}")
+            if found:
+                return found[0].ref()
+        return None
 
     def find_item(self, *, name: str, sku: str | None) -> str | None:
-        """An item's ``Code`` by SKU (the item code), else by name.
+        """An item's ``Code`` by SKU (the item code), else by name, from the item list
+        read once and kept (``ItemCatalog``).
 
         The Code, not the ItemID: invoice lines name their item by ``ItemCode`` [X8],
         and Code is unique in an organisation [X9], so a line needs no second lookup.
         """
-        if sku:
-            found = self._items(f"Code=={literal(sku)}")
-            if found:
-                return found[0].Code
-        found = self._items(f"Name=={literal(name)}")
-        return found[0].Code if found else None
+        return self._catalog.find(name=name, sku=sku)
+
+    def _catalog_items(self) -> Iterator[CatalogItem]:
+        """Every item: ``GET /Items`` is not paged [X9]."""
+        for item in _read(self._api.request("GET", "/Items"), _Items).Items:
+            yield CatalogItem(ref=item.Code, name=item.Name, sku=item.Code)
 
     def find_invoice(self, doc_number: str) -> TargetRef | None:
         """The sales invoice with this number; a deleted one frees its number [X8]."""
@@ -421,10 +442,8 @@ class XeroAccounting:
         """Create the contact (PUT), or update ``existing`` (POST) with the Party's set fields.
 
         Xero keeps what a POST leaves out [X7]. A create refused because the name is
-        taken (a contact's name is unique among active contacts [X7]) means matching
-        missed it (another email, a concurrent create): that contact gets the Party's
-        fields and is returned, so the engine links it. The update's key is the key
-        plus the contact's id (the key alone would replay the refusal).
+        taken (a contact's name is unique among active contacts [X7]) raises
+        ``AlreadyExists`` with that contact, for the engine to take as a match.
         """
         body = self._contact_body(party)
         if existing is not None:
@@ -438,13 +457,9 @@ class XeroAccounting:
             found = self._contacts(f"Name=={literal(party.display_name)}")
             if not found:
                 raise
-        contact_id = found[0].ContactID
-        return self._write(
-            "POST",
-            f"/Contacts/{quote(contact_id, safe='')}",
-            body,
-            f"{idempotency_key}@{contact_id}",
-        )
+            raise AlreadyExists(
+                str(exc), holder=found[0].ref(), rule=BY_DISPLAY_NAME, code=exc.code
+            ) from exc
 
     def upsert_invoice(
         self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
@@ -456,10 +471,13 @@ class XeroAccounting:
         invoice's lines become exactly these.
         """
         body = self._invoice_body(invoice, new=existing is None)
-        if existing is None:
-            return self._write("PUT", "/Invoices", body, idempotency_key)
-        path = f"/Invoices/{quote(existing.id, safe='')}"
-        return self._write("POST", path, body, idempotency_key)
+        path = "/Invoices" if existing is None else f"/Invoices/{quote(existing.id, safe='')}"
+        try:
+            return self._write("PUT" if existing is None else "POST", path, body, idempotency_key)
+        except Permanent:
+            # Perhaps an item we keep was archived or deleted since we read it.
+            self._catalog.forget()
+            raise
 
     # --- payloads ---------------------------------------------------------------------
 
@@ -656,10 +674,6 @@ class XeroAccounting:
     def _contacts(self, where: str) -> list[_Contact]:
         response = self._api.request("GET", "/Contacts", params={"where": where})
         return _read(response, _Contacts).Contacts
-
-    def _items(self, where: str) -> list[_Item]:
-        response = self._api.request("GET", "/Items", params={"where": where})
-        return _read(response, _Items).Items
 
 
 def _name_taken(error: Permanent) -> bool:

@@ -20,7 +20,7 @@ from flask import Flask, Response
 from local.sandboxes.base import SandboxServer, received_webhook
 from shared.batch import BatchWrite
 from shared.connectors.quickbooks.connector import QuickBooksAccounting, quickbooks_webhooks
-from shared.errors import Permanent
+from shared.errors import AlreadyExists, Permanent
 from shared.models import ChangeKind, Invoice, InvoiceLine, ObjectType, Party, PartyKind
 from shared.ports import InboundWebhook, TargetRef
 from tests.unit.connectors.sandbox_envs import QUICKBOOKS_SECRET_ID as SECRET_ID
@@ -48,16 +48,15 @@ def stored(env: Env, entity: str, target_id: str) -> dict[str, Any]:
 # --- customers -----------------------------------------------------------------------
 
 
-def test_given_the_seeded_company_when_matching_then_only_its_email_finds_it(
+def test_given_the_seeded_company_when_matching_then_email_and_quoted_names_are_found(
     qbo: QuickBooksAccounting,
 ) -> None:
     by_email = qbo.find_customer(email="Birds@Intuit.com", display_name="not this")
+    by_name = qbo.find_customer(email="nobody@example.com", display_name="Amy's Bird Sanctuary")
 
     assert by_email is not None and by_email.id == "1"
-    # A taken display name is found by the create (6240), not by a lookup first.
-    assert (
-        qbo.find_customer(email="nobody@example.com", display_name="Amy's Bird Sanctuary") is None
-    )
+    assert by_name == by_email
+    assert qbo.find_customer(email=None, display_name="Nobody's Business") is None
 
 
 def test_given_a_new_party_when_created_then_updated_then_one_customer_keeps_unsent_fields(
@@ -110,20 +109,21 @@ def test_given_someone_edited_the_customer_when_updating_with_the_old_token_then
     assert stored(env, "Customer", "4")["CompanyName"] == "Rodriguez Co"
 
 
-def test_given_a_taken_display_name_when_creating_then_the_holder_is_updated_not_duplicated(
+def test_given_a_taken_display_name_or_number_when_creating_then_the_holder_is_named(
     env: Env, qbo: QuickBooksAccounting
 ) -> None:
     party = Party(kind=PartyKind.COMPANY, display_name="Cool Cars", email="other@cool.test")
+    seeded_invoice = won_deal_invoice(qbo, "1").model_copy(update={"doc_number": "1001"})
 
-    ref = qbo.upsert_customer(party, existing=None, idempotency_key="hs:company:3:v1")
-    again = qbo.upsert_customer(party, existing=None, idempotency_key="hs:company:3:v1")
+    with pytest.raises(AlreadyExists) as name_taken:
+        qbo.upsert_customer(party, existing=None, idempotency_key="hs:company:3:v1")
+    with pytest.raises(AlreadyExists) as number_taken:
+        qbo.upsert_invoice(seeded_invoice, existing=None, idempotency_key="hs:deal:3:v1")
 
-    assert (ref.id, ref.version) == ("3", "1")
-    assert again == ref  # the retry replays both requestids: nothing written twice
-    customer = stored(env, "Customer", "3")
-    assert customer["PrimaryEmailAddr"] == {"Address": "other@cool.test"}
-    assert customer["SyncToken"] == "1" and customer["GivenName"] == "Grace"  # sparse
-    assert env.sandbox.create_count("Customer") == 0
+    assert (name_taken.value.holder.id, name_taken.value.holder.version) == ("3", "0")
+    assert (number_taken.value.holder.id, number_taken.value.holder.version) == ("1", "0")
+    assert env.sandbox.create_count("Customer") == env.sandbox.create_count("Invoice") == 0
+    assert stored(env, "Customer", "3")["SyncToken"] == "0", "nothing written"
 
 
 def test_given_a_batch_with_a_taken_name_when_upserted_then_per_item_results(

@@ -26,7 +26,14 @@ from shared.connectors.xero.connector import (
     classify,
     idempotency_key,
 )
-from shared.errors import AuthFailed, Permanent, RateLimited, RecordInvalid, Retryable
+from shared.errors import (
+    AlreadyExists,
+    AuthFailed,
+    Permanent,
+    RateLimited,
+    RecordInvalid,
+    Retryable,
+)
 from shared.models import Address, Invoice, InvoiceLine, ObjectType, Party, PartyKind
 from tests.unit.connectors.sandbox_envs import XERO_SECRET_ID as SECRET_ID
 from tests.unit.connectors.sandbox_envs import XERO_TOKEN_PATH as TOKEN_PATH
@@ -150,16 +157,17 @@ def test_given_a_contact_when_updated_with_one_field_then_the_others_are_kept(
     assert xero.current(ObjectType.CUSTOMER, created.id) == updated
 
 
-def test_given_a_taken_name_when_creating_then_its_holder_is_updated_not_duplicated(
+def test_given_a_taken_name_when_creating_then_its_holder_is_named_not_written(
     env: Env, xero: XeroAccounting
 ) -> None:
     bayside = seeded_contact(env, "Bayside Club")
     party = Party(kind=PartyKind.COMPANY, display_name="Bayside Club", email="new@bayside.example")
 
-    ref = xero.upsert_customer(party, existing=None, idempotency_key="hs:company:9:v1")
+    with pytest.raises(AlreadyExists) as taken:
+        xero.upsert_customer(party, existing=None, idempotency_key="hs:company:9:v1")
 
-    assert ref.id == bayside
-    assert env.row("Contacts", bayside)["EmailAddress"] == "new@bayside.example"
+    assert (taken.value.holder.id, taken.value.rule) == (bayside, "display_name")
+    assert env.row("Contacts", bayside)["EmailAddress"] != "new@bayside.example"
     assert env.sandbox.create_count("Contacts") == 0
 
 
@@ -394,7 +402,7 @@ def test_given_a_429_with_a_long_retry_after_when_calling_then_rate_limited_for_
     env.fault(kind="rate_limit", retry_after_s=3600, path_prefix="/api.xro/2.0/Items")
 
     with pytest.raises(RateLimited) as limited:
-        xero.find_item(name="Design", sku=None)
+        env.connector().find_item(name="Design", sku=None)  # a cold one reads the items
 
     assert limited.value.retry_after_s == 3600
 
@@ -514,8 +522,8 @@ def test_given_an_access_token_xero_expired_early_when_calling_then_refreshed_on
     # Xero no longer takes the token though its stated expiry has not come (revoked,
     # or clocks apart): its 401 makes the connector refresh and try again.
     env.patch_secret(access_token=held["access_token"] + "x")
+    xero.find_customer(email=None, display_name="Bayside Club")  # a call, not the item list
 
-    assert xero.find_item(name="Design", sku=None) == "DESIGN"
     assert env.secret()["refresh_token"] != held["refresh_token"]
 
 

@@ -319,6 +319,27 @@ def test_duplicate_names_are_6240(qbo: Harness) -> None:
     assert fault_of(item)["code"] == "6240"
 
 
+def test_a_taken_doc_number_is_6140_naming_its_invoice_unless_duplicates_are_allowed(
+    qbo: Harness,
+) -> None:
+    body = {"CustomerRef": {"value": "1"}, "Line": [sales_line("3", 1, 75)], "DocNumber": "D-1"}
+    first = qbo.create("Invoice", body).json()["Invoice"]
+
+    taken = qbo.create("Invoice", body)
+    own = qbo.create(
+        "Invoice", {**body, "Id": first["Id"], "SyncToken": first["SyncToken"], "sparse": True}
+    )
+    allowed = qbo.create("Invoice", body, include="allowduplicatedocnum")
+
+    assert taken.status_code == 400
+    assert fault_of(taken)["code"] == "6140"
+    assert fault_of(taken)["Detail"].endswith(
+        f"DocNumber=D-1 is assigned to TxnType=Invoice with TxnId={first['Id']}"
+    )
+    assert allowed.json()["Invoice"]["DocNumber"] == "D-1"
+    assert own.status_code == 200, "an invoice keeps its own number on update"
+
+
 def test_customer_needs_a_name(qbo: Harness) -> None:
     response = qbo.create("Customer", {"CompanyName": "No Display"})
     assert fault_of(response)["code"] == "6080"
