@@ -7,15 +7,15 @@ few vendor calls when the target offers it. A target that does implements
 
 A batch is no transaction: every write succeeds or fails on its own, and each write's
 result is what its single write would have returned or raised. Writes of one batch
-must not depend on each other: QuickBooks, for one, runs a batch's items one after
-another but an item does not see what an earlier item created, so an invoice for a
-customer created in the same batch is refused. Create the customers first.
+must not depend on each other: a vendor may run a batch's items one after another
+yet let no item see what an earlier one created, so an invoice for a customer
+created in the same batch would be refused. Create the customers first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -79,11 +79,19 @@ class BatchWrite(BaseModel):
         )
 
 
+class KnownCustomer(NamedTuple):
+    """A customer the target holds, as a backfill matches against it."""
+
+    ref: TargetRef
+    email: str | None
+    display_name: str
+
+
 @runtime_checkable
 class BatchingTarget(Protocol):
     """An ``AccountingTarget`` that can write many customers and invoices a call.
 
-    ``batch_max_items`` is how many writes one vendor call carries (QuickBooks: 30);
+    ``batch_max_items`` is how many writes one vendor call carries;
     ``batch_upsert`` splits longer sequences itself, one vendor call per chunk, each
     drawing on the vendor's call budget like any call. A failure of a whole call
     (throttled, auth, a 5xx, a malformed answer) raises, as a single write would; the
@@ -94,3 +102,8 @@ class BatchingTarget(Protocol):
     batch_max_items: int
 
     def batch_upsert(self, writes: Sequence[BatchWrite]) -> list[BatchResult]: ...
+
+    def known_customers(self) -> Iterator[KnownCustomer]:
+        """Every active customer, read a page at a time: what a backfill matches its
+        parties against, instead of a lookup per record."""
+        ...

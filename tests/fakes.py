@@ -7,12 +7,22 @@ holds), not on which calls were made.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 
-from shared.errors import AlreadyExists, NotFound, RecordInvalid, Retryable, Violation
+from shared.batch import BatchResult, BatchWrite, KnownCustomer
+from shared.errors import (
+    AlreadyExists,
+    ConnectorError,
+    NotFound,
+    Permanent,
+    RecordInvalid,
+    Retryable,
+    Violation,
+)
 from shared.models import Invoice, ObjectType, Party, SourceRecord, System
 from shared.ports import BY_DISPLAY_NAME, BY_DOC_NUMBER, TargetRef
 
@@ -202,3 +212,47 @@ class OffsetClock:
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds
+
+
+@dataclass
+class FakeBatchLedger(FakeLedger):
+    """A FakeLedger with QuickBooks-like batches: each write on its own, refusals per
+    write, a duplicate name or number refused, and optionally the answer lost."""
+
+    checked_on_create: frozenset[str] = frozenset({BY_DISPLAY_NAME, BY_DOC_NUMBER})
+    batch_max_items: int = 30
+    batch_calls: int = 0
+    lose_batch_answers: int = 0  # the next N batches are written, their answer lost
+
+    def batch_upsert(self, writes: Sequence[BatchWrite]) -> list[BatchResult]:
+        self.batch_calls += -(-len(writes) // self.batch_max_items)
+        results: list[BatchResult] = []
+        for write in writes:
+            upsert = (
+                self.upsert_customer
+                if write.object_type is ObjectType.CUSTOMER
+                else self.upsert_invoice
+            )
+            try:
+                results.append(
+                    upsert(
+                        write.record,  # type: ignore[arg-type]  # checked by BatchWrite
+                        existing=write.existing,
+                        idempotency_key=write.idempotency_key,
+                    )
+                )
+            except AlreadyExists as taken:
+                results.append(Permanent(str(taken), code="6240"))
+            except (ConnectorError, RecordInvalid) as refused:
+                results.append(refused)
+        if self.lose_batch_answers:
+            self.lose_batch_answers -= 1
+            raise Retryable("batch answer lost on the wire")
+        return results
+
+    def known_customers(self) -> Iterator[KnownCustomer]:
+        self.lookups += 1
+        for stored in list(self.customers.values()):
+            party = stored.body
+            assert isinstance(party, Party)
+            yield KnownCustomer(_ref(stored), party.email, party.display_name)

@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
 
 from pydantic import BaseModel
 
+from shared.batch import BatchingTarget, BatchWrite
 from shared.errors import (
     AlreadyExists,
     AuthFailed,
@@ -151,6 +152,11 @@ class SyncEngine:
             self._record(event, _Result(Outcome.FAILED, f"{type(error).__name__}: {error}"))
             raise
         return self._record(event, result)
+
+    def backfill(self) -> Backfill:
+        """A backfill run's batch writer: records it can create in the target's batches
+        are created there, the rest are left for the one-by-one path."""
+        return Backfill(self)
 
     # --- routing ----------------------------------------------------------------
 
@@ -635,6 +641,122 @@ class SyncEngine:
         )
         self._audit.record(entry)
         return entry
+
+
+class Backfill:
+    """Creates unlinked records through the target's batch writes (``BatchingTarget``).
+
+    Only where a batch is as safe as a single create: the target refuses a duplicate
+    of the record's key (``checked_on_create``: a customer's name, an invoice's
+    number), so a batch whose answer never came back is not written twice: the next
+    attempt, one by one, is refused with ``AlreadyExists`` and links what the batch
+    made. A party whose email or name a customer already has, a deal whose customer is
+    not linked yet, a record with a link or a create in flight, an invalid record and
+    every write the target refused are left to the one-by-one path, which matches,
+    audits and explains them as it always does. The target's customers are read once
+    per run (``known_customers``), not looked up per record.
+    """
+
+    def __init__(self, engine: SyncEngine) -> None:
+        self._engine = engine
+        self._known: dict[str, TargetRef] | None = None
+        ledger = engine._ledger
+        self.size = ledger.batch_max_items if isinstance(ledger, BatchingTarget) else 1
+
+    def __call__(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        """Write what can be batched; return the records left for the queue."""
+        ledger = self._engine._ledger
+        if not isinstance(ledger, BatchingTarget):
+            return list(records)
+        left: list[SourceRecord] = []
+        planned: list[tuple[SourceRecord, Mapped, BatchWrite]] = []
+        for record in records:
+            plan = self._plan(record, ledger)
+            if plan is None:
+                left.append(record)
+            else:
+                planned.append((record, *plan))
+        if planned:
+            results = ledger.batch_upsert([write for _, _, write in planned])
+            for (record, content, write), result in zip(planned, results, strict=True):
+                if isinstance(result, TargetRef):
+                    self._created(record, content, write, result)
+                else:  # refused or unanswered: the single path writes it and says why
+                    left.append(record)
+        return left
+
+    def _plan(
+        self, record: SourceRecord, ledger: BatchingTarget
+    ) -> tuple[Mapped, BatchWrite] | None:
+        engine = self._engine
+        key = record_key(engine._crm.system, record.object_type, record.id)
+        checked = engine._ledger.checked_on_create
+        if engine._links.get(engine.connection_id, key) or engine._links.pending_create(
+            engine.connection_id, key
+        ):
+            return None
+        try:
+            content = map_content(engine._mapper, record)
+        except RecordInvalid:
+            return None
+        if isinstance(content, Filtered):
+            return None
+        model = content.model
+        if isinstance(model, Party):
+            if BY_DISPLAY_NAME not in checked or self._matches(ledger, model):
+                return None
+            write = BatchWrite.customer(model, idempotency_key=uuid.uuid4().hex)
+            return content, write
+        assert isinstance(model, Deal)
+        if model.status is not DealStatus.WON or content.customer is None:
+            return None
+        if not model.doc_number or BY_DOC_NUMBER not in checked:
+            return None
+        party_type, party_id = content.customer
+        party = engine._links.get(
+            engine.connection_id, record_key(engine._crm.system, party_type, party_id)
+        )
+        if party is None or party.target_type is not ObjectType.CUSTOMER:
+            return None
+        try:
+            invoice = engine._invoice_for(model, party.target_id)
+        except RecordInvalid:
+            return None
+        return content, BatchWrite.invoice(invoice, idempotency_key=uuid.uuid4().hex)
+
+    def _matches(self, ledger: BatchingTarget, party: Party) -> bool:
+        """Whether a customer already has the party's email or name."""
+        if self._known is None:
+            self._known = {}
+            for customer in ledger.known_customers():
+                self._known[customer.display_name.casefold()] = customer.ref
+                if customer.email:
+                    self._known[customer.email.casefold()] = customer.ref
+        keys = [party.display_name, *([party.email] if party.email else [])]
+        return any(k.casefold() in self._known for k in keys)
+
+    def _created(
+        self, record: SourceRecord, content: Mapped, write: BatchWrite, ref: TargetRef
+    ) -> None:
+        engine = self._engine
+        key = record_key(engine._crm.system, record.object_type, record.id)
+        describe = "customer" if write.object_type is ObjectType.CUSTOMER else "invoice"
+        result, _ = engine._linked(
+            record, write.object_type, ref, content.digest, Outcome.CREATED, f"{describe} (batch)"
+        )
+        event = ChangeEvent(
+            connection_id=engine.connection_id,
+            source=engine._crm.system,
+            object_type=record.object_type,
+            record_id=record.id,
+            event_id=f"backfill:{key}:{record.version}",
+            kind=ChangeKind.RECONCILE,
+            occurred_at=datetime.fromtimestamp(record.version / 1000, UTC),
+            version=record.version,
+        )
+        engine._record(event, result)
+        if isinstance(write.record, Party) and self._known is not None:
+            self._known[write.record.display_name.casefold()] = ref
 
 
 def _read_version(record: SourceRecord) -> int:

@@ -15,6 +15,10 @@ do not move the deal's last-modified time, so a lost webhook of that kind is onl
 by reading the deal again. The walk has its own cursor per day, so a large account's
 walk spans several runs.
 
+Records never synced (a backfill) are created through the accounting system's batch
+writes where the engine can (``SyncEngine.backfill``): a few dozen records a call
+instead of one. What it cannot batch goes through the queue as above.
+
 Last, the dead-letter queue is swept: a dead-lettered event whose record has since
 been applied (its content is what was written) is removed and audited as resolved,
 so the alarm only stays up for what still needs a person.
@@ -27,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from shared.errors import RecordInvalid
 from shared.mapping import Filtered, Mapper
@@ -57,10 +61,23 @@ CHECKPOINT_EVERY = 10
 STOP_WITH_S_LEFT = 60
 
 
+class BatchWriter(Protocol):
+    """Writes what it can of some records in batches; returns those it left."""
+
+    size: int  # records a batch call takes
+
+    def __call__(self, records: Sequence[SourceRecord]) -> list[SourceRecord]: ...
+
+
+# Record types a BatchWriter is offered (line items are synced through their deals).
+BATCHED_TYPES = (ObjectType.COMPANY, ObjectType.CONTACT, ObjectType.DEAL)
+
+
 @dataclass
 class ReconcileReport:
     scanned: dict[str, int] = field(default_factory=dict)
     enqueued: dict[str, int] = field(default_factory=dict)
+    batched: dict[str, int] = field(default_factory=dict)  # created in batch writes
     watermarks: dict[str, int] = field(default_factory=dict)
     complete: bool = True  # False: stopped for time; the next run carries on
 
@@ -83,6 +100,7 @@ class Reconciler:
         audit: AuditLog | None = None,
         walk_every_s: float = WALK_EVERY_S,
         clock: Callable[[], float] = time.time,
+        batch_writer: Callable[[], BatchWriter] | None = None,
     ) -> None:
         self._connection_id = connection_id
         self._crm = crm
@@ -94,12 +112,16 @@ class Reconciler:
         self._audit = audit
         self._walk_every_s = walk_every_s
         self._clock = clock
+        self._batch_writer = batch_writer
+        self._writer: BatchWriter | None = None
 
     def run(self, time_left_s: Callable[[], float] = lambda: math.inf) -> ReconcileReport:
         """Scan every mapped object type; stops early (and says so) when ``time_left_s``
         drops under a minute, so a Lambda never times out mid-batch. The next run
         continues from the last checkpoint: a large backfill spans several runs."""
         report = ReconcileReport()
+        # One writer a run: it reads the target's customers once, when first needed.
+        self._writer = self._batch_writer() if self._batch_writer else None
         for object_type in RECONCILED_TYPES:
             if self._scans(object_type):
                 name = f"{self._connection_id}:{self._crm.system}:{object_type}"
@@ -141,17 +163,31 @@ class Reconciler:
         watermark = self._cursors.get(cursor_name) or 0
         since = max(watermark - overlap_ms, 0)
         counted = f"{object_type} ({label})" if label else str(object_type)
-        report.scanned[counted] = report.enqueued[counted] = 0
-        pending: list[ChangeEvent] = []
+        report.scanned[counted] = report.enqueued[counted] = report.batched[counted] = 0
+        unsynced: list[SourceRecord] = []
         highest = watermark
+        writer = self._writer if object_type in BATCHED_TYPES else None
+        every = max(CHECKPOINT_EVERY, writer.size) if writer else CHECKPOINT_EVERY
 
         def checkpoint() -> None:
-            # Records arrive oldest first and everything scanned so far is either on
-            # the queue or already applied: the watermark may move up to here.
-            if pending:
-                self._queue.send(pending)
-                report.enqueued[counted] += len(pending)
-                pending.clear()
+            # Records arrive oldest first and everything scanned so far is either
+            # written, on the queue or already applied: the watermark may move up to here.
+            left = writer(unsynced) if writer and unsynced else unsynced
+            report.batched[counted] += len(unsynced) - len(left)
+            if left:
+                self._queue.send(
+                    [
+                        self._event(
+                            object_type,
+                            r.id,
+                            r.version,
+                            record_key(self._crm.system, object_type, r.id),
+                        )
+                        for r in left
+                    ]
+                )
+                report.enqueued[counted] += len(left)
+            unsynced.clear()
             self._cursors.put(cursor_name, highest)
             report.watermarks[counted] = highest
 
@@ -159,9 +195,8 @@ class Reconciler:
             report.scanned[counted] += 1
             highest = max(highest, record.version)
             if not self._in_sync(record):
-                key = record_key(self._crm.system, object_type, record.id)
-                pending.append(self._event(object_type, record.id, record.version, key))
-            if report.scanned[counted] % CHECKPOINT_EVERY == 0:
+                unsynced.append(record)
+            if report.scanned[counted] % every == 0:
                 checkpoint()
                 if time_left_s() < STOP_WITH_S_LEFT:
                     report.complete = False

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.batch import BatchResult, BatchWrite
+from shared.batch import BatchResult, BatchWrite, KnownCustomer
 from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
 from shared.connectors.catalog import CatalogItem, ItemCatalog
 from shared.connectors.http import (
@@ -172,6 +172,15 @@ class _Written(BaseModel):
             # LastUpdatedTime is to the second [Q3]; a webhook's time may carry ms.
             changed_at_ms=epoch_ms(updated) + 999 if updated is not None else None,
         )
+
+
+class _EmailAddress(BaseModel):
+    Address: str | None = None
+
+
+class _Customer(_Written):
+    DisplayName: str
+    PrimaryEmailAddr: _EmailAddress | None = None
 
 
 def _read_fault(response: httpx.Response) -> _Fault | None:
@@ -409,6 +418,13 @@ class QuickBooksAccounting:
         """An active item's Id by SKU when given, else by name, from the item list
         read once and kept (``ItemCatalog``)."""
         return self._items.find(name=name, sku=sku)
+
+    def known_customers(self) -> Iterator[KnownCustomer]:
+        """Every active customer, 1,000 a query [Q13]."""
+        for row in self._query_all("Customer", {"Active": True}):
+            customer = _Customer.model_validate(row)
+            email = customer.PrimaryEmailAddr.Address if customer.PrimaryEmailAddr else None
+            yield KnownCustomer(customer.ref(), email, customer.DisplayName)
 
     def _catalog_items(self) -> Iterator[CatalogItem]:
         for row in self._query_all("Item", {"Active": True}):

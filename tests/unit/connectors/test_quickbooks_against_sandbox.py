@@ -434,3 +434,14 @@ def test_given_the_sandboxs_signed_webhook_when_received_then_it_verifies_and_no
         (ObjectType.CUSTOMER, ref.id, ChangeKind.CREATED)
     ]
     assert events[0].event_id == json.loads(delivery.body)[0]["id"]
+
+
+def test_given_the_seeded_company_when_listing_customers_then_each_with_email_and_name(
+    env: Env, qbo: QuickBooksAccounting
+) -> None:
+    known = {c.ref.id: c for c in qbo.known_customers()}
+
+    active = [row for row in env.sandbox.entities("Customer") if row.get("Active", True)]
+    assert set(known) == {row["Id"] for row in active}
+    assert known["1"].email == "Birds@Intuit.com"
+    assert known["1"].display_name == "Amy's Bird Sanctuary"
