@@ -40,6 +40,7 @@ class RecordLink(BaseModel):
     target_version: str | None = None
     target_changed_at_ms: int | None = None  # TargetRef.changed_at_ms of our write
     content_hash: str | None = None
+    children_digest: str | None = None  # of the child records' keys last linked to it
     writing: str | None = None
     updated_at: datetime = Field(default_factory=utc_now)
 

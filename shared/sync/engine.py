@@ -403,7 +403,9 @@ class SyncEngine:
         model = build()
         ref = self._update(link, model, digest, upsert)
         if ref is not None:
-            return self._linked(record, target_type, ref, digest, Outcome.UPDATED, describe)
+            return self._linked(
+                record, target_type, ref, digest, Outcome.UPDATED, describe, previous=link
+            )
         # Deleted in the target system: made anew (a person deleted it on purpose
         # would also delete or unlink the CRM record; the CRM is the source of truth).
         return self._create(
@@ -472,7 +474,9 @@ class SyncEngine:
                     return self._unchanged(link, describe)
                 ref = self._update(link, model, digest, upsert)
                 if ref is not None:
-                    return self._linked(record, target_type, ref, digest, Outcome.UPDATED, describe)
+                    return self._linked(
+                        record, target_type, ref, digest, Outcome.UPDATED, describe, previous=link
+                    )
             pending = self._links.pending_create(self.connection_id, source_key)
             if pending is None or pending.target_type is not target_type:
                 found = match() if match else None
@@ -556,9 +560,11 @@ class SyncEngine:
         digest: str,
         outcome: Outcome,
         describe: str,
+        *,
+        previous: RecordLink | None = None,
     ) -> tuple[_Result, TargetRef]:
         target_key = self._target_key(target_type, ref)
-        if not self._save_link(record, target_type, ref, digest):
+        if not self._save_link(record, target_type, ref, digest, previous):
             return _Result(
                 Outcome.SKIPPED, "a newer version was applied meanwhile", target_key
             ), ref
@@ -585,8 +591,30 @@ class SyncEngine:
             )
 
     def _save_link(
-        self, record: SourceRecord, target_type: ObjectType, ref: TargetRef, digest: str
+        self,
+        record: SourceRecord,
+        target_type: ObjectType,
+        ref: TargetRef,
+        digest: str,
+        previous: RecordLink | None,
     ) -> bool:
+        """Save the link of what was written; the children's way back to ``record``
+        (``set_parent``) first, and only when they changed since ``previous``: a
+        crash between the two then leaves them set, never the link saying so falsely."""
+        children = sorted(
+            record_key(self._crm.system, child.object_type, child.id)
+            for kids in record.children.values()
+            for child in kids
+        )
+        children_digest = (
+            hashlib.sha256("|".join(children).encode()).hexdigest()[:16] if children else None
+        )
+        if children and (previous is None or previous.children_digest != children_digest):
+            self._links.set_parent(
+                self.connection_id,
+                children,
+                record_key(self._crm.system, record.object_type, record.id),
+            )
         link = RecordLink(
             connection_id=self.connection_id,
             source=self._crm.system,
@@ -599,19 +627,13 @@ class SyncEngine:
             target_version=ref.version,
             target_changed_at_ms=ref.changed_at_ms,
             content_hash=digest,
+            children_digest=children_digest,
             updated_at=self._clock(),
         )
         try:
             self._links.save(link)
         except StaleWrite:
             return False
-        children = [
-            record_key(self._crm.system, child.object_type, child.id)
-            for kids in record.children.values()
-            for child in kids
-        ]
-        if children:
-            self._links.set_parent(self.connection_id, children, link.source_key)
         return True
 
     def _target_key(self, target_type: ObjectType, ref: TargetRef) -> str:

@@ -4,13 +4,19 @@ The order is the promise: nothing is enqueued from a request that is not
 provably the vendor's, and a vendor is told "received" only once every event of
 its request is on the queue (a failed enqueue surfaces as an error so the vendor
 retries the delivery).
+
+A delivery often carries several events of one record (a deal made with its line
+items and contacts: its creation and an association change for each). The engine
+reads a record as it is when it runs, so one event a record stands for all of them
+(``coalesce``): one queue message and one sync instead of several.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from shared.errors import WebhookRejected
+from shared.models import ChangeEvent, ChangeKind
 from shared.ports import Connections, EventQueue, InboundWebhook, WebhookAnswer, WebhookReceiver
 
 
@@ -45,6 +51,21 @@ class WebhookIngest:
             # Signed but not understood (pydantic's ValidationError is a ValueError):
             # the vendor gets a 4xx with the reason, never a 5xx.
             raise WebhookRejected(400, f"payload not understood: {error}"[:300]) from error
+        events = coalesce(events)
         if events:
             self._queue.send(events)
         return receiver.answer(request, len(events))
+
+
+def coalesce(events: Sequence[ChangeEvent]) -> list[ChangeEvent]:
+    """One event a record: its newest, or its deletion (nothing after a deletion
+    matters), in the order the records first appear."""
+    kept: dict[str, ChangeEvent] = {}
+    for event in events:
+        held = kept.get(event.record_key)
+        if held is None or (
+            held.kind is not ChangeKind.DELETED
+            and (event.kind is ChangeKind.DELETED or event.version >= held.version)
+        ):
+            kept[event.record_key] = event
+    return list(kept.values())

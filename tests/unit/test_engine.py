@@ -282,6 +282,36 @@ class TestDeals:
         invoice = only_invoice(ledger)
         assert [ln.quantity for ln in invoice.lines] == [Decimal("12")]
 
+    def test_given_a_deal_updated_with_the_same_line_items_then_their_parent_is_not_rewritten(
+        self,
+        engine: SyncEngine,
+        crm: FakeCrm,
+        links: MemoryLinkStore,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        written: list[list[str]] = []
+        set_parent = links.set_parent
+
+        def counted(connection_id: str, child_keys: list[str], parent_key: str) -> None:
+            written.append(list(child_keys))
+            set_parent(connection_id, child_keys, parent_key)
+
+        monkeypatch.setattr(links, "set_parent", counted)
+        engine.handle(event(crm.put(contact())))
+        engine.handle(event(crm.put(deal())))
+        engine.handle(
+            event(crm.put(deal(version=T0 + 1, lines=[line("501", "Services", "9", "1")])))
+        )
+        engine.handle(
+            event(crm.put(deal(version=T0 + 2, lines=[line("501", "Services", "8", "1")])))
+        )
+
+        assert written == [
+            ["hubspot:line_item:501", "hubspot:line_item:502"],
+            ["hubspot:line_item:501"],  # one line item less: written again; then unchanged
+        ]
+        assert links.parent_of(CONNECTION, "hubspot:line_item:501") == "hubspot:deal:9"
+
     def test_given_an_open_deal_then_it_is_filtered_with_the_rule_named(
         self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
     ) -> None:

@@ -37,7 +37,8 @@ def request(body: str = "[]", signature: str = "good") -> InboundWebhook:
 
 
 class FakeReceiver:
-    """Accepts ``x-signature: good``; one event per comma-separated id in the body."""
+    """Accepts ``x-signature: good``; one event per comma-separated id in the body, in
+    that order, a deletion when the id is preceded by ``-``."""
 
     system = "hubspot"
 
@@ -53,14 +54,14 @@ class FakeReceiver:
                 connection_id=connection_id,
                 source="hubspot",
                 object_type=ObjectType.CONTACT,
-                record_id=record_id,
-                event_id=f"e-{record_id}",
-                kind=ChangeKind.UPDATED,
+                record_id=token.lstrip("-"),
+                event_id=f"e-{position}-{token}",
+                kind=ChangeKind.DELETED if token.startswith("-") else ChangeKind.UPDATED,
                 occurred_at=datetime.now(UTC),
-                version=1,
+                version=position + 1,
             )
-            for record_id in req.body.removeprefix("ids:").split(",")
-            if record_id
+            for position, token in enumerate(req.body.removeprefix("ids:").split(","))
+            if token
         ]
 
     def answer(self, req: InboundWebhook, enqueued: int) -> WebhookAnswer:
@@ -103,6 +104,19 @@ class TestIngest:
         assert answer == WebhookAnswer(content_type="text/plain", body="3 taken")
         assert [m.event.record_id for m in queue.receive(10)] == ["1", "2", "3"]
         assert {m.event.connection_id for m in queue.receive(10)} <= {CONNECTION}
+
+    def test_given_several_events_of_a_record_then_one_is_enqueued_for_it(self) -> None:
+        queue = MemoryQueue()
+
+        answer = ingest(queue).accept("hubspot", CONNECTION, request("ids:1,2,1,3,-3,3"))
+
+        events = [m.event for m in queue.receive(10)]
+        assert answer.body == "3 taken"
+        assert [(e.record_id, e.event_id) for e in events] == [
+            ("1", "e-2-1"),  # the newest of record 1
+            ("2", "e-1-2"),
+            ("3", "e-4--3"),  # nothing after a deletion matters
+        ]
 
     @pytest.mark.parametrize(
         ("vendor", "connection", "req", "status"),
