@@ -1,22 +1,72 @@
-"""A target's item list, read whole and kept: no item lookups per invoice line.
+"""Lists a target rarely changes, read whole and kept: no lookup per record or line.
 
-Items change rarely and an invoice names one on every line, so a connector reads the
-list once (a few calls for thousands of items) instead of a query or two a line.
-Invalidation: the list is read again when it is older than ``kept_s``, when a line
-names an item it lacks (one made since; at most once per ``reread_s``, so a line
-naming no item costs no call per retry) and when the connector says so (``forget``:
-after the target refused an invoice, perhaps for an item made inactive since).
+Items and payment terms change rarely, and invoices name them on every line (or
+every record), so a connector reads each list once (a few calls for thousands of
+entries) instead of a query or two each time. One invalidation rule for all: a list
+is read again when it is older than ``kept_s``; when a name is not in it (one made
+since; at most once per ``reread_s``, so a record naming none costs no call per
+retry); and when the connector says so (``forget``: after the target refused a write,
+perhaps for an entry made inactive since).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, NamedTuple, TypeVar
 
-# Our choice: items change rarely, and a new one is seen at once through a miss.
-ITEMS_KEPT_S = 900.0
-ITEMS_REREAD_S = 10.0
+# Our choice: these lists change rarely, and a new entry is seen at once through a miss.
+KEPT_S = 900.0
+REREAD_S = 10.0
+
+V = TypeVar("V")
+
+
+class KeptIndex(Generic[V]):
+    """Entries by their names (case-insensitive, as the vendors' queries compare),
+    read whole by ``read``: each entry with the names it is found by."""
+
+    def __init__(
+        self,
+        read: Callable[[], Iterable[tuple[Sequence[str | None], V]]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        kept_s: float = KEPT_S,
+        reread_s: float = REREAD_S,
+    ) -> None:
+        self._read = read
+        self._clock = clock
+        self._kept_s = kept_s
+        self._reread_s = reread_s
+        self._entries: dict[str, V] = {}
+        self._read_at: float | None = None
+
+    def find(self, *names: str | None) -> V | None:
+        """The entry of the first of ``names`` (None skipped) that has one."""
+        if self._read_at is None or self._clock() - self._read_at > self._kept_s:
+            self._reload()
+        found = self._lookup(names)
+        if found is None and self._clock() - (self._read_at or 0.0) > self._reread_s:
+            self._reload()
+            found = self._lookup(names)
+        return found
+
+    def forget(self) -> None:
+        self._read_at = None
+
+    def _lookup(self, names: Sequence[str | None]) -> V | None:
+        for name in names:
+            if name and (found := self._entries.get(name.casefold())) is not None:
+                return found
+        return None
+
+    def _reload(self) -> None:
+        entries: dict[str, V] = {}
+        for names, value in self._read():
+            for name in names:
+                if name:
+                    entries.setdefault(name.casefold(), value)
+        self._entries, self._read_at = entries, self._clock()
 
 
 class CatalogItem(NamedTuple):
@@ -26,46 +76,25 @@ class CatalogItem(NamedTuple):
 
 
 class ItemCatalog:
-    """Items by SKU and by name, case-insensitive as the vendors' queries compare."""
+    """A target's items by SKU, else by name, kept by ``KeptIndex``'s rules."""
 
     def __init__(
         self,
         read: Callable[[], Iterable[CatalogItem]],
         *,
         clock: Callable[[], float] = time.monotonic,
-        kept_s: float = ITEMS_KEPT_S,
-        reread_s: float = ITEMS_REREAD_S,
     ) -> None:
-        self._read = read
-        self._clock = clock
-        self._kept_s = kept_s
-        self._reread_s = reread_s
-        self._by_sku: dict[str, str] = {}
-        self._by_name: dict[str, str] = {}
-        self._read_at: float | None = None
+        # SKUs and names in one index, apart: an item named like another's SKU.
+        self._index: KeptIndex[str] = KeptIndex(
+            lambda: (
+                ([f"sku:{item.sku}" if item.sku else None, f"name:{item.name}"], item.ref)
+                for item in read()
+            ),
+            clock=clock,
+        )
 
     def find(self, *, name: str, sku: str | None) -> str | None:
-        """The item's ref by SKU when given and known, else by name."""
-        if self._read_at is None or self._clock() - self._read_at > self._kept_s:
-            self._reload()
-        found = self._lookup(name, sku)
-        if found is None and self._clock() - (self._read_at or 0.0) > self._reread_s:
-            self._reload()
-            found = self._lookup(name, sku)
-        return found
+        return self._index.find(f"sku:{sku}" if sku else None, f"name:{name}")
 
     def forget(self) -> None:
-        self._read_at = None
-
-    def _lookup(self, name: str, sku: str | None) -> str | None:
-        found = self._by_sku.get(sku.casefold()) if sku else None
-        return found or self._by_name.get(name.casefold())
-
-    def _reload(self) -> None:
-        by_sku: dict[str, str] = {}
-        by_name: dict[str, str] = {}
-        for item in self._read():
-            by_name[item.name.casefold()] = item.ref
-            if item.sku:
-                by_sku[item.sku.casefold()] = item.ref
-        self._by_sku, self._by_name, self._read_at = by_sku, by_name, self._clock()
+        self._index.forget()

@@ -27,7 +27,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, Va
 
 from shared.batch import BatchResult, BatchWrite, KnownCustomer
 from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
-from shared.connectors.catalog import CatalogItem, ItemCatalog
+from shared.connectors.catalog import CatalogItem, ItemCatalog, KeptIndex
 from shared.connectors.http import (
     ApiClient,
     CallLimit,
@@ -80,9 +80,9 @@ TAX_CODES: Mapping[str, str] = {TaxTreatment.TAXABLE: "TAX", TaxTreatment.EXEMPT
 
 # "Limits and throttles" [Q6]: 500 requests/min per realm, 10 requests/s per realm
 # and app, and batch calls also 40/min per realm and app. Only the minute is budgeted:
-# the budget paces calls evenly (500/min is one every 0.12 s, at most 9 in any second
-# even with a slot used its allowed bit late), so the 10/s is never reached and a
-# second budget for it would only cost every call a second slot.
+# the budget paces calls evenly (500/min is one every 0.12 s: at most 9 in any second,
+# even with slots used as late as the budget allows), so the 10/s is never reached and
+# a second budget for it would only cost every call a second slot.
 CALL_LIMITS = (CallLimit(500, 60.0),)
 BATCH_CALL_LIMIT = CallLimit(40, 60.0)
 # On 429 Intuit says "wait 60 seconds"; a Retry-After is not documented [Q6].
@@ -391,7 +391,7 @@ class QuickBooksAccounting:
         self._api = api
         self._batch_api = batch_api or api
         self._minor_version = minor_version
-        self._terms: dict[str, PaymentTerms] | None = None
+        self._terms = KeptIndex(self._term_list, clock=clock)
         self._custom_fields: list[SalesCustomField] | None = None
         self._items = ItemCatalog(self._catalog_items, clock=clock)
 
@@ -431,20 +431,21 @@ class QuickBooksAccounting:
             yield CatalogItem(ref=str(row["Id"]), name=str(row["Name"]), sku=row.get("Sku"))
 
     def find_terms(self, name: str) -> PaymentTerms | None:
-        """Terms by name (case-insensitive), from the Term list read once per instance.
+        """Terms by name (case-insensitive), from the Term list read whole and kept
+        (``KeptIndex``).
 
         Only terms with a fixed ``DueDays`` are offered: date-driven terms ("due on
         the 10th") have no day count to report.
         """
-        if self._terms is None:
-            self._terms = {
-                str(row["Name"]).casefold(): PaymentTerms(
+        return self._terms.find(name)
+
+    def _term_list(self) -> Iterator[tuple[list[str | None], PaymentTerms]]:
+        for row in self._query_all("Term", {"Active": True}):
+            if row.get("DueDays") is not None:
+                terms = PaymentTerms(
                     id=str(row["Id"]), name=str(row["Name"]), due_days=int(row["DueDays"])
                 )
-                for row in self._query_all("Term", {"Active": True})
-                if row.get("DueDays") is not None
-            }
-        return self._terms.get(name.casefold())
+                yield [terms.name], terms
 
     def invoice_custom_fields(self) -> list[SalesCustomField]:
         """The company's sales-form custom fields, from ``GET /preferences`` read once
@@ -520,8 +521,9 @@ class QuickBooksAccounting:
                 raise AlreadyExists(
                     str(exc), holder=found, rule=BY_DOC_NUMBER, code=exc.code
                 ) from exc
-            # Perhaps an item we keep was made inactive or deleted since we read it.
+            # Perhaps an item or terms we keep were made inactive since we read them.
             self._items.forget()
+            self._terms.forget()
             raise
 
     # --- batch (``shared.batch.BatchingTarget``; the code is in ``batch.py``) -----------

@@ -1,10 +1,10 @@
-"""The item catalog: read whole once, read again by its invalidation rules."""
+"""Kept lists (items, terms): read whole once, read again by their invalidation rules."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from shared.connectors.catalog import ITEMS_KEPT_S, ITEMS_REREAD_S, CatalogItem, ItemCatalog
+from shared.connectors.catalog import KEPT_S, REREAD_S, CatalogItem, ItemCatalog
 
 
 class Items:
@@ -41,7 +41,7 @@ def test_given_an_item_made_since_when_a_line_names_it_then_the_list_is_read_aga
     assert found.find(name="New", sku=None) is None
     assert found.find(name="New", sku=None) is None  # read moments ago: no read
     items.items.append(CatalogItem("5", "New", None))
-    now[0] = ITEMS_REREAD_S + 1
+    now[0] = REREAD_S + 1
 
     assert found.find(name="New", sku=None) == "5"
     assert items.reads == 2
@@ -53,9 +53,16 @@ def test_given_an_old_list_or_a_refusal_then_the_list_is_read_again() -> None:
     found = catalog(items, now)
     found.find(name="Hours", sku=None)
 
-    now[0] = ITEMS_KEPT_S + 1  # kept long enough: an item may have been archived
+    now[0] = KEPT_S + 1  # kept long enough: an item may have been archived
     found.find(name="Hours", sku=None)
     found.forget()  # the target refused an invoice
     found.find(name="Hours", sku=None)
 
     assert items.reads == 3
+
+
+def test_given_an_item_named_like_another_items_sku_then_the_sku_wins() -> None:
+    items = Items(CatalogItem("1", "X-1", None), CatalogItem("2", "Other", "X-1"))
+
+    assert catalog(items, [0.0]).find(name="Whatever", sku="X-1") == "2"
+    assert catalog(items, [0.0]).find(name="X-1", sku=None) == "1"
