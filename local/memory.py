@@ -23,7 +23,7 @@ from shared.ports import DeadLetter
 from shared.queues.sqs import message_body
 from shared.stores.audit import utc
 from shared.stores.lock import LeaseLock
-from shared.stores.ratelimit import PacedBudget
+from shared.stores.ratelimit import DEFAULT_PACING_MARGIN, PacedBudget
 
 if TYPE_CHECKING:  # only for a type: Lambdas ship shared/ without infra/
     from infra.resources import QueueSpec
@@ -203,25 +203,57 @@ class MemoryLock(LeaseLock):
             return True
 
 
+class MemorySlots:
+    """Each lane's next free slot, as the Cursors table holds them for every worker."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next_free: dict[str, int] = {}
+        # Store round trips, as the Cursors table would count them.
+        self.writes = 0  # reservations, made or refused
+        self.reads = 0  # reads of every lane of a limit
+
+
 class MemoryCallBudget(PacedBudget):
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(clock=clock)
-        self._lock = threading.Lock()
-        self._next_free: dict[str, float] = {}
+    """One worker's call budget. ``worker()`` gives another worker (another Lambda)
+    over the same slots, with blocks of its own."""
 
-    def _read(self, bucket: str) -> tuple[float, str | None]:
-        with self._lock:
-            if bucket not in self._next_free:
-                return 0.0, None
-            return self._next_free[bucket], repr(self._next_free[bucket])
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        margin: float = DEFAULT_PACING_MARGIN,
+        slots: MemorySlots | None = None,
+    ) -> None:
+        super().__init__(clock=clock, margin=margin)
+        self.slots = slots or MemorySlots()
 
-    def _swap(self, bucket: str, version: str | None, next_free: float, *, expires_at: int) -> bool:
-        with self._lock:
-            current = self._next_free.get(bucket)
-            if (None if current is None else repr(current)) != version:
-                return False
-            self._next_free[bucket] = next_free
-            return True
+    def worker(self) -> MemoryCallBudget:
+        return MemoryCallBudget(clock=self._clock, margin=self.margin, slots=self.slots)
+
+    def _reserve(
+        self,
+        bucket: str,
+        *,
+        earliest: int,
+        count: int,
+        accept_until: int,
+        expires_at: int,
+        hint: int | None,
+    ) -> tuple[int, bool]:
+        with self.slots.lock:
+            self.slots.writes += 1
+            stored = self.slots.next_free.get(bucket)
+            start = earliest if stored is None else max(stored, earliest)
+            if start > accept_until:
+                return start, False
+            self.slots.next_free[bucket] = start + count
+            return start, True
+
+    def _peek(self, buckets: list[str]) -> list[int | None]:
+        with self.slots.lock:
+            self.slots.reads += 1
+            return [self.slots.next_free.get(bucket) for bucket in buckets]
 
 
 # --- the queue ----------------------------------------------------------------------

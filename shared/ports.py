@@ -283,12 +283,17 @@ class Lock(Protocol):
 
 
 class CallBudget(Protocol):
-    """A call-rate budget shared by every Lambda of a connection."""
+    """A call-rate budget shared by every Lambda of a connection.
+
+    An instance is one worker's view: it may hold slots reserved ahead (a block) and
+    hand them out without a round trip to the shared store.
+    """
 
     def acquire(self, key: str, *, limit: int, per_s: float, max_wait_s: float) -> float:
-        """Reserve the next call slot if it is at most ``max_wait_s`` away.
+        """Take the next call slot if it is at most ``max_wait_s`` away.
 
-        Returns the seconds until the reserved slot (0 = call now); a value above
-        ``max_wait_s`` means nothing was reserved and the caller should come back later.
+        Returns the seconds until the slot (0 = call now): the call must be made then,
+        not later. A value above ``max_wait_s`` means nothing was taken and the caller
+        should come back later.
         """
         ...

@@ -29,6 +29,10 @@ class Settings(BaseSettings):
     max_failed_attempts: int = Field(default=5, ge=1)
     # Seconds before a failed message is tried again, doubled on each failure.
     retry_delay_s: float = Field(default=30, ge=0)
+    # Vendor calls are paced this much further apart than a limit allows (1.02: 2 %):
+    # room for network jitter and for a slot used a little late. 1/margin of each
+    # vendor quota is the most the sync can use.
+    call_pacing_margin: float = Field(default=1.02, ge=1.0, le=1.5)
 
     # Public base URL of the webhook API, as vendors see it (signatures cover the URL).
     public_base_url: str = ""

@@ -221,9 +221,12 @@ class ApiClient:
         return min(self._retry.max_inline_wait_s, self._deadline.left() - MIN_CALL_S)
 
     def _take_budget(self) -> None:
-        """Reserve a slot in every declared limit; a long wait goes back to the queue."""
+        """Reserve a slot in every declared limit; a long wait goes back to the queue.
+
+        A slot taken first is used late by the waits taken after it, so the limits that
+        tolerate lateness best go first: the longest window, then the slowest pace."""
         longest = max(self._inline_wait_limit(), 0.0)
-        for limit in self._limits:
+        for limit in sorted(self._limits, key=lambda x: (x.per_s, x.per_s / x.limit), reverse=True):
             # The budget keys each limit by its own rate: one key serves them all.
             wait = self._budget.acquire(
                 self._budget_key, limit=limit.limit, per_s=limit.per_s, max_wait_s=longest
