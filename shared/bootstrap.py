@@ -1,7 +1,9 @@
 """The composition root: the one place that wires adapters into the core.
 
-Handlers call these builders once, at import (Lambda cold start), so AWS clients
-and HTTP connection pools are reused across invocations.
+Each adapter is built on first use and kept, so AWS clients and HTTP connection pools
+are reused across invocations and a cold start makes none. What pulls in vendor code
+(httpx) or the mapping is imported where it is built: a function's cold start loads
+only what its handler uses on every invocation.
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from shared.connectors.http import Deadline
 from shared.connectors.registry import vendor
 from shared.connectors.spec import (
     INVOICE_CUSTOM_FIELDS,
@@ -23,9 +24,7 @@ from shared.connectors.spec import (
     WebhookContext,
     secret_id,
 )
-from shared.mapping import Mapper, parse_mapping
 from shared.models import ChangeEvent, Connection, ObjectType
-from shared.ports import AccountingTarget, CrmSource, WebhookReceiver
 from shared.queues.sqs import SqsDeadLetters, SqsEventQueue
 from shared.secrets.secrets_manager import SecretsManagerStore
 from shared.settings import Settings
@@ -39,10 +38,15 @@ from shared.stores import (
     DynamoLock,
 )
 from shared.sync.consume import Consumer
-from shared.sync.engine import SyncEngine
 from shared.sync.ingest import WebhookIngest
-from shared.sync.reconcile import Reconciler
-from shared.sync.route import ConnectionRouter
+
+if TYPE_CHECKING:
+    from shared.connectors.http import Deadline
+    from shared.mapping import Mapper
+    from shared.ports import AccountingTarget, CrmSource, WebhookReceiver
+    from shared.sync.engine import SyncEngine
+    from shared.sync.reconcile import Reconciler
+    from shared.sync.route import ConnectionRouter
 
 CRM_OBJECTS = (ObjectType.CONTACT, ObjectType.COMPANY, ObjectType.DEAL, ObjectType.LINE_ITEM)
 
@@ -50,6 +54,8 @@ CRM_OBJECTS = (ObjectType.CONTACT, ObjectType.COMPANY, ObjectType.DEAL, ObjectTy
 def mapper_of(connection: Connection) -> Mapper:
     """The connection's mapping; a file naming other systems than the connection's is
     refused (its property names are another vendor's)."""
+    from shared.mapping import Mapper, parse_mapping
+
     mapping = parse_mapping(connection.mapping, connection.mapping_name)
     for side, named, actual in (
         ("source", mapping.source, connection.crm),
@@ -120,11 +126,15 @@ class Container:
 
     @cached_property
     def budget(self) -> DynamoCallBudget:
-        return DynamoCallBudget(self.dynamodb, self.settings.cursors_table)
+        return DynamoCallBudget(
+            self.dynamodb, self.settings.cursors_table, margin=self.settings.call_pacing_margin
+        )
 
     @cached_property
     def deadline(self) -> Deadline:
         """The invocation's time left; the handler starts it on every invocation."""
+        from shared.connectors.http import Deadline
+
         return Deadline()
 
     # --- per connection ----------------------------------------------------------------
@@ -154,6 +164,8 @@ class Container:
 
     @cache  # noqa: B019
     def engine(self, connection: Connection) -> SyncEngine:
+        from shared.sync.engine import SyncEngine
+
         crm, mapper = self._crm(connection)
         return SyncEngine(
             connection_id=connection.id,
@@ -177,6 +189,8 @@ class Container:
         )
 
     def reconciler(self, connection: Connection) -> Reconciler:
+        from shared.sync.reconcile import Reconciler
+
         crm, mapper = self._crm(connection)
         return Reconciler(
             connection_id=connection.id,
@@ -187,6 +201,7 @@ class Container:
             queue=self.queue,
             overlap_s=self.settings.reconcile_overlap_s,
             audit=self.audit,
+            batch_writer=self.engine(connection).backfill,
         )
 
     @cached_property
@@ -207,6 +222,8 @@ class Container:
         )
 
     def router(self) -> ConnectionRouter:
+        from shared.sync.route import ConnectionRouter
+
         return ConnectionRouter(
             connections=self.connections, engine_for=self.engine, audit=self.audit
         )

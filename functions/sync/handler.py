@@ -1,8 +1,17 @@
 """Sync Lambda: SQS FIFO batch → one engine call per event, partial batch failures."""
 
+# ruff: noqa: E402  (the imports follow gc.disable())
 from __future__ import annotations
 
-from typing import Any
+import gc
+
+# The ~100,000 objects a cold start makes live as long as the process: the collector
+# would rescan them over and over while they are made (~40 ms), and again in every
+# invocation. It is off until the module is loaded, which then freezes them (at the end).
+gc.disable()
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.batch.exceptions import (
@@ -21,11 +30,13 @@ from shared.bootstrap import Container
 from shared.models import ChangeEvent
 from shared.observability import logger, metrics, tracer
 from shared.settings import get_settings
-from shared.sync.consume import QueueMessage
+from shared.sync.consume import Consumer, QueueMessage
+
+if TYPE_CHECKING:
+    from shared.sync.route import ConnectionRouter
 
 settings = get_settings()
 container = Container(settings)
-router = container.router()
 # A failed group is skipped, not the rest of the batch: other records keep their order.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 # A batch whose every record is retried later (a vendor's 429, say) is routine, not a
@@ -35,21 +46,34 @@ processor.raise_on_entire_batch_failure = False
 idempotency = IdempotencyConfig(
     event_key_jmespath="[connection_id, event_id]", expires_after_seconds=settings.idempotency_ttl_s
 )
-persistence = DynamoDBPersistenceLayer(
-    table_name=settings.idempotency_table, boto3_client=container.dynamodb
-)
 
 
-@idempotent_function(  # type: ignore[untyped-decorator]  # powertools ships it untyped
-    data_keyword_argument="event", config=idempotency, persistence_store=persistence
-)
+@cache
+def router() -> ConnectionRouter:
+    return container.router()
+
+
 def apply_event(event: ChangeEvent) -> dict[str, Any]:
-    """Keyed by the connection and the vendor's event id: a redelivered event is
-    answered from the record."""
-    return router.handle(event).model_dump(mode="json")
+    """Made idempotent by ``consumer``, keyed by the connection and the vendor's event
+    id: a redelivered event is answered from the record."""
+    return router().handle(event).model_dump(mode="json")
 
 
-consumer = container.consumer(lambda event: apply_event(event=event))
+@cache
+def consumer() -> Consumer:
+    """Built on the first invocation with the idempotency records' DynamoDB client: a
+    cold start makes no AWS client. The records are keyed by ``apply_event``'s module
+    and name, as when it is decorated."""
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.idempotency_table, boto3_client=container.dynamodb
+    )
+    idempotent = idempotent_function(
+        apply_event,
+        data_keyword_argument="event",
+        config=idempotency,
+        persistence_store=persistence,
+    )
+    return container.consumer(lambda event: idempotent(event=event))
 
 
 def message(record: SQSRecord) -> QueueMessage:
@@ -62,7 +86,7 @@ def message(record: SQSRecord) -> QueueMessage:
 
 
 def record_handler(record: SQSRecord) -> None:
-    outcome = consumer.process(message(record))
+    outcome = consumer().process(message(record))
     logger.info("event handled", extra={"message_id": record.message_id, "outcome": outcome})
 
 
@@ -79,5 +103,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
     # it, and their receive is not a failed attempt.
     for record, (kind, _, _) in zip(processor.fail_messages, processor.exceptions, strict=True):
         if kind is SQSFifoMessageGroupCircuitBreakerError and isinstance(record, SQSRecord):
-            consumer.skipped(message(record))
+            consumer().skipped(message(record))
     return response
+
+
+gc.freeze()
+gc.enable()

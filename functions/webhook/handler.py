@@ -1,6 +1,14 @@
 """Webhook Lambda: API Gateway HTTP API → verify → normalize → SQS FIFO → 2xx."""
 
+# ruff: noqa: E402  (the imports follow gc.disable())
 from __future__ import annotations
+
+import gc
+
+# The ~100,000 objects a cold start makes live as long as the process: the collector
+# would rescan them over and over while they are made (~40 ms), and again in every
+# invocation. It is off until the module is loaded, which then freezes them (at the end).
+gc.disable()
 
 import binascii
 import json
@@ -17,10 +25,20 @@ from shared.errors import WebhookRejected
 from shared.observability import logger, metrics, tracer
 from shared.ports import InboundWebhook
 from shared.settings import get_settings
+from shared.sync.ingest import WebhookIngest
 
 settings = get_settings()
-ingest = Container(settings).ingest()
+container = Container(settings)
+# Built on the first request, so a cold start makes no AWS client (a test may set its own).
+ingest: WebhookIngest | None = None
 app = APIGatewayHttpResolver()
+
+
+def ingested() -> WebhookIngest:
+    global ingest
+    if ingest is None:
+        ingest = container.ingest()
+    return ingest
 
 
 def inbound(event: APIGatewayProxyEventV2) -> InboundWebhook:
@@ -42,7 +60,7 @@ def inbound(event: APIGatewayProxyEventV2) -> InboundWebhook:
 
 @app.post("/webhooks/<vendor>/<connection>")
 def receive(vendor: str, connection: str) -> Response[str]:
-    answer = ingest.accept(vendor, connection, inbound(app.current_event))
+    answer = ingested().accept(vendor, connection, inbound(app.current_event))
     metrics.add_metric(name="WebhookDeliveries", unit=MetricUnit.Count, value=1)
     return Response(status_code=answer.status, content_type=answer.content_type, body=answer.body)
 
@@ -72,3 +90,7 @@ def unknown_route(_: Exception) -> Response[str]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+gc.freeze()
+gc.enable()

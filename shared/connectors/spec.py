@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from pydantic_settings import BaseSettings
 
-from shared.connectors.http import Deadline
 from shared.models import ObjectType
 from shared.ports import AccountingTarget, CallBudget, CrmSource, Lock, SecretStore, WebhookReceiver
+
+if TYPE_CHECKING:  # the HTTP machinery (httpx) loads with the first connector built
+    from shared.connectors.http import Deadline
 
 VendorKind = Literal["crm", "accounting"]
 # What a target may take beyond the canonical records; a mapping that needs one the

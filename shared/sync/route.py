@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from shared.models import AuditEntry, ChangeEvent, Connection, Outcome
 from shared.models.links import utc_now
 from shared.ports import AuditLog, Connections
-from shared.sync.engine import SyncEngine
+
+if TYPE_CHECKING:  # the engine (and the mapping) load with the first connection's engine
+    from shared.sync.engine import SyncEngine
 
 
 class ConnectionRouter:
