@@ -44,8 +44,10 @@ lint: $(VENV)/.installed
 synth: install
 	npx cdk synth --quiet
 
+# The README's performance table, every row measured in this run (each bench module also
+# runs alone: `.venv/bin/python -m bench.bench_calls`, `bench.bench_end_to_end`, ...).
 bench: $(VENV)/.installed
-	for b in bench/bench_*.py; do $(PY) -m bench.$$(basename $$b .py) || exit 1; done
+	$(PY) -m bench.bench_table
 
 chaos: $(VENV)/.installed  # 10,000 changes under every fault, five seeds (long: minutes a seed)
 	$(PY) -m bench.chaos --seeds 1,2,3,4,5
