@@ -123,6 +123,20 @@ def test_given_a_write_the_batch_refuses_then_the_queue_takes_it_and_says_why() 
     assert len(rig.ledger.customers) == 1
 
 
+def test_given_line_items_their_deals_just_read_then_the_scan_reads_nothing_from_the_crm() -> None:
+    rig = Rig()
+    for i in range(3):
+        rig.crm.put(contact(str(i), email=f"p{i}@example.com", lastname=f"Person{i}"))
+        item = line(f"{i}01", "Services", "1", "100.00")
+        rig.crm.put(deal(f"9{i}", lines=[item], contacts=[str(i)]))
+        rig.crm.put(item.model_copy(update={"associations": {ObjectType.DEAL: [f"9{i}"]}}))
+
+    report = rig.reconciler.run()
+
+    assert report.batched["deal"] == 3 and report.enqueued["line_item"] == 0
+    assert rig.crm.fetches == 0, "line items found in sync through their deals' links"
+
+
 def test_given_a_target_that_cannot_refuse_duplicates_then_nothing_is_batched() -> None:
     rig = Rig(FakeBatchLedger(checked_on_create=frozenset()))
     rig.contacts_and_deals(2)
