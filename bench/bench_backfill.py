@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.bench_end_to_end import WON, Unmetered
+from bench.bench_end_to_end import WON, bench_connectors, bench_quickbooks, unmetered_hubspot
 from bench.bench_mapping import DEFAULT_MAPPING
 from local.memory import (
     MemoryAuditLog,
@@ -32,15 +32,11 @@ from local.memory import (
     MemoryLinkStore,
     MemoryLock,
     MemoryQueue,
-    MemorySecretStore,
 )
 from local.sandboxes.base import SandboxServer
-from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
-from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
-from shared.connectors.hubspot.connector import build_hubspot
-from shared.connectors.quickbooks.connector import BATCH_MAX_ITEMS, build_quickbooks
+from local.sandboxes.hubspot import HubSpotSandbox
+from shared.connectors.quickbooks.connector import BATCH_MAX_ITEMS
 from shared.mapping import Mapper, load_mapping
-from shared.models import ObjectType
 from shared.sync.engine import SyncEngine
 from shared.sync.reconcile import Reconciler
 
@@ -94,47 +90,13 @@ def quota_bound_seconds(deals: int) -> float:
 
 def run(hubspot_url: str, deals: int, *, batched: bool) -> tuple[float, int, int, int]:
     """One backfill into a fresh company: seconds, QuickBooks calls, customers, invoices."""
-    quickbooks = QuickBooksSandbox(
-        QuickBooksSandboxConfig(
-            realm_id="1",
-            client_id="c",
-            client_secret="s",
-            initial_refresh_token="r",
-            webhook_verifier_token="v",
-        )
-    )
+    quickbooks = bench_quickbooks()
     calls = [0]
     quickbooks.app.before_request(lambda: _count(calls))
     server = SandboxServer(quickbooks.app).start()
     try:
-        secrets = MemorySecretStore(
-            {
-                "hubspot": {"access_token": "bench", "client_secret": "bench"},
-                "quickbooks": {
-                    "client_id": "c",
-                    "client_secret": "s",
-                    "refresh_token": "r",
-                    "realm_id": "1",
-                },
-            }
-        )
         mapper = Mapper(load_mapping(DEFAULT_MAPPING))
-        crm = build_hubspot(
-            base_url=hubspot_url,
-            secrets=secrets,
-            secret_id="hubspot",
-            budget=Unmetered(),
-            connection_id="bench",
-            properties={t: mapper.source_properties(t) for t in ObjectType},
-        )
-        ledger = build_quickbooks(
-            api_url=server.url,
-            token_url=f"{server.url}/oauth2/v1/tokens/bearer",
-            secrets=secrets,
-            secret_id="quickbooks",
-            lock=MemoryLock(),
-            budget=MemoryCallBudget(),
-        )
+        crm, ledger = bench_connectors(hubspot_url, server.url, mapper, MemoryCallBudget())
         links, queue = MemoryLinkStore(), MemoryQueue()
         engine = SyncEngine(
             connection_id="bench",
@@ -181,15 +143,7 @@ def _count(calls: list[int]) -> Any:
 
 
 def measure_backfill(deals: int = DEALS) -> BackfillFigures:
-    hubspot = HubSpotSandbox(
-        HubSpotSandboxConfig(
-            access_token="bench",
-            client_secret="bench",
-            rate_limit=10**9,
-            daily_limit=10**9,
-            search_rate_per_s=10**9,
-        )
-    )
+    hubspot = unmetered_hubspot()
     server = SandboxServer(hubspot.app).start()
     try:
         seed_crm(hubspot, deals)

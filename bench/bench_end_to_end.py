@@ -37,11 +37,12 @@ from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
 from local.sandboxes.quickbooks import QuickBooksSandbox, QuickBooksSandboxConfig
 from local.sandboxes.registry import DemoLine, sandbox
 from shared.connectors.hubspot.connector import build_hubspot
-from shared.connectors.quickbooks.connector import build_quickbooks
+from shared.connectors.quickbooks.connector import QuickBooksAccounting, build_quickbooks
 from shared.connectors.registry import vendors
 from shared.mapping import Mapper, load_mapping
 from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.models.links import utc_now
+from shared.ports import CallBudget, CrmSource
 from shared.sync.engine import SyncEngine
 
 WON = {"dealstage": "closedwon", "pipeline": "default", "closedate": "2026-11-20T15:00:00Z"}
@@ -122,57 +123,79 @@ class Unmetered:
         return 0.0
 
 
-def engine_alone(contacts: int, deals: int) -> None:
-    hubspot = HubSpotSandbox(
+def unmetered_hubspot() -> HubSpotSandbox:
+    """A HubSpot sandbox whose limits are lifted: the CRM side is not what is measured."""
+    return HubSpotSandbox(
         HubSpotSandboxConfig(
-            access_token="bench", client_secret="bench", rate_limit=10**9, daily_limit=10**9
+            access_token="bench",
+            client_secret="bench",
+            rate_limit=10**9,
+            daily_limit=10**9,
+            search_rate_per_s=10**9,
         )
     )
-    quickbooks = QuickBooksSandbox(
+
+
+def bench_quickbooks(**limits: int) -> QuickBooksSandbox:
+    """A QuickBooks company for a bench: Intuit's documented limits unless ``limits``."""
+    return QuickBooksSandbox(
         QuickBooksSandboxConfig(
             realm_id="1",
             client_id="c",
             client_secret="s",
             initial_refresh_token="r",
             webhook_verifier_token="v",
-            rate_per_minute=10**9,
-            rate_per_second=10**9,
+            **limits,
         )
     )
+
+
+def bench_connectors(
+    hubspot_url: str, quickbooks_url: str, mapper: Mapper, quickbooks_budget: CallBudget
+) -> tuple[CrmSource, QuickBooksAccounting]:
+    """The production connectors over HTTP to the bench's sandboxes (HubSpot unmetered)."""
+    secrets = MemorySecretStore(
+        {
+            "hubspot": {"access_token": "bench", "client_secret": "bench"},
+            "quickbooks": {
+                "client_id": "c",
+                "client_secret": "s",
+                "refresh_token": "r",
+                "realm_id": "1",
+            },
+        }
+    )
+    crm = build_hubspot(
+        base_url=hubspot_url,
+        secrets=secrets,
+        secret_id="hubspot",
+        budget=Unmetered(),
+        connection_id="bench",
+        properties={t: mapper.source_properties(t) for t in ObjectType},
+    )
+    ledger = build_quickbooks(
+        api_url=quickbooks_url,
+        token_url=f"{quickbooks_url}/oauth2/v1/tokens/bearer",
+        secrets=secrets,
+        secret_id="quickbooks",
+        lock=MemoryLock(),
+        budget=quickbooks_budget,
+    )
+    return crm, ledger
+
+
+def engine_alone(contacts: int, deals: int) -> None:
+    hubspot = unmetered_hubspot()
+    quickbooks = bench_quickbooks(rate_per_minute=10**9, rate_per_second=10**9)
     servers = [SandboxServer(hubspot.app).start(), SandboxServer(quickbooks.app).start()]
     try:
-        secrets = MemorySecretStore(
-            {
-                "hubspot": {"access_token": "bench", "client_secret": "bench"},
-                "quickbooks": {
-                    "client_id": "c",
-                    "client_secret": "s",
-                    "refresh_token": "r",
-                    "realm_id": "1",
-                },
-            }
-        )
         mapper = Mapper(load_mapping(DEFAULT_MAPPING))
-        properties = {t: mapper.source_properties(t) for t in ObjectType}
+        crm, ledger = bench_connectors(servers[0].url, servers[1].url, mapper, Unmetered())
         queue = MemoryQueue()
         engine = SyncEngine(
             connection_id="bench",
-            crm=build_hubspot(
-                base_url=servers[0].url,
-                secrets=secrets,
-                secret_id="hubspot",
-                budget=Unmetered(),
-                connection_id="bench",
-                properties=properties,
-            ),
-            ledger=build_quickbooks(
-                api_url=servers[1].url,
-                token_url=f"{servers[1].url}/oauth2/v1/tokens/bearer",
-                secrets=secrets,
-                secret_id="quickbooks",
-                lock=MemoryLock(),
-                budget=Unmetered(),
-            ),
+            crm=crm,
+            ledger=ledger,
             mapper=mapper,
             links=MemoryLinkStore(),
             audit=MemoryAuditLog(),
