@@ -17,7 +17,9 @@ It knows canonical models and ports only. What it guarantees:
   before it is sent; after a lost answer the next attempt repeats that very request
   and gets the record it made, even if the source was renamed meanwhile. Creates of
   one record are serialized by a lease; customers are matched before one is made.
-* **Order per record.** An event older than the version applied is skipped.
+* **Order per record.** An event older than the newest version the last sync read
+  (the record's or a child's) is skipped; reconcile's events, found because the
+  content differs, never are.
 * **Bad records end, outages retry.** A mapping violation or a vendor's refusal is
   audited once with its reason and ends there; credentials refused, outages and bugs
   are audited and re-raised so the queue retries them and, in the end, dead-letters
@@ -172,9 +174,14 @@ class SyncEngine:
                 Outcome.SKIPPED, "deletions are not propagated: accounting records are kept"
             )
         link = self._links.get(self.connection_id, event.record_key)
-        if link is not None and event.version < link.source_version:
+        if (
+            link is not None
+            and event.kind is not ChangeKind.RECONCILE
+            and event.version < link.source_version
+        ):
             # Every sync reads the record as it is now: what this event changed was
-            # read by the sync that applied the newer version.
+            # read by the sync that applied the newer version. A reconcile event names
+            # no change: it was found because the content differs now.
             return _Result(
                 Outcome.SKIPPED,
                 f"stale event: version {event.version} is older than the applied "
@@ -509,7 +516,9 @@ class SyncEngine:
                     existing=ref,
                     idempotency_key=update_key(self.connection_id, source_key, ref, digest),
                 )
-            return self._linked(record, target_type, ref, digest, Outcome.CREATED, describe)
+            return self._linked(
+                record, target_type, ref, digest, Outcome.CREATED, describe, previous=link
+            )
 
     def _take(
         self,
@@ -600,7 +609,11 @@ class SyncEngine:
     ) -> bool:
         """Save the link of what was written; the children's way back to ``record``
         (``set_parent``) first, and only when they changed since ``previous``: a
-        crash between the two then leaves them set, never the link saying so falsely."""
+        crash between the two then leaves them set, never the link saying so falsely.
+
+        The version saved never goes below ``previous``'s: this sync read after the one
+        that saved it, even when a child it counted has gone since.
+        """
         children = sorted(
             record_key(self._crm.system, child.object_type, child.id)
             for kids in record.children.values()
@@ -623,7 +636,7 @@ class SyncEngine:
             target=self._ledger.system,
             target_type=target_type,
             target_id=ref.id,
-            source_version=_read_version(record),
+            source_version=max(_read_version(record), previous.source_version if previous else 0),
             target_version=ref.version,
             target_changed_at_ms=ref.changed_at_ms,
             content_hash=digest,

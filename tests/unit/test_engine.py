@@ -470,6 +470,24 @@ class TestMatchingSafety:
         assert entry.outcome is Outcome.UPDATED
         assert len(only_invoice(ledger).lines) == 1
 
+    def test_given_a_line_item_removed_unannounced_when_reconcile_finds_the_deal_then_applied(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger
+    ) -> None:
+        # Found by the chaos run: a deal's link counts its line items' versions, which
+        # are newer than the deal's own; reconcile's event carries the deal's version,
+        # yet it exists because the content differs now (a line item removed, its
+        # webhook lost): it must not be taken for a stale event.
+        first = line("501", "Services", "10", "150.00").model_copy(update={"version": T0 + 1})
+        second = line("502", "Hours", "2", "80").model_copy(update={"version": T0 + 2})
+        engine.handle(event(crm.put(contact())))
+        engine.handle(event(crm.put(deal(lines=[first, second]))))
+        crm.put(deal(lines=[first]))  # the deal's own version does not move
+
+        entry = engine.handle(event(deal(), kind=ChangeKind.RECONCILE, event_id="reconcile:1"))
+
+        assert entry.outcome is Outcome.UPDATED
+        assert len(only_invoice(ledger).lines) == 1
+
     def test_given_line_item_events_the_deals_sync_already_read_then_skipped_unfetched(
         self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, queue: MemoryQueue
     ) -> None:
