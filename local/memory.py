@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from shared.errors import Retryable, StaleWrite
 from shared.models import AuditEntry, ChangeEvent, Connection, PendingCreate, RecordLink
-from shared.ports import DeadLetter
+from shared.ports import DeadLetter, LinkState
 from shared.queues.sqs import message_body
 from shared.stores.audit import utc
 from shared.stores.lock import LeaseLock
@@ -77,9 +77,10 @@ class MemoryLinkStore:
         with self._lock:
             return self._parents.get((connection_id, child_key))
 
-    def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
+    def state(self, connection_id: str, source_key: str) -> LinkState:
         with self._lock:
-            return self._pending.get((connection_id, source_key))
+            key = (connection_id, source_key)
+            return LinkState(self._by_source.get(key), self._pending.get(key))
 
     def put_pending_create(self, pending: PendingCreate) -> None:
         with self._lock:

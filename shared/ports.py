@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -165,6 +165,11 @@ class AccountingTarget(Protocol):
 # --- state --------------------------------------------------------------------------
 
 
+class LinkState(NamedTuple):
+    link: RecordLink | None
+    pending: PendingCreate | None  # a create written down and not yet linked
+
+
 class LinkStore(Protocol):
     def get(self, connection_id: str, source_key: str) -> RecordLink | None: ...
 
@@ -188,7 +193,9 @@ class LinkStore(Protocol):
 
     def parent_of(self, connection_id: str, child_key: str) -> str | None: ...
 
-    def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None: ...
+    def state(self, connection_id: str, source_key: str) -> LinkState:
+        """The record's link and its written-down create, in one read."""
+        ...
 
     def put_pending_create(self, pending: PendingCreate) -> None:
         """Write down a create before sending it (replaces any earlier one)."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from shared.errors import StaleWrite
 from shared.models import PendingCreate, RecordLink
+from shared.ports import LinkState
 from shared.stores.dynamo import from_item, to_item
 
 if TYPE_CHECKING:
@@ -35,15 +36,22 @@ class DynamoLinkStore:
         self._table = table_name
 
     def get(self, connection_id: str, source_key: str) -> RecordLink | None:
-        response = self._client.get_item(
+        return self.state(connection_id, source_key).link
+
+    def state(self, connection_id: str, source_key: str) -> LinkState:
+        item = self._client.get_item(
             TableName=self._table,
             Key={"pk": {"S": _pk(connection_id, source_key)}},
             ConsistentRead=True,
+        ).get("Item", {})
+        pending = item.get(PENDING, {}).get("S")
+        return LinkState(
+            # Nothing, or only a pending create, is no link.
+            link=RecordLink.model_validate(from_item(item, drop=_KEYS))
+            if "target_id" in item
+            else None,
+            pending=PendingCreate.model_validate_json(pending) if pending else None,
         )
-        item = response.get("Item")
-        if not item or "target_id" not in item:  # nothing, or only a pending create
-            return None
-        return RecordLink.model_validate(from_item(item, drop=_KEYS))
 
     def get_by_target(self, connection_id: str, target_key: str) -> RecordLink | None:
         # A GSI read is eventually consistent: a link saved a moment ago may not show yet.
@@ -109,16 +117,6 @@ class DynamoLinkStore:
             ConsistentRead=True,
         ).get("Item")
         return item["parent"]["S"] if item else None
-
-    def pending_create(self, connection_id: str, source_key: str) -> PendingCreate | None:
-        response = self._client.get_item(
-            TableName=self._table,
-            Key={"pk": {"S": _pk(connection_id, source_key)}},
-            ProjectionExpression=PENDING,
-            ConsistentRead=True,
-        )
-        value = response.get("Item", {}).get(PENDING)
-        return PendingCreate.model_validate_json(value["S"]) if value and "S" in value else None
 
     def put_pending_create(self, pending: PendingCreate) -> None:
         self._client.update_item(

@@ -471,7 +471,7 @@ class SyncEngine:
             lease_s=CREATE_LEASE_S,
             wait_s=CREATE_WAIT_S,
         ):
-            link = self._links.get(self.connection_id, source_key)
+            link, pending = self._links.state(self.connection_id, source_key)
             created_since = stale is None or (
                 link is not None and link.target_id != stale.target_id
             )
@@ -484,7 +484,6 @@ class SyncEngine:
                     return self._linked(
                         record, target_type, ref, digest, Outcome.UPDATED, describe, previous=link
                     )
-            pending = self._links.pending_create(self.connection_id, source_key)
             if pending is None or pending.target_type is not target_type:
                 found = match() if match else None
                 if found is not None:
@@ -726,9 +725,7 @@ class Backfill:
         engine = self._engine
         key = record_key(engine._crm.system, record.object_type, record.id)
         checked = engine._ledger.checked_on_create
-        if engine._links.get(engine.connection_id, key) or engine._links.pending_create(
-            engine.connection_id, key
-        ):
+        if any(engine._links.state(engine.connection_id, key)):
             return None
         try:
             content = map_content(engine._mapper, record)

@@ -180,9 +180,9 @@ def test_given_a_written_down_create_when_the_link_is_saved_then_it_is_cleared(
     links.put_pending_create(pending)
 
     assert links.get("acme", link.source_key) is None, "a pending create is no link"
-    assert links.pending_create("acme", link.source_key) == pending
+    assert links.state("acme", link.source_key) == (None, pending)
     links.save(link)
-    assert links.pending_create("acme", link.source_key) is None
+    assert links.state("acme", link.source_key) == (link, None)
     assert links.get("acme", link.source_key) == link
 
 
