@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install lambda-bundle demo up test lint synth bench chaos clean
+.PHONY: install lambda-bundle demo up test lint synth bench chaos mapping-schema clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench: $(VENV)/.installed
 
 chaos: $(VENV)/.installed  # 10,000 changes under every fault, five seeds (long: minutes a seed)
 	$(PY) -m bench.chaos --seeds 1,2,3,4,5
+
+mapping-schema: $(VENV)/.installed  # after a change to the mapping models (a test says when)
+	$(PY) -c "import json; from shared.mapping.schema import JSON_SCHEMA_FILE, mapping_json_schema; open(JSON_SCHEMA_FILE, 'w').write(json.dumps(mapping_json_schema(), indent=2) + '\\n')"
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .pytest_cache .mypy_cache .ruff_cache

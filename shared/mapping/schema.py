@@ -290,6 +290,21 @@ class MappingConfig(_Spec):
         return self
 
 
+# Where the published schema lives, relative to the repository (``config/``, beside the
+# presets that name it on their first line for editors).
+JSON_SCHEMA_FILE = "config/mapping.schema.json"
+
+
+def mapping_json_schema() -> dict[str, Any]:
+    """The mapping file's JSON Schema, for editors: the file's shape (keys, types,
+    enumerations). What it cannot say (a key naming no canonical field, a transform
+    that does not suit the field) is still checked when the file is loaded."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **MappingConfig.model_json_schema(),
+    }
+
+
 def canonical_field(target: Target, key: str) -> FieldInfo:
     """The model field a mapping key names (``email``, ``billing_address.city``).
 

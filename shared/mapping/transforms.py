@@ -41,6 +41,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -389,6 +390,32 @@ def _expand(item: Any) -> Any:
     )
 
 
+def _written_forms() -> dict[str, Any]:
+    """The JSON Schema of a transform as a mapping file writes it (``_expand``'s input):
+    a name alone, or a one-key mapping to its main argument or to its arguments."""
+    alone = []
+    forms: list[dict[str, Any]] = []
+    for name, cls in sorted(_TRANSFORMS.items()):
+        arguments = cls.model_json_schema()
+        arguments["properties"].pop("op")
+        required = [field for field in arguments.get("required", []) if field != "op"]
+        arguments["required"] = required
+        if not required:
+            alone.append(name)
+        written = [arguments]
+        if name in _MAIN_ARGUMENT:
+            written.insert(0, arguments["properties"][_MAIN_ARGUMENT[name]])
+        forms.append(
+            {
+                "type": "object",
+                "properties": {name: {"anyOf": written}},
+                "required": [name],
+                "additionalProperties": False,
+            }
+        )
+    return {"anyOf": [{"enum": alone}, *forms]}
+
+
 Transform = Annotated[
     Annotated[
         Trim
@@ -405,4 +432,5 @@ Transform = Annotated[
         Field(discriminator="op"),
     ],
     BeforeValidator(_expand),
+    WithJsonSchema(_written_forms()),
 ]
