@@ -16,6 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from infra.resources import ServiceDescription
 from local.sandboxes.registry import SANDBOXES, sandbox
 from shared.bootstrap import mapper_of
 from shared.connectors.registry import vendor
@@ -85,6 +86,35 @@ class WorkerConfig(_Model):
     batch_size: int = Field(default=10, ge=1, le=10)
 
 
+class FailuresConfig(_Model):
+    """How a failed event is retried locally; what is left out is as deployed."""
+
+    # Seconds before a failed event is tried again, doubled on each failure.
+    retry_delay_s: int | None = Field(default=None, ge=0)
+    # Failed attempts after which it is dead-lettered.
+    max_failed_attempts: int | None = Field(default=None, ge=1)
+
+    def apply(self, description: ServiceDescription) -> ServiceDescription:
+        """``description`` with these settings on every queue with a dead-letter queue.
+
+        The visibility timeout becomes the sync function's timeout: long enough that a
+        message being handled never reaches a second invocation (as in AWS), short
+        enough that one whose invocation died comes back in a minute, not six.
+        """
+        if self.retry_delay_s is None and self.max_failed_attempts is None:
+            return description
+        changes: dict[str, int] = {"visibility_timeout_s": description.function("Sync").timeout_s}
+        if self.retry_delay_s is not None:
+            changes["retry_delay_s"] = self.retry_delay_s
+        if self.max_failed_attempts is not None:
+            changes["max_failed_attempts"] = self.max_failed_attempts
+        queues = tuple(
+            queue.model_copy(update=changes) if queue.max_failed_attempts else queue
+            for queue in description.queues
+        )
+        return description.model_copy(update={"queues": queues})
+
+
 class LocalConnection(_Model):
     """A connection of the local stack: its two systems run as sandboxes."""
 
@@ -113,6 +143,7 @@ class LocalConfig(_Model):
     worker: WorkerConfig = WorkerConfig()
     # Seconds between reconcile runs; None keeps the schedule's own rate.
     reconcile_interval_s: float | None = Field(default=None, gt=0)
+    failures: FailuresConfig = FailuresConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     @model_validator(mode="after")

@@ -151,9 +151,9 @@ class LocalStack:
         """``handlers`` replaces the handlers of the named functions (by ``FunctionSpec.id``);
         the others are imported from their spec. ``sandboxes=False`` leaves the vendor
         sandboxes out; the vendor URLs then point at a closed local port, never at a
-        real vendor."""
+        real vendor. The config's ``failures`` apply to ``description``'s queues."""
         self.config = config
-        self.description = description
+        self.description = config.failures.apply(description)
         self._handler_overrides = dict(handlers or {})
         self._with_sandboxes = sandboxes
         self._exit = ExitStack()

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from infra.resources import DESCRIPTION, ServiceDescription
-from local.config import LocalConfig
+from infra.resources import DESCRIPTION
+from local.config import FailuresConfig, LocalConfig
 from local.runtime import LocalStack
 from local.sandboxes.hubspot import (
     DEAL_TO_CONTACT,
@@ -45,20 +45,11 @@ MAX_FAILED = DESCRIPTION.queue(EVENTS).max_failed_attempts or 0
 SETTLE_S = 60.0
 
 
-def fast_retry_description() -> ServiceDescription:
-    """The deployed description with failed messages retried after seconds, not minutes.
-
-    The visibility timeout stays as long as the sync function's timeout, as in AWS: a
-    message still being handled never comes back to a second invocation.
-    """
-    sync_timeout = DESCRIPTION.function("Sync").timeout_s
-    queues = tuple(
-        q.model_copy(update={"retry_delay_s": RETRY_DELAY_S, "visibility_timeout_s": sync_timeout})
-        if q.id == EVENTS
-        else q
-        for q in DESCRIPTION.queues
-    )
-    return DESCRIPTION.model_copy(update={"queues": queues})
+def fast_retries(config: LocalConfig) -> LocalConfig:
+    """``config`` with failed messages retried after seconds, not minutes, and
+    dead-lettered after the deployed number of attempts (whatever ``local.yaml`` says)."""
+    failures = FailuresConfig(retry_delay_s=RETRY_DELAY_S)
+    return config.model_copy(update={"failures": failures})
 
 
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
@@ -255,7 +246,7 @@ def money(value: Any) -> Decimal:
 def running() -> Iterator[Harness]:
     # No background reconcile runs: a test fires the schedule when it means to.
     config = LocalConfig.load().with_free_ports().model_copy(update={"reconcile_interval_s": 3600})
-    with LocalStack(config, description=fast_retry_description()) as stack:
+    with LocalStack(fast_retries(config)) as stack:
         yield Harness(stack)
 
 

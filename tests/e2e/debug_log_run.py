@@ -19,7 +19,7 @@ from pathlib import Path
 from local.config import LocalConfig
 from local.runtime import LocalStack
 from local.sandboxes.registry import sandbox
-from tests.e2e.conftest import Harness, Line, eventually, fast_retry_description
+from tests.e2e.conftest import Harness, Line, eventually, fast_retries
 
 
 def main(tokens_file: Path) -> None:
@@ -28,7 +28,7 @@ def main(tokens_file: Path) -> None:
         .with_free_ports()
         .model_copy(update={"log_level": "DEBUG", "reconcile_interval_s": 3600})
     )
-    with LocalStack(config, description=fast_retry_description()) as stack:
+    with LocalStack(fast_retries(config)) as stack:
         e2e = Harness(stack)
         person = e2e.create_contact()
         deal = e2e.create_deal(person.id, [Line("Services", quantity="2", price="150")])

@@ -22,7 +22,7 @@ from local.sandboxes.registry import Books, CrmPerson, sandbox
 from shared.models import ObjectType, Outcome
 from shared.models.events import record_key
 from shared.stores.audit import DynamoAuditLog
-from tests.e2e.conftest import eventually, fast_retry_description
+from tests.e2e.conftest import eventually, fast_retries
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ def sides() -> Iterator[tuple[LocalStack, dict[str, Side]]]:
         update={"connections": CONNECTIONS, "reconcile_interval_s": 3600}
     )
     config = LocalConfig.model_validate(config.model_dump()).with_free_ports()
-    with LocalStack(config, description=fast_retry_description()) as stack:
+    with LocalStack(fast_retries(config)) as stack:
         found = {}
         for connection in CONNECTIONS:
             person_of = sandbox(connection.crm).person

@@ -23,7 +23,7 @@ from shared.connectors.registry import vendors
 from shared.models import AuditEntry, ObjectType, Outcome
 from shared.models.events import record_key
 from shared.stores.audit import DynamoAuditLog
-from tests.e2e.conftest import eventually, fast_retry_description
+from tests.e2e.conftest import eventually, fast_retries
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +66,7 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
         .with_free_ports()
         .model_copy(update={"reconcile_interval_s": 3600})  # fired when a test means to
     )
-    with LocalStack(config, description=fast_retry_description()) as stack:
+    with LocalStack(fast_retries(config)) as stack:
         yield Pair(
             stack=stack,
             crm=crm,

@@ -34,7 +34,7 @@ from infra.environment import SERVICE_NAME, resource_settings, settings_environm
 from infra.resources import DESCRIPTION, local_name, webhook_path
 from local import cli
 from local.apigw import create_app
-from local.config import LocalConfig, LocalConfigError
+from local.config import FailuresConfig, LocalConfig, LocalConfigError
 from local.lambdas import LambdaContext
 from local.runtime import NO_VENDOR, LocalStack, PortInUse
 from local.sandboxes.hubspot import sign_v3
@@ -107,7 +107,12 @@ class StandIns:
 
 
 def free_config(**changes: Any) -> LocalConfig:
-    return LocalConfig.load().with_free_ports().model_copy(update=changes)
+    """The committed config on free ports, its queue as deployed (no local ``failures``)."""
+    return (
+        LocalConfig.load()
+        .with_free_ports()
+        .model_copy(update={"failures": FailuresConfig(), **changes})
+    )
 
 
 @pytest.fixture(scope="class")
@@ -1015,3 +1020,15 @@ def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path
     assert "QuickBooks Online sandbox" in output
     assert process.stderr is not None
     assert "Traceback" not in process.stderr.read()
+
+
+def test_given_failures_in_the_local_config_then_the_events_queue_retries_that_way() -> None:
+    committed = LocalConfig.load()
+    default = committed.model_copy(update={"failures": FailuresConfig()})
+
+    events = committed.failures.apply(DESCRIPTION).queue("Events")
+    deployed = default.failures.apply(DESCRIPTION).queue("Events")
+
+    assert (events.retry_delay_s, events.max_failed_attempts) == (1, 3)
+    assert events.visibility_timeout_s == DESCRIPTION.function("Sync").timeout_s
+    assert deployed == DESCRIPTION.queue("Events"), "left out: as deployed"
