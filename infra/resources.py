@@ -145,6 +145,12 @@ DESCRIPTION = ServiceDescription(
             setting="audit_table",
             partition_key=Key(name="pk"),
             sort_key=Key(name="sk"),
+            # One record's history (`crmsync audit`): connection and record key, by time.
+            indexes=(
+                IndexSpec(
+                    name="by_record", partition_key=Key(name="record_pk"), sort_key=Key(name="sk")
+                ),
+            ),
             ttl_attribute="expires_at",
         ),
         # Watermarks, OAuth refresh leases and rate-limit windows; the last two expire.

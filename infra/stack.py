@@ -61,6 +61,7 @@ class CrmSyncStack(Stack):
                 description="Replace {connection} with the connection's id",
             )
         CfnOutput(self, "ConnectionsTableName", value=tables.by_id["Connections"].table_name)
+        CfnOutput(self, "AuditTableName", value=tables.by_id["Audit"].table_name)
         for queue_id, dead_letter in queues.dead_letters.items():
             CfnOutput(self, f"{queue_id}DeadLetterQueueUrl", value=dead_letter.queue_url)
         CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)

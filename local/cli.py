@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from types import FrameType
 
@@ -33,7 +34,8 @@ from shared.connectors.registry import UnknownVendor, vendor, vendors
 from shared.connectors.spec import VendorKind, secret_id
 from shared.errors import MappingConfigError
 from shared.models import Connection
-from shared.stores import DynamoConnections
+from shared.settings import Settings
+from shared.stores import DynamoAuditLog, DynamoConnections
 
 console = Console()
 errors = Console(stderr=True)
@@ -93,6 +95,15 @@ def print_urls(stack: LocalStack) -> None:
     console.print(
         f"AWS CLI: aws --endpoint-url {urls.moto} sqs list-queues"
         f" (credentials {stack.config.aws.access_key_id}/{stack.config.aws.secret_access_key})",
+        soft_wrap=True,
+    )
+    first = stack.config.connections[0]
+    console.print(
+        f"A record's audit trail: AWS_ACCESS_KEY_ID={stack.config.aws.access_key_id} "
+        f"AWS_SECRET_ACCESS_KEY={stack.config.aws.secret_access_key} "
+        f"AWS_DEFAULT_REGION={stack.config.aws.region} crmsync audit "
+        f"{first.crm}:contact:<id> --connection {first.id} "
+        f"--table {stack.resources.tables['Audit']} --endpoint-url {urls.moto}",
         soft_wrap=True,
     )
     console.print("[dim]Ctrl-C stops everything.[/dim]")
@@ -265,6 +276,53 @@ def _connect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="an AWS endpoint (a running `crmsync up`)")
 
 
+def run_audit(args: argparse.Namespace) -> int:
+    """One record's audit trail, newest first: what happened to it and why."""
+    session = boto3.session.Session()
+    log = DynamoAuditLog(
+        session.client("dynamodb", endpoint_url=args.endpoint_url),
+        args.table,
+        Settings().audit_ttl_days,
+    )
+    try:
+        entries = log.history(args.connection, args.record, limit=args.limit)
+    except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError) as exc:
+        raise CommandError(f"cannot read the audit table {args.table}: {exc}") from None
+    if args.json:
+        print(json.dumps([entry.model_dump(mode="json") for entry in entries], indent=2))
+        return 0
+    if not entries:
+        console.print(
+            f"no audit entries for {escape(args.record)} in connection {escape(args.connection)}"
+            " (a record key is <system>:<object type>:<id>, e.g. hubspot:contact:101)"
+        )
+        return 0
+    table = Table(title=f"{args.record} ({args.connection}), newest first", title_justify="left")
+    for column in ("at (UTC)", "outcome", "why", "target", "event"):
+        table.add_column(column, overflow="fold")
+    table.columns[2].ratio = 3  # the reason gets the room
+    for entry in entries:
+        table.add_row(
+            entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            entry.outcome.value,
+            # The reason of an invalid record names its field and rule already.
+            escape(entry.reason),
+            escape(entry.target_key or ""),
+            escape(entry.event_id),
+        )
+    console.print(table)
+    return 0
+
+
+def _audit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("record", help="the record key: <system>:<object type>:<id>")
+    parser.add_argument("--connection", required=True, help="the connection's id")
+    parser.add_argument("--table", required=True, help="the stack's AuditTableName output")
+    parser.add_argument("--limit", type=int, default=50, help="entries at most (default: 50)")
+    parser.add_argument("--json", action="store_true", help="print the entries as JSON")
+    parser.add_argument("--endpoint-url", help="an AWS endpoint (a running `crmsync up`)")
+
+
 COMMANDS: dict[str, Command] = {
     "up": Command(
         help="start the local stack (moto, sandboxes, API, worker, schedule) until Ctrl-C",
@@ -278,6 +336,11 @@ COMMANDS: dict[str, Command] = {
         help="add or change a connection (secrets and mapping) of a deployed stack",
         run=run_connect,
         add_arguments=_connect_arguments,
+    ),
+    "audit": Command(
+        help="one record's audit trail (a deployed stack, or a running `crmsync up`)",
+        run=run_audit,
+        add_arguments=_audit_arguments,
     ),
     "demo": Command(
         help="run the sample scenario for one CRM → accounting pair on a fresh local stack "

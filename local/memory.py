@@ -106,6 +106,10 @@ class MemoryAuditLog:
         # A stable sort of the reversed list: among equal stamps, the latest recorded first.
         return sorted(recorded, key=lambda e: utc(e.at), reverse=True)[:limit]
 
+    def history(self, connection_id: str, record_key: str, *, limit: int = 100) -> list[AuditEntry]:
+        everything = self.entries(connection_id, limit=len(self._entries.get(connection_id, [])))
+        return [e for e in everything if e.record_key == record_key][:limit]
+
 
 class MemoryCursorStore:
     def __init__(self) -> None:

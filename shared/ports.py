@@ -223,6 +223,10 @@ class AuditLog(Protocol):
         """Newest first."""
         ...
 
+    def history(self, connection_id: str, record_key: str, *, limit: int = 100) -> list[AuditEntry]:
+        """One record's entries (``AuditEntry.record_key``), newest first."""
+        ...
+
 
 class CursorStore(Protocol):
     """Watermarks for reconciliation, by name."""

@@ -1,9 +1,11 @@
-"""The audit trail in DynamoDB: one partition per connection, newest first."""
+"""The audit trail in DynamoDB: one partition per connection, newest first, and an
+index by record (``by_record``) for one record's history."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 from shared.models import AuditEntry
@@ -12,7 +14,8 @@ from shared.stores.dynamo import from_item, to_item
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
 
-_KEYS = ("pk", "sk", "expires_at")
+_KEYS = ("pk", "sk", "expires_at", "record_pk")
+RECORD_INDEX = "by_record"
 
 
 def utc(at: datetime) -> datetime:
@@ -39,6 +42,7 @@ class DynamoAuditLog:
         item = to_item(entry.model_dump(mode="json"))
         item["pk"] = {"S": entry.connection_id}
         item["sk"] = {"S": sort_key(entry)}
+        item["record_pk"] = {"S": _record_pk(entry.connection_id, entry.record_key)}
         item["expires_at"] = {"N": str(int((utc(entry.at) + self._ttl).timestamp()))}
         self._client.put_item(TableName=self._table, Item=item)
 
@@ -50,7 +54,24 @@ class DynamoAuditLog:
             ScanIndexForward=False,
             Limit=limit,
         )
-        return [
-            AuditEntry.model_validate(from_item(item, drop=_KEYS))
-            for item in response.get("Items", [])
-        ]
+        return _entries(response.get("Items", []))
+
+    def history(self, connection_id: str, record_key: str, *, limit: int = 100) -> list[AuditEntry]:
+        # A GSI read is eventually consistent: an entry of a moment ago may not show yet.
+        response = self._client.query(
+            TableName=self._table,
+            IndexName=RECORD_INDEX,
+            KeyConditionExpression="record_pk = :r",
+            ExpressionAttributeValues={":r": {"S": _record_pk(connection_id, record_key)}},
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return _entries(response.get("Items", []))
+
+
+def _record_pk(connection_id: str, record_key: str) -> str:
+    return f"{connection_id}#{record_key}"
+
+
+def _entries(items: Sequence[Mapping[str, Any]]) -> list[AuditEntry]:
+    return [AuditEntry.model_validate(from_item(item, drop=_KEYS)) for item in items]

@@ -235,10 +235,16 @@ def audit(kind: str, request: pytest.FixtureRequest) -> AuditLog:
     return DynamoAuditLog(dynamodb, _table(dynamodb, "Audit"), ttl_days=30)
 
 
-def _entry(minutes: int, *, event_id: str = "e", connection_id: str = "acme") -> AuditEntry:
+def _entry(
+    minutes: int,
+    *,
+    event_id: str = "e",
+    connection_id: str = "acme",
+    record_key: str = "hubspot:deal:101",
+) -> AuditEntry:
     return AuditEntry(
         connection_id=connection_id,
-        record_key="hubspot:deal:101",
+        record_key=record_key,
         event_id=event_id,
         outcome=Outcome.INVALID,
         reason="missing email",
@@ -282,6 +288,26 @@ def test_given_one_event_audited_twice_at_one_instant_then_both_are_kept(
     audit.record(_entry(0))
 
     assert len(audit.entries("acme")) == 2
+
+
+@BOTH
+def test_given_entries_of_several_records_then_one_records_history_is_its_own_newest_first(
+    audit: AuditLog,
+) -> None:
+    for minutes, record in (
+        (0, "hubspot:deal:101"),
+        (1, "hubspot:deal:102"),
+        (2, "hubspot:deal:101"),
+    ):
+        audit.record(_entry(minutes, event_id=f"e{minutes}", record_key=record))
+    audit.record(_entry(3, event_id="elsewhere", connection_id="other"))  # same record key
+
+    history = audit.history("acme", "hubspot:deal:101")
+
+    assert [e.event_id for e in history] == ["e2", "e0"]
+    assert history[0] == _entry(2, event_id="e2")
+    assert [e.event_id for e in audit.history("acme", "hubspot:deal:101", limit=1)] == ["e2"]
+    assert audit.history("acme", "hubspot:deal:999") == []
 
 
 def test_given_an_entry_when_recorded_then_it_expires_after_the_ttl(
