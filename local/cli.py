@@ -294,7 +294,8 @@ def run_audit(args: argparse.Namespace) -> int:
     if not entries:
         console.print(
             f"no audit entries for {escape(args.record)} in connection {escape(args.connection)}"
-            " (a record key is <system>:<object type>:<id>, e.g. hubspot:contact:101)"
+            " (a record key is <system>:<object type>:<id>: the CRM or accounting system,"
+            " 'contact', 'company', 'deal', 'customer' or 'invoice', and the id there)"
         )
         return 0
     table = Table(title=f"{args.record} ({args.connection}), newest first", title_justify="left")
