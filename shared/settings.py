@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     # Vendor calls are paced this much further apart than a limit allows (1.02: 2 %):
     # room for network jitter and for a slot used a little late. 1/margin of each
     # vendor quota is the most the sync can use.
-    call_pacing_margin: float = Field(default=1.02, ge=1.0, le=1.5)
+    call_pacing_margin: float = Field(default=1.02, ge=1.001, le=1.5)
 
     # Public base URL of the webhook API, as vendors see it (signatures cover the URL).
     public_base_url: str = ""

@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 # a worker use a slot a little late, half covers network jitter. 98 % of the quota
 # is the ceiling. ``Settings.call_pacing_margin`` overrides it.
 DEFAULT_PACING_MARGIN = 1.02
+# The least: a wait under _ROUNDING_S is not slept, and the slack must absorb it.
+MIN_PACING_MARGIN = 1.001
 # A lane's slots are about this far apart: more than a vendor call takes (~0.25 s),
 # so one worker keeps up with its lane and its block's slots do not expire.
 LANE_S = 0.4
@@ -63,6 +65,8 @@ LANE_S = 0.4
 MAX_LANES = 16
 # A block spans at most this long: the slots a stopping worker can leave unused.
 BLOCK_S = 2.0
+# Leases tried in one acquire before a store slower than the slots gives up (deferral).
+_LEASE_TRIES = 3
 # A refusal always asks for a wait longer than the caller's maximum.
 _MIN_EXCESS_S = 0.001
 # A wait this short is rounding (far below any network's jitter), not a wait.
@@ -156,6 +160,7 @@ class _Lease:
     cadence: float | None = None  # seconds from a call to the next acquire, smoothed
     contended: bool = False  # its last block was not in an idle lane
     no_expansion_until: float = 0.0
+    round_trip_s: float = 0.0  # how long its last lease took the store to answer
 
 
 class PacedBudget(ABC):
@@ -167,8 +172,11 @@ class PacedBudget(ABC):
     def __init__(
         self, *, clock: Callable[[], float] = time.time, margin: float = DEFAULT_PACING_MARGIN
     ) -> None:
-        if margin < 1:
-            raise ValueError(f"a pacing margin below 1 ({margin}) would exceed the limit")
+        if margin < MIN_PACING_MARGIN:
+            raise ValueError(
+                f"a pacing margin under {MIN_PACING_MARGIN} ({margin}) leaves no room for a "
+                "call made a rounding early or a network's jitter: it could exceed the limit"
+            )
         # Wall-clock time: slots are shared by processes on different hosts.
         self._clock = clock
         self.margin = margin
@@ -186,11 +194,25 @@ class PacedBudget(ABC):
             _expire(lease, pace, now)
             _observe_cadence(lease, pace, now)
             slot = _earliest(lease)
-            if slot is None or _keeps_up_with_more(lease, pace, pace.time_of(slot) - now):
-                self._lease_block(bucket, lease, pace, now, max_wait_s)
+            for _ in range(_LEASE_TRIES):
+                if slot is not None and not _keeps_up_with_more(
+                    lease, pace, pace.time_of(slot) - now
+                ):
+                    break
+                # Slots from when the store will have answered, as long as it last took.
+                started = now
+                self._lease_block(bucket, lease, pace, now + lease.round_trip_s, max_wait_s)
+                # The round trip took time: the wait counts from its end, and a slot it
+                # made late (a slow write, a throttled retry) is not used.
+                now = self._clock()
+                lease.round_trip_s = now - started
+                _expire(lease, pace, now)
                 slot = _earliest(lease)
+                if slot is not None or lease.refused_at is not None:
+                    break
             if slot is None:
-                assert lease.refused_at is not None
+                if lease.refused_at is None:  # every block lapsed in a slow round trip
+                    return max_wait_s + _MIN_EXCESS_S
                 wait = pace.time_of(lease.refused_at) - now
                 return max(wait, max_wait_s + _MIN_EXCESS_S)
             wait = pace.time_of(slot) - now
@@ -390,6 +412,8 @@ class DynamoCallBudget(PacedBudget):
         expires_at: int,
         hint: int | None,
     ) -> tuple[int, bool]:
+        if earliest > accept_until:  # as MemoryCallBudget: nothing reserved past the limit
+            return earliest, False
         idle = hint is None or hint <= earliest
         while True:
             if idle:  # no slot of the lane is reserved from ``earliest`` on: start there

@@ -28,6 +28,7 @@ from shared.stores import (
     DynamoLinkStore,
     DynamoLock,
 )
+from shared.stores.ratelimit import PacedBudget
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -449,6 +450,28 @@ def budgets(
 @pytest.fixture
 def budget(budgets: Callable[[], CallBudget]) -> CallBudget:
     return budgets()
+
+
+@pytest.fixture
+def slots_store(kind: str, request: pytest.FixtureRequest, clock: FakeClock) -> PacedBudget:
+    if kind == "memory":
+        return MemoryCallBudget(clock=clock)
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    return DynamoCallBudget(dynamodb, _table(dynamodb, "Cursors"), clock=clock)
+
+
+@BOTH
+def test_given_a_reservation_starting_after_the_callers_limit_then_nothing_is_stored(
+    slots_store: PacedBudget,
+) -> None:
+    # Found in review: DynamoDB reserved an idle lane's slots past accept_until.
+    asked = {"count": 9, "expires_at": 2_000_000_000, "hint": None}
+
+    refused = slots_store._reserve("lane", earliest=102, accept_until=100, **asked)
+    taken = slots_store._reserve("lane", earliest=100, accept_until=100, **asked)
+
+    assert refused == (102, False)
+    assert taken == (100, True), "the refusal left the lane as it was"
 
 
 @BOTH
