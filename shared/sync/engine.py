@@ -38,7 +38,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from shared.batch import BatchingTarget, BatchWrite
+from shared.batch import BatchingTarget, BatchWrite, KnownCustomer
 from shared.errors import (
     AlreadyExists,
     AuthFailed,
@@ -693,7 +693,9 @@ class Backfill:
 
     def __init__(self, engine: SyncEngine) -> None:
         self._engine = engine
-        self._known: dict[str, TargetRef] | None = None
+        # Names and emails (casefolded) of the target's customers and of the parties
+        # this run batched: a party holding one is left to the matching path.
+        self._known: set[str] | None = None
         ledger = engine._ledger
         self.size = ledger.batch_max_items if isinstance(ledger, BatchingTarget) else 1
 
@@ -737,6 +739,7 @@ class Backfill:
         if isinstance(model, Party):
             if BY_DISPLAY_NAME not in checked or self._matches(ledger, model):
                 return None
+            self._known_now(ledger).update(_match_keys(model))
             write = BatchWrite.customer(model, idempotency_key=uuid.uuid4().hex)
             return content, write
         assert isinstance(model, Deal)
@@ -757,15 +760,15 @@ class Backfill:
         return content, BatchWrite.invoice(invoice, idempotency_key=uuid.uuid4().hex)
 
     def _matches(self, ledger: BatchingTarget, party: Party) -> bool:
-        """Whether a customer already has the party's email or name."""
+        """Whether a customer, or a party batched before it, has its email or name."""
+        return not self._known_now(ledger).isdisjoint(_match_keys(party))
+
+    def _known_now(self, ledger: BatchingTarget) -> set[str]:
         if self._known is None:
-            self._known = {}
-            for customer in ledger.known_customers():
-                self._known[customer.display_name.casefold()] = customer.ref
-                if customer.email:
-                    self._known[customer.email.casefold()] = customer.ref
-        keys = [party.display_name, *([party.email] if party.email else [])]
-        return any(k.casefold() in self._known for k in keys)
+            self._known = {
+                key for customer in ledger.known_customers() for key in _match_keys(customer)
+            }
+        return self._known
 
     def _created(
         self, record: SourceRecord, content: Mapped, write: BatchWrite, ref: TargetRef
@@ -787,8 +790,11 @@ class Backfill:
             version=record.version,
         )
         engine._record(event, result)
-        if isinstance(write.record, Party) and self._known is not None:
-            self._known[write.record.display_name.casefold()] = ref
+
+
+def _match_keys(party: Party | KnownCustomer) -> set[str]:
+    """What a party is matched to a customer by: its name and its email, casefolded."""
+    return {key.casefold() for key in (party.display_name, party.email) if key}
 
 
 def _read_version(record: SourceRecord) -> int:

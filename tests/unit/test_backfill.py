@@ -107,6 +107,22 @@ def test_given_a_party_the_books_already_have_then_it_is_left_to_the_matching_pa
     assert len(rig.ledger.invoices) == 3
 
 
+def test_given_two_parties_sharing_an_email_then_only_the_first_is_batched() -> None:
+    rig = Rig()
+    rig.crm.put(contact("1", email="shared@example.com", lastname="One"))
+    rig.crm.put(contact("2", email="shared@example.com", lastname="Two"))
+
+    report = rig.reconciler.run()
+    rig.drain()
+
+    assert report.batched["contact"] == 1 and report.enqueued["contact"] == 1
+    assert len(rig.ledger.customers) == 1, "the second is matched by email, not made again"
+    [refused] = [
+        e for e in rig.audit.entries(CONNECTION, limit=100) if e.outcome is Outcome.INVALID
+    ]
+    assert (refused.record_key, refused.rule) == ("hubspot:contact:2", "unique_match")
+
+
 def test_given_a_write_the_batch_refuses_then_the_queue_takes_it_and_says_why() -> None:
     rig = Rig()
     rig.crm.put(contact("1", email="a@example.com"))
