@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -68,6 +68,30 @@ class ChangeEvent(BaseModel):
         its events stay in order and two connections never share a group."""
         group = f"{self.connection_id}:{self.record_key}"
         return group if len(group) <= 128 else hashlib.sha256(group.encode()).hexdigest()
+
+    @classmethod
+    def found(
+        cls,
+        connection_id: str,
+        source: System,
+        object_type: ObjectType,
+        record_id: str,
+        version: int,
+        *,
+        by: str,
+    ) -> ChangeEvent:
+        """A ``RECONCILE`` event: no webhook announced it, a scan (``by``: reconcile,
+        backfill) found the record at ``version``."""
+        return cls(
+            connection_id=connection_id,
+            source=source,
+            object_type=object_type,
+            record_id=record_id,
+            event_id=f"{by}:{record_key(source, object_type, record_id)}:{version}",
+            kind=ChangeKind.RECONCILE,
+            occurred_at=datetime.fromtimestamp(version / 1000, UTC),
+            version=version,
+        )
 
     @property
     def dedup_id(self) -> str:

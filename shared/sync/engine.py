@@ -32,7 +32,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
@@ -774,20 +774,17 @@ class Backfill:
         self, record: SourceRecord, content: Mapped, write: BatchWrite, ref: TargetRef
     ) -> None:
         engine = self._engine
-        key = record_key(engine._crm.system, record.object_type, record.id)
         describe = "customer" if write.object_type is ObjectType.CUSTOMER else "invoice"
         result, _ = engine._linked(
             record, write.object_type, ref, content.digest, Outcome.CREATED, f"{describe} (batch)"
         )
-        event = ChangeEvent(
-            connection_id=engine.connection_id,
-            source=engine._crm.system,
-            object_type=record.object_type,
-            record_id=record.id,
-            event_id=f"backfill:{key}:{record.version}",
-            kind=ChangeKind.RECONCILE,
-            occurred_at=datetime.fromtimestamp(record.version / 1000, UTC),
-            version=record.version,
+        event = ChangeEvent.found(
+            engine.connection_id,
+            engine._crm.system,
+            record.object_type,
+            record.id,
+            record.version,
+            by="backfill",
         )
         engine._record(event, result)
 

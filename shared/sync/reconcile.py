@@ -30,7 +30,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.errors import RecordInvalid
@@ -38,7 +37,6 @@ from shared.mapping import Filtered, Mapper
 from shared.models import (
     AuditEntry,
     ChangeEvent,
-    ChangeKind,
     Connection,
     ObjectType,
     Outcome,
@@ -175,17 +173,7 @@ class Reconciler:
             left = writer(unsynced) if writer and unsynced else unsynced
             report.batched[counted] += len(unsynced) - len(left)
             if left:
-                self._queue.send(
-                    [
-                        self._event(
-                            object_type,
-                            r.id,
-                            r.version,
-                            record_key(self._crm.system, object_type, r.id),
-                        )
-                        for r in left
-                    ]
-                )
+                self._queue.send([self._event(object_type, r.id, r.version) for r in left])
                 report.enqueued[counted] += len(left)
             unsynced.clear()
             self._cursors.put(cursor_name, highest)
@@ -271,18 +259,9 @@ class Reconciler:
         # Gone from the CRM: the engine would skip it.
         return record is None or self._in_sync(record)
 
-    def _event(
-        self, object_type: ObjectType, record_id: str, version: int, key: str
-    ) -> ChangeEvent:
-        return ChangeEvent(
-            connection_id=self._connection_id,
-            source=self._crm.system,
-            object_type=object_type,
-            record_id=record_id,
-            event_id=f"reconcile:{key}:{version}",
-            kind=ChangeKind.RECONCILE,
-            occurred_at=datetime.fromtimestamp(version / 1000, UTC),
-            version=version,
+    def _event(self, object_type: ObjectType, record_id: str, version: int) -> ChangeEvent:
+        return ChangeEvent.found(
+            self._connection_id, self._crm.system, object_type, record_id, version, by="reconcile"
         )
 
 
