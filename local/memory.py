@@ -101,14 +101,18 @@ class MemoryAuditLog:
             self._entries.setdefault(entry.connection_id, []).append(entry)
 
     def entries(self, connection_id: str, *, limit: int = 100) -> list[AuditEntry]:
-        with self._lock:
-            recorded = list(reversed(self._entries.get(connection_id, [])))
-        # A stable sort of the reversed list: among equal stamps, the latest recorded first.
-        return sorted(recorded, key=lambda e: utc(e.at), reverse=True)[:limit]
+        return self._newest(connection_id, limit, lambda entry: True)
 
     def history(self, connection_id: str, record_key: str, *, limit: int = 100) -> list[AuditEntry]:
-        everything = self.entries(connection_id, limit=len(self._entries.get(connection_id, [])))
-        return [e for e in everything if e.record_key == record_key][:limit]
+        return self._newest(connection_id, limit, lambda entry: entry.record_key == record_key)
+
+    def _newest(
+        self, connection_id: str, limit: int, keep: Callable[[AuditEntry], bool]
+    ) -> list[AuditEntry]:
+        with self._lock:
+            recorded = [e for e in reversed(self._entries.get(connection_id, [])) if keep(e)]
+        # A stable sort of the reversed list: among equal stamps, the latest recorded first.
+        return sorted(recorded, key=lambda e: utc(e.at), reverse=True)[:limit]
 
 
 class MemoryCursorStore:
