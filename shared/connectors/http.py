@@ -223,8 +223,10 @@ class ApiClient:
     def _take_budget(self) -> None:
         """Reserve a slot in every declared limit; a long wait goes back to the queue.
 
-        A slot taken first is used late by the waits taken after it, so the limits that
-        tolerate lateness best go first: the longest window, then the slowest pace."""
+        A slot taken first is used late by the waits taken after it. The longest window
+        goes first, then the slowest pace (its own long wait is slept before the next
+        limit is asked); a long wait on a later limit can still make an earlier slot late
+        by more than the budget allows, and the vendor's 429 then defers the message."""
         longest = max(self._inline_wait_limit(), 0.0)
         for limit in sorted(self._limits, key=lambda x: (x.per_s, x.per_s / x.limit), reverse=True):
             # The budget keys each limit by its own rate: one key serves them all.
