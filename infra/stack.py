@@ -9,6 +9,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constructs import Functions, Ingress, Monitoring, Queues, Schedules, SecretGrants, Tables
+from infra.outputs import WEBHOOK_URL_SUFFIX, StackOutputs
 from infra.resources import DESCRIPTION, ServiceDescription
 
 
@@ -53,15 +54,21 @@ class CrmSyncStack(Stack):
             alarm_email=alarm_email,
         )
 
-        for vendor, url in ingress.webhook_urls.items():
-            CfnOutput(
-                self,
-                f"{vendor.title()}WebhookUrl",
-                value=url,
-                description="Replace {connection} with the connection's id",
+        outputs = StackOutputs(
+            connections_table=tables.by_id["Connections"].table_name,
+            audit_table=tables.by_id["Audit"].table_name,
+            links_table=tables.by_id["Links"].table_name,
+            cursors_table=tables.by_id["Cursors"].table_name,
+            events_queue_url=queues.by_id["Events"].queue_url,
+            dead_letter_queue_url=queues.dead_letters["Events"].queue_url,
+            dead_letter_queue_arn=queues.dead_letters["Events"].queue_arn,
+            alarm_topic_arn=monitoring.topic.topic_arn,
+            webhook_urls=ingress.webhook_urls,
+        )
+        for key, value in outputs.as_outputs().items():
+            description = (
+                "Replace {connection} with the connection's id"
+                if key.endswith(WEBHOOK_URL_SUFFIX)
+                else None
             )
-        CfnOutput(self, "ConnectionsTableName", value=tables.by_id["Connections"].table_name)
-        CfnOutput(self, "AuditTableName", value=tables.by_id["Audit"].table_name)
-        for queue_id, dead_letter in queues.dead_letters.items():
-            CfnOutput(self, f"{queue_id}DeadLetterQueueUrl", value=dead_letter.queue_url)
-        CfnOutput(self, "AlarmTopicArn", value=monitoring.topic.topic_arn)
+            CfnOutput(self, key, value=value, description=description)

@@ -22,6 +22,7 @@ from moto.server import ThreadedMotoServer
 from moto.sqs.models import Queue as MotoQueue
 from moto.sqs.responses import SQSResponse
 
+from infra.outputs import StackOutputs
 from infra.resources import (
     Key,
     QueueSpec,
@@ -154,6 +155,7 @@ class AwsClients:
     sqs: SQSClient
     secretsmanager: SecretsManagerClient
     events: EventBridgeClient
+    cloudformation: Any
 
     @classmethod
     def connect(cls, endpoint_url: str, aws: AwsConfig) -> AwsClients:
@@ -167,6 +169,7 @@ class AwsClients:
             sqs=session.client("sqs", endpoint_url=endpoint_url),
             secretsmanager=session.client("secretsmanager", endpoint_url=endpoint_url),
             events=session.client("events", endpoint_url=endpoint_url),
+            cloudformation=session.client("cloudformation", endpoint_url=endpoint_url),
         )
 
 
@@ -297,6 +300,26 @@ def create_resources(
             Rule=rule, Targets=[{"Id": schedule.function, "Arn": function_arn(region, target)}]
         )
     return LocalResources(tables=tables, queues=queues, schedules=schedules)
+
+
+def register_outputs(clients: AwsClients, stack: str, outputs: StackOutputs) -> None:
+    """A CloudFormation stack named ``stack`` in moto with the deployed stack's outputs,
+    so ``crmsync … --local`` finds the local stack as it finds a deployed one. Its one
+    resource is a placeholder: CloudFormation wants one, the resources exist already."""
+    template = {
+        "Resources": {
+            "LocalStack": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {
+                    "Name": f"/crmsync/{stack}/local-stack",
+                    "Type": "String",
+                    "Value": "the resources exist; this stack holds their outputs",
+                },
+            }
+        },
+        "Outputs": {key: {"Value": value} for key, value in outputs.as_outputs().items()},
+    }
+    clients.cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
 
 
 def put_secret(client: SecretsManagerClient, name: str, value: Mapping[str, str]) -> None:

@@ -12,16 +12,13 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
 import boto3
 import botocore.exceptions
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -29,27 +26,14 @@ from infra.resources import DESCRIPTION, local_name
 from local.aws import AwsClients, QueueRef, put_secret, redrive
 from local.config import DEFAULT_CONFIG, LOOPBACK, LocalConfig, LocalConfigError
 from local.runtime import LocalStack, LocalStackError
+from ops import audit
+from ops.command import Command, CommandError, console, errors
 from shared.bootstrap import mapper_of
 from shared.connectors.registry import UnknownVendor, vendor, vendors
 from shared.connectors.spec import VendorKind, secret_id
 from shared.errors import MappingConfigError
 from shared.models import Connection
-from shared.settings import Settings
-from shared.stores import DynamoAuditLog, DynamoConnections
-
-console = Console()
-errors = Console(stderr=True)
-
-
-class CommandError(Exception):
-    """A problem the user can fix; printed as one readable message, exit status 1."""
-
-
-@dataclass(frozen=True)
-class Command:
-    help: str
-    run: Callable[[argparse.Namespace], int]
-    add_arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+from shared.stores import DynamoConnections
 
 
 def load_config(path: Path) -> LocalConfig:
@@ -68,7 +52,7 @@ def start_stack(config: LocalConfig) -> LocalStack:
         raise CommandError(str(exc)) from None
 
 
-def print_urls(stack: LocalStack) -> None:
+def print_urls(stack: LocalStack, config_path: Path) -> None:
     urls = stack.urls
     table = Table(title="crmsync local stack", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -98,12 +82,10 @@ def print_urls(stack: LocalStack) -> None:
         soft_wrap=True,
     )
     first = stack.config.connections[0]
+    config_flag = "" if config_path == DEFAULT_CONFIG else f" --config {config_path}"
     console.print(
-        f"A record's audit trail: AWS_ACCESS_KEY_ID={stack.config.aws.access_key_id} "
-        f"AWS_SECRET_ACCESS_KEY={stack.config.aws.secret_access_key} "
-        f"AWS_DEFAULT_REGION={stack.config.aws.region} crmsync audit "
-        f"{first.crm}:contact:<id> --connection {first.id} "
-        f"--table {stack.resources.tables['Audit']} --endpoint-url {urls.moto}",
+        f"A record's audit trail: crmsync audit {first.crm}:contact:<id> "
+        f"--connection {first.id} --local{config_flag}",
         soft_wrap=True,
     )
     console.print("[dim]Ctrl-C stops everything.[/dim]")
@@ -133,7 +115,7 @@ def run_up(args: argparse.Namespace) -> int:
         with console.status("starting moto, the sandboxes and the handlers…"):
             stack = start_stack(config)
         try:
-            print_urls(stack)
+            print_urls(stack, args.config)
             shown = ""
             while not stopping.wait(1.0):
                 line = _describe(stack)
@@ -276,54 +258,6 @@ def _connect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint-url", help="an AWS endpoint (a running `crmsync up`)")
 
 
-def run_audit(args: argparse.Namespace) -> int:
-    """One record's audit trail, newest first: what happened to it and why."""
-    session = boto3.session.Session()
-    log = DynamoAuditLog(
-        session.client("dynamodb", endpoint_url=args.endpoint_url),
-        args.table,
-        Settings().audit_ttl_days,
-    )
-    try:
-        entries = log.history(args.connection, args.record, limit=args.limit)
-    except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError) as exc:
-        raise CommandError(f"cannot read the audit table {args.table}: {exc}") from None
-    if args.json:
-        print(json.dumps([entry.model_dump(mode="json") for entry in entries], indent=2))
-        return 0
-    if not entries:
-        console.print(
-            f"no audit entries for {escape(args.record)} in connection {escape(args.connection)}"
-            " (a record key is <system>:<object type>:<id>: the CRM or accounting system,"
-            " 'contact', 'company', 'deal', 'customer' or 'invoice', and the id there)"
-        )
-        return 0
-    table = Table(title=f"{args.record} ({args.connection}), newest first", title_justify="left")
-    for column in ("at (UTC)", "outcome", "why", "target", "event"):
-        table.add_column(column, overflow="fold")
-    table.columns[2].ratio = 3  # the reason gets the room
-    for entry in entries:
-        table.add_row(
-            entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            entry.outcome.value,
-            # The reason of an invalid record names its field and rule already.
-            escape(entry.reason),
-            escape(entry.target_key or ""),
-            escape(entry.event_id),
-        )
-    console.print(table)
-    return 0
-
-
-def _audit_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("record", help="the record key: <system>:<object type>:<id>")
-    parser.add_argument("--connection", required=True, help="the connection's id")
-    parser.add_argument("--table", required=True, help="the stack's AuditTableName output")
-    parser.add_argument("--limit", type=int, default=50, help="entries at most (default: 50)")
-    parser.add_argument("--json", action="store_true", help="print the entries as JSON")
-    parser.add_argument("--endpoint-url", help="an AWS endpoint (a running `crmsync up`)")
-
-
 COMMANDS: dict[str, Command] = {
     "up": Command(
         help="start the local stack (moto, sandboxes, API, worker, schedule) until Ctrl-C",
@@ -338,11 +272,7 @@ COMMANDS: dict[str, Command] = {
         run=run_connect,
         add_arguments=_connect_arguments,
     ),
-    "audit": Command(
-        help="one record's audit trail (a deployed stack, or a running `crmsync up`)",
-        run=run_audit,
-        add_arguments=_audit_arguments,
-    ),
+    "audit": audit.COMMAND,
     "demo": Command(
         help="run the sample scenario for one CRM → accounting pair on a fresh local stack "
         "and check it",

@@ -201,6 +201,10 @@ class LocalConfig(_Model):
         )
         return LocalConfig.model_validate({**self.model_dump(), "connections": [pair.model_dump()]})
 
+    def write(self, path: Path) -> None:
+        """This config as YAML that ``load`` reads back (mapping files by absolute path)."""
+        path.write_text(yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False), "utf-8")
+
     @classmethod
     def load(cls, path: Path = DEFAULT_CONFIG) -> LocalConfig:
         """Read a YAML config; a relative ``mapping_file`` is relative to the config file."""

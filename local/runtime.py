@@ -23,10 +23,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import boto3
 
 from infra.environment import function_environment, resource_settings
+from infra.outputs import StackOutputs
 from infra.resources import (
     DESCRIPTION,
     FunctionSpec,
@@ -44,6 +46,7 @@ from local.aws import (
     function_name,
     put_secret,
     redrive,
+    register_outputs,
 )
 from local.config import LOOPBACK, LocalConfig, ensure_port_free
 from local.lambdas import Handler, InvocationError, LocalFunction
@@ -161,6 +164,7 @@ class LocalStack:
         self.clients: AwsClients
         self.resources: LocalResources
         self.urls: Urls
+        self.outputs: StackOutputs
         self.functions: dict[str, LocalFunction] = {}
         self.workers: dict[str, SqsWorker] = {}
         self.schedulers: dict[str, Scheduler] = {}
@@ -223,6 +227,8 @@ class LocalStack:
         }
         sandbox_urls = self._start_sandboxes(webhooks) if self._with_sandboxes else {}
         self.urls = Urls(api=api.url, moto=moto.url, webhooks=webhooks, sandboxes=sandbox_urls)
+        self.outputs = self._outputs(api.url)
+        register_outputs(self.clients, config.stack, self.outputs)
         self._store_connections()
 
         self.environment = self._environment_values()
@@ -312,6 +318,34 @@ class LocalStack:
             self._exit.callback(server.stop)
             urls[name] = server.url
         return urls
+
+    @property
+    def running_config(self) -> LocalConfig:
+        """The config with the ports this stack listens on: what ``crmsync … --local``
+        needs to find it when the config asked for free ports."""
+        port = urlsplit(self.urls.moto).port
+        api = urlsplit(self.urls.api).port
+        assert port and api
+        return self.config.model_copy(
+            update={"ports": self.config.ports.model_copy(update={"moto": port, "api": api})}
+        )
+
+    def _outputs(self, api_url: str) -> StackOutputs:
+        """The deployed stack's outputs, for this stack's resources."""
+        tables, events = self.resources.tables, self.resources.queues["Events"]
+        assert events.dead_letter_url and events.dead_letter_arn
+        return StackOutputs(
+            connections_table=tables["Connections"],
+            audit_table=tables["Audit"],
+            links_table=tables["Links"],
+            cursors_table=tables["Cursors"],
+            events_queue_url=events.url,
+            dead_letter_queue_url=events.dead_letter_url,
+            dead_letter_queue_arn=events.dead_letter_arn,
+            webhook_urls={
+                name: f"{api_url}{webhook_route(name)}" for name in self.config.vendors()
+            },
+        )
 
     def _store_connections(self) -> None:
         """Each connection in the Connections table and its secrets filled from the

@@ -15,6 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.bundling import ARCHITECTURE, RUNTIME
 from infra.environment import SERVICE_NAME, settings_env_name
+from infra.outputs import StackOutputs
 from infra.resources import (
     DESCRIPTION,
     FunctionSpec,
@@ -653,6 +654,19 @@ def test_given_the_stack_when_synthesized_then_it_outputs_what_an_operator_needs
     topic = _logical_id(synthesized.stack, "Monitoring", "AlarmTopic")
     assert {"Ref": dlq} in [o["Value"] for o in outputs.values()]
     assert {"Ref": topic} in [o["Value"] for o in outputs.values()]
+
+
+def test_given_the_stack_when_synthesized_then_crmsync_finds_everything_in_its_outputs(
+    synthesized: Synthesized,
+) -> None:
+    # `crmsync … --stack NAME` reads these through DescribeStacks: a missing key fails there.
+    outputs = {key: f"value of {key}" for key in synthesized.template_json["Outputs"]}
+
+    found = StackOutputs.from_outputs(outputs)
+
+    assert set(found.webhook_urls) == {v.name for v in vendors()}
+    assert found.as_outputs() == outputs
+    assert found.dead_letter_queue_arn == "value of EventsDeadLetterQueueArn"
 
 
 # --- cdk-nag ----------------------------------------------------------------------------

@@ -8,12 +8,15 @@ the command prints only the asked record's, newest first.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from local.cli import main
+from local.config import Ports
 from local.runtime import LocalStack
 from shared.models import AuditEntry, Outcome
 from shared.stores import DynamoAuditLog
@@ -47,26 +50,32 @@ def stack() -> Iterator[LocalStack]:
         yield running
 
 
-def audit(stack: LocalStack, record: str, *extra: str) -> int:
+@pytest.fixture(scope="module")
+def config_file(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("audit") / "local.yaml"
+    stack.running_config.write(path)
+    return path
+
+
+def audit(config_file: Path, record: str, *extra: str) -> int:
     return main(
         [
             "audit",
             record,
             "--connection",
             "acme",
-            "--table",
-            stack.resources.tables["Audit"],
-            "--endpoint-url",
-            stack.urls.moto,
+            "--local",
+            "--config",
+            str(config_file),
             *extra,
         ]
     )
 
 
 def test_given_a_record_when_audited_as_json_then_its_own_entries_newest_first(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+    config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert audit(stack, "hubspot:contact:7", "--json") == 0
+    assert audit(config_file, "hubspot:contact:7", "--json") == 0
 
     entries = json.loads(capsys.readouterr().out)
     assert [(e["event_id"], e["outcome"]) for e in entries] == [
@@ -77,9 +86,9 @@ def test_given_a_record_when_audited_as_json_then_its_own_entries_newest_first(
 
 
 def test_given_a_record_when_audited_then_a_table_says_what_happened_and_why(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+    config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert audit(stack, "hubspot:contact:7") == 0
+    assert audit(config_file, "hubspot:contact:7") == 0
 
     out = capsys.readouterr().out
     assert "invalid" in out and "email: is required" in out
@@ -88,28 +97,31 @@ def test_given_a_record_when_audited_then_a_table_says_what_happened_and_why(
 
 
 def test_given_a_record_without_entries_then_it_says_so_and_how_keys_look(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+    config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert audit(stack, "hubspot:contact:404") == 0
+    assert audit(config_file, "hubspot:contact:404") == 0
 
     assert "no audit entries for hubspot:contact:404" in capsys.readouterr().out
 
 
-def test_given_a_table_that_does_not_exist_then_exit_1_naming_it(
-    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+def test_given_a_stack_that_does_not_exist_then_exit_1_naming_it_and_what_to_do(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "audit",
-            "hubspot:contact:7",
-            "--connection",
-            "acme",
-            "--table",
-            "no-such-table",
-            "--endpoint-url",
-            stack.urls.moto,
-        ]
-    )
+    code = audit(config_file, "hubspot:contact:7", "--stack", "no-such-stack")
 
     assert code == 1
-    assert "no-such-table" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no stack 'no-such-stack'" in err and "cdk deploy" in err
+
+
+def test_given_no_running_local_stack_then_exit_1_asking_whether_it_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        unused = probe.getsockname()[1]
+    config = free_config().model_copy(update={"ports": Ports(moto=unused, api=0)})
+    config.write(tmp_path / "local.yaml")
+
+    assert audit(tmp_path / "local.yaml", "hubspot:contact:7") == 1
+    assert "is `crmsync up` running?" in capsys.readouterr().err
