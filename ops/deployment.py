@@ -9,7 +9,8 @@ Local (``--local``): the same call against the moto server of a running
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ from pydantic import ValidationError
 
 from infra.outputs import StackOutputs
 from local.config import LOOPBACK, LocalConfig, LocalConfigError
+from local.sandboxes.registry import sandbox
 from ops.command import CommandError
+from shared.bootstrap import Container
+from shared.settings import Settings
 
 DEFAULT_STACK = "crmsync"
 _UNREACHABLE = (
@@ -38,9 +42,25 @@ class Deployment:
     outputs: StackOutputs
     session: boto3.session.Session
     endpoint_url: str | None = None
+    # Locally, the vendors are the sandboxes: {vendor: {setting: value}}.
+    vendor_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+
+    def container(self) -> Container:
+        """The functions' adapters, wired to this stack's resources, for commands that
+        run the core here (previews, backfills): same stores, queue and call budget."""
+        outputs = self.outputs
+        settings = Settings(
+            connections_table=outputs.connections_table,
+            links_table=outputs.links_table,
+            audit_table=outputs.audit_table,
+            cursors_table=outputs.cursors_table,
+            events_queue_url=outputs.events_queue_url,
+            events_dlq_url=outputs.dead_letter_queue_url,
+        )
+        return Container(settings, self.session, self.endpoint_url, self.vendor_settings)
 
     @classmethod
     def find(
@@ -107,9 +127,15 @@ def deployment_of(args: argparse.Namespace) -> Deployment:
         aws_secret_access_key=config.aws.secret_access_key,
         region_name=config.aws.region,
     )
-    return Deployment.find(
+    found = Deployment.find(
         args.stack or config.stack, session, f"http://{LOOPBACK}:{config.ports.moto}"
     )
+    sandboxes = {
+        name: sandbox(name).settings(f"http://{LOOPBACK}:{port}")
+        for name, port in config.ports.sandboxes.items()
+        if port
+    }
+    return replace(found, vendor_settings=sandboxes)
 
 
 def _local_config(path: Path) -> LocalConfig:

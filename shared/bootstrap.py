@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -82,23 +82,41 @@ class Container:
     each connection's engine once per version of the connection."""
 
     settings: Settings
+    # The functions use boto3's default session; the operator's CLI passes its own (a
+    # profile, or a running local stack's endpoint) and, locally, the sandboxes' URLs
+    # as vendor settings ({vendor: {field: value}}) instead of the environment's.
+    session: boto3.session.Session | None = None
+    endpoint_url: str | None = None
+    vendor_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    def _client(self, service: str) -> Any:
+        if self.session is None:  # boto3's default session: made once per process
+            return boto3.client(service)  # type: ignore[call-overload]
+        return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     @cached_property
     def dynamodb(self):  # type: ignore[no-untyped-def]  # boto3 client types are stubs-only
-        return boto3.client("dynamodb")
+        return self._client("dynamodb")
 
     @cached_property
     def sqs(self):  # type: ignore[no-untyped-def]
-        return boto3.client("sqs")
+        return self._client("sqs")
 
     @cached_property
     def secretsmanager(self):  # type: ignore[no-untyped-def]
-        return boto3.client("secretsmanager")
+        return self._client("secretsmanager")
 
     @cached_property
     def connections(self) -> DynamoConnections:
+        resource = (
+            boto3.resource("dynamodb")
+            if self.session is None
+            else self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
+        )
         return DynamoConnections(
-            self.dynamodb, boto3.resource("dynamodb"), self.settings.connections_table
+            self.dynamodb,
+            resource,
+            self.settings.connections_table,
         )
 
     @cached_property
@@ -148,6 +166,7 @@ class Container:
             budget=self.budget,
             properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
             deadline=self.deadline,
+            vendor_settings=self.vendor_settings.get(system),
         )
 
     @cache  # noqa: B019 - one container per process; connections are few and frozen

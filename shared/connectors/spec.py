@@ -46,6 +46,8 @@ class ConnectorContext:
     properties: Mapping[ObjectType, Sequence[str]]
     # The current invocation's time left: no vendor call may outlast it.
     deadline: Deadline
+    # The vendor's settings, when not the process environment's (the operator's CLI).
+    vendor_settings: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,12 +94,12 @@ class VendorSpec(Generic[SettingsT]):
     def crm_source(self, ctx: ConnectorContext) -> CrmSource:
         if self.crm is None:
             raise ValueError(f"{self.label} is not a CRM")
-        return self.crm(ctx, self.read_settings())
+        return self.crm(ctx, self.read_settings(ctx.vendor_settings))
 
     def accounting_target(self, ctx: ConnectorContext) -> AccountingTarget:
         if self.accounting is None:
             raise ValueError(f"{self.label} is not an accounting system")
-        return self.accounting(ctx, self.read_settings())
+        return self.accounting(ctx, self.read_settings(ctx.vendor_settings))
 
     def webhook_receiver(self, ctx: WebhookContext) -> WebhookReceiver:
         return self.webhooks(ctx, self.read_settings())
