@@ -16,14 +16,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.bootstrap import Container
-from shared.observability import logger, metrics, tracer
+from shared.observability import log_metrics, logger, metrics, tracer
 from shared.settings import get_settings
 
 container = Container(get_settings())
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics
+@log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Imported here, not at cold start: it imports the mapping, which only the

@@ -15,6 +15,16 @@ do not move the deal's last-modified time, so a lost webhook of that kind is onl
 by reading the deal again. The walk has its own cursor per day, so a large account's
 walk spans several runs.
 
+A connection with a start date (``Connection.sync_since``) is caught up from that day
+on: its first scan starts there instead of at the beginning, and the walk leaves alone
+a deal never synced that last changed before it. Without one, the first run imports
+every record the CRM holds.
+
+An operator's backfill (``backfill``) is the same scan from a chosen day, over chosen
+object types, with its own cursors: interrupted, it carries on from its last
+checkpoint when run again, and reports its counts at every checkpoint to a
+``progress`` callback (the operator's progress bar).
+
 Records never synced (a backfill) are created through the accounting system's batch
 writes where the engine can (``SyncEngine.backfill``): a few dozen records a call
 instead of one. What it cannot batch goes through the queue as above.
@@ -28,7 +38,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -74,6 +84,8 @@ BATCHED_TYPES = (ObjectType.COMPANY, ObjectType.CONTACT, ObjectType.DEAL)
 @dataclass
 class ReconcileReport:
     scanned: dict[str, int] = field(default_factory=dict)
+    unsynced: dict[str, int] = field(default_factory=dict)  # batched or enqueued (to be)
+    invalid: dict[str, int] = field(default_factory=dict)  # of those, refused by the mapping
     enqueued: dict[str, int] = field(default_factory=dict)
     batched: dict[str, int] = field(default_factory=dict)  # created in batch writes
     watermarks: dict[str, int] = field(default_factory=dict)
@@ -82,6 +94,24 @@ class ReconcileReport:
     @property
     def total_enqueued(self) -> int:
         return sum(self.enqueued.values())
+
+
+# Called with a backfill's report at every checkpoint (the CLI's progress bar).
+Progress = Callable[[ReconcileReport], None]
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One scan of an object type: where its cursor is and what it starts from."""
+
+    cursor: str
+    overlap_ms: int
+    floor_ms: int = 0  # never scans records last changed before this
+    # A record never synced that last changed before this is left alone (the walk).
+    new_from_ms: int = 0
+    label: str = ""
+    dry_run: bool = False  # count only: write, enqueue and checkpoint nothing
+    progress: Progress | None = None
 
 
 class Reconciler:
@@ -95,6 +125,7 @@ class Reconciler:
         cursors: CursorStore,
         queue: EventQueue,
         overlap_s: int,
+        start_ms: int = 0,
         audit: AuditLog | None = None,
         walk_every_s: float = WALK_EVERY_S,
         clock: Callable[[], float] = time.time,
@@ -107,6 +138,7 @@ class Reconciler:
         self._cursors = cursors
         self._queue = queue
         self._overlap_ms = overlap_s * 1000
+        self._start_ms = start_ms  # the connection's start date (``Connection.start_ms``)
         self._audit = audit
         self._walk_every_s = walk_every_s
         self._clock = clock
@@ -123,11 +155,70 @@ class Reconciler:
         for object_type in RECONCILED_TYPES:
             if self._scans(object_type):
                 name = f"{self._connection_id}:{self._crm.system}:{object_type}"
-                self._reconcile(object_type, report, time_left_s, name, self._overlap_ms)
+                scan = _Scan(name, self._overlap_ms, self._start_ms)
+                self._reconcile(object_type, report, time_left_s, scan)
             if not report.complete:
                 return report
         self._walk(report, time_left_s)
         return report
+
+    def backfill(
+        self,
+        since_ms: int,
+        objects: Collection[ObjectType],
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> ReconcileReport:
+        """Import the records of ``objects`` changed since ``since_ms`` that are not in
+        sync, as a run does (batch writes, else the queue), from this backfill's last
+        checkpoint (``restart_backfill`` forgets it). ``dry_run`` counts what it would
+        import. A deal's line items are scanned with the deals."""
+        report = ReconcileReport()
+        self._writer = self._batch_writer() if self._batch_writer and not dry_run else None
+        for object_type, cursor in self._backfill_cursors(since_ms, objects):
+            scan = _Scan(cursor, self._overlap_ms, since_ms, dry_run=dry_run, progress=progress)
+            self._reconcile(object_type, report, lambda: math.inf, scan)
+        return report
+
+    def backfill_left(self, since_ms: int, objects: Collection[ObjectType]) -> dict[str, int]:
+        """How many records each object type's backfill has still to scan (from its
+        checkpoint): one read of the CRM's search, no check and no write."""
+        return {
+            str(object_type): sum(
+                1
+                for _ in self._crm.changed_since(
+                    object_type, self._scan_from(_Scan(cursor, self._overlap_ms, since_ms))
+                )
+            )
+            for object_type, cursor in self._backfill_cursors(since_ms, objects)
+        }
+
+    def restart_backfill(self, since_ms: int, objects: Collection[ObjectType]) -> None:
+        """Forget this backfill's checkpoints: its next run starts at ``since_ms``."""
+        name = self._backfill_name(since_ms, objects)
+        # Cursors only move forward: a new generation of the backfill's cursors.
+        self._cursors.put(name, (self._cursors.get(name) or 0) + 1)
+
+    def _backfill_name(self, since_ms: int, objects: Collection[ObjectType]) -> str:
+        types = ",".join(sorted(objects))
+        return f"{self._connection_id}:{self._crm.system}:backfill:{since_ms}:{types}"
+
+    def _backfill_cursors(
+        self, since_ms: int, objects: Collection[ObjectType]
+    ) -> list[tuple[ObjectType, str]]:
+        name = self._backfill_name(since_ms, objects)
+        generation = self._cursors.get(name) or 0
+        wanted = {*objects, ObjectType.LINE_ITEM} if ObjectType.DEAL in objects else objects
+        return [
+            (object_type, f"{name}:{generation}:{object_type}")
+            for object_type in RECONCILED_TYPES
+            if object_type in wanted and self._scans(object_type)
+        ]
+
+    def _scan_from(self, scan: _Scan) -> int:
+        """Where a scan starts: a little before its watermark, never before its floor."""
+        return max((self._cursors.get(scan.cursor) or 0) - scan.overlap_ms, scan.floor_ms)
 
     def _scans(self, object_type: ObjectType) -> bool:
         if object_type is ObjectType.LINE_ITEM:  # invoiced through their deals
@@ -143,7 +234,8 @@ class Reconciler:
             name = f"{self._connection_id}:{self._crm.system}:{object_type}:walk:{today}"
             if self._cursors.get(f"{name}:done"):
                 continue
-            self._reconcile(object_type, report, time_left_s, name, 0, label="walk")
+            scan = _Scan(name, 0, new_from_ms=self._start_ms, label="walk")
+            self._reconcile(object_type, report, time_left_s, scan)
             if not report.complete:
                 return
             self._cursors.put(f"{name}:done", 1)
@@ -153,37 +245,45 @@ class Reconciler:
         object_type: ObjectType,
         report: ReconcileReport,
         time_left_s: Callable[[], float],
-        cursor_name: str,
-        overlap_ms: int,
-        *,
-        label: str = "",
+        scan: _Scan,
     ) -> None:
-        watermark = self._cursors.get(cursor_name) or 0
-        since = max(watermark - overlap_ms, 0)
-        counted = f"{object_type} ({label})" if label else str(object_type)
-        report.scanned[counted] = report.enqueued[counted] = report.batched[counted] = 0
+        since = self._scan_from(scan)
+        counted = f"{object_type} ({scan.label})" if scan.label else str(object_type)
+        for counts in (report.scanned, report.unsynced, report.invalid):
+            counts[counted] = 0
+        report.enqueued[counted] = report.batched[counted] = 0
         unsynced: list[SourceRecord] = []
-        highest = watermark
+        highest = self._cursors.get(scan.cursor) or 0
         writer = self._writer if object_type in BATCHED_TYPES else None
         every = max(CHECKPOINT_EVERY, writer.size) if writer else CHECKPOINT_EVERY
 
         def checkpoint() -> None:
             # Records arrive oldest first and everything scanned so far is either
             # written, on the queue or already applied: the watermark may move up to here.
-            left = writer(unsynced) if writer and unsynced else unsynced
-            report.batched[counted] += len(unsynced) - len(left)
-            if left:
-                self._queue.send([self._event(object_type, r.id, r.version) for r in left])
-                report.enqueued[counted] += len(left)
+            if not scan.dry_run:
+                left = writer(unsynced) if writer and unsynced else unsynced
+                report.batched[counted] += len(unsynced) - len(left)
+                if left:
+                    self._queue.send([self._event(object_type, r.id, r.version) for r in left])
+                    report.enqueued[counted] += len(left)
+                self._cursors.put(scan.cursor, highest)
+                report.watermarks[counted] = highest
             unsynced.clear()
-            self._cursors.put(cursor_name, highest)
-            report.watermarks[counted] = highest
+            if scan.progress:
+                scan.progress(report)
 
         for record in self._crm.changed_since(object_type, since):
             report.scanned[counted] += 1
             highest = max(highest, record.version)
-            if not self._in_sync(record):
-                unsynced.append(record)
+            if record.version >= scan.new_from_ms or self._linked(record):
+                try:
+                    synced = self._written(record)
+                except RecordInvalid:  # enqueued: its audit entry says why
+                    synced = False
+                    report.invalid[counted] += 1
+                if not synced:
+                    unsynced.append(record)
+                    report.unsynced[counted] += 1
             if report.scanned[counted] % every == 0:
                 checkpoint()
                 if time_left_s() < STOP_WITH_S_LEFT:
@@ -192,23 +292,32 @@ class Reconciler:
         checkpoint()
 
     def _in_sync(self, record: SourceRecord) -> bool:
-        """Whether what the record maps to is what its link says was written.
+        """Whether what the record maps to is what its link says was written; an
+        invalid record is not (it is enqueued so the audit trail says why)."""
+        try:
+            return self._written(record)
+        except RecordInvalid:
+            return False
+
+    def _written(self, record: SourceRecord) -> bool:
+        """``_in_sync``, raising ``RecordInvalid`` for a record the mapping refuses.
 
         A line item is in sync when its deals are (they are what is written). A
-        filtered record has nothing to write; an invalid one is enqueued so the audit
-        trail says why it is not synced.
+        filtered record has nothing to write.
         """
         if record.object_type is ObjectType.LINE_ITEM:
             return self._read_by_its_deal(record) or self._deals_in_sync(record.id)
-        try:
-            content = map_content(self._mapper, record)
-        except RecordInvalid:
-            return False
+        content = map_content(self._mapper, record)
         if isinstance(content, Filtered):
             return True
-        key = record_key(self._crm.system, record.object_type, record.id)
-        link = self._links.get(self._connection_id, key)
+        link = self._links.get(self._connection_id, self._key(record))
         return link is not None and link.holds(content.digest)
+
+    def _linked(self, record: SourceRecord) -> bool:
+        return self._links.get(self._connection_id, self._key(record)) is not None
+
+    def _key(self, record: SourceRecord) -> str:
+        return record_key(self._crm.system, record.object_type, record.id)
 
     def resolve(self, event: ChangeEvent) -> bool:
         """If applying a dead-lettered ``event`` now would write nothing, say so in the
@@ -236,8 +345,7 @@ class Reconciler:
         """Whether the deal that last invoiced the line item read it at this version or
         later (a link's ``source_version`` counts its children's): in sync, from two
         DynamoDB reads instead of reading the line item and its deals from the CRM."""
-        key = record_key(self._crm.system, ObjectType.LINE_ITEM, line_item.id)
-        parent = self._links.parent_of(self._connection_id, key)
+        parent = self._links.parent_of(self._connection_id, self._key(line_item))
         link = self._links.get(self._connection_id, parent) if parent else None
         return (
             link is not None and link.writing is None and link.source_version >= line_item.version
