@@ -9,14 +9,21 @@ and the pages beside it), not from what a client happens to send.
 
 Reproduced behaviours
 ---------------------
-* OAuth: ``POST /oauth2/v1/tokens/bearer`` with HTTP Basic client credentials
+* OAuth: ``GET /connect/oauth2`` (Intuit's authorization request,
+  https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0)
+  consents at once for the company: it redirects a registered ``redirect_uri`` with
+  ``code``, ``state`` and ``realmId`` (``error=access_denied`` when the config says
+  the person declines, ``invalid_scope`` for a scope Intuit does not have); an
+  unknown client or unregistered redirect URI gets an error page, no redirect.
+  ``POST /oauth2/v1/tokens/bearer`` with HTTP Basic client credentials
   (bad -> 401 ``invalid_client``), ``grant_type=refresh_token`` or
-  ``authorization_code``. Every refresh rotates the refresh token; a superseded one
-  keeps working for ``superseded_refresh_grace_s`` (24 h), then 400
-  ``invalid_grant``. Access tokens live ``access_token_ttl_s`` (1 h). Every
-  response carries an ``intuit_tid`` header. The OpenID discovery document that
-  intuit-oauth reads first (``GET /.well-known/openid_configuration/``, and
-  ``openid_sandbox_configuration/``) names this server's token endpoint.
+  ``authorization_code`` (the code's own ``redirect_uri`` only). Every refresh
+  rotates the refresh token; a superseded one keeps working for
+  ``superseded_refresh_grace_s`` (24 h), then 400 ``invalid_grant``. Access tokens
+  live ``access_token_ttl_s`` (1 h). Every response carries an ``intuit_tid``
+  header. The OpenID discovery document that intuit-oauth reads first (``GET
+  /.well-known/openid_configuration/``, and ``openid_sandbox_configuration/``)
+  names this server's token endpoint.
 * Accounting API under ``/v3/company/{realmId}/``: Bearer token required; a
   missing, unknown or expired one gets 401 with the lower-case
   ``fault.error[]`` body (type ``AUTHENTICATION``, code 3200) that differs from the
@@ -137,7 +144,10 @@ Choices where the documentation is unclear
   2050 (Intuit documents no maximum).
 * Authorization codes are single-use and live 5 minutes.
 * The discovery document lists Intuit's other OAuth endpoints (authorize, revoke,
-  userinfo, JWKS) under this server's address; only the token endpoint is served.
+  userinfo, JWKS) under this server's address; the authorize and token endpoints are
+  served. Intuit documents no PKCE: ``code_challenge`` is ignored.
+* A code minted by ``POST /_sandbox/oauth/code`` is bound to no redirect URI (there
+  was no authorization request).
 * Term: a body with both ``DueDays`` and ``DayOfMonthDue``, or mixing one type's
   discount fields into the other, answers 6000; an out-of-range day count 2010.
   A date-driven term's invoice ``DueDate`` is not computed from the day of month.
@@ -171,6 +181,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -186,6 +197,7 @@ from local.sandboxes.base import (
     install_fault_routes,
 )
 from local.sandboxes.registry import BookCustomer, BookInvoice, SandboxSpec
+from ops.oauth import DEFAULT_PORT, redirect_uri
 
 JsonObj = dict[str, Any]
 
@@ -197,6 +209,18 @@ CDC_MAX_OBJECTS = 1000
 CDC_LOOKBACK = timedelta(days=30)
 REFRESH_TOKEN_TTL_S = 8_726_400
 AUTH_CODE_TTL_S = 300
+# Intuit's scopes (the OAuth 2.0 page's "Scopes" table).
+SCOPES = frozenset(
+    {
+        "com.intuit.quickbooks.accounting",
+        "com.intuit.quickbooks.payment",
+        "openid",
+        "profile",
+        "email",
+        "phone",
+        "address",
+    }
+)
 SEED_AGE = timedelta(days=45)
 
 _SYSTEM_FIELDS = ("Id", "SyncToken", "MetaData", "domain", "sparse", "status")
@@ -230,6 +254,9 @@ class QuickBooksSandboxConfig:
     webhook_verifier_token: str = "sandbox-qbo-verifier-token"
     webhook_url: str | None = None
     webhook_format: Literal["cloudevents", "legacy"] = "cloudevents"
+    # The app's redirect URIs, as registered on the Intuit Developer Portal.
+    redirect_uris: list[str] = field(default_factory=lambda: ["https://localhost/callback"])
+    consents: bool = True  # the person at the consent screen allows access
     access_token_ttl_s: float = 3600.0
     superseded_refresh_grace_s: float = 24 * 3600.0
     rate_per_minute: int = 500
@@ -432,6 +459,12 @@ def _truthy(value: Any) -> bool:
 
 
 @dataclass
+class _AuthCode:
+    expires_at: float
+    redirect_uri: str | None  # None: minted without an authorization request
+
+
+@dataclass
 class _RefreshToken:
     issued_at: float
     superseded_at: float | None = None
@@ -476,7 +509,7 @@ class QuickBooksSandbox:
         )
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         self._access_tokens: dict[str, float] = {}  # token -> expiry
-        self._auth_codes: dict[str, float] = {}  # code -> expiry
+        self._auth_codes: dict[str, _AuthCode] = {}
         self._refresh_tokens[self.config.initial_refresh_token] = _RefreshToken(clock())
         self._store: dict[str, dict[str, JsonObj]] = {}
         self._deleted: dict[str, dict[str, float]] = {}
@@ -514,11 +547,12 @@ class QuickBooksSandbox:
         with self._lock:
             return self._rows(spec.name)
 
-    def mint_authorization_code(self) -> str:
-        """An OAuth code as the consent screen would issue (single use, 5 minutes)."""
+    def mint_authorization_code(self, redirect_uri: str | None = None) -> str:
+        """An OAuth code as the consent screen would issue (single use, 5 minutes),
+        redeemable with ``redirect_uri`` only (None: with any)."""
         code = "AB" + secrets.token_urlsafe(24)
         with self._lock:
-            self._auth_codes[code] = self.config.clock() + AUTH_CODE_TTL_S
+            self._auth_codes[code] = _AuthCode(self.config.clock() + AUTH_CODE_TTL_S, redirect_uri)
         return code
 
     def issued_tokens(self) -> dict[str, list[str]]:
@@ -802,6 +836,7 @@ class QuickBooksSandbox:
         app.add_url_rule(
             "/oauth2/v1/tokens/bearer", "token", self._token_endpoint, methods=["POST"]
         )
+        app.add_url_rule("/connect/oauth2", "authorize", self._authorize, methods=["GET"])
         # Intuit serves one discovery document per environment; intuit-oauth reads it
         # before anything else, so it must name this server's endpoints.
         for name in ("openid_configuration", "openid_sandbox_configuration"):
@@ -908,10 +943,15 @@ class QuickBooksSandbox:
                     return self._oauth_error("invalid_grant", 400)
             elif grant == "authorization_code":
                 code = request.form.get("code")
-                if not code or not request.form.get("redirect_uri"):
+                redirect_uri = request.form.get("redirect_uri")
+                if not code or not redirect_uri:
                     return self._oauth_error("invalid_request", 400)
-                expiry = self._auth_codes.pop(code, None)
-                if expiry is None or now >= expiry:
+                issued = self._auth_codes.pop(code, None)
+                if (
+                    issued is None
+                    or now >= issued.expires_at
+                    or issued.redirect_uri not in (None, redirect_uri)
+                ):
                     return self._oauth_error("invalid_grant", 400)
             elif not grant:
                 return self._oauth_error("invalid_request", 400)
@@ -932,6 +972,38 @@ class QuickBooksSandbox:
                 "x_refresh_token_expires_in": REFRESH_TOKEN_TTL_S,
                 "token_type": "bearer",
             }
+        )
+
+    def _authorize(self) -> Response:
+        """The consent screen of the company's admin, answering at once."""
+        args = request.args
+        redirect_uri = args.get("redirect_uri", "")
+        if args.get("client_id") != self.config.client_id or (
+            redirect_uri not in self.config.redirect_uris
+        ):
+            # Intuit shows its own error page here: it redirects nowhere it does not know.
+            return Response(
+                "<html><body><h1>Something went wrong</h1><p>The redirect_uri or client_id "
+                "is not valid for this app.</p></body></html>",
+                status=400,
+                mimetype="text/html",
+            )
+        answer = {"state": args["state"]} if "state" in args else {}
+        scopes = set(args.get("scope", "").split())
+        if args.get("response_type") != "code":
+            answer["error"] = "unsupported_response_type"
+        elif not scopes or not scopes <= SCOPES:
+            answer["error"] = "invalid_scope"
+        elif not self.config.consents:
+            answer["error"] = "access_denied"
+        else:
+            answer |= {
+                "code": self.mint_authorization_code(redirect_uri),
+                "realmId": self.config.realm_id,
+            }
+        separator = "&" if "?" in redirect_uri else "?"
+        return Response(
+            status=302, headers={"Location": f"{redirect_uri}{separator}{urlencode(answer)}"}
         )
 
     def _refresh_usable(self, record: _RefreshToken, now: float) -> bool:
@@ -2014,8 +2086,8 @@ class QuickBooksBooks:
                 auth=(config.client_id, config.client_secret),
                 data={
                     "grant_type": "authorization_code",
-                    "code": self._sandbox.mint_authorization_code(),
-                    "redirect_uri": "https://localhost/callback",
+                    "code": self._sandbox.mint_authorization_code(config.redirect_uris[0]),
+                    "redirect_uri": config.redirect_uris[0],
                 },
                 timeout=10,
             )
@@ -2083,8 +2155,18 @@ class QuickBooksBooks:
 
 SANDBOX = SandboxSpec(
     name="quickbooks",
-    start=lambda webhook_url: QuickBooksSandbox(QuickBooksSandboxConfig(webhook_url=webhook_url)),
+    # The local app also registers `crmsync connect`'s redirect URI.
+    start=lambda webhook_url: QuickBooksSandbox(
+        QuickBooksSandboxConfig(
+            webhook_url=webhook_url,
+            redirect_uris=["https://localhost/callback", redirect_uri(DEFAULT_PORT)],
+        )
+    ),
     secret=_sandbox_secret,
-    settings=lambda url: {"api_url": url, "token_url": f"{url}/oauth2/v1/tokens/bearer"},
+    settings=lambda url: {
+        "api_url": url,
+        "token_url": f"{url}/oauth2/v1/tokens/bearer",
+        "authorize_url": f"{url}/connect/oauth2",
+    },
     books=QuickBooksBooks,
 )

@@ -115,6 +115,7 @@ from local.sandboxes.salesforce_schema import (
     normalize_id,
     to_json,
 )
+from ops.oauth import DEFAULT_PORT, redirect_uri
 
 __all__ = [
     "OutboundMessageDefinition",
@@ -1698,7 +1699,11 @@ def _start(webhook_url: str | None) -> SalesforceSandbox:
     """An org whose outbound messages on the synced objects go to the URL with the
     endpoint token, as an admin sets them up; none when the URL is None. Multi-currency
     is on: the preset reads ``CurrencyIsoCode``."""
-    config = SalesforceSandboxConfig(currencies=("USD", "EUR"))
+    config = SalesforceSandboxConfig(
+        currencies=("USD", "EUR"),
+        # The connected app's callback URLs include `crmsync connect`'s.
+        redirect_uris=(*SalesforceSandboxConfig().redirect_uris, redirect_uri(DEFAULT_PORT)),
+    )
     sandbox = SalesforceSandbox(config)
     if webhook_url is not None:
         url = httpx.URL(webhook_url).copy_merge_params({"token": config.outbound_token})
@@ -1903,6 +1908,9 @@ SANDBOX = SandboxSpec(
     name="salesforce",
     start=_start,
     secret=_sandbox_secret,
-    settings=lambda url: {"token_url": f"{url}/services/oauth2/token"},
+    settings=lambda url: {
+        "token_url": f"{url}/services/oauth2/token",
+        "authorize_url": f"{url}/services/oauth2/authorize",
+    },
     person=SalesforcePerson,
 )

@@ -119,6 +119,7 @@ from local.sandboxes.xero_org import (
     not_implemented,
     post_data_invalid,
 )
+from ops.oauth import DEFAULT_PORT, redirect_uri
 
 API_PREFIX = "/api.xro/2.0/"
 TOKEN_PATH = "/connect/token"
@@ -1412,8 +1413,18 @@ class XeroBooks:
 
 SANDBOX = SandboxSpec(
     name="xero",
-    start=lambda webhook_url: XeroSandbox(XeroSandboxConfig(webhook_url=webhook_url)),
+    # The local app also registers `crmsync connect`'s redirect URI.
+    start=lambda webhook_url: XeroSandbox(
+        XeroSandboxConfig(
+            webhook_url=webhook_url,
+            redirect_uris=[*XeroSandboxConfig().redirect_uris, redirect_uri(DEFAULT_PORT)],
+        )
+    ),
     secret=_sandbox_secret,
-    settings=lambda url: {"api_url": url, "token_url": f"{url}{TOKEN_PATH}"},
+    settings=lambda url: {
+        "api_url": url,
+        "token_url": f"{url}{TOKEN_PATH}",
+        "authorize_url": f"{url}/identity/connect/authorize",
+    },
     books=XeroBooks,
 )

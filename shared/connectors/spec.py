@@ -10,7 +10,7 @@ webhook receiver. The core never names a vendor.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 from pydantic_settings import BaseSettings
@@ -63,6 +63,39 @@ class WebhookContext:
 
 
 @dataclass(frozen=True)
+class SecretFrom:
+    """Where the OAuth authorization flow finds one key of the connection's secret."""
+
+    # token: a field of the token endpoint's answer; redirect: a query parameter of the
+    # redirect back; resource: a field of each object a GET of ``path`` (under the
+    # settings field ``setting``, with the new access token) answers as a JSON list.
+    where: Literal["token", "redirect", "resource"]
+    name: str  # the field or query parameter
+    setting: str = ""  # resource: the settings field holding the API's base URL
+    path: str = ""  # resource: the path under it
+    pattern: str = ""  # a regular expression whose first group is the value, if not whole
+
+
+@dataclass(frozen=True)
+class OAuthFlow:
+    """The vendor's OAuth 2 authorization code grant (RFC 6749 §4.1), declared.
+
+    The URLs are settings fields, so the environments and the local sandboxes move
+    them. The client's id and secret are stored as the secret's ``client_id`` and
+    ``client_secret`` keys.
+    """
+
+    authorize_setting: str  # the settings field holding the authorize endpoint
+    token_setting: str  # the settings field holding the token endpoint
+    scopes: Sequence[str]
+    pkce: bool  # the vendor documents PKCE (RFC 7636, S256) for this kind of app
+    # How the token endpoint takes the client's credentials (RFC 6749 §2.3.1).
+    client_auth: Literal["basic", "form"]
+    fills: Mapping[str, SecretFrom]  # the secret keys the flow fills, and from where
+    docs: str  # the vendor's page on this flow: where the app and its redirect URIs live
+
+
+@dataclass(frozen=True)
 class VendorSpec(Generic[SettingsT]):
     name: str  # the registered system name: record keys, routes, secrets, settings
     label: str  # the vendor's own spelling: messages, docs, stack outputs
@@ -75,11 +108,36 @@ class VendorSpec(Generic[SettingsT]):
     crm: Callable[[ConnectorContext, SettingsT], CrmSource] | None = None
     accounting: Callable[[ConnectorContext, SettingsT], AccountingTarget] | None = None
     capabilities: frozenset[str] = frozenset()
+    # Per vendor environment ("production", "sandbox"), the settings field values that
+    # differ from the settings' defaults; empty: production only, the defaults.
+    environments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # How an operator authorizes the app for an account (``crmsync connect``); None:
+    # the vendor's credentials are copied from its own console.
+    oauth: OAuthFlow | None = None
 
     def __post_init__(self) -> None:
         builder = self.crm if self.kind == "crm" else self.accounting
         if builder is None:
             raise ValueError(f"vendor {self.name!r} is {self.kind} without a {self.kind} builder")
+        fields = self.settings.model_fields
+        named = {key for values in self.environments.values() for key in values}
+        if self.oauth is not None:
+            named |= {self.oauth.authorize_setting, self.oauth.token_setting}
+            named |= {source.setting for source in self.oauth.fills.values() if source.setting}
+            unknown_keys = set(self.oauth.fills) - set(self.secret_keys)
+            if unknown_keys:
+                raise ValueError(f"vendor {self.name!r} fills undeclared keys {unknown_keys}")
+        if named - set(fields):
+            raise ValueError(f"vendor {self.name!r} names unknown settings {named - set(fields)}")
+
+    def environment_settings(self, environment: str) -> dict[str, str]:
+        """The settings field values of one of the vendor's environments."""
+        known = self.environments or {"production": {}}
+        if environment not in known:
+            raise ValueError(
+                f"{self.label} has no {environment!r} environment; it has {', '.join(known)}"
+            )
+        return dict(known[environment])
 
     @property
     def env_prefix(self) -> str:

@@ -49,4 +49,10 @@ SPEC = VendorSpec(
     settings=HubSpotSettings,
     webhooks=_webhooks,
     crm=_crm,
+    # Developer test accounts use the same API host.
+    environments={"production": {}},
+    # No OAuth flow: the connector reads a private app's static access token
+    # (https://developers.hubspot.com/docs/api/private-apps), which HubSpot shows in
+    # the private app's settings; an OAuth app's access tokens last 30 minutes and the
+    # connector does not refresh them.
 )

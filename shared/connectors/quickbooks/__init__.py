@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from shared.connectors.spec import (
     INVOICE_CUSTOM_FIELDS,
     ConnectorContext,
+    OAuthFlow,
+    SecretFrom,
     VendorSpec,
     WebhookContext,
 )
@@ -21,6 +23,7 @@ class QuickBooksSettings(BaseSettings):
 
     api_url: str = "https://quickbooks.api.intuit.com"
     token_url: str = "https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer"
+    authorize_url: str = "https://appcenter.intuit.com/connect/oauth2"
 
 
 def _accounting(ctx: ConnectorContext, settings: QuickBooksSettings) -> AccountingTarget:
@@ -60,4 +63,25 @@ SPEC = VendorSpec(
     accounting=_accounting,
     # Invoice.CustomField by the company's sales-form custom field names [Q15, Q16].
     capabilities=frozenset({INVOICE_CUSTOM_FIELDS}),
+    # Sandbox companies answer on their own API host; OAuth is the same for both
+    # (https://developer.intuit.com/app/developer/qbo/docs/develop/sandboxes/manage-your-sandboxes).
+    environments={
+        "production": {},
+        "sandbox": {"api_url": "https://sandbox-quickbooks.api.intuit.com"},
+    },
+    # https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0
+    # The redirect back carries code, state and realmId (the company); the token
+    # endpoint takes the client by HTTP Basic. Intuit documents no PKCE for it.
+    oauth=OAuthFlow(
+        authorize_setting="authorize_url",
+        token_setting="token_url",
+        scopes=("com.intuit.quickbooks.accounting",),
+        pkce=False,
+        client_auth="basic",
+        fills={
+            "refresh_token": SecretFrom("token", "refresh_token"),
+            "realm_id": SecretFrom("redirect", "realmId"),
+        },
+        docs="https://developer.intuit.com/app/developer/qbo/docs/develop/authentication-and-authorization/oauth-2.0",
+    ),
 )

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.connectors.spec import ConnectorContext, VendorSpec, WebhookContext
+from shared.connectors.spec import (
+    ConnectorContext,
+    OAuthFlow,
+    SecretFrom,
+    VendorSpec,
+    WebhookContext,
+)
 from shared.ports import CrmSource, WebhookReceiver
 
 
@@ -16,6 +22,7 @@ class SalesforceSettings(BaseSettings):
 
     # test.salesforce.com for sandbox orgs, or the org's My Domain login URL.
     token_url: str = "https://login.salesforce.com/services/oauth2/token"
+    authorize_url: str = "https://login.salesforce.com/services/oauth2/authorize"
     api_version: str = "62.0"
 
 
@@ -58,4 +65,29 @@ SPEC = VendorSpec(
     settings=SalesforceSettings,
     webhooks=_webhooks,
     crm=_crm,
+    # Sandbox orgs log in at test.salesforce.com
+    # (https://help.salesforce.com/s/articleView?id=xcloud.remoteaccess_oauth_endpoints.htm).
+    environments={
+        "production": {},
+        "sandbox": {
+            "token_url": "https://test.salesforce.com/services/oauth2/token",
+            "authorize_url": "https://test.salesforce.com/services/oauth2/authorize",
+        },
+    },
+    # The web server flow with PKCE (https://help.salesforce.com/HTViewHelpDoc?id=remoteaccess_oauth_web_server_flow.htm):
+    # the client in the form body; the token answer carries the refresh token (scope
+    # refresh_token), the instance URL and the identity URL
+    # https://login.salesforce.com/id/<org id>/<user id>.
+    oauth=OAuthFlow(
+        authorize_setting="authorize_url",
+        token_setting="token_url",
+        scopes=("api", "refresh_token"),
+        pkce=True,
+        client_auth="form",
+        fills={
+            "refresh_token": SecretFrom("token", "refresh_token"),
+            "organization_id": SecretFrom("token", "id", pattern=r"/id/([^/]+)/"),
+        },
+        docs="https://help.salesforce.com/HTViewHelpDoc?id=remoteaccess_oauth_web_server_flow.htm",
+    ),
 )

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.connectors.spec import ConnectorContext, VendorSpec, WebhookContext
+from shared.connectors.spec import (
+    ConnectorContext,
+    OAuthFlow,
+    SecretFrom,
+    VendorSpec,
+    WebhookContext,
+)
 from shared.models import TaxTreatment
 from shared.ports import AccountingTarget, WebhookReceiver
 
@@ -17,6 +23,7 @@ class XeroSettings(BaseSettings):
 
     api_url: str = "https://api.xero.com"
     token_url: str = "https://identity.xero.com/connect/token"
+    authorize_url: str = "https://login.xero.com/identity/connect/authorize"
     # The account a line without an item is posted to; "200" is Sales in Xero's
     # demo company and default chart of accounts.
     sales_account_code: str = "200"
@@ -65,4 +72,31 @@ SPEC = VendorSpec(
     settings=XeroSettings,
     webhooks=_webhooks,
     accounting=_accounting,
+    # Demo companies live in production: Xero has no separate sandbox host.
+    environments={"production": {}},
+    # https://developer.xero.com/documentation/guides/oauth2/auth-flow: a "Web app"
+    # (client secret, Basic at the token endpoint); offline_access brings the refresh
+    # token, GET https://api.xero.com/connections the tenant ids. Xero's PKCE flow
+    # (https://developer.xero.com/documentation/guides/oauth2/pkce-flow) is for
+    # "Auth Code with PKCE" apps, which have no client secret to refresh with.
+    # Apps created since 2 March 2026 get Xero's granular scopes instead of
+    # accounting.transactions (https://developer.xero.com/documentation/guides/oauth2/scopes):
+    # pass them with `crmsync connect xero --scope`.
+    oauth=OAuthFlow(
+        authorize_setting="authorize_url",
+        token_setting="token_url",
+        scopes=(
+            "offline_access",
+            "accounting.transactions",
+            "accounting.contacts",
+            "accounting.settings",
+        ),
+        pkce=False,
+        client_auth="basic",
+        fills={
+            "refresh_token": SecretFrom("token", "refresh_token"),
+            "tenant_id": SecretFrom("resource", "tenantId", setting="api_url", path="/connections"),
+        },
+        docs="https://developer.xero.com/documentation/guides/oauth2/auth-flow",
+    ),
 )
