@@ -25,6 +25,11 @@ class StackOutputs(BaseModel):
     dead_letter_queue_url: str = Field(alias="EventsDeadLetterQueueUrl")
     dead_letter_queue_arn: str = Field(alias="EventsDeadLetterQueueArn")
     alarm_topic_arn: str | None = Field(default=None, alias="AlarmTopicArn")
+    # The deployed stack's CloudWatch views; the local stack has none.
+    dashboard_url: str | None = Field(default=None, alias="DashboardUrl")
+    webhook_log_group: str | None = Field(default=None, alias="WebhookLogGroupName")
+    sync_log_group: str | None = Field(default=None, alias="SyncLogGroupName")
+    reconcile_log_group: str | None = Field(default=None, alias="ReconcileLogGroupName")
     # One per vendor that sends webhooks, keyed by vendor name: "{Vendor}WebhookUrl".
     webhook_urls: dict[str, str] = Field(default_factory=dict, exclude=True)
 

@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.bootstrap import Container
 from shared.models import ChangeEvent
-from shared.observability import logger, metrics, tracer
+from shared.observability import EmfSyncMetrics, correlated, log_metrics, logger, tracer
 from shared.settings import get_settings
 from shared.sync.consume import Consumer, QueueMessage
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from shared.sync.route import ConnectionRouter
 
 settings = get_settings()
-container = Container(settings)
+container = Container(settings, sync_metrics=EmfSyncMetrics())
 # A failed group is skipped, not the rest of the batch: other records keep their order.
 processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 # A batch whose every record is retried later (a vendor's 429, say) is routine, not a
@@ -86,12 +86,25 @@ def message(record: SQSRecord) -> QueueMessage:
 
 
 def record_handler(record: SQSRecord) -> None:
-    outcome = consumer().process(message(record))
-    logger.info("event handled", extra={"message_id": record.message_id, "outcome": outcome})
+    received = message(record)
+    event = received.event
+    # Each of the event's log lines names it, and only its own: the keys go on exit.
+    with correlated(
+        connection_id=event.connection_id,
+        record_key=event.record_key,
+        event_id=event.event_id,
+        message_id=record.message_id,
+    ):
+        try:
+            outcome = consumer().process(received)
+        except Exception as error:  # the processor reports it failed; the queue retries it
+            logger.warning("event not handled", extra={"error": f"{type(error).__name__}: {error}"})
+            raise
+        logger.info("event handled", extra={"outcome": outcome})
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics
+@log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     idempotency.register_lambda_context(context)

@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.bootstrap import Container
 from shared.errors import WebhookRejected
-from shared.observability import logger, metrics, tracer
+from shared.observability import log_metrics, logger, metrics, tracer
 from shared.ports import InboundWebhook
 from shared.settings import get_settings
 from shared.sync.ingest import WebhookIngest
@@ -85,8 +86,9 @@ def unknown_route(_: Exception) -> Response[str]:
     )
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
+# The delivery's lines carry API Gateway's request id, as its access log does.
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

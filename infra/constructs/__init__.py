@@ -1,5 +1,6 @@
 """One construct per concern; ``infra.stack.CrmSyncStack`` composes them."""
 
+from infra.constructs.dashboard import Dashboard
 from infra.constructs.functions import Functions
 from infra.constructs.ingress import Ingress
 from infra.constructs.monitoring import Monitoring
@@ -8,4 +9,13 @@ from infra.constructs.schedules import Schedules
 from infra.constructs.secrets import SecretGrants
 from infra.constructs.tables import Tables
 
-__all__ = ["Functions", "Ingress", "Monitoring", "Queues", "Schedules", "SecretGrants", "Tables"]
+__all__ = [
+    "Dashboard",
+    "Functions",
+    "Ingress",
+    "Monitoring",
+    "Queues",
+    "Schedules",
+    "SecretGrants",
+    "Tables",
+]

@@ -4,13 +4,16 @@
 * a function reports errors or throttles,
 * a queue's oldest message is older than a failing message could legitimately be
   (every receive used up, one visibility timeout each): the consumer is stuck.
+
+Each description names what failed and the command that shows more. An alarm watches
+a metric, so its email cannot name the record that gave up: the command does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_lambda as lambda_
@@ -40,6 +43,7 @@ class Monitoring(Construct):
         if alarm_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(alarm_email))
         self.alarms: list[cloudwatch.Alarm] = []
+        stack = Stack.of(self).stack_name
 
         for queue_id, dead_letter in queues.dead_letters.items():
             self._alarm(
@@ -48,8 +52,11 @@ class Monitoring(Construct):
                     period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM
                 ),
                 threshold=0,
-                description=f"Events gave up and wait in the {queue_id} dead-letter queue: "
-                "read the audit log, fix the cause, then redrive.",
+                description=f"crmsync {stack}: events gave up and wait in the {queue_id} "
+                f"dead-letter queue {dead_letter.queue_name}. "
+                f"`crmsync redrive list --stack {stack}` shows each with its record and "
+                f"reason; `crmsync audit <record> --connection <id> --stack {stack}` shows a "
+                "record's trail. Fix the cause, then redrive them.",
             )
         for spec in queue_specs:
             max_age_s = spec.visibility_timeout_s * (spec.max_failed_attempts or 1)
@@ -59,20 +66,28 @@ class Monitoring(Construct):
                     period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM
                 ),
                 threshold=max_age_s,
-                description=f"The oldest message on {spec.id} is older than {max_age_s} s: "
-                "the consumer is not keeping up or not running.",
+                description=f"crmsync {stack}: the oldest message on the {spec.id} queue "
+                f"{queues.by_id[spec.id].queue_name} is older than {max_age_s} s: the "
+                "consumer is not keeping up or not running. "
+                f"`crmsync status --stack {stack}` shows where it stands.",
             )
         for function_id, function in functions.items():
-            for kind, metric in (
-                ("Errors", function.metric_errors(period=PERIOD)),
-                ("Throttles", function.metric_throttles(period=PERIOD)),
-            ):
-                self._alarm(
-                    f"{function_id}{kind}",
-                    metric,
-                    threshold=0,
-                    description=f"The {function_id} function reported {kind.lower()}.",
-                )
+            logs = function.log_group.log_group_name
+            self._alarm(
+                f"{function_id}Errors",
+                function.metric_errors(period=PERIOD),
+                threshold=0,
+                description=f"crmsync {stack}: the {function_id} function reported errors: "
+                f"its log group {logs} holds the failed invocations' lines and tracebacks.",
+            )
+            self._alarm(
+                f"{function_id}Throttles",
+                function.metric_throttles(period=PERIOD),
+                threshold=0,
+                description=f"crmsync {stack}: the {function_id} function was throttled: "
+                "the account's or the function's concurrency is used up. "
+                f"Its log group is {logs}.",
+            )
 
     def _alarm(
         self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str

@@ -6,7 +6,8 @@ table); ``ApiClient`` does the calling: it takes a slot from the shared call
 budget before each request, retries transient failures with jittered
 exponential backoff, waits out short rate limits (``Retry-After`` when the
 vendor sends one) and turns everything else into the errors of
-``shared.errors`` so the sync engine knows what to do next.
+``shared.errors`` so the sync engine knows what to do next. It counts every attempt
+(``VendorCalls``) and every rate-limited answer (``RateLimited``) by vendor.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import httpx
+from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.errors import AuthFailed, NotFound, OutOfTime, Permanent, RateLimited, Retryable
+from shared.observability import RATE_LIMITED, VENDOR, VENDOR_CALLS, metric_sets
 from shared.ports import CallBudget
 
 T = TypeVar("T")
@@ -163,6 +166,7 @@ class ApiClient:
         last_error: Retryable | None = None
         for attempt in range(1, self._retry.max_attempts + 1):
             self._take_budget()
+            self._count(VENDOR_CALLS)  # each attempt spends a slot of the vendor's limit
             try:
                 response = self._http.request(
                     method,
@@ -188,6 +192,7 @@ class ApiClient:
             if verdict.action is ResponseAction.FAIL:
                 raise Permanent(message, status=response.status_code, code=verdict.code)
             if verdict.action is ResponseAction.RATE_LIMITED:
+                self._count(RATE_LIMITED)
                 wait = verdict.retry_after_s
                 if wait is None:
                     wait = retry_after_seconds(response) or self._retry.backoff(attempt)
@@ -200,6 +205,9 @@ class ApiClient:
             self._wait(self._retry.backoff(attempt), last_error)
         assert last_error is not None
         raise last_error
+
+    def _count(self, metric: str) -> None:
+        metric_sets.add(metric, MetricUnit.Count, 1, {VENDOR: self.vendor})
 
     def _call_timeout(self, method: str, path: str) -> float:
         """The declared timeout, cut to the invocation's time left; too little left

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from shared.errors import OutOfTime, RateLimited
 from shared.models import ChangeEvent
-from shared.ports import DeferralCounter, EventQueue
+from shared.ports import DeferralCounter, EventQueue, SyncMetrics, Tally, Unmeasured
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,11 @@ class QueueMessage:
     body: str
     receive_count: int
 
+    @cached_property
+    def event(self) -> ChangeEvent:
+        """The body's event, parsed once: the handler reads its ids for the logs first."""
+        return ChangeEvent.model_validate_json(self.body)
+
 
 class Consumer:
     def __init__(
@@ -41,17 +47,19 @@ class Consumer:
         deferrals: DeferralCounter,
         max_failed_attempts: int,
         retry_delay_s: float,
+        metrics: SyncMetrics | None = None,
     ) -> None:
         self._apply = apply
         self._queue = queue
         self._deferrals = deferrals
         self._max_failed = max_failed_attempts
         self._retry_delay_s = retry_delay_s
+        self._metrics = metrics or Unmeasured()
 
     def process(self, message: QueueMessage) -> Any:
         """Apply the message's event; returns what ``apply`` returned, or None when the
         message was dead-lettered. Raises to have the message retried."""
-        event = ChangeEvent.model_validate_json(message.body)
+        event = message.event
         failed_before = self._failed_attempts(message)
         if failed_before >= self._max_failed:
             # Its last attempts ended without a word from us (crash, timeout).
@@ -63,6 +71,7 @@ class Consumer:
             # Not a failure: the vendor asked us to wait, so the message waits that long.
             self._deferrals.add_deferral(message.message_id)
             self._queue.defer(message.receipt, limited.retry_after_s)
+            self._metrics.count(event, Tally.DEFERRED)
             raise
         except OutOfTime:
             # This invocation ran out of time before the event's turn: next one, now.
@@ -70,6 +79,7 @@ class Consumer:
             self._queue.defer(message.receipt, 0)
             raise
         except Exception:
+            self._metrics.count(event, Tally.FAILED)
             if failed_before + 1 >= self._max_failed:
                 self._queue.dead_letter(event, message_id=message.message_id)
                 return None

@@ -11,12 +11,25 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from shared.models import AuditEntry, ChangeEvent, Connection, Outcome
+from shared.models import AuditEntry, ChangeEvent, ChangeKind, Connection, Outcome
 from shared.models.links import utc_now
-from shared.ports import AuditLog, Connections
+from shared.ports import AuditLog, Connections, SyncMetrics, Tally, Unmeasured
 
 if TYPE_CHECKING:  # the engine (and the mapping) load with the first connection's engine
     from shared.sync.engine import SyncEngine
+
+TALLY_OF: dict[Outcome, Tally] = {
+    Outcome.CREATED: Tally.APPLIED,
+    Outcome.UPDATED: Tally.APPLIED,
+    Outcome.LINKED: Tally.APPLIED,
+    Outcome.UNCHANGED: Tally.SKIPPED,  # the target already holds the content
+    Outcome.SKIPPED: Tally.SKIPPED,
+    Outcome.RESOLVED: Tally.SKIPPED,  # applied by a later event: nothing written now
+    Outcome.FORWARDED: Tally.FORWARDED,
+    Outcome.INVALID: Tally.INVALID,
+    Outcome.REJECTED: Tally.REJECTED,
+    Outcome.FAILED: Tally.FAILED,
+}
 
 
 class ConnectionRouter:
@@ -26,14 +39,21 @@ class ConnectionRouter:
         connections: Connections,
         engine_for: Callable[[Connection], SyncEngine],
         audit: AuditLog,
+        metrics: SyncMetrics | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._connections = connections
         self._engine_for = engine_for
         self._audit = audit
+        self._metrics = metrics or Unmeasured()
         self._clock = clock
 
     def handle(self, event: ChangeEvent) -> AuditEntry:
+        entry = self._route(event)
+        self._measure(event, entry)
+        return entry
+
+    def _route(self, event: ChangeEvent) -> AuditEntry:
         connection = self._connections.get(event.connection_id)
         if connection is None:
             return self._reject(event, f"no connection {event.connection_id!r} is configured")
@@ -44,6 +64,20 @@ class ConnectionRouter:
                 f"{connection.accounting}, not {event.source}",
             )
         return self._engine_for(connection).handle(event)
+
+    def _measure(self, event: ChangeEvent, entry: AuditEntry) -> None:
+        """Count the event's outcome; time an applied change from the vendor's event.
+
+        A record a scan found (reconcile, backfill) has no vendor event: its time is its
+        last change, maybe years before the connection existed, so it is not timed.
+        A failure raised instead of returning: the consumer counts it.
+        """
+        tally = TALLY_OF[entry.outcome]
+        self._metrics.count(event, tally)
+        if tally is Tally.APPLIED and event.kind is not ChangeKind.RECONCILE:
+            # A vendor's clock a little ahead of ours would make it negative.
+            lag_ms = (entry.at - event.occurred_at).total_seconds() * 1000
+            self._metrics.freshness(event, max(lag_ms, 0.0))
 
     def _reject(self, event: ChangeEvent, reason: str) -> AuditEntry:
         entry = AuditEntry(
