@@ -329,37 +329,3 @@ def put_secret(client: SecretsManagerClient, name: str, value: Mapping[str, str]
         client.create_secret(Name=name, SecretString=string)
     except client.exceptions.ResourceExistsException:
         client.put_secret_value(SecretId=name, SecretString=string)
-
-
-def redrive(sqs: SQSClient, queue: QueueRef) -> int:
-    """Move every message of ``queue``'s dead-letter queue back onto it; returns how many.
-
-    What SQS's ``StartMessageMoveTask`` (the console's "DLQ redrive") does in AWS;
-    moto has no such call. A message keeps its body and group, so its record's
-    events stay in order; it gets a new deduplication id, or the queue would drop
-    it as a repeat of the original send.
-    """
-    if queue.dead_letter_url is None:
-        return 0
-    moved = 0
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=queue.dead_letter_url,
-            MaxNumberOfMessages=10,
-            MessageSystemAttributeNames=["MessageGroupId"],
-            VisibilityTimeout=30,
-        ).get("Messages", [])
-        if not messages:
-            return moved
-        for message in messages:
-            # Every queue of the description is FIFO, and so is its dead-letter queue.
-            sqs.send_message(
-                QueueUrl=queue.url,
-                MessageBody=message["Body"],
-                MessageGroupId=message["Attributes"]["MessageGroupId"],
-                MessageDeduplicationId=f"redrive-{message['MessageId']}",
-            )
-            sqs.delete_message(
-                QueueUrl=queue.dead_letter_url, ReceiptHandle=message["ReceiptHandle"]
-            )
-            moved += 1

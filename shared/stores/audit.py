@@ -3,12 +3,12 @@ index by record (``by_record``) for one record's history."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
-from shared.models import AuditEntry
+from shared.models import AuditEntry, Outcome
 from shared.stores.dynamo import from_item, to_item
 
 if TYPE_CHECKING:
@@ -26,8 +26,11 @@ def utc(at: datetime) -> datetime:
 def sort_key(entry: AuditEntry) -> str:
     """Fixed-width UTC stamp first, so string order is time order; the suffix keeps
     two entries of the same event at the same microsecond apart."""
-    stamp = utc(entry.at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{stamp}#{entry.event_id}#{uuid4().hex[:8]}"
+    return f"{_stamp(entry.at)}#{entry.event_id}#{uuid4().hex[:8]}"
+
+
+def _stamp(at: datetime) -> str:
+    return utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class DynamoAuditLog:
@@ -67,6 +70,35 @@ class DynamoAuditLog:
             Limit=limit,
         )
         return _entries(response.get("Items", []))
+
+    # --- operator reads (``crmsync status``, ``crmsync replay``): every page ----------
+
+    def entries_since(self, connection_id: str, since: datetime) -> Iterator[AuditEntry]:
+        """The connection's entries at or after ``since``, oldest first."""
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :c AND sk >= :since",
+            ExpressionAttributeValues={":c": {"S": connection_id}, ":since": {"S": _stamp(since)}},
+        )
+        for page in pages:
+            yield from _entries(page.get("Items", []))
+
+    def newest_with(self, connection_id: str, outcomes: Collection[Outcome]) -> AuditEntry | None:
+        """The connection's newest entry with one of ``outcomes``, however old."""
+        wanted = {f":o{i}": {"S": outcome.value} for i, outcome in enumerate(outcomes)}
+        pages = self._client.get_paginator("query").paginate(
+            TableName=self._table,
+            KeyConditionExpression="pk = :c",
+            FilterExpression=f"#outcome IN ({', '.join(wanted)})",
+            ExpressionAttributeNames={"#outcome": "outcome"},
+            ExpressionAttributeValues={":c": {"S": connection_id}, **wanted},
+            ScanIndexForward=False,
+        )
+        for page in pages:
+            found = _entries(page.get("Items", []))
+            if found:
+                return found[0]
+        return None
 
 
 def _record_pk(connection_id: str, record_key: str) -> str:

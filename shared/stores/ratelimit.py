@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -495,3 +496,52 @@ class DynamoCallBudget(PacedBudget):
                 return False, None
             return False, int(item["next_slot"]["N"])
         return True, int(answer["Attributes"]["next_slot"]["N"])
+
+    def lanes(self) -> list[LaneReading]:
+        """Every lane stored in the table, read-only (``crmsync status``)."""
+        readings = []
+        for page in self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(pk, :rate)",
+            ExpressionAttributeValues={":rate": {"S": "rate#"}},
+            ProjectionExpression="pk, next_slot",
+            ConsistentRead=True,
+        ):
+            for item in page["Items"]:
+                reading = LaneReading.parse(item["pk"]["S"], int(item["next_slot"]["N"]))
+                if reading is not None:
+                    readings.append(reading)
+        return readings
+
+
+_LANE_KEY = re.compile(
+    r"rate#(?P<key>.+)#(?P<limit>\d+)/(?P<per_s>[^/#]+)s"
+    r"#(?P<lane>\d+)/(?P<lanes>\d+)@(?P<interval_us>\d+)us"
+)
+
+
+@dataclass(frozen=True)
+class LaneReading:
+    """One stored lane (``_lane_key``): the budget key and limit it paces, its next free slot."""
+
+    key: str
+    pace: Pace
+    lane: int
+    next_slot: int
+
+    @classmethod
+    def parse(cls, pk: str, next_slot: int) -> LaneReading | None:
+        """The lane a stored key names; None for a key of another shape."""
+        match = _LANE_KEY.fullmatch(pk)
+        if match is None:
+            return None
+        limit, per_s = int(match["limit"]), float(match["per_s"])
+        # The key's interval, in whole microseconds, is too coarse to place a slot in
+        # time (slots count from the epoch); the margin it came from has few decimals,
+        # and the key it gives back must be the stored one.
+        margin = round(int(match["interval_us"]) * 1e-6 * limit / per_s, 4)
+        pace = Pace(limit, per_s, margin)
+        lane = int(match["lane"])
+        if _lane_key(f"rate#{match['key']}#{limit}/{per_s:g}s", lane, pace) != pk:
+            return None
+        return cls(match["key"], pace, lane, next_slot)

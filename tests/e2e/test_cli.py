@@ -39,7 +39,10 @@ def test_given_no_running_stack_when_crmsync_redrive_runs_then_exit_1_saying_so(
     (tmp_path / "local.yaml").write_text(config)
 
     result = subprocess.run(  # noqa: S603 - our own CLI, a path we made
-        [sys.executable, "-m", "local.cli", "redrive", "--config", str(tmp_path / "local.yaml")],
+        [
+            *(sys.executable, "-m", "local.cli", "redrive", "all", "--local"),
+            *("--config", str(tmp_path / "local.yaml")),
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
