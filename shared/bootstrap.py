@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from shared.connectors.spec import (
     secret_id,
 )
 from shared.models import ChangeEvent, Connection, ObjectType
+from shared.ports import SyncMetrics, Unmeasured
 from shared.queues.sqs import SqsDeadLetters, SqsEventQueue
 from shared.secrets.secrets_manager import SecretsManagerStore
 from shared.settings import Settings
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from shared.mapping import Mapper
     from shared.ports import AccountingTarget, CrmSource, WebhookReceiver
     from shared.sync.engine import SyncEngine
+    from shared.sync.preview import Previewer
     from shared.sync.reconcile import Reconciler
     from shared.sync.route import ConnectionRouter
 
@@ -88,6 +91,8 @@ class Container:
     session: boto3.session.Session | None = None
     endpoint_url: str | None = None
     vendor_settings: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # The sync function's metrics; nobody else's runs are measured (the CLI's included).
+    sync_metrics: SyncMetrics = field(default_factory=Unmeasured)
 
     def _client(self, service: str) -> Any:
         if self.session is None:  # boto3's default session: made once per process
@@ -219,8 +224,23 @@ class Container:
             cursors=DynamoCursorStore(self.dynamodb, self.settings.cursors_table),
             queue=self.queue,
             overlap_s=self.settings.reconcile_overlap_s,
+            start_ms=connection.start_ms,
             audit=self.audit,
             batch_writer=self.engine(connection).backfill,
+        )
+
+    def previewer(self, connection: Connection) -> Previewer:
+        """What a sync of the connection would write, read without writing (the CLI)."""
+        from shared.sync.preview import Previewer
+
+        crm, mapper = self._crm(connection)
+        return Previewer(
+            connection_id=connection.id,
+            crm=crm,
+            ledger=self._ledger(connection),
+            mapper=mapper,
+            links=self.links,
+            today=datetime.now(UTC).date(),
         )
 
     @cached_property
@@ -244,7 +264,10 @@ class Container:
         from shared.sync.route import ConnectionRouter
 
         return ConnectionRouter(
-            connections=self.connections, engine_for=self.engine, audit=self.audit
+            connections=self.connections,
+            engine_for=self.engine,
+            audit=self.audit,
+            metrics=self.sync_metrics,
         )
 
     def consumer(self, apply: Callable[[ChangeEvent], Any]) -> Consumer:
@@ -254,4 +277,5 @@ class Container:
             deferrals=DynamoDeferralCounter(self.dynamodb, self.settings.cursors_table),
             max_failed_attempts=self.settings.max_failed_attempts,
             retry_delay_s=self.settings.retry_delay_s,
+            metrics=self.sync_metrics,
         )

@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -120,6 +122,19 @@ class TargetRef(BaseModel):
 # Match rules: how an existing target record is recognised as a source record's.
 BY_DISPLAY_NAME = "display_name"
 BY_DOC_NUMBER = "doc_number"
+BY_ITEM_NAME = "item_name"
+
+
+class NewItem(BaseModel):
+    """An item (product or service) to create in the target for a line that has none."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    sku: str | None = None
+    description: str | None = None
+    unit_price: Decimal | None = None
+    income_account: str | None = None  # as the target names accounts (mapping ``items``)
 
 
 class AccountingTarget(Protocol):
@@ -151,6 +166,12 @@ class AccountingTarget(Protocol):
         connector whose lines need an item refuses a line without one on write."""
         ...
 
+    def create_item(self, item: NewItem, *, idempotency_key: str) -> str:
+        """Create the item and return what ``find_item`` will find it by. A name (or
+        code) another item holds is refused with ``AlreadyExists`` naming the holder
+        (rule ``BY_ITEM_NAME``): a concurrent or retried create finds it that way."""
+        ...
+
     def find_invoice(self, doc_number: str) -> TargetRef | None: ...
 
     def upsert_invoice(
@@ -159,6 +180,16 @@ class AccountingTarget(Protocol):
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
         """The record's current version; None when it is gone."""
+        ...
+
+    def read(self, object_type: ObjectType, target_id: str) -> dict[str, Any] | None:
+        """The record as the target holds it, in the target's own terms; None when it
+        is gone. What a preview compares a write against."""
+        ...
+
+    def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
+        """The body a create (``new``) or update of ``record`` would send, in the same
+        terms as ``read``; writes nothing. ``RecordInvalid`` as the write would raise."""
         ...
 
 
@@ -308,3 +339,39 @@ class CallBudget(Protocol):
         should come back later.
         """
         ...
+
+
+# --- metrics -----------------------------------------------------------------------
+
+
+class Tally(StrEnum):
+    """What became of an event, as the operator's dashboard counts it (metric names)."""
+
+    APPLIED = "Applied"  # written to the target, or linked to the record found there
+    SKIPPED = "Skipped"  # nothing to write: unchanged, filtered, stale, an echo
+    FORWARDED = "Forwarded"  # handed to the record it belongs to, counted there
+    INVALID = "Invalid"  # the record violates the mapping
+    REJECTED = "Rejected"  # the target (or the deployment) refused it for good
+    FAILED = "Failed"  # an attempt failed: retried, or dead-lettered after the last
+    DEFERRED = "Deferred"  # back on the queue to wait out a vendor's call limit
+
+
+class SyncMetrics(Protocol):
+    """What the sync reports of each event, by its connection and object type only:
+    never a record (metrics are counted per distinct dimension value)."""
+
+    def count(self, event: ChangeEvent, tally: Tally) -> None: ...
+
+    def freshness(self, event: ChangeEvent, ms: float) -> None:
+        """Milliseconds from the vendor's change to its write in the target."""
+        ...
+
+
+class Unmeasured:
+    """``SyncMetrics`` where nobody watches: the operator's commands, tests."""
+
+    def count(self, event: ChangeEvent, tally: Tally) -> None:
+        pass
+
+    def freshness(self, event: ChangeEvent, ms: float) -> None:
+        pass

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 from shared.batch import BatchResult, BatchWrite, KnownCustomer
 from shared.errors import (
@@ -24,7 +25,7 @@ from shared.errors import (
     Violation,
 )
 from shared.models import Invoice, ObjectType, Party, SourceRecord, System
-from shared.ports import BY_DISPLAY_NAME, BY_DOC_NUMBER, TargetRef
+from shared.ports import BY_DISPLAY_NAME, BY_DOC_NUMBER, BY_ITEM_NAME, NewItem, TargetRef
 
 # The HubSpot services preset: the mapping the core's tests run with.
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "config" / "hubspot" / "services.yaml"
@@ -76,6 +77,7 @@ class FakeLedger:
     invoices: dict[str, Stored] = field(default_factory=dict)
     items: dict[str, str] = field(default_factory=lambda: {"Services": "1", "Hours": "2"})
     terms: set[str] = field(default_factory=lambda: {"Net 30"})
+    created_items: list[NewItem] = field(default_factory=list)
     replies: dict[str, TargetRef] = field(default_factory=dict)
     # Faults: the next N writes commit but their response is lost (a Retryable).
     lose_responses: int = 0
@@ -115,6 +117,18 @@ class FakeLedger:
     def find_item(self, *, name: str, sku: str | None) -> str | None:
         return self.items.get(sku or "") or self.items.get(name)
 
+    def create_item(self, item: NewItem, *, idempotency_key: str) -> str:
+        """Like QuickBooks: a key sent again is answered, a name held is refused (6240)."""
+        if idempotency_key in self.replies:
+            return self.replies[idempotency_key].id
+        if item.name in self.items:
+            holder = TargetRef(id=self.items[item.name], version="0")
+            raise AlreadyExists("item name is taken", holder=holder, rule=BY_ITEM_NAME)
+        self.items[item.name] = str(next(self._ids))
+        self.created_items.append(item)
+        self.replies[idempotency_key] = TargetRef(id=self.items[item.name], version="0")
+        return self.items[item.name]
+
     def find_invoice(self, doc_number: str) -> TargetRef | None:
         self.lookups += 1
         return self._invoice_numbered(doc_number)
@@ -151,6 +165,14 @@ class FakeLedger:
         table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
         stored = table.get(target_id)
         return _ref(stored) if stored else None
+
+    def read(self, object_type: ObjectType, target_id: str) -> dict[str, Any] | None:
+        table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
+        stored = table.get(target_id)
+        return stored.body.model_dump(mode="json", exclude_unset=True) if stored else None
+
+    def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
+        return record.model_dump(mode="json", exclude_unset=True)
 
     def touch(self, object_type: ObjectType, target_id: str) -> None:
         """Someone edits the record in the accounting UI."""

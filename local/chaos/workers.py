@@ -36,6 +36,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -59,7 +60,7 @@ from shared.connectors.spec import secret_id
 from shared.errors import OutOfTime, RateLimited
 from shared.mapping import Mapper
 from shared.models import Invoice, ObjectType, Party, System
-from shared.ports import AccountingTarget, CallBudget, TargetRef
+from shared.ports import AccountingTarget, CallBudget, NewItem, TargetRef
 from shared.sync.consume import Consumer, QueueMessage
 from shared.sync.engine import SyncEngine
 
@@ -167,6 +168,11 @@ class CrashingLedger:
     def find_item(self, *, name: str, sku: str | None) -> str | None:
         return self._ledger.find_item(name=name, sku=sku)
 
+    def create_item(self, item: NewItem, *, idempotency_key: str) -> str:
+        ref = self._ledger.create_item(item, idempotency_key=idempotency_key)
+        self._after_write()
+        return ref
+
     def find_invoice(self, doc_number: str) -> TargetRef | None:
         return self._ledger.find_invoice(doc_number)
 
@@ -181,6 +187,12 @@ class CrashingLedger:
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
         return self._ledger.current(object_type, target_id)
+
+    def read(self, object_type: ObjectType, target_id: str) -> dict[str, Any] | None:
+        return self._ledger.read(object_type, target_id)
+
+    def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
+        return self._ledger.payload(record, new=new)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,12 @@ class KeptIndex(Generic[V]):
     def forget(self) -> None:
         self._read_at = None
 
+    def add(self, names: Sequence[str | None], value: V) -> None:
+        """An entry the connector just made: found at once, without reading the list."""
+        for name in names:
+            if name:
+                self._entries.setdefault(name.casefold(), value)
+
     def _lookup(self, names: Sequence[str | None]) -> V | None:
         for name in names:
             if name and (found := self._entries.get(name.casefold())) is not None:
@@ -84,17 +90,21 @@ class ItemCatalog:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        # SKUs and names in one index, apart: an item named like another's SKU.
         self._index: KeptIndex[str] = KeptIndex(
-            lambda: (
-                ([f"sku:{item.sku}" if item.sku else None, f"name:{item.name}"], item.ref)
-                for item in read()
-            ),
+            lambda: ((_keys(item.name, item.sku), item.ref) for item in read()),
             clock=clock,
         )
 
     def find(self, *, name: str, sku: str | None) -> str | None:
-        return self._index.find(f"sku:{sku}" if sku else None, f"name:{name}")
+        return self._index.find(*_keys(name, sku))
+
+    def add(self, item: CatalogItem) -> None:
+        self._index.add(_keys(item.name, item.sku), item.ref)
 
     def forget(self) -> None:
         self._index.forget()
+
+
+def _keys(name: str, sku: str | None) -> list[str | None]:
+    """An item's keys, SKU first; SKUs and names apart (an item named like another's SKU)."""
+    return [f"sku:{sku}" if sku else None, f"name:{name}"]

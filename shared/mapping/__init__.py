@@ -28,6 +28,9 @@ are excluded, and how each canonical field gets its value::
             fields: {name: {default: Shipping}, quantity: {default: "1"},
                      unit_price: {from: shipping_amount, transforms: [decimal]}}
 
+A top-level ``items: {create_missing: true, income_account: …}`` lets the sync
+create an item the accounting system lacks for a line (off by default).
+
 A field: ``from`` (one vendor property, or a list combined by ``join``/``template``),
 ``transforms`` (in order: trim, lower, upper, title, collapse_whitespace,
 ``{truncate: n}``, ``{replace: {pattern, with}}``, ``{join: sep}``,

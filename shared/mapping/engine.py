@@ -24,6 +24,7 @@ from shared.mapping.schema import (
     Fields,
     FieldSpec,
     FilterRule,
+    ItemsSettings,
     MappingConfig,
     Target,
     canonical_field,
@@ -281,6 +282,10 @@ class Mapper:
         if self._custom_fields:
             data["custom_fields"] = self._custom(record.properties, run)
         return run.build(Deal, data)
+
+    @property
+    def items(self) -> ItemsSettings:
+        return self._config.items
 
     def uses_custom_fields(self) -> bool:
         return bool(self._custom_fields)

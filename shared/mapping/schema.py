@@ -216,6 +216,21 @@ class DealMapping(ObjectMapping):
     custom_fields: dict[Annotated[str, StringConstraints(min_length=1)], FieldSpec] = {}
 
 
+class ItemsSettings(_Spec):
+    """What happens to a line whose product the accounting system has no item for.
+
+    Off by default: a target that needs an item on every line refuses the invoice,
+    naming the product, and a person creates the item (``crmsync items`` lists them).
+    On, the sync creates the item (named and coded like the line) before the invoice.
+    """
+
+    create_missing: bool = False
+    # The account new items post their sales to, as the target names accounts (one
+    # target takes an account's name or id, another an account code); a target that
+    # needs one refuses to create an item without it.
+    income_account: Annotated[str, StringConstraints(min_length=1)] | None = None
+
+
 class Objects(_Spec):
     contact: ObjectMapping | None = None
     company: ObjectMapping | None = None
@@ -253,6 +268,7 @@ class MappingConfig(_Spec):
     source: System | None = None
     target: System | None = None
     objects: Objects
+    items: ItemsSettings = ItemsSettings()
 
     def mapping_for(self, object_type: ObjectType) -> ObjectMapping | None:
         if object_type is ObjectType.CONTACT:

@@ -32,7 +32,7 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import TypeVar
 
@@ -57,6 +57,7 @@ from shared.models import (
     DealStatus,
     Invoice,
     InvoiceLine,
+    LineItem,
     ObjectType,
     Outcome,
     Party,
@@ -75,6 +76,7 @@ from shared.ports import (
     EventQueue,
     LinkStore,
     Lock,
+    NewItem,
     TargetRef,
 )
 from shared.sync.content import Mapped, map_content
@@ -97,6 +99,58 @@ def update_key(connection_id: str, source_key: str, base: TargetRef, digest: str
     """
     material = f"{connection_id}|{source_key}|{base.id}@{base.version}|{digest}"
     return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+def item_key(connection_id: str, item: NewItem) -> str:
+    """The key of an item's create, from all it sends: a retry is answered by the
+    vendor; a line naming the item with another price sends another body under
+    another key, and is refused as a duplicate that names the holder."""
+    material = f"{connection_id}|item|{item.model_dump_json()}"
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+def no_customer() -> RecordInvalid:
+    return RecordInvalid(
+        [
+            Violation(
+                "associations",
+                "required",
+                "the deal has no associated company or contact to invoice",
+            )
+        ]
+    )
+
+
+def invoice_of(
+    deal: Deal, customer_ref: str, item_ref: Callable[[LineItem], str | None], today: date
+) -> Invoice:
+    """The invoice of a won deal for the target's customer ``customer_ref``, each line
+    selling the item ``item_ref`` gives it."""
+    if not deal.line_items:
+        raise RecordInvalid([Violation("line_items", "required", "the deal has no line items")])
+    lines = [
+        InvoiceLine(
+            name=item.name,
+            item_ref=item_ref(item),
+            description=item.description or item.name,
+            quantity=item.quantity,
+            unit_price=item.unit_price,
+            discount_amount=item.discount_amount,
+            tax_code=item.tax_code,
+        )
+        for item in deal.line_items
+    ]
+    return Invoice(
+        customer_ref=customer_ref,
+        currency=deal.currency,
+        lines=lines,
+        txn_date=deal.close_date or today,
+        due_date=deal.due_date,
+        payment_terms=deal.payment_terms,
+        doc_number=deal.doc_number,
+        memo=deal.memo or deal.name,
+        custom_fields=deal.custom_fields,
+    )
 
 
 @dataclass(frozen=True)
@@ -318,15 +372,7 @@ class SyncEngine:
             return _Result(Outcome.SKIPPED, f"deal is {deal.status}, only won deals are invoiced")
         customer = content.customer
         if customer is None:
-            raise RecordInvalid(
-                [
-                    Violation(
-                        "associations",
-                        "required",
-                        "the deal has no associated company or contact to invoice",
-                    )
-                ]
-            )
+            raise no_customer()
         deal_key = record_key(self._crm.system, ObjectType.DEAL, record.id)
         # An invoice made outside this service (or before a link was kept) with the
         # deal's number is updated rather than duplicated; a target that refuses a
@@ -348,31 +394,30 @@ class SyncEngine:
         return result
 
     def _invoice_for(self, deal: Deal, customer_ref: str) -> Invoice:
-        if not deal.line_items:
-            raise RecordInvalid([Violation("line_items", "required", "the deal has no line items")])
-        lines = [
-            InvoiceLine(
-                name=item.name,
-                item_ref=self._ledger.find_item(name=item.name, sku=item.sku),
-                description=item.description or item.name,
-                quantity=item.quantity,
-                unit_price=item.unit_price,
-                discount_amount=item.discount_amount,
-                tax_code=item.tax_code,
-            )
-            for item in deal.line_items
-        ]
-        return Invoice(
-            customer_ref=customer_ref,
-            currency=deal.currency,
-            lines=lines,
-            txn_date=deal.close_date or self._clock().date(),
-            due_date=deal.due_date,
-            payment_terms=deal.payment_terms,
-            doc_number=deal.doc_number,
-            memo=deal.memo or deal.name,
-            custom_fields=deal.custom_fields,
+        return invoice_of(deal, customer_ref, self._item_ref, self._clock().date())
+
+    def _item_ref(self, line: LineItem) -> str | None:
+        """The target's item for a line. With the mapping's ``items.create_missing``, one
+        the target lacks is created (once: the key names the item, and a name already
+        held gives its holder); without it, the target writes the line without an item
+        or refuses it, naming the item and that setting."""
+        found = self._ledger.find_item(name=line.name, sku=line.sku)
+        settings = self._mapper.items
+        if found is not None or not settings.create_missing:
+            return found
+        item = NewItem(
+            name=line.name,
+            sku=line.sku,
+            description=line.description,
+            unit_price=line.unit_price,
+            income_account=settings.income_account,
         )
+        try:
+            return self._ledger.create_item(
+                item, idempotency_key=item_key(self.connection_id, item)
+            )
+        except AlreadyExists as taken:
+            return taken.holder.id
 
     # --- writing ------------------------------------------------------------------
 

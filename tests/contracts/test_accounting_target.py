@@ -12,9 +12,10 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from shared.errors import Permanent, Retryable
+from shared.errors import AlreadyExists, Permanent, Retryable
 from shared.models import Invoice, InvoiceLine, ObjectType, Party, PartyKind
-from shared.ports import TargetRef
+from shared.ports import NewItem, TargetRef
+from shared.sync.preview import diff
 from tests.contracts.kits.base import AccountingKit, StoredLine
 
 ZOE = Party(
@@ -254,3 +255,53 @@ def test_given_an_invoice_for_a_customer_that_does_not_exist_when_upserted_then_
     assert not isinstance(refused.value, Retryable)
     assert refused.value.code == accounting_kit.missing_reference_code
     assert accounting_kit.ids(ObjectType.INVOICE) == before
+
+
+# --- items ---------------------------------------------------------------------------------
+
+
+def test_given_a_missing_item_when_created_then_one_item_whatever_the_retries_and_races(
+    accounting_kit: AccountingKit,
+) -> None:
+    target = accounting_kit.target
+    item = NewItem(
+        name="Window Cleaning",
+        description="Per window",
+        unit_price=Decimal("12.50"),
+        income_account=accounting_kit.income_account,
+    )
+    assert target.find_item(name=item.name, sku=None) is None
+
+    made = target.create_item(item, idempotency_key="ct:item")
+    retried = target.create_item(item, idempotency_key="ct:item")  # the answer was lost
+    with pytest.raises(AlreadyExists) as raced:  # another line's create, another price
+        target.create_item(
+            item.model_copy(update={"unit_price": Decimal("13")}), idempotency_key="ct:item:2"
+        )
+
+    assert retried == made and raced.value.holder.id == made
+    assert accounting_kit.item_id(item.name) == made  # exactly one item by that name
+    assert target.find_item(name=item.name, sku=None) == made
+
+
+# --- reads for a preview ---------------------------------------------------------------------
+
+
+def test_given_a_written_customer_when_read_then_its_payload_differs_only_where_it_changed(
+    accounting_kit: AccountingKit,
+) -> None:
+    target = accounting_kit.target
+    created = target.upsert_customer(ZOE, existing=None, idempotency_key="ct:zoe")
+    current = target.read(ObjectType.CUSTOMER, created.id)
+    assert current is not None
+
+    same = list(diff(current, target.payload(ZOE, new=False)))
+    moved = ZOE.model_copy(update={"email": "zoe@elsewhere.example"})
+    changed = list(diff(current, target.payload(moved, new=False)))
+
+    assert same == []
+    assert [(c.current, c.proposed) for c in changed] == [
+        ("zoe@example.com", "zoe@elsewhere.example")
+    ]
+    unknown = accounting_kit.unknown_id(ObjectType.CUSTOMER)
+    assert target.read(ObjectType.CUSTOMER, unknown) is None

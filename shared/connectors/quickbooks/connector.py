@@ -63,9 +63,11 @@ from shared.money import json_number, minor_units, round_half_up
 from shared.ports import (
     BY_DISPLAY_NAME,
     BY_DOC_NUMBER,
+    BY_ITEM_NAME,
     CallBudget,
     InboundWebhook,
     Lock,
+    NewItem,
     SecretStore,
     TargetRef,
     WebhookAnswer,
@@ -98,6 +100,7 @@ REQUEST_ID_MAX = 50  # requestid ≤50 chars, ≤36 on a batch call [Q7]
 BATCH_REQUEST_ID_MAX = 36
 BATCH_MAX_ITEMS = 30  # [Q8]
 DOC_NUMBER_MAX = 21  # an Invoice's DocNumber [Q3]
+ITEM_NAME_MAX = 100  # an Item's Name (Item reference, see ``create_item``)
 QUERY_MAX_RESULTS = 1000  # MAXRESULTS is at most 1000 [Q13]
 # Invoice custom fields [Q15, Q16]: the company's sales-form custom fields (at most
 # three, named in the QuickBooks UI only) as Preferences.SalesFormsPrefs.CustomField
@@ -426,6 +429,49 @@ class QuickBooksAccounting:
             email = customer.PrimaryEmailAddr.Address if customer.PrimaryEmailAddr else None
             yield KnownCustomer(customer.ref(), email, customer.DisplayName)
 
+    def create_item(self, item: NewItem, *, idempotency_key: str) -> str:
+        """A Service item posting its sales to the mapping's income account (Intuit's
+        Item reference: a Service or NonInventory item needs ``IncomeAccountRef``;
+        https://developer.intuit.com/app/developer/qbo/docs/api/accounting/all-entities/item).
+
+        The account is named by its Name or Id. An item's Name is unique among items:
+        a create under a taken one is refused with 6240, and the active item holding
+        it is ``AlreadyExists``' holder.
+        """
+        if len(item.name) > ITEM_NAME_MAX:
+            raise RecordInvalid(
+                [
+                    _item_violation(
+                        item, f"a QuickBooks item name is at most {ITEM_NAME_MAX} characters"
+                    )
+                ]
+            )
+        if item.income_account is None:
+            raise RecordInvalid(
+                [
+                    _item_violation(
+                        item,
+                        "QuickBooks needs an income account to create it: "
+                        "set items.income_account in the mapping",
+                    )
+                ]
+            )
+        account = self._first("Account", {"Active": True, "Name": item.income_account})
+        body: dict[str, Any] = {
+            "Name": item.name,
+            "Type": "Service",
+            "IncomeAccountRef": {"value": account.Id if account else item.income_account},
+        }
+        if item.sku:
+            body["Sku"] = item.sku
+        if item.description:
+            body["Description"] = item.description
+        if item.unit_price is not None:
+            body["UnitPrice"] = json_number(item.unit_price, "unit_price")
+        ref = self._create_named("Item", body, idempotency_key, ("Name", BY_ITEM_NAME))
+        self._items.add(CatalogItem(ref=ref.id, name=item.name, sku=item.sku))
+        return ref.id
+
     def _catalog_items(self) -> Iterator[CatalogItem]:
         for row in self._query_all("Item", {"Active": True}):
             yield CatalogItem(ref=str(row["Id"]), name=str(row["Name"]), sku=row.get("Sku"))
@@ -459,6 +505,11 @@ class QuickBooksAccounting:
         return self._custom_fields
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
+        record = self.read(object_type, target_id)
+        entity = _entity(object_type)
+        return None if record is None else self._written({entity: record}, entity).ref()
+
+    def read(self, object_type: ObjectType, target_id: str) -> dict[str, Any] | None:
         entity = _entity(object_type)
         try:
             response = self._api.request(
@@ -466,7 +517,17 @@ class QuickBooksAccounting:
             )
         except NotFound:  # 404, or Fault 610 "Object Not Found"
             return None
-        return self._written(json_object(response, "quickbooks"), entity).ref()
+        record = json_object(response, "quickbooks").get(entity)
+        if not isinstance(record, dict):
+            raise Permanent(f"quickbooks answered without a {entity}")
+        return record
+
+    def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
+        """The Customer or Invoice body of a create, or of a sparse update without its
+        Id and SyncToken (the same fields either way)."""
+        if isinstance(record, Party):
+            return self._customer_body(record)
+        return self._invoice_body(record)
 
     def find_invoice(self, doc_number: str) -> TargetRef | None:
         """The invoice numbered ``doc_number``, so a create whose response was lost
@@ -494,17 +555,9 @@ class QuickBooksAccounting:
         body = self._customer_body(party)
         if existing is not None:
             return self._update(ObjectType.CUSTOMER, body, existing, idempotency_key)
-        try:
-            return self._create("Customer", body, idempotency_key)
-        except Permanent as exc:
-            if exc.code != DUPLICATE_NAME:
-                raise
-            found = self._first("Customer", {"Active": True, "DisplayName": party.display_name})
-            if found is None:
-                raise
-            raise AlreadyExists(
-                str(exc), holder=found.ref(), rule=BY_DISPLAY_NAME, code=exc.code
-            ) from exc
+        return self._create_named(
+            "Customer", body, idempotency_key, ("DisplayName", BY_DISPLAY_NAME)
+        )
 
     def upsert_invoice(
         self, invoice: Invoice, *, existing: TargetRef | None, idempotency_key: str
@@ -643,7 +696,9 @@ class QuickBooksAccounting:
                     Violation(
                         f"line_items[{index}].name",
                         "item_exists",
-                        f"no QuickBooks item named {line.name!r} (or with its SKU)",
+                        f"no QuickBooks item named {line.name!r} (or with its SKU): create "
+                        "it (`crmsync items` lists those missing), or let the sync create "
+                        "it with items.create_missing in the mapping",
                     )
                 )
                 continue
@@ -727,6 +782,24 @@ class QuickBooksAccounting:
         response = self._api.request("POST", f"/{entity.lower()}", params=params, json=body)
         return self._written(json_object(response, "quickbooks"), entity).ref()
 
+    def _create_named(
+        self, entity: str, body: dict[str, Any], idempotency_key: str, unique: tuple[str, str]
+    ) -> TargetRef:
+        """A create of an entity whose name is unique (``unique``: the name field and its
+        match rule). Refused with 6240, the active one holding the name is
+        ``AlreadyExists``' holder; a name held otherwise is for a person: the 6240 stands."""
+        field, rule = unique
+        try:
+            return self._create(entity, body, idempotency_key)
+        except Permanent as exc:
+            if exc.code != DUPLICATE_NAME:
+                raise
+            name = body.get(field)
+            found = self._first(entity, {"Active": True, field: name}) if name else None
+            if found is None:
+                raise
+            raise AlreadyExists(str(exc), holder=found.ref(), rule=rule, code=exc.code) from exc
+
     def _update(
         self,
         object_type: ObjectType,
@@ -805,6 +878,10 @@ def _doc_number_holder(error: Permanent) -> str | None:
         return None
     found = re.search(r"TxnType=Invoice with TxnId=(\w+)", str(error))
     return found.group(1) if found else None
+
+
+def _item_violation(item: NewItem, why: str) -> Violation:
+    return Violation("items", "item_create", f"cannot create QuickBooks item {item.name!r}: {why}")
 
 
 def _no_terms(name: str) -> Violation:

@@ -82,9 +82,11 @@ from shared.models import (
 from shared.money import json_number, minor_units, round_half_up
 from shared.ports import (
     BY_DISPLAY_NAME,
+    BY_ITEM_NAME,
     CallBudget,
     InboundWebhook,
     Lock,
+    NewItem,
     SecretStore,
     TargetRef,
     WebhookAnswer,
@@ -114,6 +116,8 @@ UNIT_DECIMALS = 4
 AMOUNT_DECIMALS = 2
 UNITDP = {"unitdp": str(UNIT_DECIMALS)}
 INVOICE_NUMBER_MAX = 255  # InvoiceNumber "(max length = 255)" [X8]
+ITEM_CODE_MAX = 30  # an item's Code [X9]
+ITEM_NAME_MAX = 50  # an item's Name [X9]
 CONTACT_NAME_MAX = 255  # Contact Name "(max length = 255)" [X7]
 INVOICE_TYPE = "ACCREC"  # a sales invoice [X8]
 # A CRM's line item prices are net of tax, before any sales tax is added:
@@ -421,18 +425,84 @@ class XeroAccounting:
         return live[0].ref() if live else None
 
     def current(self, object_type: ObjectType, target_id: str) -> TargetRef | None:
-        """The record's ``UpdatedDateUTC``; None when it is unknown (404) or a deleted
-        invoice (one can only be deleted while a draft, and stays so [X8])."""
+        """The record's ``UpdatedDateUTC``; None when it is gone (see ``read``)."""
+        record = self.read(object_type, target_id)
+        if record is None:
+            return None
+        model = _Contact if object_type is ObjectType.CUSTOMER else _Invoice
+        try:
+            return model.model_validate(record).ref()
+        except ValidationError as exc:
+            raise Permanent(f"xero answered a {object_type} without its id or date") from exc
+
+    def read(self, object_type: ObjectType, target_id: str) -> dict[str, Any] | None:
+        """The contact or invoice; None when it is unknown (404) or a deleted invoice
+        (one can only be deleted while a draft, and stays so [X8])."""
         collection = _collection(object_type)
         try:
             response = self._api.request("GET", f"/{collection}/{quote(target_id, safe='')}")
         except NotFound:
             return None
-        if object_type is ObjectType.CUSTOMER:
-            contacts = _read(response, _Contacts).Contacts
-            return contacts[0].ref() if contacts else None
-        invoices = [row for row in _read(response, _Invoices).Invoices if row.Status != DELETED]
-        return invoices[0].ref() if invoices else None
+        rows = json_object(response, "xero").get(collection)
+        live = [
+            row
+            for row in (rows if isinstance(rows, list) else [])
+            if isinstance(row, dict) and row.get("Status") != DELETED
+        ]
+        return live[0] if live else None
+
+    def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
+        if isinstance(record, Party):
+            return self._contact_body(record)
+        return self._invoice_body(record, new=new)
+
+    def create_item(self, item: NewItem, *, idempotency_key: str) -> str:
+        """A sold item coded by the line's SKU, else its name, posting its sales to the
+        mapping's account (else the connector's sales account) [X9].
+
+        Code is unique in an organisation and at most 30 characters, Name at most 50
+        [X9]; a create under a taken Code is refused, and the item holding it is
+        ``AlreadyExists``' holder. Returns the Code: what invoice lines name.
+        """
+        code = item.sku or item.name
+        too_long = [
+            f"its {what} {value!r} is longer than {limit} characters"
+            for what, value, limit in (
+                ("code", code, ITEM_CODE_MAX),
+                ("name", item.name, ITEM_NAME_MAX),
+            )
+            if len(value) > limit
+        ]
+        if too_long:
+            raise RecordInvalid(
+                [
+                    Violation(
+                        "items",
+                        "item_create",
+                        f"cannot create Xero item {item.name!r}: {'; '.join(too_long)}",
+                    )
+                ]
+            )
+        sales: dict[str, Any] = {"AccountCode": item.income_account or self._sales_account_code}
+        if item.unit_price is not None:
+            sales["UnitPrice"] = json_number(item.unit_price, "unit_price")
+        element: dict[str, Any] = {"Code": code, "Name": item.name, "SalesDetails": sales}
+        if item.description:
+            element["Description"] = item.description
+        try:
+            made = self._put_item(element, idempotency_key)
+        except Permanent as exc:
+            if not (exc.code == VALIDATION_EXCEPTION and "already exists" in str(exc)):
+                raise
+            self._catalog.forget()  # the list as it is now, with the holder in it
+            holder = self._catalog.find(name=item.name, sku=code)
+            if holder is None:
+                raise
+            raise AlreadyExists(
+                str(exc), holder=TargetRef(id=holder, version=""), rule=BY_ITEM_NAME, code=exc.code
+            ) from exc
+        self._catalog.add(CatalogItem(ref=made.Code, name=made.Name, sku=made.Code))
+        return made.Code
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -670,6 +740,19 @@ class XeroAccounting:
         if len(refs) != 1:
             raise Permanent(f"xero answered a {method} {path} with {len(refs)} records, not 1")
         return refs[0]
+
+    def _put_item(self, element: dict[str, Any], key: str) -> _Item:
+        response = self._api.request(
+            "PUT",
+            "/Items",
+            params=UNITDP,  # the item's UnitPrice keeps 4 decimals, as the lines' do [X10]
+            json={"Items": [element]},
+            headers={"Idempotency-Key": idempotency_key(key)},
+        )
+        made = _read(response, _Items).Items
+        if len(made) != 1:
+            raise Permanent(f"xero answered a PUT /Items with {len(made)} items, not 1")
+        return made[0]
 
     def _contacts(self, where: str) -> list[_Contact]:
         response = self._api.request("GET", "/Contacts", params={"where": where})

@@ -190,6 +190,7 @@ class AccountingKit(VendorKit):
     currency: ClassVar[str]  # the company's home currency: invoices are written in it
     currency_decimals: ClassVar[int]  # its ISO 4217 minor unit
     seeded_item: ClassVar[str]  # the name of an item every new company has
+    income_account: ClassVar[str]  # an income account new items can post to, as named
     missing_reference_code: ClassVar[str]  # the vendor's code refusing an unknown customer
     target: AccountingTarget
 

@@ -38,6 +38,7 @@ class QuickBooksKit(AccountingKit):
     currency = "USD"
     currency_decimals = 2
     seeded_item = "Design"
+    income_account = "Services"  # the Account by Name
     missing_reference_code = "2500"  # Invalid Reference Id
 
     def __init__(self) -> None:

@@ -47,6 +47,7 @@ class XeroKit(AccountingKit):
     currency = "USD"
     currency_decimals = 2
     seeded_item = "Design"
+    income_account = "200"  # Sales, by account Code
     # A ValidationException (ErrorNumber 10): "Contact with ContactID … does not exist."
     missing_reference_code = "10"
 

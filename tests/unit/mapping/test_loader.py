@@ -466,7 +466,7 @@ def test_given_a_required_canonical_field_unmapped_when_loaded_then_error_names_
         (
             lambda d: d.update(extra=1),
             "",
-            "unknown key 'extra' (expected one of version, source, target, objects)",
+            "unknown key 'extra' (expected one of version, source, target, objects, items)",
         ),
         (lambda d: d.update(version=2), "version", "Input should be 1"),
         (lambda d: d.pop("objects"), "", "missing key 'objects'"),
