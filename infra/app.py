@@ -1,14 +1,13 @@
 """The CDK app: ``npx cdk synth`` / ``npx cdk deploy`` run ``python -m infra.app``.
 
-Context (``-c key=value``): ``stack`` (default ``crmsync``) names the deployment;
-``alarm_email`` subscribes an address to the alarm topic. One deployment serves many
-connections, each added at run time (``crmsync connect``), so no mapping ships here.
+Context (``cdk.json`` lists every key with its default; ``-c key=value`` overrides):
+read by ``infra.context``. One deployment serves many connections, each added at run
+time (``crmsync connection add``), so no mapping ships here.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,10 +16,8 @@ from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 
 from infra.bundling import BundlingError, build_lambda_code
+from infra.context import ContextError, DeployContext
 from infra.stack import CrmSyncStack
-
-DEFAULT_STACK = "crmsync"
-_STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,63}")
 
 
 def build_app(
@@ -34,13 +31,10 @@ def build_app(
     Raises ``SystemExit`` with a clear message when the context is wrong.
     """
     app = App(outdir=outdir or os.environ.get("CDK_OUTDIR", "cdk.out"), context=dict(context or {}))
-    stack_name = str(app.node.try_get_context("stack") or DEFAULT_STACK)
-    if not _STACK_NAME.fullmatch(stack_name):
-        raise SystemExit(
-            f"crmsync: stack {stack_name!r} must be 1-64 letters, digits or hyphens, "
-            "starting with a letter"
-        )
-    alarm_email = app.node.try_get_context("alarm_email") or None
+    try:
+        deploy = DeployContext.read(app.node.get_all_context())
+    except ContextError as exc:
+        raise SystemExit(f"crmsync: {exc}") from None
     if code is None:
         try:
             code = lambda_.Code.from_asset(str(build_lambda_code()))
@@ -49,9 +43,12 @@ def build_app(
 
     stack = CrmSyncStack(
         app,
-        stack_name,
+        deploy.stack,
         code=code,
-        alarm_email=alarm_email,
+        alarm_email=deploy.alarm_email,
+        settings=deploy.settings,
+        vendor_settings=deploy.vendor_settings,
+        log_level=deploy.log_level,
         description="crmsync: CRM -> accounting sync for the connections in its table",
         env=Environment(
             account=os.environ.get("CDK_DEFAULT_ACCOUNT"),

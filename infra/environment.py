@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from infra.resources import DESCRIPTION, ServiceDescription
+from shared.connectors.registry import vendor
 from shared.settings import Settings
 
 # Powertools' service name: the logs, metrics and traces of every function carry it.
@@ -30,10 +31,26 @@ def settings_environment(values: Mapping[str, str]) -> dict[str, str]:
     return {settings_env_name(setting): value for setting, value in values.items()}
 
 
-def function_environment(values: Mapping[str, str]) -> dict[str, str]:
-    """What every function runs with: ``settings_environment(values)`` and powertools'
-    service name."""
-    return {**settings_environment(values), "POWERTOOLS_SERVICE_NAME": SERVICE_NAME}
+def vendor_environment(values: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
+    """``{vendor: {field: value}}`` → the ``CRMSYNC_<VENDOR>_<FIELD>`` variables its
+    connector's settings read."""
+    return {
+        f"{vendor(name).env_prefix}{field.upper()}": value
+        for name, fields in values.items()
+        for field, value in fields.items()
+    }
+
+
+def function_environment(
+    values: Mapping[str, str], vendors: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, str]:
+    """What every function runs with: ``settings_environment(values)``, the vendors'
+    settings and powertools' service name."""
+    return {
+        **settings_environment(values),
+        **vendor_environment(vendors or {}),
+        "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+    }
 
 
 def resource_settings(

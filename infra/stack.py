@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.constructs import Functions, Ingress, Monitoring, Queues, Schedules, SecretGrants, Tables
+from infra.constructs import (
+    Dashboard,
+    Functions,
+    Ingress,
+    Monitoring,
+    Queues,
+    Schedules,
+    SecretGrants,
+    Tables,
+)
 from infra.outputs import WEBHOOK_URL_SUFFIX, StackOutputs
 from infra.resources import DESCRIPTION, ServiceDescription
 
@@ -21,11 +31,16 @@ class CrmSyncStack(Stack):
         *,
         code: lambda_.Code,
         alarm_email: str | None = None,
+        settings: Mapping[str, str] | None = None,
+        vendor_settings: Mapping[str, Mapping[str, str]] | None = None,
+        log_level: str = "INFO",
         service: ServiceDescription = DESCRIPTION,
         **kwargs: Any,
     ) -> None:
-        """``code`` is the Lambda bundle (see ``infra.bundling``). The connections it
-        serves are data in its Connections table, added without a redeploy."""
+        """``code`` is the Lambda bundle (see ``infra.bundling``); ``settings`` (fields of
+        ``Settings``), ``vendor_settings`` and ``log_level`` come from the deploy context
+        (``infra.context``). The connections it serves are data in its Connections
+        table, added without a redeploy."""
         super().__init__(scope, construct_id, **kwargs)
         tables = Tables(self, "Tables", specs=service.tables)
         queues = Queues(self, "Queues", specs=service.queues)
@@ -39,7 +54,9 @@ class CrmSyncStack(Stack):
             tables=tables,
             queues=queues,
             secrets=secrets,
-            settings={"public_base_url": ingress.base_url},
+            settings={**(settings or {}), "public_base_url": ingress.base_url},
+            vendor_settings=vendor_settings or {},
+            log_level=log_level,
         )
         ingress.add_webhook_routes(
             functions.by_id[service.webhook_function], service.webhook_vendors()
@@ -53,6 +70,11 @@ class CrmSyncStack(Stack):
             functions=functions.by_id,
             alarm_email=alarm_email,
         )
+        dashboard = Dashboard(self, "Dashboard", queues=queues, functions=functions.by_id)
+        log_groups = {
+            function_id: function.log_group.log_group_name
+            for function_id, function in functions.by_id.items()
+        }
 
         outputs = StackOutputs(
             connections_table=tables.by_id["Connections"].table_name,
@@ -63,6 +85,10 @@ class CrmSyncStack(Stack):
             dead_letter_queue_url=queues.dead_letters["Events"].queue_url,
             dead_letter_queue_arn=queues.dead_letters["Events"].queue_arn,
             alarm_topic_arn=monitoring.topic.topic_arn,
+            dashboard_url=dashboard.url,
+            webhook_log_group=log_groups["Webhook"],
+            sync_log_group=log_groups["Sync"],
+            reconcile_log_group=log_groups["Reconcile"],
             webhook_urls=ingress.webhook_urls,
         )
         for key, value in outputs.as_outputs().items():

@@ -35,9 +35,12 @@ class Functions(Construct):
         queues: Queues,
         secrets: SecretGrants,
         settings: Mapping[str, str],
+        vendor_settings: Mapping[str, Mapping[str, str]],
+        log_level: str,
     ):
         """``settings`` maps ``Settings`` fields to values every function gets besides the
-        names of the tables and queues."""
+        names of the tables and queues; ``vendor_settings`` are the connectors' own
+        (``{vendor: {field: value}}``, e.g. a sandbox environment's API URL)."""
         super().__init__(scope, construct_id)
         resources = resource_settings(
             tables={table_id: table.table_name for table_id, table in tables.by_id.items()},
@@ -45,7 +48,10 @@ class Functions(Construct):
             dead_letters={queue_id: dlq.queue_url for queue_id, dlq in queues.dead_letters.items()},
             description=service,
         )
-        environment = function_environment({**resources, **settings})
+        environment = {
+            **function_environment({**resources, **settings}, vendor_settings),
+            "POWERTOOLS_LOG_LEVEL": log_level,
+        }
         self.by_id: dict[str, lambda_.Function] = {}
         for spec in service.functions:
             role = self._role(spec)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
-from infra.app import DEFAULT_STACK, build_app
+from infra.app import build_app
+from infra.context import DEFAULT_STACK, context_defaults
 from infra.environment import settings_env_name
+from infra.stack import CrmSyncStack
+from shared.connectors.registry import vendor
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.infra
 
@@ -77,3 +83,73 @@ def test_given_a_stack_name_and_alarm_email_when_synthesized_then_nag_passes_and
         assert settings_env_name("connections_table") in variables
         # The stack's name is no connection: nothing connection-specific reaches a function.
         assert "crmsync-eu" not in str(variables)
+
+
+# --- deploy context ---------------------------------------------------------------------
+
+
+def _variables(stack: CrmSyncStack) -> list[dict[str, str]]:
+    functions = Template.from_stack(stack).find_resources("AWS::Lambda::Function").values()
+    return [f["Properties"]["Environment"]["Variables"] for f in functions]
+
+
+def test_given_cdk_json_then_its_context_lists_every_setting_with_its_default() -> None:
+    listed = json.loads((ROOT / "cdk.json").read_text(encoding="utf-8"))["context"]
+
+    assert listed == context_defaults(), "cdk.json's context is stale: list infra.context's"
+
+
+def test_given_tuned_settings_when_synthesized_then_every_function_runs_with_them(
+    tmp_path: Path, small_code: lambda_.Code
+) -> None:
+    _, stack = build_app(
+        outdir=str(tmp_path / "out"),
+        context={"audit_ttl_days": "30", "call_pacing_margin": 1.1, "log_level": "debug"},
+        code=small_code,
+    )
+
+    for variables in _variables(stack):
+        assert variables[settings_env_name("audit_ttl_days")] == "30"
+        assert variables[settings_env_name("call_pacing_margin")] == "1.1"
+        assert variables["POWERTOOLS_LOG_LEVEL"] == "DEBUG"
+
+
+def test_given_a_vendor_sandbox_environment_then_its_connector_settings_reach_the_functions(
+    tmp_path: Path, small_code: lambda_.Code
+) -> None:
+    quickbooks = vendor("quickbooks")
+    sandbox = quickbooks.environments["sandbox"]
+    assert sandbox, "QuickBooks declares its sandbox company's API"
+
+    _, stack = build_app(
+        outdir=str(tmp_path / "out"),
+        context={"quickbooks_environment": "sandbox"},
+        code=small_code,
+    )
+
+    for variables in _variables(stack):
+        for field, value in sandbox.items():
+            assert variables[f"{quickbooks.env_prefix}{field.upper()}"] == value
+
+
+@pytest.mark.parametrize(
+    ("context", "says"),
+    [
+        ({"alarm_emial": "ops@example.com"}, "unknown context alarm_emial"),
+        ({"call_pacing_margin": "5"}, "call_pacing_margin"),
+        ({"log_level": "LOUD"}, "log_level 'LOUD'"),
+        ({"alarm_email": "ops"}, "alarm_email 'ops' is not an email address"),
+        (
+            {"quickbooks_environment": "staging"},
+            "quickbooks_environment: QuickBooks Online has no 'staging' environment",
+        ),
+    ],
+    ids=["typo", "out-of-range", "log-level", "email", "environment"],
+)
+def test_given_a_wrong_context_value_then_synth_stops_saying_which_and_why(
+    tmp_path: Path, small_code: lambda_.Code, context: dict[str, str], says: str
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        build_app(outdir=str(tmp_path / "out"), context=context, code=small_code)
+
+    assert says in str(stopped.value.code)

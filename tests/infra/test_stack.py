@@ -219,6 +219,7 @@ def _expected_environment(synth: Synthesized) -> dict[str, Any]:
             "Fn::GetAtt": [_logical_id(stack, "Ingress", "Api"), "ApiEndpoint"]
         },
         "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+        "POWERTOOLS_LOG_LEVEL": "INFO",  # the deploy context's default
     }
     for table in DESCRIPTION.tables:
         env[settings_env_name(table.setting)] = {"Ref": _logical_id(stack, "Tables", table.id)}
