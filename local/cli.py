@@ -8,7 +8,6 @@ running until Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -16,24 +15,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-import boto3
-import botocore.exceptions
 from pydantic import ValidationError
 from rich.markup import escape
-from rich.table import Table
 
-from infra.resources import DESCRIPTION, local_name
-from local.aws import AwsClients, QueueRef, put_secret, redrive
-from local.config import DEFAULT_CONFIG, LOOPBACK, LocalConfig, LocalConfigError
+from local.config import DEFAULT_CONFIG, LocalConfig, LocalConfigError
 from local.runtime import LocalStack, LocalStackError
-from ops import audit
+from ops import audit, backfill, connect, connections, items, mapping, redrive, replay, status
 from ops.command import Command, CommandError, console, errors
-from shared.bootstrap import mapper_of
-from shared.connectors.registry import UnknownVendor, vendor, vendors
-from shared.connectors.spec import VendorKind, secret_id
+from shared.connectors.registry import vendor, vendors
 from shared.errors import MappingConfigError
-from shared.models import Connection
-from shared.stores import DynamoConnections
 
 
 def load_config(path: Path) -> LocalConfig:
@@ -53,21 +43,21 @@ def start_stack(config: LocalConfig) -> LocalStack:
 
 
 def print_urls(stack: LocalStack, config_path: Path) -> None:
+    """The stack's URLs, each whole on its line (no table borders, no folding), so a
+    double-click or a terminal's selection copies it."""
     urls = stack.urls
-    table = Table(title="crmsync local stack", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
-    table.add_row("API (API Gateway)", urls.api)
-    for name, url in urls.webhooks.items():
-        table.add_row(f"  POST webhook: {name}", url)
-    for name, url in urls.sandboxes.items():
-        table.add_row(f"{vendor(name).label} sandbox", url)
-    table.add_row("AWS (moto)", urls.moto)
+    rows = [("API (API Gateway)", urls.api)]
+    rows += [(f"  POST webhook: {name}", url) for name, url in urls.webhooks.items()]
+    rows += [(f"{vendor(name).label} sandbox", url) for name, url in urls.sandboxes.items()]
+    rows.append(("AWS (moto)", urls.moto))
     for queue_id, queue in stack.resources.queues.items():
-        table.add_row(f"  queue {queue_id}", queue.url)
+        rows.append((f"  queue {queue_id}", queue.url))
         if queue.dead_letter_url:
-            table.add_row(f"  queue {queue_id} DLQ", queue.dead_letter_url)
-    console.print(table)
+            rows.append((f"  queue {queue_id} DLQ", queue.dead_letter_url))
+    width = max(len(label) for label, _ in rows)
+    console.print("[bold]crmsync local stack[/bold]")
+    for label, url in rows:
+        console.print(f"{escape(label.ljust(width))}  {url}", soft_wrap=True, highlight=False)
     for connection in stack.config.connections:
         console.print(
             f"Connection {connection.id}: {vendor(connection.crm).label} → "
@@ -150,37 +140,6 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_redrive(args: argparse.Namespace) -> int:
-    """Move dead letters back onto the events queue of a stack started by ``crmsync up``."""
-    config = load_config(args.config)
-    if not config.ports.moto:
-        raise CommandError("redrive needs the fixed moto port of a running `crmsync up`")
-    clients = AwsClients.connect(f"http://{LOOPBACK}:{config.ports.moto}", config.aws)
-    spec = DESCRIPTION.queue("Events")
-    name = local_name(config.stack, spec.id, fifo=spec.fifo)
-    try:
-        url = clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        attributes = clients.sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["QueueArn", "RedrivePolicy"]
-        )["Attributes"]
-    except (botocore.exceptions.ClientError, botocore.exceptions.EndpointConnectionError):
-        raise CommandError(
-            f"no running local stack with queue {name} on port {config.ports.moto}; "
-            "start it with `crmsync up`"
-        ) from None
-    dead_letter_arn = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"]
-    dead_letter_url = clients.sqs.get_queue_url(QueueName=dead_letter_arn.rsplit(":", 1)[1])
-    queue = QueueRef(
-        url=url,
-        arn=attributes["QueueArn"],
-        visibility_timeout_s=spec.visibility_timeout_s,
-        dead_letter_url=dead_letter_url["QueueUrl"],
-        dead_letter_arn=dead_letter_arn,
-    )
-    console.print(f"moved {redrive(clients.sqs, queue)} message(s) from the DLQ back to {name}")
-    return 0
-
-
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     crms = [spec.name for spec in vendors("crm")]
     books = [spec.name for spec in vendors("accounting")]
@@ -190,89 +149,20 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_connect(args: argparse.Namespace) -> int:
-    """Add or change a connection of a deployed stack (or of a running ``crmsync up``):
-    its secrets and its row in the Connections table. No redeploy: running functions
-    pick it up within a minute."""
-    try:
-        connection = Connection(
-            id=args.id,
-            crm=args.crm,
-            accounting=args.accounting,
-            mapping_name=args.mapping.name,
-            mapping=args.mapping.read_text(encoding="utf-8"),
-        )
-        mapper_of(connection)
-        secrets = {
-            connection.crm: _secret_file(args.crm_secret, connection.crm, "crm"),
-            connection.accounting: _secret_file(
-                args.accounting_secret, connection.accounting, "accounting"
-            ),
-        }
-    except (OSError, ValueError, MappingConfigError, UnknownVendor) as exc:
-        raise CommandError(str(exc)) from None
-    session = boto3.session.Session()
-    secretsmanager = session.client("secretsmanager", endpoint_url=args.endpoint_url)
-    for name, values in secrets.items():
-        put_secret(secretsmanager, secret_id(connection.id, name), values)
-    DynamoConnections(
-        session.client("dynamodb", endpoint_url=args.endpoint_url),
-        session.resource("dynamodb", endpoint_url=args.endpoint_url),
-        args.table,
-    ).put(connection)
-    console.print(
-        f"connection {connection.id}: {vendor(connection.crm).label} → "
-        f"{vendor(connection.accounting).label} stored in {args.table}; point each vendor's "
-        f"webhooks at <WebhookUrl>/webhooks/<vendor>/{connection.id}"
-    )
-    return 0
-
-
-def _secret_file(path: Path, name: str, role: VendorKind) -> dict[str, str]:
-    """A vendor secret's JSON, checked against what the vendor declares it needs."""
-    spec = vendor(name)
-    if spec.kind != role:
-        raise ValueError(f"{spec.label} is not a {role} system")
-    values = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
-        raise ValueError(f"{path}: a secret is a JSON object of strings")
-    missing = [key for key in spec.secret_keys if key not in values]
-    if missing:
-        needed = "; ".join(f"{key}: {why}" for key, why in spec.secret_keys.items())
-        raise ValueError(f"{path}: {spec.label} needs {', '.join(missing)} ({needed})")
-    return values
-
-
-def _connect_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--id", required=True, help="the connection's id (a-z, 0-9, -)")
-    parser.add_argument("--crm", required=True, choices=[s.name for s in vendors("crm")])
-    parser.add_argument(
-        "--accounting", required=True, choices=[s.name for s in vendors("accounting")]
-    )
-    parser.add_argument("--mapping", required=True, type=Path, help="the mapping file")
-    parser.add_argument("--crm-secret", required=True, type=Path, help="the CRM's secret JSON")
-    parser.add_argument(
-        "--accounting-secret", required=True, type=Path, help="the accounting secret JSON"
-    )
-    parser.add_argument("--table", required=True, help="the stack's ConnectionsTableName output")
-    parser.add_argument("--endpoint-url", help="an AWS endpoint (a running `crmsync up`)")
-
-
 COMMANDS: dict[str, Command] = {
     "up": Command(
         help="start the local stack (moto, sandboxes, API, worker, schedule) until Ctrl-C",
         run=run_up,
     ),
-    "redrive": Command(
-        help="move dead-lettered events back onto the queue of a running `crmsync up`",
-        run=run_redrive,
-    ),
-    "connect": Command(
-        help="add or change a connection (secrets and mapping) of a deployed stack",
-        run=run_connect,
-        add_arguments=_connect_arguments,
-    ),
+    "status": status.COMMAND,
+    "redrive": redrive.COMMAND,
+    "replay": replay.COMMAND,
+    "connect": connect.COMMAND,
+    "connection": connections.COMMAND,
     "audit": audit.COMMAND,
+    "backfill": backfill.COMMAND,
+    "mapping": mapping.COMMAND,
+    "items": items.COMMAND,
     "demo": Command(
         help="run the sample scenario for one CRM → accounting pair on a fresh local stack "
         "and check it",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +28,11 @@ DEFAULT_CONFIG = Path(__file__).resolve().with_name("local.yaml")
 PRESETS = Path(__file__).resolve().parents[1] / "config"
 # Everything binds to loopback only: dummy credentials must never face a network.
 LOOPBACK = "127.0.0.1"
+
+
+# Where a vendor without a sandbox points locally: the discard port, so a connector
+# configured for nothing fails at once instead of reaching the real vendor.
+NO_VENDOR = f"http://{LOOPBACK}:9"
 
 
 def ensure_port_free(port: int) -> None:
@@ -93,21 +99,21 @@ class FailuresConfig(_Model):
     retry_delay_s: int | None = Field(default=None, ge=0)
     # Failed attempts after which it is dead-lettered.
     max_failed_attempts: int | None = Field(default=None, ge=1)
+    # Seconds a received message stays hidden: by default, with either setting above,
+    # the sync function's timeout, long enough that a message being handled never
+    # reaches a second invocation (as in AWS), short enough that one whose invocation
+    # died comes back in a minute, not six.
+    visibility_timeout_s: int | None = Field(default=None, ge=1, le=43_200)
+    # Receives after which SQS itself dead-letters a message (the backstop for a
+    # consumer that cannot run at all).
+    max_receive_count: int | None = Field(default=None, ge=1, le=1000)
 
     def apply(self, description: ServiceDescription) -> ServiceDescription:
-        """``description`` with these settings on every queue with a dead-letter queue.
-
-        The visibility timeout becomes the sync function's timeout: long enough that a
-        message being handled never reaches a second invocation (as in AWS), short
-        enough that one whose invocation died comes back in a minute, not six.
-        """
-        if self.retry_delay_s is None and self.max_failed_attempts is None:
+        """``description`` with these settings on every queue with a dead-letter queue."""
+        given = self.model_dump(exclude_none=True)
+        if not given:
             return description
-        changes: dict[str, int] = {"visibility_timeout_s": description.function("Sync").timeout_s}
-        if self.retry_delay_s is not None:
-            changes["retry_delay_s"] = self.retry_delay_s
-        if self.max_failed_attempts is not None:
-            changes["max_failed_attempts"] = self.max_failed_attempts
+        changes = {"visibility_timeout_s": description.function("Sync").timeout_s, **given}
         queues = tuple(
             queue.model_copy(update=changes) if queue.max_failed_attempts else queue
             for queue in description.queues
@@ -122,6 +128,8 @@ class LocalConnection(_Model):
     crm: str
     accounting: str
     mapping_file: Path
+    # The first reconcile imports CRM records changed since this day only.
+    sync_since: date | None = None
 
     def connection(self) -> Connection:
         """The stored form, the mapping document included."""
@@ -131,6 +139,7 @@ class LocalConnection(_Model):
             accounting=self.accounting,
             mapping_name=str(self.mapping_file),
             mapping=self.mapping_file.read_text(encoding="utf-8"),
+            sync_since=self.sync_since,
         )
 
 

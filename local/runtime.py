@@ -45,15 +45,15 @@ from local.aws import (
     function_arn,
     function_name,
     put_secret,
-    redrive,
     register_outputs,
 )
-from local.config import LOOPBACK, LocalConfig, ensure_port_free
+from local.config import NO_VENDOR, LocalConfig, Ports, ensure_port_free
 from local.lambdas import Handler, InvocationError, LocalFunction
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.registry import SANDBOXES, sandbox
 from local.scheduler import Scheduler, SchedulerStatus
 from local.worker import SqsWorker, WorkerStatus
+from ops.redrive import DeadLetterQueue
 from shared.connectors.registry import vendor
 from shared.connectors.spec import secret_id
 from shared.settings import get_settings
@@ -62,7 +62,6 @@ from shared.stores import DynamoConnections
 log = logging.getLogger(__name__)
 
 # Where vendor calls go without sandboxes: the discard port, closed on any sane machine.
-NO_VENDOR = f"http://{LOOPBACK}:9"
 # Environments of a function that declares no maximum concurrency: API Gateway invokes
 # the webhook function for several requests at once; a rate schedule fires one run
 # at a time.
@@ -323,12 +322,18 @@ class LocalStack:
     def running_config(self) -> LocalConfig:
         """The config with the ports this stack listens on: what ``crmsync … --local``
         needs to find it when the config asked for free ports."""
-        port = urlsplit(self.urls.moto).port
-        api = urlsplit(self.urls.api).port
-        assert port and api
-        return self.config.model_copy(
-            update={"ports": self.config.ports.model_copy(update={"moto": port, "api": api})}
+
+        def port(url: str) -> int:
+            number = urlsplit(url).port
+            assert number, url  # a running server's URL has its port
+            return number
+
+        ports = Ports(
+            api=port(self.urls.api),
+            moto=port(self.urls.moto),
+            sandboxes={name: port(url) for name, url in self.urls.sandboxes.items()},
         )
+        return self.config.model_copy(update={"ports": ports})
 
     def _outputs(self, api_url: str) -> StackOutputs:
         """The deployed stack's outputs, for this stack's resources."""
@@ -394,16 +399,12 @@ class LocalStack:
         values |= {"public_base_url": self.urls.api}
         # Every registered vendor points at its sandbox, or at nothing: never a real one.
         vendor_settings = {
-            f"{vendor(name).env_prefix}{field.upper()}": value
+            name: sandbox(name).settings(self.urls.sandboxes.get(name, NO_VENDOR))
             for name in SANDBOXES
-            for field, value in sandbox(name)
-            .settings(self.urls.sandboxes.get(name, NO_VENDOR))
-            .items()
         }
         quiet = config.log_level != "DEBUG"
         return {
-            **function_environment(values),
-            **vendor_settings,
+            **function_environment(values, vendor_settings),
             "AWS_ENDPOINT_URL": self.urls.moto,
             "AWS_ACCESS_KEY_ID": config.aws.access_key_id,
             "AWS_SECRET_ACCESS_KEY": config.aws.secret_access_key,
@@ -430,8 +431,11 @@ class LocalStack:
         )
 
     def redrive(self, queue_id: str = "Events") -> int:
-        """Move the queue's dead letters back onto it (the console's "DLQ redrive")."""
-        return redrive(self.clients.sqs, self.resources.queues[queue_id])
+        """Move the queue's dead letters back onto it (``crmsync redrive all``)."""
+        queue = self.resources.queues[queue_id]
+        if queue.dead_letter_url is None:
+            return 0
+        return DeadLetterQueue(self.clients.sqs, queue.dead_letter_url, queue.url).move_all()
 
     def fire_schedule(self, schedule_id: str | None = None) -> Any:
         """Run a schedule's function now (the only schedule when ``schedule_id`` is None)."""

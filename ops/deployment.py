@@ -18,14 +18,14 @@ import boto3
 import botocore.exceptions
 from pydantic import ValidationError
 
+from infra.context import DEFAULT_STACK
 from infra.outputs import StackOutputs
-from local.config import LOOPBACK, LocalConfig, LocalConfigError
-from local.sandboxes.registry import sandbox
+from local.config import LOOPBACK, NO_VENDOR, LocalConfig, LocalConfigError
+from local.sandboxes.registry import SANDBOXES, sandbox
 from ops.command import CommandError
 from shared.bootstrap import Container
 from shared.settings import Settings
 
-DEFAULT_STACK = "crmsync"
 _UNREACHABLE = (
     botocore.exceptions.EndpointConnectionError,
     botocore.exceptions.NoCredentialsError,
@@ -130,10 +130,14 @@ def deployment_of(args: argparse.Namespace) -> Deployment:
     found = Deployment.find(
         args.stack or config.stack, session, f"http://{LOOPBACK}:{config.ports.moto}"
     )
+    # Every vendor is its sandbox, or nothing: never the real one (a port of 0 is not
+    # findable, so such a vendor points nowhere).
+    ports = config.ports.sandboxes
     sandboxes = {
-        name: sandbox(name).settings(f"http://{LOOPBACK}:{port}")
-        for name, port in config.ports.sandboxes.items()
-        if port
+        name: sandbox(name).settings(
+            f"http://{LOOPBACK}:{ports[name]}" if ports.get(name) else NO_VENDOR
+        )
+        for name in SANDBOXES
     }
     return replace(found, vendor_settings=sandboxes)
 

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,9 +35,9 @@ from infra.environment import SERVICE_NAME, resource_settings, settings_environm
 from infra.resources import DESCRIPTION, local_name, webhook_path
 from local import cli
 from local.apigw import create_app
-from local.config import FailuresConfig, LocalConfig, LocalConfigError
+from local.config import NO_VENDOR, FailuresConfig, LocalConfig, LocalConfigError
 from local.lambdas import LambdaContext
-from local.runtime import NO_VENDOR, LocalStack, PortInUse
+from local.runtime import LocalStack, PortInUse
 from local.sandboxes.hubspot import sign_v3
 from local.sandboxes.registry import SANDBOXES, sandbox
 from shared.connectors.registry import vendor, vendors
@@ -985,7 +986,7 @@ def test_given_a_taken_port_when_up_then_exit_1_naming_the_port(
     assert f"port {taken_port} for the QuickBooks Online sandbox is already in use" in error
 
 
-def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path: Path) -> None:
+def test_given_up_when_interrupted_then_it_printed_whole_urls_and_exits_0(tmp_path: Path) -> None:
     path = write_config(tmp_path, ports=all_free_ports())
     process = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "local.cli", "up", "--config", str(path)],
@@ -993,7 +994,7 @@ def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "50"},  # a narrow terminal: nothing may fold a URL
         start_new_session=True,  # its own process group, as in a terminal
     )
     lines: list[str] = []
@@ -1014,8 +1015,18 @@ def test_given_up_when_interrupted_then_it_printed_the_urls_and_exits_0(tmp_path
         if process.poll() is None:
             process.kill()
     output = "".join(lines)
-    assert "/webhooks/hubspot/demo" in output
-    assert "/webhooks/quickbooks/demo" in output
+    # Each URL whole on one line, as a terminal's selection copies it.
+    assert re.search(
+        r"^  POST webhook: hubspot +http://127\.0\.0\.1:\d+/webhooks/hubspot/demo$",
+        output,
+        re.MULTILINE,
+    )
+    assert re.search(r"http://127\.0\.0\.1:\d+/webhooks/quickbooks/demo$", output, re.MULTILINE)
+    assert re.search(
+        r"crmsync audit hubspot:contact:<id> --connection demo --local --config \S+$",
+        output,
+        re.MULTILINE,
+    )
     assert "HubSpot sandbox" in output
     assert "QuickBooks Online sandbox" in output
     assert process.stderr is not None
@@ -1032,3 +1043,18 @@ def test_given_failures_in_the_local_config_then_the_events_queue_retries_that_w
     assert (events.retry_delay_s, events.max_failed_attempts) == (1, 3)
     assert events.visibility_timeout_s == DESCRIPTION.function("Sync").timeout_s
     assert deployed == DESCRIPTION.queue("Events"), "left out: as deployed"
+
+
+def test_given_queue_timeouts_in_the_local_config_then_the_local_queue_is_created_with_them() -> (
+    None
+):
+    config = free_config(failures=FailuresConfig(visibility_timeout_s=5, max_receive_count=4))
+
+    with LocalStack(config, handlers=StandIns().handlers(), sandboxes=False) as running:
+        queue = running.resources.queues["Events"]
+        attributes = running.clients.sqs.get_queue_attributes(
+            QueueUrl=queue.url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
+        )["Attributes"]
+
+    assert attributes["VisibilityTimeout"] == "5"
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 4
