@@ -8,6 +8,7 @@ running until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -62,8 +63,9 @@ def print_urls(stack: LocalStack, config_path: Path) -> None:
         console.print(
             f"Connection {connection.id}: {vendor(connection.crm).label} → "
             f"{vendor(connection.accounting).label}, mapping {connection.mapping_file}. "
-            "Change a record in the CRM sandbox (`crmsync demo` shows how, through the "
-            "CRM's own API) and watch it reach the books.",
+            "Change a record in the CRM sandbox through the CRM's own API (the README's "
+            '"Try it by hand" shows how) and watch it reach the books: '
+            "`crmsync status --local`.",
             soft_wrap=True,
         )
     console.print(
@@ -200,6 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             highlight=False,
             soft_wrap=True,  # paths stay whole
         )
+        return 1
+    except BrokenPipeError:
+        # The reader (`| head`) left: no error of ours. stdout goes to devnull so that
+        # the interpreter's last flush fails no more (Python's signal docs advise so).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

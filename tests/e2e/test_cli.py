@@ -11,6 +11,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
+PRESET = str(REPO / "config" / "hubspot" / "services.yaml")
 
 
 def test_given_local_config_when_crmsync_demo_runs_then_it_exits_0_and_says_it_passed() -> None:
@@ -52,3 +53,19 @@ def test_given_no_running_stack_when_crmsync_redrive_runs_then_exit_1_saying_so(
 
     assert result.returncode == 1
     assert "crmsync up" in result.stderr
+
+
+def test_given_a_reader_that_stops_early_when_a_command_prints_then_no_traceback() -> None:
+    # `crmsync … --json | head -1`: the reader goes away before the output is written.
+    process = subprocess.Popen(  # noqa: S603 - our own CLI, a path we made
+        [sys.executable, "-m", "local.cli", "mapping", "validate", "--json", PRESET],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+
+    assert process.wait(timeout=120) == 1
+    assert "Traceback" not in process.stderr.read()
