@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,7 +22,9 @@ from shared.models import (
     AuditEntry,
     ChangeEvent,
     Connection,
+    CustomerStanding,
     Invoice,
+    InvoiceStanding,
     ObjectType,
     Party,
     PendingCreate,
@@ -190,6 +192,85 @@ class AccountingTarget(Protocol):
     def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
         """The body a create (``new``) or update of ``record`` would send, in the same
         terms as ``read``; writes nothing. ``RecordInvalid`` as the write would raise."""
+        ...
+
+
+# --- two-way: the accounting side read back, the CRM written to ------------------------
+
+
+class TargetChange(BaseModel):
+    """A record changed in the accounting system, as its change feed reports it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    object_type: ObjectType  # CUSTOMER, INVOICE or PAYMENT (credit notes count as PAYMENT)
+    target_id: str
+    changed_at_ms: int
+    deleted: bool = False  # deleted or voided
+    # For a payment or credit note: the invoices it applies to (their standing changed).
+    invoice_ids: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class AccountingLedger(Protocol):
+    """Reads back where invoices and customers stand (payments, credits, voids), for
+    the fields a mapping sends back to the CRM. Implemented by an accounting connector
+    beside ``AccountingTarget``; one that cannot is one-way only."""
+
+    system: System
+
+    def invoice_standing(self, target_id: str, *, today: date) -> InvoiceStanding | None:
+        """The invoice's status, amounts and dates now; None when it is gone."""
+        ...
+
+    def customer_standing(self, target_id: str, *, today: date) -> CustomerStanding | None:
+        """The customer's open balance, overdue amount and totals to date; None when
+        the customer is gone."""
+        ...
+
+    def changed_since(
+        self, object_types: Sequence[ObjectType], since_ms: int
+    ) -> Iterator[TargetChange]:
+        """Customers, invoices and payments changed at or after ``since_ms``, oldest
+        first (the vendor's change feed: a drift check's and a missed webhook's net)."""
+        ...
+
+
+class CrmProperty(BaseModel):
+    """A CRM field crmsync writes into, created by the connector when missing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # the CRM's internal name
+    label: str
+    kind: Literal["string", "number", "date", "enumeration"]
+    options: tuple[str, ...] = ()  # an enumeration's values
+
+
+@runtime_checkable
+class CrmWriter(Protocol):
+    """Writes fields back into CRM records (deal, company, contact). Implemented by a
+    CRM connector beside ``CrmSource``; one that cannot is one-way only."""
+
+    system: System
+
+    def ensure_properties(
+        self, object_type: ObjectType, properties: Sequence[CrmProperty]
+    ) -> list[str]:
+        """Create the properties the CRM lacks; returns the names created."""
+        ...
+
+    def write_properties(
+        self,
+        object_type: ObjectType,
+        record_id: str,
+        values: Mapping[str, str | None],
+        *,
+        idempotency_key: str,
+    ) -> int:
+        """Set these properties (None clears one) and return the record's new version
+        (its last-modified time in epoch ms), by which the CRM's webhook about this
+        write is recognised as our echo."""
         ...
 
 

@@ -13,10 +13,10 @@ from shared.models.records import (
     Money,
     Party,
     PartyKind,
-    Payment,
     TaxTreatment,
 )
 from shared.models.source import SourceRecord
+from shared.models.standing import CustomerStanding, InvoiceStanding, InvoiceStatus
 
 __all__ = [
     "Address",
@@ -25,17 +25,19 @@ __all__ = [
     "ChangeKind",
     "Connection",
     "ConnectionId",
+    "CustomerStanding",
     "Deal",
     "DealStatus",
     "Invoice",
     "InvoiceLine",
+    "InvoiceStanding",
+    "InvoiceStatus",
     "LineItem",
     "Money",
     "ObjectType",
     "Outcome",
     "Party",
     "PartyKind",
-    "Payment",
     "PendingCreate",
     "RecordLink",
     "SourceRecord",

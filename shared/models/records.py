@@ -139,12 +139,3 @@ class Invoice(_Record):
     # The target's own invoice fields by name; only a target that declares the
     # ``invoice_custom_fields`` capability is given any.
     custom_fields: dict[str, str] = Field(default_factory=dict)
-
-
-class Payment(_Record):
-    """A payment recorded in accounting, to flow back to the CRM deal."""
-
-    target_id: str
-    invoice_target_id: str | None = None
-    amount: Money
-    received_on: date
