@@ -107,5 +107,11 @@ def _choosable() -> list[VendorSpec[Any]]:
 
 
 def _cdk_owned(key: str) -> bool:
-    """CDK's own keys (feature flags, ``aws:cdk:*``, the CLI's lookups)."""
-    return key.startswith("@") or ":" in key or key.startswith("aws-cdk")
+    """CDK's own keys (feature flags, ``aws:cdk:*``, the CLI's lookups and the notices
+    it records in ``cdk.context.json``)."""
+    return (
+        key.startswith("@")
+        or ":" in key
+        or key.startswith("aws-cdk")
+        or key in ("acknowledged-issue-numbers", "notices")
+    )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Json
 
 WEBHOOK_URL_SUFFIX = "WebhookUrl"
 
@@ -25,6 +25,13 @@ class StackOutputs(BaseModel):
     dead_letter_queue_url: str = Field(alias="EventsDeadLetterQueueUrl")
     dead_letter_queue_arn: str = Field(alias="EventsDeadLetterQueueArn")
     alarm_topic_arn: str | None = Field(default=None, alias="AlarmTopicArn")
+    # What the functions run with besides resource names (the deploy context's tuned
+    # settings, each vendor's environment), so commands that run the core locally
+    # pace, keep and call exactly as they do. JSON in the output.
+    function_settings: Json[dict[str, str]] = Field(default_factory=dict, alias="FunctionSettings")
+    vendor_settings: Json[dict[str, dict[str, str]]] = Field(
+        default_factory=dict, alias="VendorSettings"
+    )
     # The deployed stack's CloudWatch views; the local stack has none.
     dashboard_url: str | None = Field(default=None, alias="DashboardUrl")
     webhook_log_group: str | None = Field(default=None, alias="WebhookLogGroupName")
@@ -44,7 +51,7 @@ class StackOutputs(BaseModel):
 
     def as_outputs(self) -> dict[str, str]:
         """``{output key: value}``, the webhook URLs included; unset outputs left out."""
-        fixed = self.model_dump(by_alias=True, exclude_none=True)
+        fixed = self.model_dump(by_alias=True, exclude_none=True, round_trip=True)
         webhooks = {
             f"{vendor.title()}{WEBHOOK_URL_SUFFIX}": url
             for vendor, url in self.webhook_urls.items()

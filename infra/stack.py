@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -89,6 +90,8 @@ class CrmSyncStack(Stack):
             webhook_log_group=log_groups["Webhook"],
             sync_log_group=log_groups["Sync"],
             reconcile_log_group=log_groups["Reconcile"],
+            function_settings=json.dumps(dict(settings or {})),
+            vendor_settings=json.dumps({k: dict(v) for k, v in (vendor_settings or {}).items()}),
             webhook_urls=ingress.webhook_urls,
         )
         for key, value in outputs.as_outputs().items():

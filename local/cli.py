@@ -1,8 +1,9 @@
-"""``crmsync``: the local stack from the command line.
+"""``crmsync``: the operator's commands (``ops/``) and the local stack's (``up``,
+``demo``), one ``Command`` each in ``COMMANDS``.
 
-Each subcommand is one ``Command`` in ``COMMANDS``; every subcommand takes
-``--config`` (default ``local/local.yaml``). ``up`` starts the stack and keeps it
-running until Ctrl-C.
+Every subcommand takes ``--config`` (default ``local/local.yaml``): ``up`` and ``demo``
+run that stack, and ``--local`` finds it while it runs. ``up`` keeps it running until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,20 +20,13 @@ from types import FrameType
 from pydantic import ValidationError
 from rich.markup import escape
 
-from local.config import DEFAULT_CONFIG, LocalConfig, LocalConfigError
+from local.config import DEFAULT_CONFIG, LocalConfig
 from local.runtime import LocalStack, LocalStackError
 from ops import audit, backfill, connect, connections, items, mapping, redrive, replay, status
 from ops.command import Command, CommandError, console, errors
+from ops.deployment import AWS_ERRORS, load_config
 from shared.connectors.registry import vendor, vendors
 from shared.errors import MappingConfigError
-
-
-def load_config(path: Path) -> LocalConfig:
-    """The local config with valid connections, or a ``CommandError`` saying what is wrong."""
-    try:
-        return LocalConfig.load(path)
-    except LocalConfigError as exc:
-        raise CommandError(str(exc)) from None
 
 
 def start_stack(config: LocalConfig) -> LocalStack:
@@ -176,14 +170,17 @@ COMMANDS: dict[str, Command] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="crmsync", description="crmsync's local stack: AWS on moto, vendor sandboxes."
+        prog="crmsync",
+        description="crmsync's operator commands, for a deployed stack (--stack) or the "
+        "local one (`crmsync up`, --local), and the local stack itself.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
-        help=f"local config file (default: {DEFAULT_CONFIG})",
+        help="the local stack's config, for up, demo and --local (default: "
+        f"{DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parents[1])})",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
@@ -203,6 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             soft_wrap=True,  # paths stay whole
         )
         return 1
+    except AWS_ERRORS as exc:  # one a command did not expect: still a message, not a trace
+        errors.print(f"[bold red]crmsync {args.command}:[/bold red] AWS: {escape(str(exc))}")
+        return 1
+    except KeyboardInterrupt:
+        errors.print(f"crmsync {args.command}: interrupted")
+        return 130
     except BrokenPipeError:
         # The reader (`| head`) left: no error of ours. stdout goes to devnull so that
         # the interpreter's last flush fails no more (Python's signal docs advise so).

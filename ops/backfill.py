@@ -17,12 +17,11 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-import botocore.exceptions
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from ops.command import Command, CommandError, console, print_json
-from ops.deployment import add_deployment_arguments, deployment_of
+from ops.deployment import AWS_ERRORS, add_deployment_arguments, deployment_of
 from shared.bootstrap import Container, mapper_of
 from shared.errors import CrmSyncError, MappingConfigError
 from shared.mapping import Mapper
@@ -108,9 +107,10 @@ class _Bars:
 
 def run(args: argparse.Namespace) -> int:
     since = _since(args.since)
-    wired = deployment_of(args).container()
+    deployment = deployment_of(args)
+    wired = deployment.container
     container = _MeteredContainer(**{f.name: getattr(wired, f.name) for f in fields(wired)})
-    connection = _connection(container, args.connection)
+    (connection,) = deployment.connections(args.connection)
     try:
         mapper = mapper_of(connection)
     except (ValueError, MappingConfigError) as exc:  # the stored mapping no longer loads
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
             "interrupted: what was written is kept and the checkpoint saved; run the same "
             "command again to carry on"
         ) from None
-    except CrmSyncError as exc:
+    except (CrmSyncError, *AWS_ERRORS) as exc:
         raise CommandError(
             f"stopped: {exc}. What was written is kept; run the same command again to carry "
             "on from the last checkpoint"
@@ -208,19 +208,6 @@ def _since(text: str) -> datetime:
     if since > datetime.now(UTC):
         raise CommandError(f"--since {text} is in the future: nothing has changed since")
     return since
-
-
-def _connection(container: Container, connection_id: str) -> Connection:
-    try:
-        connection = container.connections.get(connection_id)
-    except botocore.exceptions.ClientError as exc:
-        raise CommandError(
-            f"cannot read the connections table {container.settings.connections_table}: {exc}"
-        ) from None
-    if connection is None:
-        known = ", ".join(c.id for c in container.connections.all()) or "none"
-        raise CommandError(f"no connection {connection_id!r} (the stack has: {known})")
-    return connection
 
 
 def _objects(text: str | None, mapper: Mapper, connection: Connection) -> list[ObjectType]:

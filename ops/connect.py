@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from local.aws import put_secret
+from local.config import NO_VENDOR
 from ops import oauth
 from ops.command import Command, CommandError, console
 from ops.deployment import Deployment, add_deployment_arguments, deployment_of
@@ -33,8 +34,11 @@ from shared.connectors.spec import OAuthFlow, VendorSpec, secret_id
 
 # Where the client credentials may come from instead of a flag (kept out of the
 # shell's history and the process list).
-CLIENT_ID_ENV = "CRMSYNC_CLIENT_ID"
-CLIENT_SECRET_ENV = "CRMSYNC_CLIENT_SECRET"
+# The app's credentials may come from the environment, per vendor: <prefix>CLIENT_ID.
+CLIENT_ID_ENV = "CLIENT_ID"
+CLIENT_SECRET_ENV = "CLIENT_SECRET"
+# Keys the connector keeps beside a refresh token: stale once a new one is stored.
+ACCESS_KEYS = ("access_token", "access_expires_at")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
     values = stored | given
     if spec.oauth is not None:
         settings = spec.read_settings(_vendor_settings(spec, deployment, args)).model_dump()
-        values |= _authorize(spec, spec.oauth, settings, values, given, args)
+        authorized = _authorize(spec, spec.oauth, settings, values, given, args)
+        if authorized.get("refresh_token") != stored.get("refresh_token"):
+            # The stored access token belongs to the grant just replaced (maybe another
+            # company's): the functions must refresh with the new one.
+            values = {k: v for k, v in values.items() if k not in ACCESS_KEYS}
+        values |= authorized
     else:
         console.print(
             f"{spec.label} has no authorization flow here: its keys come from its own "
@@ -71,9 +80,14 @@ def _authorize(
     args: argparse.Namespace,
 ) -> dict[str, str]:
     """The client's credentials and the keys the vendor's flow fills."""
-    client_id = _credential(args.client_id, CLIENT_ID_ENV, values.get("client_id"), "client id")
+    client_id = _credential(
+        args.client_id, spec.env_prefix + CLIENT_ID_ENV, values.get("client_id"), "client id"
+    )
     client_secret = _credential(
-        args.client_secret, CLIENT_SECRET_ENV, values.get("client_secret"), "client secret"
+        args.client_secret,
+        spec.env_prefix + CLIENT_SECRET_ENV,
+        values.get("client_secret"),
+        "client secret",
     )
     redirect = args.redirect_uri or oauth.redirect_uri(args.port)
     state = secrets.token_urlsafe(32)
@@ -91,14 +105,14 @@ def _authorize(
         soft_wrap=True,
         highlight=False,
     )
-    with oauth.callback_server(args.port) as server:
+    with oauth.callback_server(args.port, state) as server:
         console.print(
             f"Sign in to {spec.label} and allow access at:\n{url}", soft_wrap=True, highlight=False
         )
         if not args.no_browser:
             webbrowser.open(url)
         with console.status(f"waiting for {spec.label} to redirect back (Ctrl-C stops)…"):
-            params = oauth.await_redirect(server, state, args.timeout)
+            params = oauth.await_redirect(server, args.timeout)
     token = oauth.exchange_code(
         flow,
         str(settings[flow.token_setting]),
@@ -115,15 +129,18 @@ def _authorize(
 def _vendor_settings(
     spec: VendorSpec[Any], deployment: Deployment, args: argparse.Namespace
 ) -> Mapping[str, str]:
-    """The vendor's settings: its sandbox's with ``--local``, else the environment's."""
+    """The vendor's settings: its sandbox's with ``--local``; else ``--environment``'s,
+    or by default those the stack was deployed with."""
     if args.local:
         local = deployment.vendor_settings.get(spec.name)
-        if local is None:
+        if local is None or any(str(v).startswith(NO_VENDOR) for v in local.values()):
             raise CommandError(
                 f"{args.config} gives the {spec.label} sandbox no fixed port (ports.sandboxes."
                 f"{spec.name}): --local cannot find it"
             )
         return local
+    if args.environment is None:
+        return deployment.outputs.vendor_settings.get(spec.name, {})
     try:
         return spec.environment_settings(args.environment)
     except ValueError as exc:
@@ -206,15 +223,17 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--environment",
         choices=environments,
-        default="production",
-        help="the vendor's environment (default: production; ignored with --local)",
+        help="the vendor's environment (default: the one the stack was deployed with, "
+        "its <vendor>_environment; ignored with --local)",
     )
     parser.add_argument(
-        "--client-id", help=f"the app's OAuth client id (else ${CLIENT_ID_ENV}, the stored one)"
+        "--client-id",
+        help=f"the app's OAuth client id (else $CRMSYNC_<VENDOR>_{CLIENT_ID_ENV}, the stored one)",
     )
     parser.add_argument(
         "--client-secret",
-        help=f"the app's OAuth client secret (else ${CLIENT_SECRET_ENV}, the stored one, a prompt)",
+        help=f"the app's OAuth client secret (else $CRMSYNC_<VENDOR>_{CLIENT_SECRET_ENV}, the "
+        "stored one, a prompt)",
     )
     parser.add_argument(
         "--scope", action="append", help="a scope to ask for instead of the vendor's (repeat it)"

@@ -61,9 +61,16 @@ def run_add(args: argparse.Namespace) -> int:
     console.print(
         f"connection {connection.id}: {vendor(connection.crm).label} → "
         f"{vendor(connection.accounting).label} stored in {table}; point each vendor's "
-        f"webhooks at <WebhookUrl>/webhooks/<vendor>/{connection.id}",
+        "webhooks at its URL:",
         soft_wrap=True,
     )
+    for name in (connection.crm, connection.accounting):
+        url = deployment.outputs.webhook_urls.get(name, "")
+        console.print(
+            f"  {vendor(name).label}: {url.replace('{connection}', connection.id)}",
+            soft_wrap=True,
+            highlight=False,
+        )
     for name in (connection.crm, connection.accounting):
         if name not in secrets:
             console.print(

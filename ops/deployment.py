@@ -11,11 +11,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import boto3
 import botocore.exceptions
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from pydantic import ValidationError
 
 from infra.context import DEFAULT_STACK
@@ -24,14 +26,12 @@ from local.config import LOOPBACK, NO_VENDOR, LocalConfig, LocalConfigError
 from local.sandboxes.registry import SANDBOXES, sandbox
 from ops.command import CommandError
 from shared.bootstrap import Container
+from shared.models import Connection
 from shared.settings import Settings
 
-_UNREACHABLE = (
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.NoCredentialsError,
-    botocore.exceptions.NoRegionError,
-    botocore.exceptions.ProfileNotFound,
-)
+# What reading AWS may raise besides an answer: unreachable, no or expired
+# credentials (an SSO session), a timeout; powertools wraps a table read's errors.
+AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError, GetParameterError)
 
 
 @dataclass(frozen=True)
@@ -48,19 +48,41 @@ class Deployment:
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
+    @cached_property
     def container(self) -> Container:
-        """The functions' adapters, wired to this stack's resources, for commands that
-        run the core here (previews, backfills): same stores, queue and call budget."""
+        """The functions' adapters, wired to this stack's resources and deployed
+        settings, for commands that run the core here (previews, backfills): the same
+        stores, queue, call budgets and vendor environments as the functions."""
         outputs = self.outputs
-        settings = Settings(
-            connections_table=outputs.connections_table,
-            links_table=outputs.links_table,
-            audit_table=outputs.audit_table,
-            cursors_table=outputs.cursors_table,
-            events_queue_url=outputs.events_queue_url,
-            events_dlq_url=outputs.dead_letter_queue_url,
+        settings = Settings.model_validate(
+            {
+                **outputs.function_settings,
+                "connections_table": outputs.connections_table,
+                "links_table": outputs.links_table,
+                "audit_table": outputs.audit_table,
+                "cursors_table": outputs.cursors_table,
+                "events_queue_url": outputs.events_queue_url,
+                "events_dlq_url": outputs.dead_letter_queue_url,
+            }
         )
-        return Container(settings, self.session, self.endpoint_url, self.vendor_settings)
+        vendors = self.vendor_settings or outputs.vendor_settings
+        return Container(settings, self.session, self.endpoint_url, vendors)
+
+    def connections(self, connection_id: str | None = None) -> list[Connection]:
+        """Every connection of the stack, or the one named: a ``CommandError`` for an
+        unknown one (naming those there are) or an unreadable table."""
+        table = self.outputs.connections_table
+        try:
+            connections = self.container.connections.all()
+        except AWS_ERRORS as exc:
+            raise CommandError(f"cannot read the connections table {table}: {exc}") from None
+        if connection_id is None:
+            return connections
+        named = [c for c in connections if c.id == connection_id]
+        if not named:
+            known = ", ".join(c.id for c in connections) or "none"
+            raise CommandError(f"no connection {connection_id!r} in {table} (there: {known})")
+        return named
 
     @classmethod
     def find(
@@ -78,7 +100,7 @@ class Deployment:
                     " start `crmsync up` for --local, or name another with --stack"
                 ) from None
             raise CommandError(f"cannot read stack {stack!r}: {exc}") from None
-        except _UNREACHABLE as exc:
+        except botocore.exceptions.BotoCoreError as exc:
             hint = " (is `crmsync up` running?)" if endpoint_url else ""
             raise CommandError(f"cannot reach AWS {where}: {exc}{hint}") from None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in found.get("Outputs", [])}
@@ -117,7 +139,7 @@ def deployment_of(args: argparse.Namespace) -> Deployment:
         except botocore.exceptions.ProfileNotFound as exc:
             raise CommandError(str(exc)) from None
         return Deployment.find(args.stack or DEFAULT_STACK, session)
-    config = _local_config(args.config)
+    config = load_config(args.config)
     if not config.ports.moto:
         raise CommandError(
             f"{args.config}: --local needs a fixed `ports.moto` (a port of 0 is not findable)"
@@ -142,7 +164,8 @@ def deployment_of(args: argparse.Namespace) -> Deployment:
     return replace(found, vendor_settings=sandboxes)
 
 
-def _local_config(path: Path) -> LocalConfig:
+def load_config(path: Path) -> LocalConfig:
+    """The local config with valid connections, or a ``CommandError`` saying what is wrong."""
     try:
         return LocalConfig.load(path)
     except LocalConfigError as exc:

@@ -102,11 +102,9 @@ def previewer_of(
 ) -> tuple[Previewer, Connection]:
     """The core's previewer for ``--connection`` on the stack the arguments name, with
     the ``mapping`` file instead of the connection's when given."""
-    container = deployment_of(args).container()
-    connection = container.connections.get(args.connection)
-    if connection is None:
-        known = ", ".join(c.id for c in container.connections.all()) or "none"
-        raise CommandError(f"no connection {args.connection!r} (connections: {known})")
+    deployment = deployment_of(args)
+    container = deployment.container
+    (connection,) = deployment.connections(args.connection)
     if mapping is not None:
         try:
             text = mapping.read_text(encoding="utf-8")

@@ -77,11 +77,14 @@ def authorize_url(
 
 
 class _CallbackServer(HTTPServer):
-    """Keeps the first redirect's query parameters; later requests change nothing."""
+    """Keeps the first redirect that carries this request's ``state``; any other
+    request is refused, so a stray or forged one cannot take its place."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, state: str) -> None:
         super().__init__(("127.0.0.1", port), _CallbackHandler)
+        self.state = state
         self.params: dict[str, str] | None = None
+        self.refused = 0  # redirects to the callback with another state
         self.arrived = threading.Event()
 
 
@@ -93,10 +96,19 @@ class _CallbackHandler(BaseHTTPRequestHandler):
         if url.path != CALLBACK_PATH or self.server.arrived.is_set():
             self.send_error(404)
             return
-        self.server.params = dict(parse_qsl(url.query))
+        params = dict(parse_qsl(url.query))
+        # RFC 6749 §10.12: a redirect this command did not ask for (CSRF) is refused.
+        if not secrets.compare_digest(params.get("state", "").encode(), self.server.state.encode()):
+            self.server.refused += 1
+            self._page(400, b"This is not the authorization crmsync is waiting for.")
+            return
+        self.server.params = params
         self.server.arrived.set()
-        body = b"<html><body><p>crmsync has the answer: back to the terminal.</p></body></html>"
-        self.send_response(200)
+        self._page(200, b"crmsync has the answer: back to the terminal.")
+
+    def _page(self, status: int, text: bytes) -> None:
+        body = b"<html><body><p>" + text + b"</p></body></html>"
+        self.send_response(status)
         self.send_header("Content-Type", "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -107,10 +119,10 @@ class _CallbackHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def callback_server(port: int) -> Iterator[_CallbackServer]:
+def callback_server(port: int, state: str) -> Iterator[_CallbackServer]:
     """The loopback server the vendor redirects the browser to, for the ``with``."""
     try:
-        server = _CallbackServer(port)
+        server = _CallbackServer(port, state)
     except OSError as exc:
         raise CommandError(
             f"cannot listen on 127.0.0.1:{port} for the redirect ({exc.strerror}); pass "
@@ -126,20 +138,20 @@ def callback_server(port: int) -> Iterator[_CallbackServer]:
         server.server_close()
 
 
-def await_redirect(server: _CallbackServer, state: str, timeout_s: float) -> dict[str, str]:
-    """The redirect's parameters once it carries a code for this ``state``."""
+def await_redirect(server: _CallbackServer, timeout_s: float) -> dict[str, str]:
+    """The redirect's parameters once one carries the server's ``state``."""
     if not server.arrived.wait(timeout_s):
+        if server.refused:
+            raise CommandError(
+                f"{server.refused} redirect(s) came back whose state does not match the one "
+                "sent: they answer another authorization request; nothing was stored, run "
+                "the command again"
+            )
         raise CommandError(
             f"no redirect came back within {timeout_s:g} s; open the URL above, or run "
             "again with a longer --timeout"
         )
     params = server.params or {}
-    if not secrets.compare_digest(params.get("state", ""), state):
-        # RFC 6749 §10.12: a redirect this command did not ask for (CSRF) is refused.
-        raise CommandError(
-            "the redirect's state does not match the one sent: it answers another "
-            "authorization request; nothing was stored, run the command again"
-        )
     error = params.get("error")
     if error == "access_denied":
         raise CommandError("access was denied on the consent screen; nothing was stored")

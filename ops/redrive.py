@@ -133,13 +133,18 @@ class DeadLetterQueue:
         return moved
 
     def move_all(self) -> int:
-        """Move every letter, the later ones of a record once its earlier one is moved."""
+        """Move every letter, the later ones of a record once its earlier one is moved;
+        a letter back again meanwhile (its event failed anew) is left there: the loop
+        ends instead of chasing it."""
+        moved_bodies: set[str] = set()
         moved = 0
         while True:
             with self.held(MAX_BATCH_ENTRIES) as letters:
-                if not letters:
+                fresh = [letter for letter in letters if letter.body not in moved_bodies]
+                if not fresh:
                     return moved
-                moved += self.move(letters)
+                moved += self.move(fresh)
+                moved_bodies.update(letter.body for letter in fresh)
 
     def _receive(self, limit: int) -> list[Letter]:
         letters: dict[str, Letter] = {}
@@ -214,7 +219,7 @@ def _described(letter: Letter, log: DynamoAuditLog) -> dict[str, Any]:
 
 
 def _list(args: argparse.Namespace, deployment: Deployment, dlq: DeadLetterQueue) -> int:
-    log = deployment.container().audit
+    log = deployment.container.audit
     visible, in_flight = dlq.depth()
     with dlq.held(args.limit) as letters:
         shown = [_described(letter, log) for letter in letters]
@@ -256,11 +261,12 @@ def _held_ids(letters: list[Letter], ids: Sequence[str]) -> list[Letter]:
             f"no message {', '.join(unknown)} in the dead-letter queue (`crmsync redrive list` "
             "shows the ids; a record's later letters show once its first is moved)"
         )
-    return [by_id[message_id] for message_id in dict.fromkeys(ids)]
+    wanted = set(ids)
+    return [letter for letter in letters if letter.message_id in wanted]  # a record's order
 
 
 def _show(args: argparse.Namespace, deployment: Deployment, dlq: DeadLetterQueue) -> int:
-    log = deployment.container().audit
+    log = deployment.container.audit
     with dlq.held(args.limit) as letters:
         (letter,) = _held_ids(letters, [args.id])
     event = letter.event

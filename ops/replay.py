@@ -19,7 +19,6 @@ from rich.table import Table
 
 from ops.command import Command, CommandError, console, print_json
 from ops.deployment import add_deployment_arguments, deployment_of
-from ops.status import connections_named
 from shared.errors import Retryable
 from shared.models import AuditEntry, ChangeEvent, ObjectType, Outcome
 from shared.stores import DynamoAuditLog
@@ -65,13 +64,13 @@ def _since(value: str) -> datetime:
 def run(args: argparse.Namespace) -> int:
     """Enqueue one event per refused record (or, with --dry-run, say which)."""
     deployment = deployment_of(args)
-    container = deployment.container()
+    container = deployment.container
     outcome = Outcome(args.outcome)
     now = datetime.now(UTC)
     try:
         refused = [
             entry
-            for connection in connections_named(deployment, args.connection)
+            for connection in deployment.connections(args.connection)
             for entry in refused_since(container.audit, connection.id, outcome, args.since)
         ]
         events = [replay_event(entry, now) for entry in refused]

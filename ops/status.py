@@ -156,22 +156,6 @@ def call_budgets(lanes: list[LaneReading], now: float) -> list[dict[str, Any]]:
     return budgets
 
 
-def connections_named(deployment: Deployment, connection_id: str | None) -> list[Connection]:
-    """The one connection named, or every one when none is; a ``CommandError`` for an
-    unknown one."""
-    connections = deployment.container().connections.all()
-    if connection_id is None:
-        return connections
-    named = [c for c in connections if c.id == connection_id]
-    if not named:
-        known = ", ".join(c.id for c in connections) or "none"
-        raise CommandError(
-            f"no connection {connection_id!r} in {deployment.outputs.connections_table}"
-            f" (its connections: {known})"
-        )
-    return named
-
-
 def _outcomes(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "none"
 
@@ -242,10 +226,10 @@ def _print(status: dict[str, Any], now: datetime) -> None:
 def run(args: argparse.Namespace) -> int:
     """The stack's queues, each connection's recent outcomes, the vendor budgets."""
     deployment = deployment_of(args)
-    container = deployment.container()
+    container = deployment.container
     now = datetime.now(UTC)
     try:
-        connections = connections_named(deployment, args.connection)
+        connections = deployment.connections(args.connection)
         found, dead_by_connection = queues(deployment, now)
         status = {
             "stack": deployment.stack,

@@ -144,6 +144,6 @@ def test_given_an_unknown_connection_or_a_bad_date_then_it_says_so_and_exits_1(
     code = backfill(config_file, "nobody", "2026-01-01")
 
     assert code == 1
-    assert f"no connection 'nobody' (the stack has: {e2e.connection_id})" in (
+    assert f"no connection 'nobody' in {e2e.stack.outputs.connections_table} (there: " in (
         capsys.readouterr().err
     )

@@ -239,15 +239,29 @@ def test_given_keys_already_stored_when_connected_again_then_they_stay_and_set_o
     assert set(secret) >= set(vendor("quickbooks").secret_keys)
 
 
-def test_given_a_forged_state_when_the_redirect_comes_then_exit_1_and_nothing_stored(
+def test_given_a_forged_redirect_first_then_it_is_refused_and_the_real_one_still_connects(
     stack: LocalStack, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = Connecting(stack, config_file, capsys, "quickbooks", "forged")
+    run = Connecting(stack, config_file, capsys, "quickbooks", "forgedfirst")
+    run.authorize_url()
+
+    forged = httpx.get(f"{run.redirect}?code=stolen&state=forged&realmId=1", timeout=10)
+    run.follow()  # the person's own consent
+
+    assert forged.status_code == 400
+    assert run.finish() == 0
+    assert stored_secret(stack, "forgedfirst", "quickbooks") is not None
+
+
+def test_given_only_a_forged_redirect_then_exit_1_saying_so_and_nothing_stored(
+    stack: LocalStack, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = Connecting(stack, config_file, capsys, "quickbooks", "forged", "--timeout", "2")
     run.authorize_url()
 
     forged = httpx.get(f"{run.redirect}?code=stolen&state=forged&realmId=1", timeout=10)
 
-    assert forged.status_code == 200
+    assert forged.status_code == 400
     assert run.finish() == 1
     assert "state does not match" in " ".join(capsys.readouterr().err.split())
     assert stored_secret(stack, "forged", "quickbooks") is None
