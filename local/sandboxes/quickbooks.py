@@ -29,13 +29,15 @@ Reproduced behaviours
   ``fault.error[]`` body (type ``AUTHENTICATION``, code 3200) that differs from the
   ``Fault.Error[]`` shape of every other error. ``minorversion`` below 75 is read
   as 75 (Aug 2025 rule); no behaviour depends on it.
-* Entities Customer, Item, Invoice, Payment, Account, Term (read/write) and
+* Entities Customer, Item, Invoice, Payment, CreditMemo, Account, Term (read/write) and
   TaxCode, TaxRate, CompanyInfo (read-only; ``GET /companyinfo/{realmId}``).
   Create and update share ``POST /{entity}``; ``"sparse": true`` changes only the
   supplied top-level fields (a ``Line`` array is replaced whole), a full update
   replaces every writable field. Each write bumps the string ``SyncToken`` and
-  ``MetaData.LastUpdatedTime``; a stale token gets 5010. Invoice and Payment
-  delete with ``?operation=delete``; Customer, Item, Account and Term are retired
+  ``MetaData.LastUpdatedTime``; a stale token gets 5010. Invoice, Payment and
+  CreditMemo delete with ``?operation=delete``; an invoice is voided with
+  ``?operation=void`` (``quickbooks_payments``: amounts zeroed, "Voided" in
+  ``PrivateNote``, the invoice kept); Customer, Item, Account and Term are retired
   with ``Active: false`` (delete answers 500 "Unsupported Operation").
 * Term: ``Name`` (unique) and either ``DueDays`` (0-999, ``Type`` STANDARD, with
   ``DiscountPercent``/``DiscountDays``) or ``DayOfMonthDue`` (1-31, ``Type``
@@ -53,13 +55,19 @@ Reproduced behaviours
   body. Fault bodies are ``{"Fault":{"Error":[...],"type":"ValidationFault"}}``.
 * Invoice maths: ``TotalAmt`` = sales lines - discount line + tax; a
   ``SubTotalLineDetail`` line is appended (or recomputed); ``Balance`` =
-  ``TotalAmt`` - applied payments; ``DocNumber`` auto-assigned from 1001; a
+  ``TotalAmt`` - applied payments, which its read-only ``LinkedTxn`` lists;
+  ``DocNumber`` auto-assigned from 1001; a
   ``DocNumber`` another invoice holds is refused with 6140 "Duplicate Document
   Number Error" naming that invoice's ``TxnId``, unless the request says
   ``include=allowduplicatedocnum`` (Intuit's Invoice reference, DocNumber);
   ``TxnDate`` defaults to today in the company time zone; ``DueDate`` from the
   term's ``DueDays`` (the invoice's, else the customer's); ``CurrencyRef``
   defaults to the home currency.
+* Payment: ``CustomerRef`` and ``TotalAmt`` required; each line applies its
+  ``Amount`` to the Invoice (paid) or CreditMemo (credit used) its ``LinkedTxn``
+  names, within the invoice's balance or the memo's ``RemainingCredit``; the rest is
+  ``UnappliedAmt``. A credit memo reaches an invoice through a zero-total payment.
+  Customer ``Balance`` = open invoices - remaining credits - unapplied payments.
 * Query (GET ``?query=`` or POST ``application/text``): see ``quickbooks_query``. The
   entity key is absent when nothing matches; ``count(*)`` answers ``totalCount``.
   Name-list entities return only active rows unless the query tests ``Active``.
@@ -84,7 +92,8 @@ Reproduced behaviours
   objects appear as ``{"status": "Deleted"}``.
 * Throttling: 500 requests/min per realm, 10/s per realm and app, 40 batch
   calls/min per realm and app, 120 per realm -> 429 with Fault code 3001.
-* Webhooks: CloudEvents (default) or the legacy ``eventNotifications`` shape,
+* Webhooks: CloudEvents (default) or the legacy ``eventNotifications`` shape, for
+  Create, Update, Delete and an invoice's Void (``qbo.invoice.voided.v1``),
   signed ``intuit-signature`` = base64(HMAC-SHA256(verifier token, raw body)),
   retried on non-2xx.
 * Seed data: a new company has accounts, items, terms, tax codes, five sample
@@ -117,8 +126,13 @@ Choices where the documentation is unclear
   currency's ISO 4217 minor unit (JPY 0, KWD 3, else 2), each rounded half up;
   6070 compares ``Amount`` with Qty x UnitPrice rounded the same way. Intuit
   documents neither (docs/vendors/quickbooks.md).
-* Deleting an invoice that has payments applied answers 6000.
-* Applying a payment changes the invoice's ``Balance`` but not its SyncToken.
+* Deleting an invoice or credit memo that has payments applied answers 6000, and
+  so does voiding such an invoice (as an integrator reports QuickBooks refusing it).
+  Payment errors (6000 over a balance or ``TotalAmt``, 2500 for another customer's
+  invoice, 2170 for another ``TxnType``) are not documented by Intuit.
+* Applying a payment changes the invoice's ``Balance`` but not its SyncToken, so it
+  sends no Invoice webhook and puts no invoice in CDC: Intuit documents neither.
+  Payment void (``include=void``) and refunds are not modelled.
 * Batch: more than 30 items answers 400 with code 1040 "Batch size exceeds allowed
   limit" for the whole request, and a missing or repeated ``bId`` 400 (2020/2010)
   for the whole request; an item with no valid operation gets its own Fault (500
@@ -187,7 +201,12 @@ from zoneinfo import ZoneInfo
 import httpx
 from flask import Flask, Response, request
 
-from local.sandboxes import quickbooks_accounts, quickbooks_custom_fields, quickbooks_query
+from local.sandboxes import (
+    quickbooks_accounts,
+    quickbooks_custom_fields,
+    quickbooks_payments,
+    quickbooks_query,
+)
 from local.sandboxes.base import (
     Delivery,
     Fault,
@@ -380,6 +399,7 @@ _ENTITIES = {
         _EntitySpec("Item", writable=True, name_list=True),
         _EntitySpec("Invoice", writable=True, deletable=True),
         _EntitySpec("Payment", writable=True, deletable=True),
+        _EntitySpec("CreditMemo", writable=True, deletable=True),
         _EntitySpec("Account", writable=True, name_list=True),
         _EntitySpec("Term", writable=True, name_list=True),
         _EntitySpec("TaxCode", name_list=True),
@@ -474,7 +494,7 @@ class _RefreshToken:
 class _Event:
     entity: str
     entity_id: str
-    operation: Literal["Create", "Update", "Delete"]
+    operation: Literal["Create", "Update", "Delete", "Void"]
     at: float
 
 
@@ -1175,8 +1195,8 @@ class QuickBooksSandbox:
     def _write_route(self, spec: _EntitySpec, call: _Call) -> JsonObj:
         operation = (request.args.get("operation") or "").lower()
         body = self._body()
-        if operation == "delete":
-            op = "delete"
+        if operation in ("delete", "void"):
+            op = operation
         elif operation in ("", "create", "update"):
             op = "update" if operation == "update" or body.get("Id") not in (None, "") else "create"
         else:
@@ -1206,45 +1226,44 @@ class QuickBooksSandbox:
         ]
         return self._render(entity, objs)
 
-    def _payments_by_invoice(self) -> dict[str, list[tuple[str, Decimal]]]:
-        applied: dict[str, list[tuple[str, Decimal]]] = {}
-        for pay_id, payment in self._store["Payment"].items():
-            for line in payment.get("Line", []):
-                for linked in line.get("LinkedTxn", []):
-                    if linked.get("TxnType") == "Invoice":
-                        applied.setdefault(str(linked["TxnId"]), []).append(
-                            (pay_id, Decimal(str(line["Amount"])))
-                        )
-        return applied
+    def _customer_balances(self, applied: quickbooks_payments.Applied) -> dict[str, Decimal]:
+        """What each customer owes: open invoice balances, less credit memos' remaining
+        credit and payments not applied (both are credits on the customer's account)."""
+        owed: dict[str, Decimal] = {}
 
-    def _invoice_balance(
-        self, invoice: JsonObj, applied: dict[str, list[tuple[str, Decimal]]]
-    ) -> Decimal:
-        paid = sum((amount for _, amount in applied.get(invoice["Id"], [])), Decimal(0))
-        return Decimal(str(invoice["TotalAmt"])) - paid
+        def add(customer_ref: JsonObj, amount: Decimal) -> None:
+            owed[customer_ref["value"]] = owed.get(customer_ref["value"], Decimal(0)) + amount
+
+        for txn_type, sign in (("Invoice", 1), ("CreditMemo", -1)):
+            for txn in self._store[txn_type].values():
+                left = quickbooks_payments.open_amount(txn, txn_type, applied)
+                add(txn["CustomerRef"], sign * left)
+        for payment in self._store["Payment"].values():
+            add(payment["CustomerRef"], -Decimal(str(payment["UnappliedAmt"])))
+        return owed
 
     def _render(self, entity: str, objs: list[JsonObj]) -> list[JsonObj]:
         """Stored objects plus the fields Intuit derives on read (balances, links)."""
         out = [copy.deepcopy(o) for o in objs]
-        if entity in ("Invoice", "Customer"):
-            applied = self._payments_by_invoice()
-            if entity == "Invoice":
-                for inv in out:
-                    inv["Balance"] = _num_out(self._invoice_balance(inv, applied))
-                    links = [
-                        {"TxnId": p, "TxnType": "Payment"} for p, _ in applied.get(inv["Id"], [])
-                    ]
-                    if links:
-                        inv["LinkedTxn"] = links
-            else:
-                owed: dict[str, Decimal] = {}
-                for inv in self._store["Invoice"].values():
-                    cust = inv["CustomerRef"]["value"]
-                    owed[cust] = owed.get(cust, Decimal(0)) + self._invoice_balance(inv, applied)
+        if entity in ("Invoice", "CreditMemo", "Customer"):
+            applied = quickbooks_payments.applications(self._store["Payment"])
+            if entity == "Customer":
+                owed = self._customer_balances(applied)
                 for customer in out:
                     balance = _num_out(owed.get(customer["Id"], Decimal(0)))
                     customer["Balance"] = balance
                     customer["BalanceWithJobs"] = balance
+            for txn in out if entity != "Customer" else []:
+                left = _num_out(quickbooks_payments.open_amount(txn, entity, applied))
+                txn["Balance"] = left
+                if entity == "CreditMemo":
+                    txn["RemainingCredit"] = left
+                links = [
+                    {"TxnId": p, "TxnType": "Payment"}
+                    for p in quickbooks_payments.payments_of(entity, txn["Id"], applied)
+                ]
+                if links:
+                    txn["LinkedTxn"] = links
         if entity == "Account":
             # Derived on read, so renaming a parent renames its sub-accounts' paths.
             for account in out:
@@ -1420,6 +1439,8 @@ class QuickBooksSandbox:
             self._deleted[spec.name][existing["Id"]] = now
             self._record(call, spec, "delete", existing["Id"], now)
             return {"domain": "QBO", "status": "Deleted", "Id": existing["Id"]}
+        if op == "void":
+            return self._void(spec, body, call, now)
         incoming = {k: v for k, v in body.items() if k not in _SYSTEM_FIELDS}
         if op == "create":
             stored = self._prepare(spec, incoming, None, call)
@@ -1449,13 +1470,36 @@ class QuickBooksSandbox:
         self._record(call, spec, op, stored["Id"], now)
         return self._render(spec.name, [stored])[0]
 
+    def _void(self, spec: _EntitySpec, body: JsonObj, call: _Call, now: float) -> JsonObj:
+        """``POST /invoice?operation=void`` with ``Id`` and ``SyncToken`` (Invoice
+        reference, "Void an invoice"): the invoice stays, its amounts zeroed."""
+        if spec.name != "Invoice":
+            raise _unsupported(f"void on {spec.name}")
+        existing = self._existing_for_write(spec, body, call)
+        applied = quickbooks_payments.applications(self._store["Payment"])
+        if quickbooks_payments.payments_of("Invoice", existing["Id"], applied):
+            # Integrators report QuickBooks refusing to void an invoice a payment is
+            # applied to; the code and wording are not documented (6000 is a guess).
+            raise _business(
+                "This invoice has payments applied to it. Delete or unlink the payments "
+                "before you void it."
+            )
+        stored = quickbooks_payments.voided(existing)
+        stored["SyncToken"] = str(int(existing["SyncToken"]) + 1)
+        stored["MetaData"] = {**existing["MetaData"], "LastUpdatedTime": self._stamp(now)}
+        self._store[spec.name][stored["Id"]] = stored
+        self._record(call, spec, "void", stored["Id"], now)
+        return self._render(spec.name, [stored])[0]
+
     def _record(self, call: _Call, spec: _EntitySpec, op: str, obj_id: str, now: float) -> None:
         self._touched[(spec.name, obj_id)] = now
         self._counts[(op, spec.name.lower())] += 1
-        operation: Literal["Create", "Update", "Delete"] = (
-            "Create" if op == "create" else "Delete" if op == "delete" else "Update"
-        )
-        call.events.append(_Event(spec.name, obj_id, operation, now))
+        operations: dict[str, Literal["Create", "Update", "Delete", "Void"]] = {
+            "create": "Create",
+            "delete": "Delete",
+            "void": "Void",
+        }
+        call.events.append(_Event(spec.name, obj_id, operations.get(op, "Update"), now))
 
     def _existing_for_write(self, spec: _EntitySpec, body: JsonObj, call: _Call) -> JsonObj:
         obj_id = body.get("Id")
@@ -1477,9 +1521,12 @@ class QuickBooksSandbox:
         return existing
 
     def _check_deletable(self, spec: _EntitySpec, existing: JsonObj) -> None:
-        if spec.name == "Invoice" and existing["Id"] in self._payments_by_invoice():
+        if spec.name not in quickbooks_payments.LINKABLE:
+            return
+        applied = quickbooks_payments.applications(self._store["Payment"])
+        if quickbooks_payments.payments_of(spec.name, existing["Id"], applied):
             raise _business(
-                "This invoice has payments applied to it. Delete or unlink the payments first."
+                f"This {spec.name} has payments applied to it. Delete or unlink the payments first."
             )
 
     def _prepare(
@@ -1490,8 +1537,8 @@ class QuickBooksSandbox:
             return self._prepare_customer(body, existing, call)
         if spec.name == "Item":
             return self._prepare_item(body, existing, call)
-        if spec.name == "Invoice":
-            return self._prepare_invoice(body, call, existing)
+        if spec.name in quickbooks_payments.LINKABLE:
+            return self._prepare_invoice(body, call, existing, spec.name)
         if spec.name == "Term":
             return self._prepare_term(body, existing)
         if spec.name == "Account":
@@ -1701,9 +1748,16 @@ class QuickBooksSandbox:
         return out
 
     def _prepare_invoice(
-        self, body: JsonObj, call: _Call | None, existing: JsonObj | None = None
+        self,
+        body: JsonObj,
+        call: _Call | None,
+        existing: JsonObj | None = None,
+        entity: str = "Invoice",
     ) -> JsonObj:
-        out = {k: v for k, v in body.items() if k not in ("TotalAmt", "Balance", "LinkedTxn")}
+        """An Invoice, or a CreditMemo: the same lines, tax and totals (CreditMemo
+        reference), without a due date or terms; its numbers run on their own."""
+        derived = ("TotalAmt", "Balance", "LinkedTxn", "RemainingCredit")
+        out = {k: v for k, v in body.items() if k not in derived}
         customer_id = _ref_id(body, "CustomerRef")
         if customer_id is None:
             raise _required("CustomerRef")
@@ -1765,21 +1819,22 @@ class QuickBooksSandbox:
 
         today = self._now().date()
         txn_date = self._date(body.get("TxnDate"), "TxnDate") or today
-        term_id = _ref_id(body, "SalesTermRef") or _ref_id(customer, "SalesTermRef")
-        due_days = 0
-        if term_id is not None:
-            term = self._resolve("Term", term_id, call, "Term")
-            due_days = int(term.get("DueDays", 0))
-            out["SalesTermRef"] = {"value": term_id, "name": term["Name"]}
-        due = self._date(body.get("DueDate"), "DueDate") or txn_date + timedelta(days=due_days)
+        if entity == "Invoice":
+            term_id = _ref_id(body, "SalesTermRef") or _ref_id(customer, "SalesTermRef")
+            due_days = 0
+            if term_id is not None:
+                term = self._resolve("Term", term_id, call, "Term")
+                due_days = int(term.get("DueDays", 0))
+                out["SalesTermRef"] = {"value": term_id, "name": term["Name"]}
+            due = self._date(body.get("DueDate"), "DueDate") or txn_date + timedelta(days=due_days)
+            out["DueDate"] = due.isoformat()
 
         out["Line"] = kept
         out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
         out["CurrencyRef"] = currency
         out["TxnDate"] = txn_date.isoformat()
-        out["DueDate"] = due.isoformat()
-        out["DocNumber"] = str(body.get("DocNumber") or "") or self._next_doc_number()
-        if call is not None:
+        out["DocNumber"] = str(body.get("DocNumber") or "") or self._next_doc_number(entity)
+        if call is not None and entity == "Invoice":
             self._check_doc_number(out["DocNumber"], existing)
         out["TxnTaxDetail"] = tax_detail
         out["TotalAmt"] = _num_out(subtotal - discount + tax)
@@ -1915,10 +1970,8 @@ class QuickBooksSandbox:
                     f"TxnType=Invoice with TxnId={held['Id']}",
                 )
 
-    def _next_doc_number(self) -> str:
-        numbers = [
-            int(d) for i in self._store["Invoice"].values() if (d := i["DocNumber"]).isdigit()
-        ]
+    def _next_doc_number(self, entity: str) -> str:
+        numbers = [int(d) for i in self._store[entity].values() if (d := i["DocNumber"]).isdigit()]
         return str(max(numbers, default=1000) + 1)
 
     def _date(self, value: Any, name: str) -> date | None:
@@ -1932,6 +1985,10 @@ class QuickBooksSandbox:
     def _prepare_payment(
         self, body: JsonObj, existing: JsonObj | None, call: _Call | None
     ) -> JsonObj:
+        """A Payment: ``CustomerRef`` and ``TotalAmt`` required (Payment reference); each
+        line pays its ``Amount`` on the invoices it links, or takes it from the credit
+        memos it links. Invoice lines less credit lines may not exceed ``TotalAmt``; the
+        rest is ``UnappliedAmt``, a credit on the customer's account."""
         out = {k: v for k, v in body.items() if k != "UnappliedAmt"}
         customer_id = _ref_id(body, "CustomerRef")
         if customer_id is None:
@@ -1944,55 +2001,61 @@ class QuickBooksSandbox:
         )
         places = _places(currency)
         total = _money(body["TotalAmt"], "TotalAmt", places)
-        applied_elsewhere = self._payments_by_invoice()
-        applied_total = Decimal(0)
+        if total < 0:
+            raise _invalid_property("TotalAmt")
+        applied = quickbooks_payments.applications(self._store["Payment"])
+        rewriting = existing["Id"] if existing else ""
         lines = copy.deepcopy(body.get("Line") or [])
         if not isinstance(lines, list):
             raise _invalid_property("Line")
+        net = Decimal(0)  # paid on invoices less taken from credit memos
+        taking: dict[tuple[str, str], Decimal] = {}  # what this payment applies, per txn
         for line in lines:
             if not isinstance(line, dict) or line.get("Amount") in (None, ""):
                 raise _required("Line.Amount")
             amount = _money(line["Amount"], "Line.Amount", places)
+            if amount < 0:
+                raise _invalid_property("Line.Amount")
             linked_txns = line.get("LinkedTxn", [])
             if not isinstance(linked_txns, list):
                 raise _invalid_property("Line.LinkedTxn")
             for linked in linked_txns:
                 if not isinstance(linked, dict):
                     raise _invalid_property("Line.LinkedTxn")
-                if linked.get("TxnType") != "Invoice":
-                    raise QboError(
-                        "2170",
-                        "Invalid Enumeration",
-                        f"Invalid Enumeration : {linked.get('TxnType')}",
-                    )
-                invoice_id = str(linked.get("TxnId"))
-                invoice = self._store["Invoice"].get(invoice_id)
+                txn_type = str(linked.get("TxnType"))
+                if txn_type not in quickbooks_payments.LINKABLE:
+                    raise _invalid_enum(txn_type, "Line.LinkedTxn.TxnType")
+                txn_id = str(linked.get("TxnId"))
+                txn = self._store[txn_type].get(txn_id)
                 if (
-                    invoice is None
-                    or (call is not None and not self._visible("Invoice", invoice_id, call))
-                    or invoice["CustomerRef"]["value"] != customer_id
+                    txn is None
+                    or (call is not None and not self._visible(txn_type, txn_id, call))
+                    or txn["CustomerRef"]["value"] != customer_id
                 ):
-                    raise _invalid_ref("Invoice", invoice_id)
-                others = [
-                    (p, a)
-                    for p, a in applied_elsewhere.get(invoice_id, [])
-                    if existing is None or p != existing["Id"]
-                ]
-                open_balance = self._invoice_balance(invoice, {invoice_id: others})
-                if amount > open_balance:
+                    raise _invalid_ref(txn_type, txn_id)
+                key = (txn_type, txn_id)
+                taking[key] = taking.get(key, Decimal(0)) + amount
+                left = quickbooks_payments.open_amount(txn, txn_type, applied, excluding=rewriting)
+                if taking[key] > left:
+                    what = "open balance" if txn_type == "Invoice" else "remaining credit"
                     raise _business(
-                        f"The payment amount {amount} is more than invoice {invoice_id}'s "
-                        f"open balance {open_balance}."
+                        f"The amount {taking[key]} applied to {txn_type} {txn_id} is more "
+                        f"than its {what} {left}."
                     )
+                net += amount if txn_type == "Invoice" else -amount
             line["Amount"] = _num_out(amount)
-            applied_total += amount
-        if applied_total > total:
+        if net > total:
             raise _business("The amounts applied to transactions exceed the payment's TotalAmt.")
+        if net < 0:
+            raise _business("The credits applied exceed the amounts applied to invoices.")
         out["Line"] = lines
         out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
         out["CurrencyRef"] = currency
         out["TotalAmt"] = _num_out(total)
-        out["UnappliedAmt"] = _num_out(total - applied_total)
+        out["UnappliedAmt"] = _num_out(total - net)
+        # "If you do not specify this account, payment is applied to the Undeposited
+        # Funds account" (Payment reference, DepositToAccountRef).
+        out.setdefault("DepositToAccountRef", {"value": "6"})
         out["TxnDate"] = (
             self._date(body.get("TxnDate"), "TxnDate") or self._now().date()
         ).isoformat()
@@ -2027,7 +2090,12 @@ class QuickBooksSandbox:
             }
             content_type = "application/json"
         else:
-            verbs = {"Create": "created", "Update": "updated", "Delete": "deleted"}
+            verbs = {
+                "Create": "created",
+                "Update": "updated",
+                "Delete": "deleted",
+                "Void": "voided",
+            }
             payload = [
                 {
                     "specversion": "1.0",
@@ -2109,6 +2177,75 @@ class QuickBooksBooks:
         )
         response.raise_for_status()
         return str(response.json()["Customer"]["Id"])
+
+    def record_payment(
+        self, invoice_id: str, amount: Decimal, *, received_on: date | None = None
+    ) -> str:
+        """Receive a payment on one invoice (Receive payment in the UI); its Id."""
+        customer = self._invoice(invoice_id)["CustomerRef"]
+        body: JsonObj = {
+            "CustomerRef": {"value": customer["value"]},
+            "TotalAmt": float(amount),
+            "Line": [
+                {
+                    "Amount": float(amount),
+                    "LinkedTxn": [{"TxnId": invoice_id, "TxnType": "Invoice"}],
+                }
+            ],
+        }
+        if received_on is not None:
+            body["TxnDate"] = received_on.isoformat()
+        return str(self._post("/payment", body)["Payment"]["Id"])
+
+    def credit_invoice(self, invoice_id: str, amount: Decimal) -> str:
+        """Issue a credit memo for ``amount`` and apply it to the invoice with a
+        zero-total payment, as the API applies credits; the credit memo's Id."""
+        customer = {"value": self._invoice(invoice_id)["CustomerRef"]["value"]}
+        memo = self._post(
+            "/creditmemo",
+            {
+                "CustomerRef": customer,
+                "Line": [
+                    {
+                        "Amount": float(amount),
+                        "DetailType": "SalesItemLineDetail",
+                        "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+                    }
+                ],
+            },
+        )["CreditMemo"]
+        self._post(
+            "/payment",
+            {
+                "CustomerRef": customer,
+                "TotalAmt": 0,
+                "Line": [
+                    {"Amount": float(amount), "LinkedTxn": [{"TxnId": txn, "TxnType": kind}]}
+                    for txn, kind in ((invoice_id, "Invoice"), (memo["Id"], "CreditMemo"))
+                ],
+            },
+        )
+        return str(memo["Id"])
+
+    def void_invoice(self, invoice_id: str) -> None:
+        invoice = self._invoice(invoice_id)
+        self._post(
+            "/invoice",
+            {"Id": invoice_id, "SyncToken": invoice["SyncToken"]},
+            params={"operation": "void"},
+        )
+
+    def _invoice(self, invoice_id: str) -> JsonObj:
+        response = self.api().get(f"/invoice/{invoice_id}")
+        response.raise_for_status()
+        invoice: JsonObj = response.json()["Invoice"]
+        return invoice
+
+    def _post(self, path: str, body: JsonObj, params: dict[str, str] | None = None) -> JsonObj:
+        response = self.api().post(path, json=body, params=params)
+        response.raise_for_status()
+        answer: JsonObj = response.json()
+        return answer
 
     def fail_next_invoice_writes(self, kinds: list[str]) -> None:
         """Injected 429s say ``Retry-After: 1`` from now on: Intuit documents none, and

@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -54,7 +54,9 @@ from shared.errors import (
 from shared.models import (
     ChangeEvent,
     ChangeKind,
+    CustomerStanding,
     Invoice,
+    InvoiceStanding,
     ObjectType,
     Party,
     TaxTreatment,
@@ -69,6 +71,7 @@ from shared.ports import (
     Lock,
     NewItem,
     SecretStore,
+    TargetChange,
     TargetRef,
     WebhookAnswer,
     enqueued_answer,
@@ -258,13 +261,24 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def select(entity: str, where: Mapping[str, str | bool], *, start: int = 1, limit: int = 1) -> str:
-    """``SELECT * FROM entity WHERE a = 'x' AND …`` (the language has no OR [Q13])."""
-    conditions = " AND ".join(
-        f"{name} = {('true' if value else 'false') if isinstance(value, bool) else quote(value)}"
-        for name, value in where.items()
-    )
+# A query's conditions: field = value, or field IN (values) for a tuple.
+Where = Mapping[str, str | bool | tuple[str, ...]]
+
+
+def _condition(name: str, value: str | bool | tuple[str, ...]) -> str:
+    if isinstance(value, bool):
+        return f"{name} = {'true' if value else 'false'}"
+    if isinstance(value, tuple):
+        return f"{name} IN ({', '.join(quote(v) for v in value)})"
+    return f"{name} = {quote(value)}"
+
+
+def select(entity: str, where: Where, *, start: int = 1, limit: int = 1, order_by: str = "") -> str:
+    """``SELECT * FROM entity WHERE a = 'x' AND b IN ('y') …`` (no OR [Q13]);
+    ``order_by`` is a field and direction written by this package (``TxnDate DESC``)."""
+    conditions = " AND ".join(_condition(name, value) for name, value in where.items())
     clause = f" WHERE {conditions}" if conditions else ""
+    clause += f" ORDERBY {order_by}" if order_by else ""
     # Not SQL: Intuit's query language; every literal went through ``quote``.
     return f"SELECT * FROM {entity}{clause} STARTPOSITION {start} MAXRESULTS {limit}"  # noqa: S608
 
@@ -370,7 +384,7 @@ def sales_custom_fields(preferences: Mapping[str, Any]) -> list[SalesCustomField
 
 
 class QuickBooksAccounting:
-    """``AccountingTarget`` for one QuickBooks company (realm).
+    """``AccountingTarget`` and ``AccountingLedger`` for one QuickBooks company (realm).
 
     ``api`` is rooted at ``/v3/company/{realm}``; ``batch_api`` is the same API with
     the batch-call budget added (``build_quickbooks`` wires both).
@@ -424,7 +438,7 @@ class QuickBooksAccounting:
 
     def known_customers(self) -> Iterator[KnownCustomer]:
         """Every active customer, 1,000 a query [Q13]."""
-        for row in self._query_all("Customer", {"Active": True}):
+        for row in self.query_all("Customer", {"Active": True}):
             customer = _Customer.model_validate(row)
             email = customer.PrimaryEmailAddr.Address if customer.PrimaryEmailAddr else None
             yield KnownCustomer(customer.ref(), email, customer.DisplayName)
@@ -473,7 +487,7 @@ class QuickBooksAccounting:
         return ref.id
 
     def _catalog_items(self) -> Iterator[CatalogItem]:
-        for row in self._query_all("Item", {"Active": True}):
+        for row in self.query_all("Item", {"Active": True}):
             yield CatalogItem(ref=str(row["Id"]), name=str(row["Name"]), sku=row.get("Sku"))
 
     def find_terms(self, name: str) -> PaymentTerms | None:
@@ -486,7 +500,7 @@ class QuickBooksAccounting:
         return self._terms.find(name)
 
     def _term_list(self) -> Iterator[tuple[list[str | None], PaymentTerms]]:
-        for row in self._query_all("Term", {"Active": True}):
+        for row in self.query_all("Term", {"Active": True}):
             if row.get("DueDays") is not None:
                 terms = PaymentTerms(
                     id=str(row["Id"]), name=str(row["Name"]), due_days=int(row["DueDays"])
@@ -497,8 +511,7 @@ class QuickBooksAccounting:
         """The company's sales-form custom fields, from ``GET /preferences`` read once
         per instance [Q16] (renaming one in QuickBooks takes a new connector)."""
         if self._custom_fields is None:
-            response = self._api.request("GET", "/preferences", params=self._params())
-            preferences = json_object(response, "quickbooks").get("Preferences")
+            preferences = self.get("/preferences").get("Preferences")
             if not isinstance(preferences, dict):
                 raise Permanent("quickbooks answered /preferences without Preferences")
             self._custom_fields = sales_custom_fields(preferences)
@@ -512,12 +525,9 @@ class QuickBooksAccounting:
     def read(self, object_type: ObjectType, target_id: str) -> dict[str, Any] | None:
         entity = _entity(object_type)
         try:
-            response = self._api.request(
-                "GET", f"/{entity.lower()}/{target_id}", params=self._params()
-            )
+            record = self.get(f"/{entity.lower()}/{target_id}").get(entity)
         except NotFound:  # 404, or Fault 610 "Object Not Found"
             return None
-        record = json_object(response, "quickbooks").get(entity)
         if not isinstance(record, dict):
             raise Permanent(f"quickbooks answered without a {entity}")
         return record
@@ -607,6 +617,25 @@ class QuickBooksAccounting:
             "POST", "/batch", params=params, json={"BatchItemRequest": items}
         )
         return json_object(response, "quickbooks")
+
+    # --- ledger (``AccountingLedger``; the code is in ``ledger.py``) --------------------
+
+    def invoice_standing(self, target_id: str, *, today: date) -> InvoiceStanding | None:
+        from shared.connectors.quickbooks import ledger  # it imports this module
+
+        return ledger.invoice_standing(self, target_id, today=today)
+
+    def customer_standing(self, target_id: str, *, today: date) -> CustomerStanding | None:
+        from shared.connectors.quickbooks import ledger
+
+        return ledger.customer_standing(self, target_id, today=today)
+
+    def changed_since(
+        self, object_types: Sequence[ObjectType], since_ms: int
+    ) -> Iterator[TargetChange]:
+        from shared.connectors.quickbooks import ledger
+
+        return ledger.changed_since(self, object_types, since_ms)
 
     # --- payloads ---------------------------------------------------------------------
 
@@ -841,26 +870,30 @@ class QuickBooksAccounting:
         response = self._api.request("POST", f"/{entity.lower()}", params=params, json=payload)
         return self._written(json_object(response, "quickbooks"), entity).ref()
 
-    def _first(self, entity: str, where: Mapping[str, str | bool]) -> _Written | None:
-        rows = self._query(entity, select(entity, where))
+    def _first(self, entity: str, where: Where) -> _Written | None:
+        rows = self.query(entity, select(entity, where))
         return _Written.model_validate(rows[0]) if rows else None
 
-    def _query_all(self, entity: str, where: Mapping[str, str | bool]) -> Iterator[dict[str, Any]]:
+    def query_all(self, entity: str, where: Where) -> Iterator[dict[str, Any]]:
         """Every matching row, ``QUERY_MAX_RESULTS`` a page (STARTPOSITION is 1-based)."""
 
         def fetch_page(cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
             start = int(cursor or 1)
-            rows = self._query(entity, select(entity, where, start=start, limit=QUERY_MAX_RESULTS))
+            rows = self.query(entity, select(entity, where, start=start, limit=QUERY_MAX_RESULTS))
             more = len(rows) == QUERY_MAX_RESULTS
             return rows, str(start + QUERY_MAX_RESULTS) if more else None
 
         return paginate(fetch_page)
 
-    def _query(self, entity: str, statement: str) -> list[dict[str, Any]]:
+    def query(self, entity: str, statement: str) -> list[dict[str, Any]]:
         """Rows of one query; the entity key is absent when nothing matched [Q13]."""
-        response = self._api.request("GET", "/query", params=self._params(query=statement))
-        rows = json_object(response, "quickbooks").get("QueryResponse", {}).get(entity, [])
+        rows = self.get("/query", query=statement).get("QueryResponse", {}).get(entity, [])
         return [row for row in rows if isinstance(row, dict)]
+
+    def get(self, path: str, **params: str) -> dict[str, Any]:
+        """The JSON object a ``GET`` of ``path`` answers."""
+        response = self._api.request("GET", path, params=self._params(**params))
+        return json_object(response, "quickbooks")
 
     @staticmethod
     def _written(body: Any, entity: str) -> _Written:
