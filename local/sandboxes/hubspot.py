@@ -12,14 +12,18 @@ Reproduced:
   names and ``0-x`` type ids are accepted too): create 201, read, list, PATCH 200,
   archive 204. ``properties`` may be comma-separated or repeated; unknown names are
   ignored on read and rejected on write (``PROPERTY_DOESNT_EXIST``). Values are
-  stored and returned as strings; dates are accepted as ISO-8601 or epoch ms and
-  returned as ISO-8601 UTC. ``createdate``, ``hs_object_id`` and the last-modified
-  property (``lastmodifieddate`` on contacts, ``hs_lastmodifieddate`` elsewhere) are
-  maintained by the sandbox and read-only. ``paging`` is absent on the last page.
-* Validation: numbers must parse, line-item ``price`` must be >= 0, contact email
-  must look like one (400 ``VALIDATION_ERROR``, "Property values were not valid:
-  [...]" naming each property); a duplicate contact email gives 409 ``CONFLICT``
-  "Contact already exists. Existing ID: <id>".
+  stored and returned as strings; datetimes are accepted as ISO-8601 or epoch ms and
+  returned as ISO-8601 UTC, and an empty string clears a value. ``createdate``,
+  ``hs_object_id`` and the last-modified property (``lastmodifieddate`` on contacts,
+  ``hs_lastmodifieddate`` elsewhere) are maintained by the sandbox and read-only.
+  ``paging`` is absent on the last page.
+* Properties API (``local/sandboxes/hubspot_properties.py``): list, create, read and
+  update property definitions and groups; a taken name is 409
+  ``OBJECT_ALREADY_EXISTS``. Every written value is validated against its property's
+  type, plus: line-item ``price`` must be >= 0, contact email must look like one (400
+  ``VALIDATION_ERROR``, "Property values were not valid: [...]" naming each
+  property, and again in ``errors``); a duplicate contact email gives 409
+  ``CONFLICT`` "Contact already exists. Existing ID: <id>".
 * Line items: ``hs_total_discount`` and ``amount`` are calculated; a written value
   is validated and then replaced.
 * Batch read/create/update/archive: at most 100 inputs (50 with
@@ -74,9 +78,11 @@ Choices where the docs are unclear:
   ones as ``deal_to_company_unlabeled``. v4 ids are strings, as in the spec.
 * Webhooks: creation sends only ``*.creation`` (no propertyChange per initial
   value); propertyChange is never sent for the last-modified properties (HubSpot
-  refuses such subscriptions). Changes made through the API carry
-  ``changeSource: "API"``; the ``ui_*`` helpers and ``/_sandbox/objects`` writes
-  stand in for a person in HubSpot's UI and carry ``"CRM_UI"``. ``objectId``,
+  refuses such subscriptions). Changes made through the API with the app's token
+  carry ``changeSource: "INTEGRATION"`` and the app's id as ``sourceId`` (a string),
+  as integrators observe; the ``ui_*`` helpers and ``/_sandbox/objects`` writes stand
+  in for a person in HubSpot's UI and carry ``"CRM_UI"``. A record's events are
+  dated with its new last-modified time. ``objectId``,
   ``eventId``, ``fromObjectId`` and ``toObjectId`` are integers. A receiver's 429
   is retried on the normal schedule (``WebhookDispatcher`` has no Retry-After
   hook).
@@ -102,7 +108,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -116,6 +122,18 @@ from local.sandboxes.base import (
     SlidingWindowLimiter,
     WebhookDispatcher,
     install_fault_routes,
+)
+from local.sandboxes.hubspot_properties import (
+    ApiError,
+    BuiltIn,
+    Property,
+    PropertyCatalog,
+    decimal_or_none,
+    epoch_ms,
+    invalid_values,
+    iso,
+    ms,
+    problem,
 )
 from local.sandboxes.registry import DemoLine, SandboxSpec
 
@@ -150,6 +168,9 @@ _TYPE_ALIASES = {
     **{s: t for t, s in _SINGULAR.items()},
     **{i: t for t, i in _TYPE_IDS.items()},
 }
+# The change source of a write through the API with the app's token: what HubSpot
+# reports for an app's changes (observed: "INTEGRATION", with the app's id as sourceId).
+_BY_APP = "INTEGRATION"
 _WEBHOOK_TYPES = ("contacts", "companies", "deals", "line_items")
 _SUBSCRIPTION_KINDS = ("creation", "deletion", "propertyChange", "associationChange")
 
@@ -190,6 +211,42 @@ _NUMERIC: dict[str, frozenset[str]] = {
 _DATE_PROPERTIES = frozenset({"createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate"})
 _READ_ONLY = frozenset({"hs_object_id", "lastmodifieddate", "hs_lastmodifieddate"})
 _MAINTAINED = _READ_ONLY | {"createdate"}
+# Built-in enumerations and how HubSpot shows them; their options are the account's.
+_ENUMERATIONS: dict[str, dict[str, str]] = {
+    "contacts": {"lifecyclestage": "radio", "hubspot_owner_id": "select"},
+    "companies": {"industry": "select", "hubspot_owner_id": "select"},
+    "deals": {
+        "dealstage": "radio",
+        "pipeline": "select",
+        "dealtype": "radio",
+        "deal_currency_code": "select",
+        "hubspot_owner_id": "select",
+    },
+    "line_items": {"recurringbillingfrequency": "select"},
+    "products": {"recurringbillingfrequency": "select"},
+}
+# Each type's default property group (the properties guide's example for contacts;
+# the others by the same pattern: unconfirmed).
+_GROUPS = {
+    "contacts": ("contactinformation", "Contact information"),
+    "companies": ("companyinformation", "Company information"),
+    "deals": ("dealinformation", "Deal information"),
+    "line_items": ("lineiteminformation", "Line item information"),
+    "products": ("productinformation", "Product information"),
+}
+_BUILT_IN = {
+    otype: BuiltIn(
+        group=_GROUPS[otype][0],
+        group_label=_GROUPS[otype][1],
+        names=tuple(sorted({*_MAINTAINED, *_DEFAULT_PROPERTIES[otype], *_OTHER_PROPERTIES[otype]})),
+        numbers=_NUMERIC[otype] | {"hs_object_id"},
+        datetimes=_DATE_PROPERTIES,
+        enumerations=_ENUMERATIONS[otype],
+        read_only=_READ_ONLY,
+        calculated=frozenset({"amount", "hs_total_discount"} if otype == "line_items" else ()),
+    )
+    for otype in OBJECT_TYPES
+}
 _SEARCH_TEXT = {
     "contacts": ("firstname", "lastname", "email", "phone", "company"),
     "companies": ("name", "domain", "website"),
@@ -294,6 +351,7 @@ class HubSpotSandboxConfig:
     webhook_timestamp_offset_s: float = 0.0
     duplicate_event_probability: float = 0.0
     signature_versions: tuple[str, ...] = ("v1", "v3")
+    # Custom string properties the account has from the start, by object type.
     custom_properties: Mapping[str, Sequence[str]] = field(default_factory=dict)
     first_id: int = 1001
     seed: int | None = None
@@ -342,63 +400,7 @@ class _Hit:
     properties: dict[str, str | None]
 
 
-class _ApiError(Exception):
-    """Raised anywhere in a request; rendered as HubSpot's error body."""
-
-    def __init__(self, status: int, category: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.category = category
-        self.message = message
-        self.extra = extra
-
-    def body(self) -> JSON:
-        return {
-            "status": "error",
-            "message": self.message,
-            "correlationId": str(uuid.uuid4()),
-            "category": self.category,
-            **self.extra,
-        }
-
-    def batch_item(self, context: Mapping[str, list[str]] | None = None) -> JSON:
-        """The ``StandardError`` shape used inside a 207's ``errors``."""
-        return {
-            "status": "error",
-            "category": self.category,
-            "message": self.message,
-            "context": dict(context or {}),
-            "errors": [],
-            "links": {},
-        }
-
-
 # --- small pure helpers -------------------------------------------------------------------
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _epoch_ms(text: str) -> int | None:
-    """Epoch ms from epoch-ms digits or ISO-8601 (naive = UTC); ``None`` if neither."""
-    if re.fullmatch(r"-?\d+", text.strip()):
-        return int(text)
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
-
-
-def _decimal(text: str) -> Decimal | None:
-    try:
-        value = Decimal(text.strip())
-    except InvalidOperation:
-        return None
-    return value if value.is_finite() else None
 
 
 def _fmt_decimal(value: Decimal) -> str:
@@ -424,16 +426,6 @@ def _text(value: Any) -> str | _Invalid | None:
     return _INVALID
 
 
-def _problem(name: str, message: str, error: str) -> JSON:
-    return {
-        "isValid": False,
-        "message": message,
-        "error": error,
-        "name": name,
-        "localizedErrorMessage": message,
-    }
-
-
 def _respond(body: Any, status: int = 200) -> Response:
     response = jsonify(body)
     response.status_code = status
@@ -448,7 +440,7 @@ def _object_type(name: str) -> str:
     try:
         return _TYPE_ALIASES[name.lower()]
     except KeyError:
-        raise _ApiError(
+        raise ApiError(
             400, "VALIDATION_ERROR", f"Unable to infer object type from: {name}"
         ) from None
 
@@ -456,7 +448,7 @@ def _object_type(name: str) -> str:
 def _json_body() -> JSON:
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise _ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: expected a JSON object")
+        raise ApiError(400, "VALIDATION_ERROR", "Invalid input JSON: expected a JSON object")
     return body
 
 
@@ -472,14 +464,14 @@ def _int(value: Any, name: str, default: int) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise _ApiError(400, "VALIDATION_ERROR", f"{name} must be an integer") from None
+        raise ApiError(400, "VALIDATION_ERROR", f"{name} must be an integer") from None
 
 
 def _str_list(value: Any, name: str) -> list[str] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _ApiError(400, "VALIDATION_ERROR", f"{name} must be a list of strings")
+        raise ApiError(400, "VALIDATION_ERROR", f"{name} must be a list of strings")
     return value
 
 
@@ -503,6 +495,7 @@ class HubSpotSandbox:
         self._events_ready = threading.Condition(self._lock)
         self._rng = random.Random(self.config.seed)
         self._records: dict[str, dict[int, _Record]] = {t: {} for t in OBJECT_TYPES}
+        self._properties = PropertyCatalog(_BUILT_IN, self.config.custom_properties, clock)
         self._assoc: dict[tuple[str, int, str, int], set[int]] = {}
         self._next_id = self.config.first_id
         self._next_event_id = 1
@@ -540,13 +533,15 @@ class HubSpotSandbox:
         return self._dispatcher.wait_idle(timeout, busy=batching)
 
     def reset(self) -> None:
-        """Forget every record, association, queued event, delivery and rate-limit count.
+        """Forget every record, association, property created through the API, queued
+        event, delivery and rate-limit count.
 
         Ids keep increasing across resets so a stale id can never name a new record.
         """
         with self._lock:
             for records in self._records.values():
                 records.clear()
+            self._properties.reset()
             self._assoc.clear()
             self._pending_events.clear()
             self._daily = ("", 0)
@@ -605,7 +600,7 @@ class HubSpotSandbox:
         install_fault_routes(app, self.faults, rate_limited=self._fault_429, on_reset=self.reset)
         app.before_request(self._gatekeep)
         app.after_request(self._rate_headers)
-        app.register_error_handler(_ApiError, self._on_api_error)
+        app.register_error_handler(ApiError, self._on_api_error)
         app.register_error_handler(404, self._on_unknown_route)
         app.register_error_handler(405, self._on_unknown_route)
         rule = app.add_url_rule
@@ -617,6 +612,14 @@ class HubSpotSandbox:
         rule(f"{objects}/<object_id>", "read", self._get_object, methods=["GET"])
         rule(f"{objects}/<object_id>", "update", self._patch_object, methods=["PATCH"])
         rule(f"{objects}/<object_id>", "archive", self._delete_object, methods=["DELETE"])
+        props = "/crm/v3/properties/<object_type>"
+        rule(props, "properties", self._list_properties, methods=["GET"])
+        rule(props, "create_property", self._create_property, methods=["POST"])
+        rule(f"{props}/groups", "groups", self._list_groups, methods=["GET"])
+        rule(f"{props}/groups", "create_group", self._create_group, methods=["POST"])
+        rule(f"{props}/groups/<group_name>", "group", self._get_group, methods=["GET"])
+        rule(f"{props}/<property_name>", "property", self._get_property, methods=["GET"])
+        rule(f"{props}/<property_name>", "edit_property", self._patch_property, methods=["PATCH"])
         v4 = "/crm/v4/objects/<from_type>/<from_id>/associations"
         rule(f"{v4}/<to_type>", "v4_list", self._v4_list, methods=["GET"])
         rule(f"{v4}/default/<to_type>/<to_id>", "v4_default", self._v4_default, methods=["PUT"])
@@ -637,13 +640,13 @@ class HubSpotSandbox:
         rule("/_sandbox/webhooks/target", "admin_target", self._admin_target, methods=["PUT"])
         return app
 
-    def _on_api_error(self, error: _ApiError) -> Response:
+    def _on_api_error(self, error: ApiError) -> Response:
         return _respond(error.body(), error.status)
 
     def _on_unknown_route(self, error: Exception) -> Response:
         status = getattr(error, "code", 404)
         return _respond(
-            _ApiError(
+            ApiError(
                 status, "OBJECT_NOT_FOUND", f"No route for {request.method} {request.path}"
             ).body(),
             status,
@@ -661,7 +664,7 @@ class HubSpotSandbox:
             return None
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
-            raise _ApiError(
+            raise ApiError(
                 401,
                 "INVALID_AUTHENTICATION",
                 "Authentication credentials not found. This API supports OAuth 2.0 "
@@ -670,9 +673,7 @@ class HubSpotSandbox:
             )
         token = header.removeprefix("Bearer ").strip()
         if not hmac.compare_digest(token, self.config.access_token):
-            raise _ApiError(
-                401, "INVALID_AUTHENTICATION", "Authentication credentials are invalid."
-            )
+            raise ApiError(401, "INVALID_AUTHENTICATION", "Authentication credentials are invalid.")
         search = self._is_search()
         if search and self._search_limiter.hit(token):
             return self._search_429()
@@ -757,22 +758,17 @@ class HubSpotSandbox:
     # --- state primitives (call with the lock held) -------------------------------------
 
     def _known(self, otype: str, name: str) -> bool:
-        return (
-            name in _MAINTAINED
-            or name in _DEFAULT_PROPERTIES[otype]
-            or name in _OTHER_PROPERTIES[otype]
-            or name in self.config.custom_properties.get(otype, ())
-        )
+        return self._properties.get(otype, name) is not None
 
     def _find(self, otype: str, object_id: Any, archived: bool = False) -> _Record:
         try:
             rec = self._records[otype].get(int(str(object_id)))
         except ValueError:
-            raise _ApiError(
+            raise ApiError(
                 404, "OBJECT_NOT_FOUND", "Object not found. objectId are usually numeric."
             ) from None
         if rec is None or (rec.archived_at is not None) != archived:
-            raise _ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
+            raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
         return rec
 
     def _find_by(self, otype: str, id_property: str | None, value: Any) -> _Record | None:
@@ -780,11 +776,11 @@ class HubSpotSandbox:
         if id_property in (None, "hs_object_id"):
             try:
                 return self._find(otype, value)
-            except _ApiError:
+            except ApiError:
                 return None
         if otype == "contacts" and id_property == "email":
             return self._by_email(str(value))
-        raise _ApiError(400, "VALIDATION_ERROR", f"{id_property} is not a unique property")
+        raise ApiError(400, "VALIDATION_ERROR", f"{id_property} is not a unique property")
 
     def _by_email(self, email: str, exclude: int | None = None) -> _Record | None:
         wanted = email.strip().lower()
@@ -801,52 +797,46 @@ class HubSpotSandbox:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            raise _ApiError(400, "VALIDATION_ERROR", "properties must be a JSON object")
+            raise ApiError(400, "VALIDATION_ERROR", "properties must be a JSON object")
         out: dict[str, str | None] = {}
         problems: list[JSON] = []
         for name, value in raw.items():
-            if not self._known(otype, name):
-                msg = f'Property "{name}" does not exist'
-                problems.append(_problem(name, msg, "PROPERTY_DOESNT_EXIST"))
-                continue
-            if name in _READ_ONLY:
-                msg = f'"{name}" is a read only property; its value cannot be set.'
-                problems.append(_problem(name, msg, "READ_ONLY_VALUE"))
-                continue
+            prop = self._properties.get(otype, name)
             text = _text(value)
-            if isinstance(text, _Invalid):
+            if prop is None:
+                msg = f'Property "{name}" does not exist'
+                problems.append(problem(name, msg, "PROPERTY_DOESNT_EXIST"))
+            elif prop.read_only:
+                msg = f'"{name}" is a read only property; its value cannot be set.'
+                problems.append(problem(name, msg, "READ_ONLY_VALUE"))
+            elif isinstance(text, _Invalid):
                 msg = f"{value!r} is not a valid value for {name}"
-                problems.append(_problem(name, msg, "INVALID_VALUE"))
-                continue
-            if text is not None:
-                problem = self._check_value(otype, name, text)
-                if problem:
-                    problems.append(problem)
-                    continue
-                if name in _DATE_PROPERTIES:
-                    text = _iso((_epoch_ms(text) or 0) / 1000)
-            out[name] = text
+                problems.append(problem(name, msg, "INVALID_VALUE"))
+            elif text is None:
+                out[name] = None
+            else:
+                stored, refused = self._check_value(otype, prop, text)
+                if refused is not None:
+                    problems.append(refused)
+                else:
+                    out[name] = stored
         if problems:
-            raise _ApiError(
-                400, "VALIDATION_ERROR", f"Property values were not valid: {json.dumps(problems)}"
-            )
+            raise invalid_values(problems, self.config.portal_id)
         return out
 
     @staticmethod
-    def _check_value(otype: str, name: str, text: str) -> JSON | None:
-        if name in _NUMERIC[otype]:
-            number = _decimal(text)
-            if number is None:
-                return _problem(name, f"{text} was not a valid number.", "INVALID_FLOAT")
-            if otype == "line_items" and name == "price" and number < 0:
-                msg = f"{text} is not a valid price; price must be greater than or equal to 0."
-                return _problem(name, msg, "INVALID_FLOAT")
-        elif name in _DATE_PROPERTIES and _epoch_ms(text) is None:
-            msg = f"{text} was not a valid date; use ISO-8601 or epoch milliseconds."
-            return _problem(name, msg, "INVALID_DATE")
-        elif otype == "contacts" and name == "email" and not _EMAIL.match(text):
-            return _problem(name, f"Email address {text} is invalid", "INVALID_EMAIL")
-        return None
+    def _check_value(otype: str, prop: Property, text: str) -> tuple[str | None, JSON | None]:
+        """The value as stored, or its problem: the property's type, then the rules
+        HubSpot adds for a few built-in properties."""
+        stored, refused = prop.check(text)
+        if refused is not None or stored is None:
+            return stored, refused
+        if otype == "line_items" and prop.name == "price" and Decimal(stored) < 0:
+            msg = f"{text} is not a valid price; price must be greater than or equal to 0."
+            return None, problem(prop.name, msg, "INVALID_FLOAT")
+        if otype == "contacts" and prop.name == "email" and not _EMAIL.match(text):
+            return None, problem(prop.name, f"Email address {text} is invalid", "INVALID_EMAIL")
+        return stored, None
 
     def _check_unique(
         self, otype: str, props: Mapping[str, str | None], own_id: int | None
@@ -855,7 +845,7 @@ class HubSpotSandbox:
         if otype == "contacts" and email:
             existing = self._by_email(email, exclude=own_id)
             if existing is not None:
-                raise _ApiError(
+                raise ApiError(
                     409, "CONFLICT", f"Contact already exists. Existing ID: {existing.id}"
                 )
 
@@ -865,13 +855,13 @@ class HubSpotSandbox:
         if rec.object_type != "line_items":
             return
         props = rec.properties
-        quantity = _decimal(props.get("quantity") or "")
-        price = _decimal(props.get("price") or "")
+        quantity = decimal_or_none(props.get("quantity") or "")
+        price = decimal_or_none(props.get("price") or "")
         if quantity is None or price is None:
             props["hs_total_discount"] = props["amount"] = None
             return
-        unit_discount = _decimal(props.get("discount") or "")
-        percentage = _decimal(props.get("hs_discount_percentage") or "")
+        unit_discount = decimal_or_none(props.get("discount") or "")
+        percentage = decimal_or_none(props.get("hs_discount_percentage") or "")
         if unit_discount is not None:
             total_discount = quantity * unit_discount
         elif percentage is not None:
@@ -899,11 +889,11 @@ class HubSpotSandbox:
         )
         if changed or creating:
             rec.updated_at = now
-            rec.properties[_LAST_MODIFIED[rec.object_type]] = _iso(now)
+            rec.properties[_LAST_MODIFIED[rec.object_type]] = iso(now)
             for name in changed:
                 entry = {
                     "value": rec.properties.get(name) or "",
-                    "timestamp": _iso(now),
+                    "timestamp": iso(now),
                     "sourceType": source,
                 }
                 rec.history.setdefault(name, []).insert(0, entry)
@@ -921,7 +911,7 @@ class HubSpotSandbox:
     def _create(self, otype: str, body: Mapping[str, Any], source: str) -> _Record:
         raw_assoc = body.get("associations") or []
         if not isinstance(raw_assoc, list):
-            raise _ApiError(400, "VALIDATION_ERROR", "associations must be a list")
+            raise ApiError(400, "VALIDATION_ERROR", "associations must be a list")
         with self._lock:
             props = self._validate(otype, body.get("properties"))
             if otype == "deals" and not props.get("pipeline"):
@@ -929,18 +919,18 @@ class HubSpotSandbox:
             self._check_unique(otype, props, None)
             links = [self._parse_association(otype, item) for item in raw_assoc]
             now = self._clock()
-            created = props.pop("createdate", None) or _iso(now)
+            created = props.pop("createdate", None) or iso(now)
             rec = _Record(
                 otype,
                 self._next_id,
                 {"createdate": created, "hs_object_id": str(self._next_id)},
-                created_at=(_epoch_ms(created) or 0) / 1000,
+                created_at=(epoch_ms(created) or 0) / 1000,
                 updated_at=now,
             )
             self._next_id += 1
             self._records[otype][rec.id] = rec
             self._apply(rec, props, source, creating=True)
-            self._emit(otype, "creation", rec.id, source, changeFlag="NEW")
+            self._emit(otype, "creation", rec.id, source, at=rec.updated_at, changeFlag="NEW")
             for to_type, to_id, type_ids in links:
                 self._link(otype, rec.id, to_type, to_id, type_ids, source)
             return rec
@@ -952,13 +942,14 @@ class HubSpotSandbox:
             self._check_unique(otype, props, rec.id)
             created = props.get("createdate")
             if created:
-                rec.created_at = (_epoch_ms(created) or 0) / 1000
+                rec.created_at = (epoch_ms(created) or 0) / 1000
             for name in self._apply(rec, props, source):
                 self._emit(
                     otype,
                     "propertyChange",
                     rec.id,
                     source,
+                    at=rec.updated_at,
                     propertyName=name,
                     propertyValue=rec.properties.get(name) or "",
                 )
@@ -968,26 +959,26 @@ class HubSpotSandbox:
         with self._lock:
             try:
                 rec = self._find(otype, object_id)
-            except _ApiError:
+            except ApiError:
                 return  # archiving is idempotent
             rec.archived_at = rec.updated_at = self._clock()
             self._index(rec)
-            self._emit(otype, "deletion", rec.id, source, changeFlag="DELETED")
+            self._emit(otype, "deletion", rec.id, source, at=rec.updated_at, changeFlag="DELETED")
 
     # --- associations -----------------------------------------------------------------
 
     def _parse_association(self, otype: str, item: Any) -> tuple[str, int, set[int]]:
         """Validate one create-time ``associations`` entry; the type id implies the target type."""
         if not isinstance(item, dict) or not isinstance(item.get("to"), dict):
-            raise _ApiError(400, "VALIDATION_ERROR", "each association needs to.id and types")
+            raise ApiError(400, "VALIDATION_ERROR", "each association needs to.id and types")
         types = item.get("types")
         if not isinstance(types, list) or not types:
-            raise _ApiError(400, "VALIDATION_ERROR", "each association needs at least one type")
+            raise ApiError(400, "VALIDATION_ERROR", "each association needs at least one type")
         type_ids = self._parse_specs(otype, types, to_type=None)
         to_type = _ASSOC_TYPES[next(iter(type_ids))].to_type
         target = self._find_by(otype=to_type, id_property=None, value=item["to"].get("id"))
         if target is None:
-            raise _ApiError(
+            raise ApiError(
                 400,
                 "VALIDATION_ERROR",
                 f"Association target {_SINGULAR[to_type]} {item['to'].get('id')} does not exist",
@@ -999,12 +990,12 @@ class HubSpotSandbox:
         type_ids: set[int] = set()
         for spec in specs:
             if not isinstance(spec, dict) or spec.get("associationCategory") != "HUBSPOT_DEFINED":
-                raise _ApiError(
+                raise ApiError(
                     400, "VALIDATION_ERROR", "associationCategory must be HUBSPOT_DEFINED here"
                 )
             kind = _ASSOC_TYPES.get(_int(spec.get("associationTypeId"), "associationTypeId", -1))
             if kind is None or kind.from_type != otype or to_type not in (None, kind.to_type):
-                raise _ApiError(
+                raise ApiError(
                     400,
                     "VALIDATION_ERROR",
                     f"associationTypeId {spec.get('associationTypeId')} is not valid "
@@ -1012,7 +1003,7 @@ class HubSpotSandbox:
                 )
             type_ids.add(kind.type_id)
         if len({_ASSOC_TYPES[t].to_type for t in type_ids}) > 1:
-            raise _ApiError(400, "VALIDATION_ERROR", "association types name different targets")
+            raise ApiError(400, "VALIDATION_ERROR", "association types name different targets")
         return type_ids
 
     def _link(
@@ -1058,7 +1049,7 @@ class HubSpotSandbox:
         self, from_type: str, from_id: Any, to_type: str, to_id: Any, source: str
     ) -> tuple[_Record, _Record, int]:
         if (from_type, to_type) not in _DEFAULT_ASSOC:
-            raise _ApiError(
+            raise ApiError(
                 400,
                 "VALIDATION_ERROR",
                 f"No association type between {_SINGULAR[from_type]} and {_SINGULAR[to_type]}",
@@ -1091,12 +1082,12 @@ class HubSpotSandbox:
             "properties": {
                 n: rec.properties.get(n) for n in names if self._known(rec.object_type, n)
             },
-            "createdAt": _iso(rec.created_at),
-            "updatedAt": _iso(rec.updated_at),
+            "createdAt": iso(rec.created_at),
+            "updatedAt": iso(rec.updated_at),
             "archived": rec.archived_at is not None,
         }
         if rec.archived_at is not None:
-            out["archivedAt"] = _iso(rec.archived_at)
+            out["archivedAt"] = iso(rec.archived_at)
         if history:
             out["propertiesWithHistory"] = {
                 n: list(rec.history.get(n, [])) for n in history if self._known(rec.object_type, n)
@@ -1166,7 +1157,7 @@ class HubSpotSandbox:
         return _respond(body)
 
     def _create_object(self, object_type: str) -> Response:
-        rec = self._create(_object_type(object_type), _json_body(), "API")
+        rec = self._create(_object_type(object_type), _json_body(), _BY_APP)
         return _respond(self._render_written(rec), 201)
 
     def _get_object(self, object_type: str, object_id: str) -> Response:
@@ -1177,7 +1168,7 @@ class HubSpotSandbox:
             if id_property and id_property != "hs_object_id" and not archived:
                 rec = self._find_by(otype, id_property, object_id)
                 if rec is None:
-                    raise _ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
+                    raise ApiError(404, "OBJECT_NOT_FOUND", "resource not found")
             else:
                 rec = self._find(otype, object_id, archived=archived)
             body = self._render(
@@ -1190,12 +1181,50 @@ class HubSpotSandbox:
 
     def _patch_object(self, object_type: str, object_id: str) -> Response:
         otype = _object_type(object_type)
-        rec = self._update(otype, object_id, _json_body().get("properties"), "API")
+        rec = self._update(otype, object_id, _json_body().get("properties"), _BY_APP)
         return _respond(self._render_written(rec))
 
     def _delete_object(self, object_type: str, object_id: str) -> Response:
-        self._archive(_object_type(object_type), object_id, "API")
+        self._archive(_object_type(object_type), object_id, _BY_APP)
         return _no_content()
+
+    # --- properties -------------------------------------------------------------------
+
+    def _list_properties(self, object_type: str) -> Response:
+        otype = _object_type(object_type)
+        archived = request.args.get("archived", "false").lower() == "true"
+        with self._lock:  # none is ever archived here
+            return _respond({"results": [] if archived else self._properties.listed(otype)})
+
+    def _create_property(self, object_type: str) -> Response:
+        otype, body = _object_type(object_type), _json_body()
+        with self._lock:
+            return _respond(self._properties.create(otype, body).render(), 201)
+
+    def _get_property(self, object_type: str, property_name: str) -> Response:
+        otype = _object_type(object_type)
+        with self._lock:
+            return _respond(self._properties.read(otype, property_name).render())
+
+    def _patch_property(self, object_type: str, property_name: str) -> Response:
+        otype, body = _object_type(object_type), _json_body()
+        with self._lock:
+            return _respond(self._properties.update(otype, property_name, body).render())
+
+    def _list_groups(self, object_type: str) -> Response:
+        otype = _object_type(object_type)
+        with self._lock:
+            return _respond({"results": self._properties.groups(otype)})
+
+    def _create_group(self, object_type: str) -> Response:
+        otype, body = _object_type(object_type), _json_body()
+        with self._lock:
+            return _respond(self._properties.create_group(otype, body).render(), 201)
+
+    def _get_group(self, object_type: str, group_name: str) -> Response:
+        otype = _object_type(object_type)
+        with self._lock:
+            return _respond(self._properties.read_group(otype, group_name).render())
 
     # --- batch ------------------------------------------------------------------------
 
@@ -1204,17 +1233,17 @@ class HubSpotSandbox:
         body = _json_body()
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
-            raise _ApiError(400, "VALIDATION_ERROR", "inputs must be a list of objects")
+            raise ApiError(400, "VALIDATION_ERROR", "inputs must be a list of objects")
         history = _str_list(body.get("propertiesWithHistory"), "propertiesWithHistory")
         cap = _MAX_BATCH_WITH_HISTORY if history else _MAX_BATCH
         if len(inputs) > cap:
-            raise _ApiError(
+            raise ApiError(
                 400,
                 "VALIDATION_ERROR",
                 f"Batch input size {len(inputs)} exceeds the limit of {cap} inputs"
                 + (" when propertiesWithHistory is requested" if history else ""),
             )
-        started = _iso(self._clock())
+        started = iso(self._clock())
         results: list[JSON] = []
         errors: list[JSON] = []
         success = 200
@@ -1235,33 +1264,33 @@ class HubSpotSandbox:
                     "deleted or not exist. Check that ids are valid."
                 )
                 errors.append(
-                    _ApiError(404, "OBJECT_NOT_FOUND", message).batch_item({"ids": missing})
+                    ApiError(404, "OBJECT_NOT_FOUND", message).batch_item({"ids": missing})
                 )
         elif action == "create":
             success = 201
             for item in inputs:
                 try:
-                    results.append(self._render_written(self._create(otype, item, "API")))
-                except _ApiError as exc:
+                    results.append(self._render_written(self._create(otype, item, _BY_APP)))
+                except ApiError as exc:
                     errors.append(exc.batch_item())
         elif action == "update":
             for item in inputs:
                 try:
-                    rec = self._update(otype, item.get("id"), item.get("properties"), "API")
+                    rec = self._update(otype, item.get("id"), item.get("properties"), _BY_APP)
                     results.append(self._render_written(rec))
-                except _ApiError as exc:
+                except ApiError as exc:
                     errors.append(exc.batch_item({"ids": [str(item.get("id"))]}))
         elif action == "archive":
             for item in inputs:
-                self._archive(otype, item.get("id"), "API")
+                self._archive(otype, item.get("id"), _BY_APP)
             return _no_content()
         else:
-            raise _ApiError(404, "OBJECT_NOT_FOUND", f"Unknown batch action {action}")
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"Unknown batch action {action}")
         out: JSON = {
             "status": "COMPLETE",
             "results": results,
             "startedAt": started,
-            "completedAt": _iso(self._clock()),
+            "completedAt": iso(self._clock()),
         }
         if errors:
             out.update(numErrors=len(errors), errors=errors)
@@ -1274,13 +1303,13 @@ class HubSpotSandbox:
         body = _json_body()
         limit = _int(body.get("limit"), "limit", 10)
         if not 1 <= limit <= _MAX_SEARCH_LIMIT:
-            raise _ApiError(
+            raise ApiError(
                 400, "VALIDATION_ERROR", f"limit must be between 1 and {_MAX_SEARCH_LIMIT}"
             )
         after = _int(body.get("after"), "after", 0)
         cap = self.config.search_result_cap
         if after >= cap:
-            raise _ApiError(
+            raise ApiError(
                 400,
                 "VALIDATION_ERROR",
                 f"Search results are capped at {cap}; after={after} pages past the cap",
@@ -1289,7 +1318,7 @@ class HubSpotSandbox:
         sort_name, descending = self._parse_sort(body.get("sorts"))
         query = body.get("query")
         if query is not None and (not isinstance(query, str) or len(query) > 3000):
-            raise _ApiError(400, "VALIDATION_ERROR", "query must be a string of at most 3000 chars")
+            raise ApiError(400, "VALIDATION_ERROR", "query must be a string of at most 3000 chars")
         names = self._names(otype, _str_list(body.get("properties"), "properties"))
         now = self._clock()
         with self._lock:
@@ -1314,8 +1343,8 @@ class HubSpotSandbox:
                     "properties": {
                         n: hit.properties.get(n) for n in names if self._known(otype, n)
                     },
-                    "createdAt": _iso(hit.created_at),
-                    "updatedAt": _iso(hit.updated_at),
+                    "createdAt": iso(hit.created_at),
+                    "updatedAt": iso(hit.updated_at),
                     "archived": False,
                 }
                 for hit in hits[after:end]
@@ -1340,7 +1369,7 @@ class HubSpotSandbox:
         if not isinstance(raw, list) or not all(
             isinstance(g, dict) and isinstance(g.get("filters"), list) for g in raw
         ):
-            raise _ApiError(400, "VALIDATION_ERROR", "filterGroups must be a list of {filters: []}")
+            raise ApiError(400, "VALIDATION_ERROR", "filterGroups must be a list of {filters: []}")
         groups: list[list[JSON]] = [g["filters"] for g in raw]
         total = sum(len(g) for g in groups)
         if (
@@ -1348,7 +1377,7 @@ class HubSpotSandbox:
             or any(len(g) > _MAX_FILTERS_PER_GROUP for g in groups)
             or total > _MAX_FILTERS
         ):
-            raise _ApiError(
+            raise ApiError(
                 400,
                 "VALIDATION_ERROR",
                 f"Too many filters: at most {_MAX_FILTER_GROUPS} filterGroups, "
@@ -1359,13 +1388,12 @@ class HubSpotSandbox:
                 self._check_filter(otype, f)
         return groups
 
-    @staticmethod
-    def _kind(otype: str, name: str) -> str:
-        if name in _DATE_PROPERTIES:
-            return "date"
-        if name == "hs_object_id" or name in _NUMERIC[otype]:
-            return "number"
-        return "string"
+    def _kind(self, otype: str, name: str) -> str:
+        """How search compares a property: dates as instants, numbers as numbers."""
+        prop = self._properties.get(otype, name)
+        if prop is None or prop.type not in ("date", "datetime", "number"):
+            return "string"
+        return "number" if prop.type == "number" else "date"
 
     @staticmethod
     def _number(kind: str, value: Any) -> Decimal | None:
@@ -1373,28 +1401,26 @@ class HubSpotSandbox:
         if not isinstance(text, str):
             return None
         if kind == "date":
-            ms = _epoch_ms(text)
+            ms = epoch_ms(text)
             return None if ms is None else Decimal(ms)
-        return _decimal(text)
+        return decimal_or_none(text)
 
     def _check_filter(self, otype: str, f: Any) -> None:
         if not isinstance(f, dict) or not isinstance(f.get("propertyName"), str):
-            raise _ApiError(400, "VALIDATION_ERROR", "each filter needs propertyName and operator")
+            raise ApiError(400, "VALIDATION_ERROR", "each filter needs propertyName and operator")
         operator = f.get("operator")
         if operator not in _OPERATORS:
-            raise _ApiError(400, "VALIDATION_ERROR", f"Unknown filter operator {operator!r}")
+            raise ApiError(400, "VALIDATION_ERROR", f"Unknown filter operator {operator!r}")
         if operator in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):
             return
         if operator in ("IN", "NOT_IN"):
             values = f.get("values")
             if not isinstance(values, list) or not values:
-                raise _ApiError(
-                    400, "VALIDATION_ERROR", f"{operator} needs a non-empty values list"
-                )
+                raise ApiError(400, "VALIDATION_ERROR", f"{operator} needs a non-empty values list")
         else:
             values = [f.get("value")] + ([f.get("highValue")] if operator == "BETWEEN" else [])
             if any(v is None for v in values):
-                raise _ApiError(
+                raise ApiError(
                     400, "VALIDATION_ERROR", f"{operator} on {f['propertyName']} needs a value"
                 )
         kind = self._kind(otype, f["propertyName"])
@@ -1411,7 +1437,7 @@ class HubSpotSandbox:
         ):
             bad = [v for v in values if self._number(kind, v) is None]
             if bad:
-                raise _ApiError(
+                raise ApiError(
                     400,
                     "VALIDATION_ERROR",
                     f"{bad[0]!r} is not a valid {kind} value for {f['propertyName']}",
@@ -1478,18 +1504,16 @@ class HubSpotSandbox:
         if raw is None or raw == []:
             return "hs_object_id", False
         if not isinstance(raw, list) or len(raw) != 1:
-            raise _ApiError(400, "VALIDATION_ERROR", "sorts takes exactly one sorting rule")
+            raise ApiError(400, "VALIDATION_ERROR", "sorts takes exactly one sorting rule")
         rule = raw[0]
         if isinstance(rule, str) and rule.strip("-"):
             return rule.lstrip("-"), rule.startswith("-")
         if isinstance(rule, dict) and isinstance(rule.get("propertyName"), str):
             direction = rule.get("direction", "ASCENDING")
             if direction not in ("ASCENDING", "DESCENDING"):
-                raise _ApiError(
-                    400, "VALIDATION_ERROR", "direction must be ASCENDING or DESCENDING"
-                )
+                raise ApiError(400, "VALIDATION_ERROR", "direction must be ASCENDING or DESCENDING")
             return rule["propertyName"], direction == "DESCENDING"
-        raise _ApiError(400, "VALIDATION_ERROR", "a sort is {propertyName, direction} or 'name'")
+        raise ApiError(400, "VALIDATION_ERROR", "a sort is {propertyName, direction} or 'name'")
 
     def _sorted(self, otype: str, hits: list[_Hit], name: str, descending: bool) -> list[_Hit]:
         """Sort by one property, ties by id; records without the property go last."""
@@ -1515,7 +1539,7 @@ class HubSpotSandbox:
         with self._lock:
             try:
                 rec = self._find(otype, from_id)
-            except _ApiError:
+            except ApiError:
                 return _respond({"results": []})
             targets = [t for t in self._targets(otype, rec.id, ttype) if t[0] >= after]
         results = [
@@ -1534,10 +1558,10 @@ class HubSpotSandbox:
         return _respond(body)
 
     def _v4_default(self, from_type: str, from_id: str, to_type: str, to_id: str) -> Response:
-        started = _iso(self._clock())
+        started = iso(self._clock())
         otype, ttype = _object_type(from_type), _object_type(to_type)
         source_rec, target_rec, type_id = self._associate_default(
-            otype, from_id, ttype, to_id, "API"
+            otype, from_id, ttype, to_id, _BY_APP
         )
         inverse = _ASSOC_TYPES[type_id].inverse
         results = [
@@ -1556,7 +1580,7 @@ class HubSpotSandbox:
                 "status": "COMPLETE",
                 "results": results,
                 "startedAt": started,
-                "completedAt": _iso(self._clock()),
+                "completedAt": iso(self._clock()),
             }
         )
 
@@ -1564,12 +1588,12 @@ class HubSpotSandbox:
         otype, ttype = _object_type(from_type), _object_type(to_type)
         specs = request.get_json(silent=True)
         if not isinstance(specs, list) or not specs:
-            raise _ApiError(400, "VALIDATION_ERROR", "body must be a non-empty list of types")
+            raise ApiError(400, "VALIDATION_ERROR", "body must be a non-empty list of types")
         type_ids = self._parse_specs(otype, specs, to_type=ttype)
         with self._lock:
             source_rec = self._find(otype, from_id)
             target_rec = self._find(ttype, to_id)
-            self._link(otype, source_rec.id, ttype, target_rec.id, type_ids, "API")
+            self._link(otype, source_rec.id, ttype, target_rec.id, type_ids, _BY_APP)
             linked = self._assoc[(otype, source_rec.id, ttype, target_rec.id)]
             labels = sorted({lbl for t in linked if (lbl := _ASSOC_TYPES[t].label)})
         return _respond(
@@ -1587,7 +1611,7 @@ class HubSpotSandbox:
         otype, ttype = _object_type(from_type), _object_type(to_type)
         with self._lock:
             self._unlink(
-                otype, _int(from_id, "objectId", -1), ttype, _int(to_id, "toObjectId", -1), "API"
+                otype, _int(from_id, "objectId", -1), ttype, _int(to_id, "toObjectId", -1), _BY_APP
             )
         return _no_content()
 
@@ -1597,8 +1621,20 @@ class HubSpotSandbox:
         """A stable id per subscription type, as the app's subscription settings would hold."""
         return 1_000_000 + 10 * _WEBHOOK_TYPES.index(otype) + _SUBSCRIPTION_KINDS.index(kind)
 
-    def _emit(self, otype: str, kind: str, object_id: int, source: str, **fields: Any) -> None:
-        """Queue one event (lock held). Nothing is queued without a target URL."""
+    def _emit(
+        self,
+        otype: str,
+        kind: str,
+        object_id: int,
+        source: str,
+        at: float | None = None,
+        **fields: Any,
+    ) -> None:
+        """Queue one event (lock held). Nothing is queued without a target URL.
+
+        ``at`` is when the change happened: a record's change is announced at the
+        record's new last-modified time, to the millisecond.
+        """
         if otype not in _WEBHOOK_TYPES or self.config.webhook_url is None:
             return
         event: JSON = {
@@ -1606,13 +1642,15 @@ class HubSpotSandbox:
             "subscriptionId": self._subscription_id(otype, kind),
             "portalId": self.config.portal_id,
             "appId": self.config.app_id,
-            "occurredAt": int(self._clock() * 1000),
+            "occurredAt": ms(self._clock() if at is None else at),
             "subscriptionType": f"{_SINGULAR[otype]}.{kind}",
             "attemptNumber": 0,
             "objectId": object_id,
             "changeSource": source,
             **fields,
         }
+        if source == _BY_APP:
+            event["sourceId"] = str(self.config.app_id)
         self._next_event_id += 1
         self._pending_events.append(event)
         self._events_ready.notify()
@@ -1740,7 +1778,7 @@ class HubSpotSandbox:
     def _admin_target(self) -> Response:
         url = _json_body().get("url")
         if url is not None and not isinstance(url, str):
-            raise _ApiError(400, "VALIDATION_ERROR", "url must be a string or null")
+            raise ApiError(400, "VALIDATION_ERROR", "url must be a string or null")
         with self._lock:
             self.config.webhook_url = url
         return _respond({"target": url})

@@ -42,7 +42,11 @@ SPEC = VendorSpec(
     label="HubSpot",
     kind="crm",
     secret_keys={
-        "access_token": "the private app's access token",
+        "access_token": (
+            "the private app's access token; scopes crm.objects.{contacts,companies,deals,"
+            "line_items}.read, and for fields written back crm.objects.{contacts,companies,"
+            "deals}.write and crm.schemas.{contacts,companies,deals}.write"
+        ),
         "client_secret": "the app's client secret, which signs webhooks",
     },
     rotates_secret=False,

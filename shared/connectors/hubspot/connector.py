@@ -35,7 +35,14 @@ from shared.connectors.http import (
 )
 from shared.errors import NotFound, Permanent, Retryable, WebhookRejected
 from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord
-from shared.ports import CallBudget, InboundWebhook, SecretStore, WebhookAnswer, enqueued_answer
+from shared.ports import (
+    CallBudget,
+    CrmProperty,
+    InboundWebhook,
+    SecretStore,
+    WebhookAnswer,
+    enqueued_answer,
+)
 
 VENDOR = "hubspot"
 
@@ -52,6 +59,7 @@ BATCH_READ_MAX = 100  # inputs per /batch/read [H5]
 # HubSpot retries a delivery for up to 24 h [H1]; an hour's margin for clock skew.
 UNSIGNED_TIME_REPLAY_WINDOW_MS = 25 * 3600 * 1000
 MAX_EVENTS_PER_DELIVERY = 100  # "Each request can contain up to 100 events" [H1]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 LAST_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last a datetime holds
 
 # v3 signatures hash the URI with these escapes decoded [H3, H4].
@@ -371,6 +379,17 @@ class _Objects(_Body):
     paging: _Paging | None = None
 
 
+class _PropertyDefinition(_Body):
+    name: str
+    group_name: str | None = Field(default=None, alias="groupName")
+
+
+class _PropertyDefinitions(_Body):
+    """``GET /crm/v3/properties/{objectType}``: every property, in one answer [H20]."""
+
+    results: list[_PropertyDefinition] = Field(default_factory=list)
+
+
 class _Associated(_Body):
     to_object_id: str = Field(alias="toObjectId")
 
@@ -455,7 +474,7 @@ def _epoch_ms(value: str | None) -> int | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact, unlike float seconds
 
 
 def _unique(ids: Iterable[str]) -> list[str]:
@@ -492,11 +511,44 @@ class _SearchCursor:
         return True
 
 
+# --- writing back -------------------------------------------------------------------
+
+# ``CrmProperty.kind`` as HubSpot's property ``type`` and the ``fieldType`` it is shown
+# with; each pair is one the type allows [H20].
+_PROPERTY_TYPES = {
+    "string": ("string", "text"),
+    "number": ("number", "number"),
+    "date": ("date", "date"),
+    "enumeration": ("enumeration", "select"),
+}
+# A property is created in a group [H20]; HubSpot advises an integration to keep its
+# own properties in a group of their own.
+PROPERTY_GROUP = {"name": "crmsync", "label": "crmsync", "displayOrder": -1}
+
+
+def _property_body(prop: CrmProperty) -> dict[str, object]:
+    kind, field_type = _PROPERTY_TYPES[prop.kind]
+    body: dict[str, object] = {
+        "name": prop.name,
+        "label": prop.label,
+        "type": kind,
+        "fieldType": field_type,
+        "groupName": PROPERTY_GROUP["name"],
+    }
+    if prop.kind == "enumeration":
+        body["options"] = [
+            {"label": value, "value": value, "hidden": False, "displayOrder": position}
+            for position, value in enumerate(prop.options)
+        ]
+    return body
+
+
 # --- the CRM ------------------------------------------------------------------------
 
 
 class HubSpotCrm:
-    """Reads contacts, companies, deals (with parties and line items) and line items.
+    """Reads contacts, companies, deals (with parties and line items) and line items,
+    and writes properties back into them (``CrmWriter``).
 
     ``search_api`` is an ``ApiClient`` that also declares ``SEARCH_LIMIT``; the
     factory builds both over one budget key, so search and the other calls share
@@ -597,6 +649,51 @@ class HubSpotCrm:
             if after is None:
                 return False
 
+    def ensure_properties(
+        self, object_type: ObjectType, properties: Sequence[CrmProperty]
+    ) -> list[str]:
+        """One read of the object's properties, then a create for each one missing."""
+        path = f"/crm/v3/properties/{_kind(object_type).path}"
+        present = _parse(_PropertyDefinitions, self._api.request("GET", path)).results
+        missing = [p for p in properties if p.name not in {d.name for d in present}]
+        if not missing:
+            return []
+        # The group holds every property we made: one of them listed says it exists.
+        if all(d.group_name != PROPERTY_GROUP["name"] for d in present):
+            self._create_unless_present(f"{path}/groups", PROPERTY_GROUP)
+        return [p.name for p in missing if self._create_unless_present(path, _property_body(p))]
+
+    def _create_unless_present(self, path: str, body: Mapping[str, object]) -> bool:
+        """POST a definition; False when its name is taken already (HubSpot's 409 [H21]):
+        another worker created it since our read, or our own earlier attempt did and
+        its answer was lost."""
+        try:
+            self._api.request("POST", path, json=body)
+        except Permanent as exc:
+            if exc.status != 409:
+                raise
+            return False
+        return True
+
+    def write_properties(
+        self,
+        object_type: ObjectType,
+        record_id: str,
+        values: Mapping[str, str | None],
+        *,
+        idempotency_key: str,
+    ) -> int:
+        """One PATCH; an empty string clears a property [H5].
+
+        HubSpot takes no idempotency key on this call, and needs none: sending the same
+        values again leaves the record as the first PATCH did, so ``idempotency_key``
+        goes unsent.
+        """
+        kind = _kind(object_type)
+        body = {"properties": {name: value or "" for name, value in values.items()}}
+        response = self._api.request("PATCH", f"/crm/v3/objects/{kind.path}/{record_id}", json=body)
+        return self._version(kind, _parse(_Object, response))
+
     def _wanted(self, kind: _Kind) -> list[str]:
         return _unique([*self._properties.get(kind.object_type, ()), kind.modified])
 
@@ -608,17 +705,23 @@ class HubSpotCrm:
         associations: dict[ObjectType, list[str]] | None = None,
         children: dict[ObjectType, list[SourceRecord]] | None = None,
     ) -> SourceRecord:
-        version = _epoch_ms(found.properties.get(kind.modified)) or _epoch_ms(found.updated_at)
-        if version is None:
-            raise _unexpected(f"{kind.path} {found.id} has no last-modified time")
         return SourceRecord(
             object_type=kind.object_type,
             id=found.id,
-            version=version,
+            version=self._version(kind, found),
             properties=found.properties,
             associations=associations or {},
             children=children or {},
         )
+
+    @staticmethod
+    def _version(kind: _Kind, found: _Object) -> int:
+        """The record's last-modified time in epoch ms: its version, here and in its
+        webhooks."""
+        version = _epoch_ms(found.properties.get(kind.modified)) or _epoch_ms(found.updated_at)
+        if version is None:
+            raise _unexpected(f"{kind.path} {found.id} has no last-modified time")
+        return version
 
     def _search(self, kind: _Kind, floor: int, after: str | None) -> _Objects:
         body: dict[str, object] = {

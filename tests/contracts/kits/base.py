@@ -167,6 +167,22 @@ class CrmKit(VendorKit):
         """Injected faults not yet served."""
 
 
+class CrmWriterKit(CrmKit):
+    """A CRM whose connector also writes fields back, for the ``CrmWriter`` contract."""
+
+    @abstractmethod
+    def writer(self, reads: Mapping[ObjectType, Sequence[str]]) -> CrmSource:
+        """The connector as the service builds it, ``fetch`` reading these properties."""
+
+    @abstractmethod
+    def field_name(self, name: str) -> str:
+        """A custom field's API name as this CRM spells one; ``name`` is lower snake case."""
+
+    @abstractmethod
+    def lose_next_field_create_answer(self) -> None:
+        """The vendor makes the next custom field, but its answer never reaches the caller."""
+
+
 @dataclass(frozen=True)
 class StoredLine:
     item_ref: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
@@ -15,10 +16,11 @@ from shared.bootstrap import CRM_OBJECTS
 from shared.connectors.hubspot.connector import SEARCH_PAGE_SIZE, build_hubspot
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType
+from shared.ports import CrmSource
 from tests.contracts.kits.base import (
     CONFIG_DIR,
     CONNECTION_ID,
-    CrmKit,
+    CrmWriterKit,
     Line,
     SandboxConnection,
     WonDeal,
@@ -42,7 +44,7 @@ def _epoch_ms(iso: str) -> int:
     return (datetime.fromisoformat(iso) - _EPOCH) // timedelta(milliseconds=1)
 
 
-class HubSpotKit(CrmKit):
+class HubSpotKit(CrmWriterKit):
     name = "hubspot"
     preset = CONFIG_DIR / "hubspot" / "services.yaml"
     page_size = SEARCH_PAGE_SIZE
@@ -127,6 +129,21 @@ class HubSpotKit(CrmKit):
 
     def pending_faults(self) -> int:
         return sum(fault["count"] for fault in self.sandbox.faults.pending())
+
+    # --- writing back -------------------------------------------------------------------
+
+    def writer(self, reads: Mapping[ObjectType, Sequence[str]]) -> CrmSource:
+        return SandboxConnection(
+            self.name, self.sandbox, self.server.url, properties=reads
+        ).crm_source()
+
+    def field_name(self, name: str) -> str:
+        return name  # HubSpot's internal names are lower snake case
+
+    def lose_next_field_create_answer(self) -> None:
+        self.sandbox.faults.add(
+            Fault(kind="drop_response", path_prefix="/crm/v3/properties/", method="POST")
+        )
 
     # --- webhooks ----------------------------------------------------------------------
 

@@ -718,7 +718,8 @@ def test_webhooks_are_signed_and_retried_with_attempt_number(
     assert association["CONTACT_TO_COMPANY"]["fromObjectId"] == int(contact["id"])
     assert association["CONTACT_TO_COMPANY"]["associationRemoved"] is False
     for event in later:
-        assert event["portalId"] == 62515 and event["changeSource"] == "API"
+        assert event["portalId"] == 62515 and event["changeSource"] == "INTEGRATION"
+        assert event["sourceId"] == str(env.sandbox.config.app_id)  # the writing app
         assert isinstance(event["occurredAt"], int)
 
 

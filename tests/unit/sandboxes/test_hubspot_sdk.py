@@ -22,8 +22,10 @@ from hubspot.crm.contacts import (
     SimplePublicObjectInput,
 )
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate as ContactInput
+from hubspot.crm.deals import ApiException as DealApiException
 from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealInput
 from hubspot.crm.line_items import SimplePublicObjectInputForCreate as LineItemInput
+from hubspot.crm.properties import OptionInput, PropertyCreate, PropertyGroupCreate
 
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.hubspot import HubSpotSandbox, HubSpotSandboxConfig
@@ -191,3 +193,58 @@ def test_wrong_token_is_a_401_api_exception(sandbox: tuple[HubSpotSandbox, str])
         stranger.crm.contacts.basic_api.get_page()
     assert raised.value.status == 401
     assert json.loads(raised.value.body)["category"] == "INVALID_AUTHENTICATION"
+
+
+def test_the_sdk_creates_a_group_and_an_enumeration_and_writes_it(api: HubSpot) -> None:
+    properties = api.crm.properties
+    group = properties.groups_api.create(
+        "deals", PropertyGroupCreate(name="crmsync", label="crmsync", display_order=-1)
+    )
+    status = properties.core_api.create(
+        "deals",
+        PropertyCreate(
+            name="crmsync_status",
+            label="Invoice status",
+            type="enumeration",
+            field_type="select",
+            group_name=group.name,
+            options=[
+                OptionInput(label="Open", value="open", hidden=False, display_order=0),
+                OptionInput(label="Paid", value="paid", hidden=False, display_order=1),
+            ],
+        ),
+    )
+    deal = api.crm.deals.basic_api.create(DealInput(properties={"dealname": "Engine"}))
+
+    updated = api.crm.deals.basic_api.update(
+        deal.id, SimplePublicObjectInput(properties={status.name: "paid"})
+    )
+
+    assert [o.value for o in status.options] == ["open", "paid"]
+    assert status.modification_metadata.read_only_value is False
+    assert updated.properties["crmsync_status"] == "paid"
+    listed = properties.core_api.get_all("deals").results
+    assert {"crmsync_status", "dealname"} <= {p.name for p in listed}
+    assert properties.core_api.get_by_name("deals", "crmsync_status").group_name == "crmsync"
+
+
+def test_the_sdk_sees_a_refused_value_as_a_400(api: HubSpot) -> None:
+    api.crm.properties.core_api.create(
+        "deals",
+        PropertyCreate(
+            name="crmsync_balance",
+            label="Balance",
+            type="number",
+            field_type="number",
+            group_name="dealinformation",
+        ),
+    )
+    deal = api.crm.deals.basic_api.create(DealInput(properties={"dealname": "Engine"}))
+
+    with pytest.raises(DealApiException) as refused:
+        api.crm.deals.basic_api.update(
+            deal.id, SimplePublicObjectInput(properties={"crmsync_balance": "lots"})
+        )
+
+    assert refused.value.status == 400
+    assert "INVALID_FLOAT" in str(refused.value.body)
