@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.errors import Retryable, StaleWrite
-from shared.models import AuditEntry, ChangeEvent, Connection, PendingCreate, RecordLink
+from shared.models import (
+    AuditEntry,
+    BackState,
+    ChangeEvent,
+    Connection,
+    PendingCreate,
+    RecordLink,
+)
 from shared.ports import DeadLetter, LinkState
 from shared.queues.sqs import message_body
 from shared.stores.audit import utc
@@ -36,6 +43,7 @@ class MemoryLinkStore:
         self._by_target: dict[tuple[str, str], RecordLink] = {}
         self._pending: dict[tuple[str, str], PendingCreate] = {}
         self._parents: dict[tuple[str, str], str] = {}
+        self._back: dict[tuple[str, str], BackState] = {}
 
     def get(self, connection_id: str, source_key: str) -> RecordLink | None:
         with self._lock:
@@ -89,6 +97,18 @@ class MemoryLinkStore:
     def drop_pending_create(self, connection_id: str, source_key: str) -> None:
         with self._lock:
             self._pending.pop((connection_id, source_key), None)
+
+    def back_state(self, connection_id: str, source_key: str) -> BackState | None:
+        with self._lock:
+            return self._back.get((connection_id, source_key))
+
+    def save_back_state(self, state: BackState) -> None:
+        key = (state.connection_id, state.source_key)
+        with self._lock:
+            stored = self._back.get(key)
+            if stored is not None and stored.revision != state.revision - 1:
+                raise StaleWrite(f"back state of {state.source_key} was saved meanwhile")
+            self._back[key] = state
 
 
 class MemoryAuditLog:

@@ -26,7 +26,7 @@ from shared.connectors.spec import (
     secret_id,
 )
 from shared.models import ChangeEvent, Connection, ObjectType
-from shared.ports import SyncMetrics, Unmeasured
+from shared.ports import AccountingLedger, CrmWriter, SyncMetrics, Unmeasured
 from shared.queues.sqs import SqsDeadLetters, SqsEventQueue
 from shared.secrets.secrets_manager import SecretsManagerStore
 from shared.settings import Settings
@@ -191,15 +191,19 @@ class Container:
         from shared.sync.engine import SyncEngine
 
         crm, mapper = self._crm(connection)
+        ledger = self._ledger(connection)
         return SyncEngine(
             connection_id=connection.id,
             crm=crm,
-            ledger=self._ledger(connection),
+            ledger=ledger,
             mapper=mapper,
             links=self.links,
             audit=self.audit,
             queue=self.queue,
             lock=self.lock,
+            # A connector that can read back or write back says so by what it implements.
+            standings=ledger if isinstance(ledger, AccountingLedger) else None,
+            crm_writer=crm if isinstance(crm, CrmWriter) else None,
         )
 
     @cache  # noqa: B019

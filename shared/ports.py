@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.errors import WebhookRejected
 from shared.models import (
     AuditEntry,
+    BackState,
     ChangeEvent,
     Connection,
     CustomerStanding,
@@ -209,6 +210,8 @@ class TargetChange(BaseModel):
     deleted: bool = False  # deleted or voided
     # For a payment or credit note: the invoices it applies to (their standing changed).
     invoice_ids: tuple[str, ...] = ()
+    # For an invoice, payment or credit note: its customer, whose standing changed too.
+    customer_id: str | None = None
 
 
 @runtime_checkable
@@ -315,6 +318,15 @@ class LinkStore(Protocol):
 
     def drop_pending_create(self, connection_id: str, source_key: str) -> None:
         """The create was refused for good: nothing was made, nothing to repeat."""
+        ...
+
+    def back_state(self, connection_id: str, source_key: str) -> BackState | None:
+        """What the way back last left in the CRM record (two-way fields)."""
+        ...
+
+    def save_back_state(self, state: BackState) -> None:
+        """Conditional write: succeeds when none is stored or the stored revision is
+        the one before ``state.revision``; ``StaleWrite`` otherwise."""
         ...
 
 

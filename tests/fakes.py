@@ -7,9 +7,10 @@ holds), not on which calls were made.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,26 @@ from shared.errors import (
     Retryable,
     Violation,
 )
-from shared.models import Invoice, ObjectType, Party, SourceRecord, System
-from shared.ports import BY_DISPLAY_NAME, BY_DOC_NUMBER, BY_ITEM_NAME, NewItem, TargetRef
+from shared.models import (
+    CustomerStanding,
+    Invoice,
+    InvoiceStanding,
+    InvoiceStatus,
+    ObjectType,
+    Party,
+    SourceRecord,
+    System,
+)
+from shared.models.standing import invoice_status
+from shared.ports import (
+    BY_DISPLAY_NAME,
+    BY_DOC_NUMBER,
+    BY_ITEM_NAME,
+    CrmProperty,
+    NewItem,
+    TargetChange,
+    TargetRef,
+)
 
 # The HubSpot services preset: the mapping the core's tests run with.
 DEFAULT_MAPPING = Path(__file__).resolve().parents[1] / "config" / "hubspot" / "services.yaml"
@@ -35,11 +54,75 @@ def epoch_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
 
 
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Ticks:
+    """A clock two fakes can share so their changes are ordered as they were made
+    (each reading one millisecond after the last, whatever the wall clock says)."""
+
+    def __init__(self) -> None:
+        self._last = wall_ms()
+
+    def __call__(self) -> int:
+        self._last += 1
+        return self._last
+
+
 @dataclass
 class FakeCrm:
+    """A CRM that reads and, two-way, writes properties back (``CrmWriter``)."""
+
     system: System = "hubspot"
     records: dict[tuple[ObjectType, str], SourceRecord] = field(default_factory=dict)
     fetches: int = 0
+    properties: dict[ObjectType, dict[str, CrmProperty]] = field(default_factory=dict)
+    writes: list[dict[str, str | None]] = field(default_factory=list)  # each one sent
+    changes: list[tuple[ObjectType, str, int]] = field(default_factory=list)  # its webhooks
+    replies: dict[str, int] = field(default_factory=dict)
+    clock: Callable[[], int] = wall_ms  # what a change's version is taken from
+
+    def ensure_properties(
+        self, object_type: ObjectType, properties: Sequence[CrmProperty]
+    ) -> list[str]:
+        held = self.properties.setdefault(object_type, {})
+        made = [p.name for p in properties if p.name not in held]
+        held.update((p.name, p) for p in properties if p.name in made)
+        return made
+
+    def write_properties(
+        self,
+        object_type: ObjectType,
+        record_id: str,
+        values: Mapping[str, str | None],
+        *,
+        idempotency_key: str,
+    ) -> int:
+        """Like a CRM: an unknown property or record is refused; a key sent again is
+        answered with the first write's version, nothing written again."""
+        if idempotency_key in self.replies:
+            return self.replies[idempotency_key]
+        record = self.records.get((object_type, record_id))
+        if record is None:
+            raise NotFound(f"{object_type} {record_id} does not exist")
+        return self.edit(record, values, key=idempotency_key)
+
+    def edit(
+        self, record: SourceRecord, values: Mapping[str, str | None], *, key: str | None = None
+    ) -> int:
+        """Someone (or crmsync, with ``key``) sets properties: a new version, a webhook."""
+        version = max(self.clock(), record.version + 1)
+        self.put(
+            record.model_copy(
+                update={"properties": {**record.properties, **values}, "version": version}
+            )
+        )
+        if key is not None:
+            self.writes.append(dict(values))
+            self.replies[key] = version
+        self.changes.append((record.object_type, record.id, version))
+        return version
 
     def put(self, record: SourceRecord) -> SourceRecord:
         self.records[(record.object_type, record.id)] = record
@@ -61,15 +144,26 @@ class Stored:
     body: Party | Invoice
     changed_at_ms: int = 0
 
-    def change(self) -> None:
+    def change(self, now_ms: int) -> None:
         """A new version, stamped later than the last (as a vendor's clock would)."""
         self.sync_token += 1
-        self.changed_at_ms = max(time.time_ns() // 1_000_000, self.changed_at_ms + 1)
+        self.changed_at_ms = max(now_ms, self.changed_at_ms + 1)
+
+
+@dataclass
+class Paid:
+    """A payment (or credit) applied to invoices."""
+
+    id: str
+    amounts: dict[str, Decimal]  # invoice id → amount applied
+    on: date
 
 
 @dataclass
 class FakeLedger:
-    """QuickBooks-like: SyncTokens, requestid replay, lookups by email and name."""
+    """QuickBooks-like: SyncTokens, requestid replay, lookups by email and name; and,
+    two-way, where invoices and customers stand (``AccountingLedger``), with a change
+    feed of every write, ours included."""
 
     system: System = "quickbooks"
     checked_on_create: frozenset[str] = frozenset()  # matched by lookups before a create
@@ -83,7 +177,108 @@ class FakeLedger:
     lose_responses: int = 0
     reads: int = 0  # calls of ``current``
     lookups: int = 0  # queries made by the find_* methods
+    payments: dict[str, Paid] = field(default_factory=dict)
+    voided: set[str] = field(default_factory=set)
+    feed: list[TargetChange] = field(default_factory=list)
+    clock: Callable[[], int] = wall_ms  # what a change's time is taken from
     _ids: count[int] = field(default_factory=lambda: count(100))
+
+    def invoice_standing(self, target_id: str, *, today: date) -> InvoiceStanding | None:
+        stored = self.invoices.get(target_id)
+        if stored is None:
+            return None
+        invoice = stored.body
+        assert isinstance(invoice, Invoice)
+        total = sum((line.amount - line.discount_amount for line in invoice.lines), Decimal(0))
+        applied = [
+            (p.amounts[target_id], p.on) for p in self.payments.values() if target_id in p.amounts
+        ]
+        paid = sum((amount for amount, _ in applied), Decimal(0))
+        last = max((on for _, on in applied), default=None)
+        balance = total - paid
+        return InvoiceStanding(
+            target_id=target_id,
+            version=str(stored.sync_token),
+            status=invoice_status(
+                voided=target_id in self.voided,
+                total=total,
+                balance=balance,
+                due_date=invoice.due_date,
+                today=today,
+            ),
+            currency=invoice.currency,
+            total=total,
+            amount_paid=paid,
+            balance=balance,
+            due_date=invoice.due_date,
+            paid_date=last if balance <= 0 else None,
+            last_payment_date=last,
+        )
+
+    def customer_standing(self, target_id: str, *, today: date) -> CustomerStanding | None:
+        stored = self.customers.get(target_id)
+        if stored is None:
+            return None
+        standings = [
+            standing
+            for invoice_id, invoice in self.invoices.items()
+            if getattr(invoice.body, "customer_ref", None) == target_id
+            and invoice_id not in self.voided
+            and (standing := self.invoice_standing(invoice_id, today=today)) is not None
+        ]
+        return CustomerStanding(
+            target_id=target_id,
+            currency=getattr(stored.body, "currency", None) or "USD",
+            open_balance=sum((s.balance for s in standings), Decimal(0)),
+            overdue_amount=sum(
+                (s.balance for s in standings if s.status is InvoiceStatus.OVERDUE), Decimal(0)
+            ),
+            invoiced_to_date=sum((s.total for s in standings), Decimal(0)),
+            paid_to_date=sum((s.amount_paid for s in standings), Decimal(0)),
+            last_payment_date=max(
+                (s.last_payment_date for s in standings if s.last_payment_date), default=None
+            ),
+        )
+
+    def changed_since(
+        self, object_types: Sequence[ObjectType], since_ms: int
+    ) -> Iterator[TargetChange]:
+        found = [
+            c for c in self.feed if c.object_type in object_types and c.changed_at_ms >= since_ms
+        ]
+        return iter(sorted(found, key=lambda c: c.changed_at_ms))
+
+    def pay(self, amounts: Mapping[str, Decimal], on: date) -> TargetChange:
+        """A payment is received against these invoices: each changes (a new version)."""
+        payment = Paid(str(next(self._ids)), dict(amounts), on)
+        self.payments[payment.id] = payment
+        for invoice_id in amounts:
+            self.touch(ObjectType.INVOICE, invoice_id)
+        return self._changed(ObjectType.PAYMENT, payment.id, invoice_ids=tuple(amounts))
+
+    def edit(self, object_type: ObjectType, target_id: str, **values: Any) -> TargetChange:
+        """Someone edits the record in the accounting UI, these fields."""
+        table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
+        stored = table[target_id]
+        stored.body = stored.body.model_copy(update=values)
+        return self.touch(object_type, target_id)
+
+    def _changed(
+        self, object_type: ObjectType, target_id: str, invoice_ids: tuple[str, ...] = ()
+    ) -> TargetChange:
+        stored = (self.customers if object_type is ObjectType.CUSTOMER else self.invoices).get(
+            target_id
+        )
+        at = (
+            stored.changed_at_ms
+            if stored
+            else max([self.clock(), *(c.changed_at_ms + 1 for c in self.feed)])
+        )
+        change = TargetChange(
+            object_type=object_type, target_id=target_id, changed_at_ms=at, invoice_ids=invoice_ids
+        )
+        self.feed.append(change)
+        return change
 
     def find_customer(self, *, email: str | None, display_name: str | None) -> TargetRef | None:
         """By email, else by name, each when given: one lookup (query) each."""
@@ -174,10 +369,11 @@ class FakeLedger:
     def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
         return record.model_dump(mode="json", exclude_unset=True)
 
-    def touch(self, object_type: ObjectType, target_id: str) -> None:
+    def touch(self, object_type: ObjectType, target_id: str) -> TargetChange:
         """Someone edits the record in the accounting UI."""
         table = self.customers if object_type is ObjectType.CUSTOMER else self.invoices
-        table[target_id].change()
+        table[target_id].change(self.clock())
+        return self._changed(object_type, target_id)
 
     def _write(
         self,
@@ -193,7 +389,7 @@ class FakeLedger:
                 id=str(next(self._ids)),
                 sync_token=0,
                 body=body,
-                changed_at_ms=time.time_ns() // 1_000_000,
+                changed_at_ms=self.clock(),
             )
             table[stored.id] = stored
         else:
@@ -205,7 +401,10 @@ class FakeLedger:
                 update={k: getattr(body, k) for k in body.model_fields_set}
             )
             stored.body = merged
-            stored.change()
+            stored.change(self.clock())
+        self._changed(
+            ObjectType.CUSTOMER if table is self.customers else ObjectType.INVOICE, stored.id
+        )
         self.replies[key] = _ref(stored)
         return self._answer(_ref(stored))
 

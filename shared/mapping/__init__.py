@@ -40,6 +40,11 @@ value), then ``default`` (used when the value is empty, or not in the value map)
 then ``required``. Filter rules (``filter``, ``when``) name a vendor property in
 ``field`` and take one of ``in``, ``not_in``, ``equals``, ``present``, ``matches``.
 
+Two-way, opt-in per field: an object's ``back`` section fills CRM properties from
+where its invoice or customer stands in the accounting system, and a forward field may
+say ``direction: accounting_to_crm`` or ``both`` (with a ``conflict`` policy); see
+``shared.mapping.back`` and ``config/README.md``.
+
 Selective sync: the output model's ``model_fields_set`` holds exactly the listed
 fields (plus ``kind`` on a Party and ``line_items`` on a Deal with lines mapped);
 a listed field with an empty source is set to the model's default (usually None),

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
 from shared.errors import RecordInvalid, Violation
+from shared.mapping.back import BackPlan
 from shared.mapping.schema import (
+    BACKWARD,
     DEAL,
     LINE_ITEM,
     PARTY,
@@ -226,7 +228,9 @@ class Mapper:
         ):
             mapping = config.mapping_for(object_type)
             if mapping is not None:
-                self._fields[object_type] = _FieldsPlan(mapping.fields, target)
+                # A field that only flows back is never written forward.
+                forward = {k: v for k, v in mapping.fields.items() if v.direction != BACKWARD}
+                self._fields[object_type] = _FieldsPlan(forward, target)
         deal = config.objects.deal
         self._lines: _FieldsPlan | None = None
         self._extra_lines: list[tuple[tuple[FilterRule, ...], _FieldsPlan]] = []
@@ -242,6 +246,7 @@ class Mapper:
                 (extra.when, _FieldsPlan(extra.fields, LINE_ITEM)) for extra in deal.extra_lines
             ]
         self._custom_origins = {plan.key: plan.origin for plan in self._custom_fields}
+        self.back = BackPlan(config)
 
     def handles(self, object_type: ObjectType) -> bool:
         """Whether records of this type are mapped (line items only come with their deal)."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from enum import StrEnum
 from types import NoneType, UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -33,7 +34,15 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from shared.mapping.transforms import Kind, Template, Transform, config_error
-from shared.models import Deal, LineItem, ObjectType, Party, System
+from shared.models import (
+    CustomerStanding,
+    Deal,
+    InvoiceStanding,
+    LineItem,
+    ObjectType,
+    Party,
+    System,
+)
 
 
 def _scalar(value: Any) -> Any:
@@ -62,6 +71,14 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# Which way a mapped field flows. Forward (CRM → accounting) unless it says otherwise;
+# ``both`` needs a conflict policy for when both sides changed since the last sync.
+Direction = Literal["crm_to_accounting", "accounting_to_crm", "both"]
+Conflict = Literal["crm_wins", "accounting_wins", "newest_wins", "hold"]
+FORWARD: Direction = "crm_to_accounting"
+BACKWARD: Direction = "accounting_to_crm"
+
+
 class FieldSpec(_Spec):
     """How one canonical field gets its value from the source record."""
 
@@ -72,6 +89,8 @@ class FieldSpec(_Spec):
     value_map: dict[Scalar, Scalar] | None = None
     default: Scalar | None = None
     required: bool = False
+    direction: Direction = FORWARD
+    conflict: Conflict | None = None
     _kind: Kind = PrivateAttr()
 
     @property
@@ -87,6 +106,20 @@ class FieldSpec(_Spec):
 
     @model_validator(mode="after")
     def _chain(self) -> FieldSpec:
+        if self.direction == "both" and self.conflict is None:
+            raise config_error(
+                "conflict",
+                "direction both needs a `conflict` policy for when both sides changed: "
+                "crm_wins, accounting_wins, newest_wins or hold",
+            )
+        if self.conflict is not None and self.direction != "both":
+            raise config_error("conflict", "`conflict` applies to `direction: both` only")
+        if self.direction != FORWARD and not isinstance(self.from_, str):
+            raise config_error(
+                "direction",
+                f"direction {self.direction} needs `from` to name the one CRM property "
+                "the accounting side's value is written into",
+            )
         if self.from_ is None:
             if self.default is None:
                 raise config_error("source", "needs `from` (a source property) or a `default`")
@@ -185,11 +218,32 @@ class FilterRule(_Spec):
 
 
 Fields = dict[str, FieldSpec]
+PropertyName = Annotated[str, StringConstraints(min_length=1)]
+BackKind = Literal["string", "number", "date", "enumeration"]
+
+
+class BackField(_Spec):
+    """A CRM property filled from the accounting side (two-way, opt-in per field).
+
+    ``from`` names a field of where the invoice (a deal's) or the customer (a company's
+    or contact's) stands; ``transforms``, ``value_map`` and ``default`` work as in a
+    forward field (a ``default`` when the value is empty or not in the value map).
+    ``label`` and ``kind`` describe the property, created in the CRM when missing.
+    """
+
+    from_: PropertyName = Field(alias="from")
+    label: PropertyName
+    kind: BackKind
+    transforms: tuple[Transform, ...] = ()
+    value_map: dict[Scalar, Scalar] | None = None
+    default: Scalar | None = None
 
 
 class ObjectMapping(_Spec):
     filter: tuple[FilterRule, ...] = ()
     fields: Fields
+    # CRM property ← the accounting side's standing (nothing flows back unless listed).
+    back: dict[PropertyName, BackField] = {}
 
 
 class LineItemsMapping(_Spec):
@@ -257,6 +311,15 @@ DEAL = Target(
 CUSTOM_FIELD = FieldInfo(annotation=str | None, default=None)
 LINE_ITEM = Target(LineItem, {})
 
+# Where each CRM object's record stands in the accounting system: what ``back`` fields
+# and two-way fields read. Identifiers are no standing.
+STANDINGS: Mapping[ObjectType, type[InvoiceStanding | CustomerStanding]] = {
+    ObjectType.DEAL: InvoiceStanding,
+    ObjectType.COMPANY: CustomerStanding,
+    ObjectType.CONTACT: CustomerStanding,
+}
+NOT_STANDING = ("target_id", "version")
+
 
 class MappingConfig(_Spec):
     """A whole mapping file: which CRM objects become which canonical records, and how."""
@@ -291,16 +354,21 @@ class MappingConfig(_Spec):
         if objects.deal is not None:
             problems += check_fields(objects.deal.fields, DEAL, "objects.deal.fields")
             if objects.deal.line_items is not None:
-                problems += check_fields(
-                    objects.deal.line_items.fields, LINE_ITEM, "objects.deal.line_items.fields"
-                )
+                path = "objects.deal.line_items.fields"
+                problems += check_fields(objects.deal.line_items.fields, LINE_ITEM, path)
+                problems += _one_way(objects.deal.line_items.fields, path)
             for name, spec in objects.deal.custom_fields.items():
                 path = f"objects.deal.custom_fields.{name}"
                 problems += _check_types(spec, name, CUSTOM_FIELD, path)
+            problems += _one_way(objects.deal.custom_fields, "objects.deal.custom_fields")
             for index, extra in enumerate(objects.deal.extra_lines):
-                problems += check_fields(
-                    extra.fields, LINE_ITEM, f"objects.deal.extra_lines[{index}].fields"
-                )
+                path = f"objects.deal.extra_lines[{index}].fields"
+                problems += check_fields(extra.fields, LINE_ITEM, path)
+                problems += _one_way(extra.fields, path)
+        for object_type, standing in STANDINGS.items():
+            mapping = self.mapping_for(object_type)
+            if mapping is not None:
+                problems += check_two_way(mapping, standing, f"objects.{object_type}")
         if problems:
             raise PydanticCustomError("mapping", "{problems}", {"problems": "\n".join(problems)})
         return self
@@ -432,6 +500,144 @@ def _describe(annotation: Any) -> str:
         if leaf is not NoneType
     )
     return " or ".join(names)
+
+
+def _one_way(fields: Mapping[str, FieldSpec], path: str) -> list[str]:
+    """Lines and custom fields are written, never read back."""
+    return [
+        f"{path}.{key}.direction: only a contact's, company's or deal's own fields flow back"
+        for key, spec in fields.items()
+        if spec.direction != FORWARD
+    ]
+
+
+def check_two_way(mapping: ObjectMapping, standing: type[BaseModel], path: str) -> list[str]:
+    """Every problem with the fields of one object that flow back from the accounting
+    side: its two-way fields (``direction``) and its ``back`` section."""
+    problems: list[str] = []
+    forward_reads: dict[str, str] = {}  # CRM property → the forward field sending it on
+    for key, spec in mapping.fields.items():
+        if spec.direction != BACKWARD:
+            forward_reads.update((source, key) for source in spec.sources)
+        if spec.direction == FORWARD:
+            continue
+        where = f"{path}.fields.{key}.direction"
+        held = standing.model_fields.get(key)
+        if held is None or key in NOT_STANDING:
+            problems.append(
+                f"{where}: the accounting side does not report {key!r} back "
+                f"(fields that may flow back: {', '.join(_two_way_keys(mapping, standing))})"
+            )
+            continue
+        info = _forward_field(mapping, key)
+        if info is not None and not _same_type(info, held):
+            problems.append(
+                f"{where}: {key!r} means something else in the accounting system "
+                f"({_describe(held.annotation)})"
+            )
+        if spec.direction == BACKWARD and info is not None and info.is_required():
+            problems.append(f"{where}: {key!r} is required to write a record: the CRM must send it")
+    filled = {
+        spec.sources[0]: key for key, spec in mapping.fields.items() if spec.direction != FORWARD
+    }
+    for name, back in mapping.back.items():
+        problems += _check_back(back, standing, f"{path}.back.{name}")
+        if name in filled:
+            problems.append(
+                f"{path}.back.{name}: {name!r} is already filled by {path}.fields.{filled[name]}"
+            )
+            continue
+        sender = forward_reads.get(name)
+        if sender is None:
+            continue
+        held = standing.model_fields.get(back.from_)
+        computed = held is not None and Decimal in _leaf_types(held.annotation)
+        problems.append(
+            f"{path}.back.{name}: {back.from_!r} is an amount the accounting system "
+            f"computes; {name!r} is sent to it by {path}.fields.{sender}, so it would be "
+            "written into it"
+            if computed
+            else f"{path}.back.{name}: {name!r} is sent to the accounting system by "
+            f"{path}.fields.{sender}: make that field `direction: both` instead"
+        )
+    return problems
+
+
+def _forward_field(mapping: ObjectMapping, key: str) -> FieldInfo | None:
+    target = DEAL if isinstance(mapping, DealMapping) else PARTY
+    try:
+        return canonical_field(target, key)
+    except ValueError:
+        return None
+
+
+def _same_type(forward: FieldInfo, held: FieldInfo) -> bool:
+    """Whether a canonical field and a standing field hold the same kind of value
+    (either may be optional)."""
+    return _leaf_types(forward.annotation) - {NoneType} == _leaf_types(held.annotation) - {NoneType}
+
+
+def _two_way_keys(mapping: ObjectMapping, standing: type[BaseModel]) -> list[str]:
+    """The forward fields the accounting side reports back as they were written."""
+    names: list[str] = []
+    for key, held in standing.model_fields.items():
+        info = _forward_field(mapping, key)
+        if (
+            key not in NOT_STANDING
+            and info is not None
+            and Decimal not in _leaf_types(held.annotation)
+            and _same_type(info, held)
+        ):
+            names.append(key)
+    return names
+
+
+def standing_kind(info: FieldInfo) -> Kind:
+    """What a standing field gives a back field's transforms to start from."""
+    leaves = _leaf_types(info.annotation)
+    if Decimal in leaves:
+        return Kind.DECIMAL
+    return Kind.DATE if date in leaves else Kind.TEXT
+
+
+def _check_back(back: BackField, standing: type[BaseModel], path: str) -> list[str]:
+    info = standing.model_fields.get(back.from_)
+    if info is None or back.from_ in NOT_STANDING:
+        known = [name for name in standing.model_fields if name not in NOT_STANDING]
+        return [
+            f"{path}.from: {standing.__name__} has no {back.from_!r} "
+            f"(expected one of {', '.join(known)})"
+        ]
+    kind = standing_kind(info)
+    for index, transform in enumerate(back.transforms):
+        try:
+            kind = transform.output(kind)
+        except ValueError as exc:
+            return [f"{path}.transforms: transforms[{index}] ({transform.op}) {exc}"]
+    if back.value_map is not None and kind is not Kind.TEXT:
+        return [f"{path}.value_map: value_map needs text, but {back.from_} gives a {kind}"]
+    fits = {"number": Kind.DECIMAL, "date": Kind.DATE}.get(back.kind)
+    if back.value_map is None and fits is not None and kind is not fits:
+        return [f"{path}.kind: a {back.kind} property needs a {fits}, but it gets a {kind}"]
+    problems: list[str] = []
+    values = enum_values(info)
+    if back.value_map is not None and values and back.default is None:
+        missing = [value for value in values if value not in back.value_map]
+        if missing:
+            problems.append(
+                f"{path}.value_map: no entry for {', '.join(map(repr, missing))} and no default"
+            )
+    if back.kind == "enumeration" and back.value_map is None and not values:
+        problems.append(f"{path}.kind: an enumeration needs a value_map (its options)")
+    return problems
+
+
+def enum_values(info: FieldInfo) -> list[str]:
+    """The values of an enumerated standing field (an invoice's status), else none."""
+    for leaf in _leaf_types(info.annotation):
+        if isinstance(leaf, type) and issubclass(leaf, StrEnum):
+            return [member.value for member in leaf]
+    return []
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:

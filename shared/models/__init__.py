@@ -2,7 +2,7 @@
 
 from shared.models.connection import Connection, ConnectionId
 from shared.models.events import ChangeEvent, ChangeKind, ObjectType, System
-from shared.models.links import AuditEntry, Outcome, PendingCreate, RecordLink
+from shared.models.links import AuditEntry, BackState, Outcome, PendingCreate, RecordLink
 from shared.models.records import (
     Address,
     Deal,
@@ -21,6 +21,7 @@ from shared.models.standing import CustomerStanding, InvoiceStanding, InvoiceSta
 __all__ = [
     "Address",
     "AuditEntry",
+    "BackState",
     "ChangeEvent",
     "ChangeKind",
     "Connection",

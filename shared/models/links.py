@@ -58,6 +58,23 @@ class RecordLink(BaseModel):
         return record_key(self.target, self.target_type, self.target_id)
 
 
+class BackState(BaseModel):
+    """What the way back last left in one CRM record (two-way sync): for each CRM
+    property it fills, a digest of the value both sides then held (the value written
+    back, or a two-way field's value the two systems agreed on). A field whose digest
+    still matches is not written again; a two-way field differing from it on both
+    sides is a conflict. Kept beside the link, not in it: a forward write replaces the
+    link whole and would drop it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: str
+    source_key: str  # the CRM record's key, as ``RecordLink.source_key``
+    written: dict[str, str] = Field(default_factory=dict)  # CRM property → value digest
+    revision: int = Field(default=0, ge=0)  # each save is the next; a concurrent one fails
+
+
 class PendingCreate(BaseModel):
     """A create about to be sent, written down before it is sent (write-ahead).
 

@@ -1,7 +1,9 @@
 """Record links in DynamoDB: source record ↔ target record, written conditionally.
 
 A record's ``PendingCreate`` lives in the same item as its link (attribute
-``pending_create``), so saving the link clears it in the same atomic write.
+``pending_create``), so saving the link clears it in the same atomic write. Its
+``BackState`` (two-way) is an item of its own (``back#`` key): saving a link puts the
+whole item and must not drop it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from shared.errors import StaleWrite
-from shared.models import PendingCreate, RecordLink
+from shared.models import BackState, PendingCreate, RecordLink
 from shared.ports import LinkState
 from shared.stores.dynamo import from_item, to_item
 
@@ -134,3 +136,26 @@ class DynamoLinkStore:
             UpdateExpression="REMOVE #p",
             ExpressionAttributeNames={"#p": PENDING},
         )
+
+    def back_state(self, connection_id: str, source_key: str) -> BackState | None:
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, f"back#{source_key}")}},
+            ConsistentRead=True,
+        ).get("Item")
+        return BackState.model_validate_json(item["state"]["S"]) if item else None
+
+    def save_back_state(self, state: BackState) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item={
+                    "pk": {"S": _pk(state.connection_id, f"back#{state.source_key}")},
+                    "revision": {"N": str(state.revision)},
+                    "state": {"S": state.model_dump_json()},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR revision = :r",
+                ExpressionAttributeValues={":r": {"N": str(state.revision - 1)}},
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            raise StaleWrite(f"back state of {state.source_key} was saved meanwhile") from None

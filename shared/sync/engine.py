@@ -20,6 +20,10 @@ It knows canonical models and ports only. What it guarantees:
 * **Order per record.** An event older than the newest version the last sync read
   (the record's or a child's) is skipped; reconcile's events, found because the
   content differs, never are.
+* **Two-way only where the mapping says so.** What a mapping sends back is written
+  into the CRM by ``BackSync`` (``shared/sync/backflow.py``), on the accounting side's
+  changes and after each forward write, each such write audited under the accounting
+  record's key; without a ledger and a CRM writer, the sync is one-way.
 * **Bad records end, outages retry.** A mapping violation or a vendor's refusal is
   audited once with its reason and ends there; credentials refused, outages and bugs
   are audited and re-raised so the queue retries them and, in the end, dead-letters
@@ -70,15 +74,18 @@ from shared.models.links import utc_now
 from shared.ports import (
     BY_DISPLAY_NAME,
     BY_DOC_NUMBER,
+    AccountingLedger,
     AccountingTarget,
     AuditLog,
     CrmSource,
+    CrmWriter,
     EventQueue,
     LinkStore,
     Lock,
     NewItem,
     TargetRef,
 )
+from shared.sync.backflow import BackResult, BackSync
 from shared.sync.content import Mapped, map_content
 
 M = TypeVar("M", bound=BaseModel)
@@ -162,6 +169,14 @@ class _Result:
     rule: str | None = None
 
 
+# A forward sync that leaves the target holding the record's content.
+_WRITTEN = {Outcome.CREATED, Outcome.UPDATED, Outcome.LINKED, Outcome.UNCHANGED}
+
+
+def _back_result(back: BackResult) -> _Result:
+    return _Result(back.outcome, back.reason, target_key=back.crm_key)
+
+
 class SyncEngine:
     def __init__(
         self,
@@ -175,7 +190,11 @@ class SyncEngine:
         queue: EventQueue,
         lock: Lock,
         clock: Callable[[], datetime] = utc_now,
+        standings: AccountingLedger | None = None,
+        crm_writer: CrmWriter | None = None,
     ) -> None:
+        """``standings`` and ``crm_writer``: the two sides' two-way abilities; without
+        both, the sync is one-way whatever the mapping sends back."""
         self.connection_id = connection_id
         self._crm = crm
         self._ledger = ledger
@@ -185,6 +204,20 @@ class SyncEngine:
         self._queue = queue
         self._lock = lock
         self._clock = clock
+        self._back = (
+            BackSync(
+                connection_id=connection_id,
+                crm=crm,
+                writer=crm_writer,
+                ledger=standings,
+                mapper=mapper,
+                links=links,
+                queue=queue,
+                clock=clock,
+            )
+            if standings is not None and crm_writer is not None
+            else None
+        )
 
     def handle(self, event: ChangeEvent) -> AuditEntry:
         """Apply one event. Returns its audit entry; re-raises what a retry may cure."""
@@ -248,6 +281,19 @@ class SyncEngine:
         content = map_content(self._mapper, record)
         if isinstance(content, Filtered):
             return _Result(Outcome.SKIPPED, f"filtered: {content.reason}")
+        if self._back is None or not self._back.sends_back(record.object_type):
+            return self._sync_content(event, record, content, link)
+        ahead = self._back.ahead(record, content, link)
+        result = self._sync_content(event, record, ahead.content, link)
+        if result.outcome in _WRITTEN:
+            back = self._back.settle(ahead)
+            if back is not None:
+                self._record(event, _back_result(back), key=back.record_key)
+        return result
+
+    def _sync_content(
+        self, event: ChangeEvent, record: SourceRecord, content: Mapped, link: RecordLink | None
+    ) -> _Result:
         if isinstance(content.model, Party):
             result, _ = self._sync_party(record, content, link)
             return result
@@ -284,8 +330,8 @@ class SyncEngine:
         return _Result(Outcome.FORWARDED, "handed to " + ", ".join(e.record_key for e in handed))
 
     def _target_event(self, event: ChangeEvent) -> _Result:
-        """A change in the accounting system. One-way sync: only our own echoes are
-        expected here; anything else is noted, and two-way fields are opt-in."""
+        """A change in the accounting system: our own echo is skipped; what the mapping
+        sends back goes to the CRM records it reaches (two-way fields are opt-in)."""
         target_key = record_key(event.source, event.object_type, event.record_id)
         link = self._links.get_by_target(self.connection_id, target_key)
         if (
@@ -296,6 +342,11 @@ class SyncEngine:
         ):
             # Recognised from what our write returned, not by reading the record back.
             return _Result(Outcome.SKIPPED, "echo of our own write", target_key=link.source_key)
+        if self._back is not None and self._back.handles(event.object_type):
+            result, reached = self._back.apply(event, link)
+            for back in reached:
+                self._record(event, _back_result(back), key=back.record_key)
+            return _back_result(result)
         return _Result(
             Outcome.SKIPPED,
             f"no two-way fields configured for {event.source} {event.object_type}",

@@ -323,7 +323,8 @@ BAD_FIELDS = [
         {"from": "m", "requird": True},
         False,
         "objects.deal.fields.memo",
-        "unknown key 'requird' (expected one of from, transforms, value_map, default, required)",
+        "unknown key 'requird' (expected one of from, transforms, value_map, default, "
+        "required, direction, conflict)",
     ),
     (
         "deal",
@@ -479,7 +480,7 @@ def test_given_a_required_canonical_field_unmapped_when_loaded_then_error_names_
             lambda d: d["objects"]["deal"].update(filtr=[]),
             "objects.deal",
             "unknown key 'filtr' "
-            "(expected one of filter, fields, line_items, extra_lines, custom_fields)",
+            "(expected one of filter, fields, back, line_items, extra_lines, custom_fields)",
         ),
         (lambda d: d.update(objects={}), "objects", "map at least one of contact, company, deal"),
         (

@@ -1,0 +1,425 @@
+"""The way back: where invoices and customers stand in the accounting system, written
+into the CRM records they were made from (two-way sync, opt-in per field).
+
+A change in the accounting system (an invoice, a customer, a payment: its invoices)
+reaches the CRM records linked to it. What flows back is what the mapping lists: the
+``back`` fields (an invoice's status, a customer's open balance) and the forward fields
+marked ``accounting_to_crm`` or ``both``. What it guarantees:
+
+* **Content decides, once.** Each property's value is compared with a digest of what
+  was last written to it (``BackState``); only what differs is written, in one call,
+  under a key derived from that content and the state it replaces.
+* **Two-way fields meet a policy, not a race.** A ``both`` field's value on each side
+  is compared with the value they last agreed on: the side that moved wins; when both
+  moved, the field's ``conflict`` policy decides, and ``hold`` writes neither way and
+  says so. The forward flow asks first (``ahead``) and sends the accounting side's
+  value instead of the CRM's where that side wins.
+* **No loops.** A back write changes only properties the forward flow does not send
+  (checked when the mapping is loaded), or a two-way field to the value the other side
+  already holds: the CRM's echo maps to content the accounting system holds, and stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from shared.errors import RecordInvalid, StaleWrite
+from shared.mapping import Filtered, Mapper
+from shared.mapping.back import TwoWayField, canonical_text
+from shared.models import (
+    BackState,
+    ChangeEvent,
+    CustomerStanding,
+    InvoiceStanding,
+    ObjectType,
+    Outcome,
+    RecordLink,
+    SourceRecord,
+)
+from shared.models.events import record_key
+from shared.ports import AccountingLedger, CrmSource, CrmWriter, EventQueue, LinkStore
+from shared.sync.content import Mapped
+
+# The CRM objects whose records the accounting side's changes reach.
+REACHES = {
+    ObjectType.INVOICE: (ObjectType.DEAL,),
+    ObjectType.PAYMENT: (ObjectType.DEAL,),
+    ObjectType.CUSTOMER: (ObjectType.COMPANY, ObjectType.CONTACT),
+}
+
+
+def digest(text: str | None) -> str:
+    """A value as ``BackState`` keeps it (an empty value is a value: cleared)."""
+    material = "\0" if text is None else f"={text}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def back_key(
+    connection_id: str, crm_key: str, state: BackState, values: Mapping[str, str | None]
+) -> str:
+    """The key of one back write: these values over this state of the record. A retry
+    (lost answer, state not saved) sends the same key; the same values written later
+    over another state (an edit undone) get another."""
+    material = f"{connection_id}|{crm_key}|{state.revision}|{json.dumps(sorted(values.items()))}"
+    return hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+class Side(StrEnum):
+    """Which value a two-way field takes."""
+
+    AGREED = "agreed"  # both sides hold it
+    CRM = "crm"  # the CRM's goes to the accounting system (forward)
+    ACCOUNTING = "accounting"  # the accounting system's goes to the CRM (back)
+    HELD = "held"  # both moved and the policy holds: reported, written neither way
+
+
+def side_of(
+    two_way: TwoWayField,
+    crm: str | None,
+    accounting: str | None,
+    agreed: str | None,
+    crm_newer: Callable[[], bool],
+) -> Side:
+    """The side whose value ``two_way`` takes, from the values on each side and the
+    digest of the one they last agreed on (None: never agreed, so both count as moved).
+    ``crm_newer`` is asked only when both moved under ``newest_wins``."""
+    if crm == accounting:
+        return Side.AGREED
+    if digest(accounting) == agreed:
+        return Side.CRM
+    if digest(crm) == agreed:
+        return Side.ACCOUNTING
+    if two_way.conflict == "crm_wins":
+        return Side.CRM
+    if two_way.conflict == "accounting_wins":
+        return Side.ACCOUNTING
+    if two_way.conflict == "newest_wins":
+        return Side.CRM if crm_newer() else Side.ACCOUNTING
+    return Side.HELD
+
+
+@dataclass(frozen=True)
+class BackResult:
+    """What became of one accounting record's way back: its audit entry's substance."""
+
+    outcome: Outcome
+    reason: str
+    record_key: str  # the accounting record (or the event's, for a summary)
+    crm_key: str | None = None  # the CRM record written to
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """A forward write settled against the accounting side first (two-way fields)."""
+
+    content: Mapped  # what to write: the accounting side's value where it wins or holds
+    source_key: str
+    agreed: Mapping[str, str]  # property → digest of the value both hold, once written
+    settled_digest: str  # the content's digest once the values it moves are agreed
+
+
+Standing = InvoiceStanding | CustomerStanding
+
+
+class BackSync:
+    """Writes the accounting side's standing into the linked CRM records."""
+
+    def __init__(
+        self,
+        *,
+        connection_id: str,
+        crm: CrmSource,
+        writer: CrmWriter,
+        ledger: AccountingLedger,
+        mapper: Mapper,
+        links: LinkStore,
+        queue: EventQueue,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.connection_id = connection_id
+        self._crm = crm
+        self._writer = writer
+        self._ledger = ledger
+        self._plan = mapper.back
+        self._mapper = mapper
+        self._links = links
+        self._queue = queue
+        self._clock = clock
+        self._ensured: set[ObjectType] = set()  # properties made sure of, by this process
+
+    def handles(self, object_type: ObjectType) -> bool:
+        """Whether a change of this accounting object has anything to send back."""
+        return any(self._plan.sends_back(crm) for crm in REACHES.get(object_type, ()))
+
+    def sends_back(self, object_type: ObjectType) -> bool:
+        return self._plan.sends_back(object_type)
+
+    # --- an accounting change ---------------------------------------------------------
+
+    def apply(
+        self, event: ChangeEvent, link: RecordLink | None
+    ) -> tuple[BackResult, list[BackResult]]:
+        """The event's own result, and those of the other records it reached (a
+        payment's invoices), each for its own audit entry."""
+        if event.object_type is not ObjectType.PAYMENT:
+            if link is None:
+                return BackResult(
+                    Outcome.SKIPPED, "not linked to a CRM record", event.record_key
+                ), []
+            return self._sync(link, accounting_ms=event.version), []
+        invoices = self._invoices_paid_by(event)
+        reached = [
+            found
+            for invoice_id in invoices
+            if (
+                found := self._links.get_by_target(
+                    self.connection_id, record_key(event.source, ObjectType.INVOICE, invoice_id)
+                )
+            )
+            is not None
+        ]
+        if not reached:
+            return BackResult(
+                Outcome.SKIPPED, "applies to no invoice linked to a CRM record", event.record_key
+            ), []
+        results = [self._sync(found, accounting_ms=event.version) for found in reached]
+        summary = BackResult(
+            Outcome.FORWARDED,
+            "applied to " + ", ".join(r.record_key for r in results),
+            event.record_key,
+        )
+        return summary, results
+
+    def _invoices_paid_by(self, event: ChangeEvent) -> tuple[str, ...]:
+        """A payment's invoices, from the change feed (a webhook names only the payment)."""
+        for change in self._ledger.changed_since([ObjectType.PAYMENT], event.version):
+            if change.target_id == event.record_id:
+                return change.invoice_ids
+        return ()
+
+    # --- a forward write -----------------------------------------------------------------
+
+    def ahead(self, record: SourceRecord, content: Mapped, link: RecordLink | None) -> Ahead:
+        """Before ``record`` is written forward: each ``both`` field takes the side its
+        policy gives it. The CRM's values that move make a write; where the accounting
+        side's value wins or is held, that value is sent (the field stays as it is
+        there) and the CRM gets it afterwards (``settle``)."""
+        source_key = record_key(self._crm.system, record.object_type, record.id)
+        fields = [f for f in self._plan.two_way(record.object_type) if f.direction == "both"]
+        crm = {f.key: canonical_text(getattr(content.model, f.key)) for f in fields}
+        standing = self._standing(link) if fields and link is not None else None
+        if standing is None or link is None:  # nothing to settle against: a first write
+            first = {f.prop: digest(crm[f.key]) for f in fields}
+            return Ahead(content, source_key, first, content.digest)
+        state = self._state(source_key)
+        agreed: dict[str, str] = {}
+        keep: dict[str, object] = {}
+        moving: dict[str, str | None] = {}
+        for f in fields:
+            accounting = canonical_text(getattr(standing, f.key))
+            side = side_of(
+                f,
+                crm[f.key],
+                accounting,
+                state.written.get(f.prop),
+                lambda: record.version > self._accounting_time(link),
+            )
+            if side in (Side.AGREED, Side.CRM):
+                agreed[f.prop] = digest(crm[f.key])
+                if side is Side.CRM:
+                    moving[f.key] = crm[f.key]
+            else:
+                keep[f.key] = getattr(standing, f.key)
+        return Ahead(content.settled(keep, moving), source_key, agreed, content.digest)
+
+    def settle(self, ahead: Ahead) -> BackResult | None:
+        """After the forward write of ``ahead``: the two-way values it sent are agreed,
+        and what the accounting side holds now goes back (a total or balance the write
+        changed, a value that wins there); its result when something was written or
+        held. Asked even when nothing was written forward: a retry after the way back
+        failed finds the forward write done."""
+        link = self._links.get(self.connection_id, ahead.source_key)
+        if link is None:
+            return None
+        if ahead.agreed:
+            self._mark(self._state(ahead.source_key), ahead.agreed)
+        if link.content_hash == ahead.content.digest != ahead.settled_digest:
+            # The values it moved are agreed now: the link holds the content as any
+            # later read of the record digests it.
+            with suppress(StaleWrite):  # a newer write's link stands
+                self._links.save(link.model_copy(update={"content_hash": ahead.settled_digest}))
+        result = self._sync(link, accounting_ms=None)
+        return None if result.outcome is Outcome.UNCHANGED else result  # nothing to tell
+
+    # --- one record ----------------------------------------------------------------------
+
+    def _sync(self, link: RecordLink, *, accounting_ms: int | None) -> BackResult:
+        """Write what changed of ``link``'s standing into its CRM record.
+
+        ``accounting_ms``: when the accounting side changed, if known (else its change
+        feed is asked, only for a ``newest_wins`` conflict)."""
+        object_type = link.source_type
+        if not self._plan.sends_back(object_type):
+            return BackResult(
+                Outcome.SKIPPED, f"nothing flows back to a {object_type}", link.target_key
+            )
+        standing = self._standing(link)
+        if standing is None:
+            return BackResult(
+                Outcome.SKIPPED,
+                f"no longer in {self._ledger.system}",
+                link.target_key,
+                link.source_key,
+            )
+        self._ensure(object_type)
+        state = self._state(link.source_key)
+        writes: dict[str, str | None] = {}
+        marks: dict[str, str] = {}
+
+        def put(prop: str, value: str | None, mark: str) -> None:
+            if state.written.get(prop) != mark:
+                writes[prop] = value
+                marks[prop] = mark
+
+        values = self._plan.values(object_type, standing)
+        for prop, value in values.items():
+            put(prop, value, digest(value))
+        held: list[str] = []
+        forward = False
+        two_way = self._plan.two_way(object_type)
+        crm, crm_version = self._crm_values(link, two_way)
+        for f in two_way:
+            accounting = canonical_text(getattr(standing, f.key))
+            if f.direction != "both":
+                put(f.prop, f.crm_text(accounting), digest(accounting))
+                continue
+            if f.key not in crm:  # the CRM record is gone or not mapped now
+                continue
+            side = side_of(
+                f,
+                crm[f.key],
+                accounting,
+                state.written.get(f.prop),
+                lambda: crm_version > (accounting_ms or self._accounting_time(link)),
+            )
+            if side is Side.ACCOUNTING:
+                put(f.prop, f.crm_text(accounting), digest(accounting))
+            elif side is Side.AGREED:
+                marks[f.prop] = digest(accounting)
+            elif side is Side.CRM and state.written.get(f.prop) != digest(accounting):
+                # Both moved and the CRM's value wins: taken as if the accounting side
+                # had not moved, and the record sent forward again to write it there.
+                marks[f.prop] = digest(accounting)
+                forward = True
+            elif side is Side.HELD:
+                held.append(f"{f.prop} (CRM {crm[f.key]!r}, accounting {accounting!r})")
+        if writes:
+            self._writer.write_properties(
+                object_type,
+                link.source_id,
+                writes,
+                idempotency_key=back_key(self.connection_id, link.source_key, state, writes),
+            )
+        self._mark(state, marks)
+        if forward:
+            self._queue.send(
+                [
+                    ChangeEvent.found(
+                        self.connection_id,
+                        self._crm.system,
+                        object_type,
+                        link.source_id,
+                        crm_version,
+                        by="two-way",
+                    )
+                ]
+            )
+        return self._result(link, writes, held, [*values, *(f.prop for f in two_way)])
+
+    def _result(
+        self,
+        link: RecordLink,
+        writes: Mapping[str, str | None],
+        held: list[str],
+        props: list[str],
+    ) -> BackResult:
+        conflict = f"; conflict held: {', '.join(held)}" if held else ""
+        if writes:
+            reason = f"wrote {', '.join(writes)} to {link.source_key}{conflict}"
+            return BackResult(Outcome.UPDATED, reason, link.target_key, link.source_key)
+        if held:
+            return BackResult(
+                Outcome.SKIPPED,
+                f"conflict held: {', '.join(held)}",
+                link.target_key,
+                link.source_key,
+            )
+        return BackResult(
+            Outcome.UNCHANGED,
+            f"no field sent back changed ({', '.join(props)})",
+            link.target_key,
+            link.source_key,
+        )
+
+    def _standing(self, link: RecordLink) -> Standing | None:
+        today = self._clock().date()
+        if link.target_type is ObjectType.INVOICE:
+            return self._ledger.invoice_standing(link.target_id, today=today)
+        if link.target_type is ObjectType.CUSTOMER:
+            return self._ledger.customer_standing(link.target_id, today=today)
+        return None
+
+    def _crm_values(
+        self, link: RecordLink, fields: tuple[TwoWayField, ...]
+    ) -> tuple[dict[str, str | None], int]:
+        """The CRM record's two-way values (canonical text) and its version; none when
+        it is gone, or its mapping filters it out or finds it invalid now."""
+        if not any(f.direction == "both" for f in fields):
+            return {}, 0
+        record = self._crm.fetch(link.source_type, link.source_id)
+        if record is None:
+            return {}, 0
+        try:
+            model = self._mapper.map(record)
+        except RecordInvalid:
+            return {}, record.version
+        if isinstance(model, Filtered):
+            return {}, record.version
+        return {f.key: canonical_text(getattr(model, f.key)) for f in fields}, record.version
+
+    def _accounting_time(self, link: RecordLink) -> int:
+        """When the linked accounting record last changed since our last write to it."""
+        since = link.target_changed_at_ms or 0
+        return max(
+            (
+                change.changed_at_ms
+                for change in self._ledger.changed_since([link.target_type], since)
+                if change.target_id == link.target_id
+            ),
+            default=since,
+        )
+
+    def _ensure(self, object_type: ObjectType) -> None:
+        if object_type not in self._ensured:
+            properties = self._plan.properties(object_type)
+            if properties:
+                self._writer.ensure_properties(object_type, properties)
+            self._ensured.add(object_type)
+
+    def _state(self, source_key: str) -> BackState:
+        found = self._links.back_state(self.connection_id, source_key)
+        return found or BackState(connection_id=self.connection_id, source_key=source_key)
+
+    def _mark(self, state: BackState, marks: Mapping[str, str]) -> None:
+        if any(state.written.get(prop) != mark for prop, mark in marks.items()):
+            self._links.save_back_state(
+                state.model_copy(
+                    update={"written": {**state.written, **marks}, "revision": state.revision + 1}
+                )
+            )

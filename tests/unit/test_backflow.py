@@ -1,0 +1,316 @@
+"""The way back on in-memory fakes: an accounting change written into the CRM records
+it reaches, once, and only what the mapping sends back."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+
+from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
+from shared.mapping import Mapper, parse_mapping
+from shared.models import (
+    ChangeEvent,
+    ChangeKind,
+    Invoice,
+    ObjectType,
+    Outcome,
+    SourceRecord,
+)
+from shared.ports import TargetChange
+from shared.sync.engine import SyncEngine
+from tests.fakes import DEFAULT_MAPPING, FakeCrm, FakeLedger, epoch_ms
+
+T0 = epoch_ms("2026-11-20T10:00:00")
+TODAY = datetime(2026, 11, 25, 12, tzinfo=UTC)
+CONNECTION = "acme"
+
+MAPPING = """
+version: 1
+objects:
+  company:
+    fields:
+      display_name: {from: name, required: true}
+    back:
+      open_balance: {from: open_balance, label: Open balance, kind: number}
+      overdue_amount: {from: overdue_amount, label: Overdue, kind: number}
+  deal:
+    filter: [{field: dealstage, in: [closedwon]}]
+    fields:
+      name: {from: dealname, required: true}
+      status: {from: dealstage, value_map: {closedwon: won}, default: open}
+      currency: {default: USD}
+      due_date: {from: due_date, transforms: [date], direction: both, conflict: hold}
+    line_items:
+      fields:
+        name: {from: name, required: true}
+        quantity: {from: quantity, transforms: [decimal], required: true}
+        unit_price: {from: price, transforms: [decimal], required: true}
+    back:
+      invoice_status:
+        from: status
+        label: Invoice status
+        kind: enumeration
+        value_map: {paid: Paid, partly_paid: Partly paid, overdue: Overdue, open: Open,
+                    voided: Voided}
+      amount_paid: {from: amount_paid, label: Amount paid, kind: number}
+      balance_due: {from: balance, label: Balance due, kind: number}
+"""
+
+
+@pytest.fixture
+def crm() -> FakeCrm:
+    crm = FakeCrm()
+    crm.put(
+        SourceRecord(
+            object_type=ObjectType.COMPANY, id="5", version=T0, properties={"name": "Acme"}
+        )
+    )
+    crm.put(
+        SourceRecord(
+            object_type=ObjectType.DEAL,
+            id="9",
+            version=T0,
+            properties={"dealname": "Redesign", "dealstage": "closedwon", "due_date": "2026-12-20"},
+            associations={ObjectType.COMPANY: ["5"]},
+            children={
+                ObjectType.LINE_ITEM: [
+                    SourceRecord(
+                        object_type=ObjectType.LINE_ITEM,
+                        id="71",
+                        version=T0,
+                        properties={"name": "Services", "quantity": "2", "price": "500"},
+                    )
+                ]
+            },
+        )
+    )
+    return crm
+
+
+@pytest.fixture
+def ledger() -> FakeLedger:
+    return FakeLedger()
+
+
+@pytest.fixture
+def audit() -> MemoryAuditLog:
+    return MemoryAuditLog()
+
+
+def make_engine(
+    crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog, mapping: str = MAPPING
+) -> SyncEngine:
+    return SyncEngine(
+        connection_id=CONNECTION,
+        crm=crm,
+        ledger=ledger,
+        mapper=Mapper(parse_mapping(mapping, "two-way.yaml")),
+        links=MemoryLinkStore(),
+        audit=audit,
+        queue=MemoryQueue(),
+        lock=MemoryLock(),
+        clock=lambda: TODAY,
+        standings=ledger,
+        crm_writer=crm,
+    )
+
+
+@pytest.fixture
+def engine(crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog) -> SyncEngine:
+    return make_engine(crm, ledger, audit)
+
+
+def crm_event(crm: FakeCrm, object_type: ObjectType, record_id: str) -> ChangeEvent:
+    record = crm.records[(object_type, record_id)]
+    return ChangeEvent(
+        connection_id=CONNECTION,
+        source=crm.system,
+        object_type=object_type,
+        record_id=record_id,
+        event_id=f"crm-{object_type}-{record_id}-{record.version}",
+        kind=ChangeKind.UPDATED,
+        occurred_at=TODAY,
+        version=record.version,
+    )
+
+
+def ledger_event(ledger: FakeLedger, change: TargetChange) -> ChangeEvent:
+    return ChangeEvent(
+        connection_id=CONNECTION,
+        source=ledger.system,
+        object_type=change.object_type,
+        record_id=change.target_id,
+        event_id=f"acc-{change.object_type}-{change.target_id}-{change.changed_at_ms}",
+        kind=ChangeKind.UPDATED,
+        occurred_at=TODAY,
+        version=change.changed_at_ms,
+    )
+
+
+def deal_props(crm: FakeCrm) -> dict[str, str | None]:
+    return dict(crm.records[(ObjectType.DEAL, "9")].properties)
+
+
+def invoice_id(ledger: FakeLedger) -> str:
+    (found,) = ledger.invoices
+    return found
+
+
+def test_given_a_won_deal_when_invoiced_then_where_its_invoice_stands_is_written_back(
+    crm: FakeCrm, engine: SyncEngine
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+
+    props = deal_props(crm)
+    assert (props["invoice_status"], props["amount_paid"], props["balance_due"]) == (
+        "Open",
+        "0",
+        "1000",
+    )
+
+
+def test_given_a_payment_when_applied_then_the_deal_fields_are_written_once(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine, audit: MemoryAuditLog
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    writes = len(crm.writes)
+    payment = ledger.pay({invoice_id(ledger): Decimal("400")}, date(2026, 11, 24))
+
+    entry = engine.handle(ledger_event(ledger, payment))
+    again = engine.handle(ledger_event(ledger, payment))
+
+    props = deal_props(crm)
+    assert (props["invoice_status"], props["amount_paid"], props["balance_due"]) == (
+        "Partly paid",
+        "400",
+        "600",
+    )
+    assert len(crm.writes) == writes + 1
+    assert crm.writes[-1] == {
+        "invoice_status": "Partly paid",
+        "amount_paid": "400",
+        "balance_due": "600",
+    }
+    assert entry.outcome is Outcome.FORWARDED
+    invoice_key = f"quickbooks:invoice:{invoice_id(ledger)}"
+    (reached, repeated) = audit.history(CONNECTION, invoice_key, limit=2)[::-1]
+    assert reached.outcome is Outcome.UPDATED
+    assert "invoice_status, amount_paid, balance_due" in reached.reason
+    assert reached.target_key == "hubspot:deal:9"
+    assert again.outcome is Outcome.FORWARDED
+    assert repeated.outcome is Outcome.UNCHANGED
+
+
+def test_given_an_unchanged_standing_when_the_invoice_changes_then_nothing_is_written(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    writes = len(crm.writes)
+
+    entry = engine.handle(
+        ledger_event(ledger, ledger.touch(ObjectType.INVOICE, invoice_id(ledger)))
+    )
+
+    assert len(crm.writes) == writes
+    assert entry.outcome is Outcome.UNCHANGED
+    assert "invoice_status, amount_paid, balance_due, due_date" in entry.reason
+
+
+def test_given_a_customer_change_then_its_financial_picture_reaches_the_company(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    (customer,) = ledger.customers
+    ledger.edit(ObjectType.INVOICE, invoice_id(ledger), due_date=date(2026, 11, 1))
+    change = ledger.touch(ObjectType.CUSTOMER, customer)
+
+    entry = engine.handle(ledger_event(ledger, change))
+
+    company = crm.records[(ObjectType.COMPANY, "5")].properties
+    assert (company["open_balance"], company["overdue_amount"]) == ("1000", "1000")
+    assert entry.outcome is Outcome.UPDATED
+    assert entry.target_key == "hubspot:company:5"
+
+
+def test_given_back_fields_then_the_crm_properties_are_made_once_per_connection(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    made: list[ObjectType] = []
+    ensure = crm.ensure_properties
+
+    def counting(object_type: ObjectType, properties: object) -> list[str]:
+        made.append(object_type)
+        return ensure(object_type, properties)  # type: ignore[arg-type]
+
+    crm.ensure_properties = counting  # type: ignore[method-assign]
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    for _ in range(2):
+        engine.handle(ledger_event(ledger, ledger.touch(ObjectType.INVOICE, invoice_id(ledger))))
+
+    assert made == [ObjectType.DEAL]
+    status = crm.properties[ObjectType.DEAL]["invoice_status"]
+    assert (status.kind, status.options) == (
+        "enumeration",
+        ("Paid", "Partly paid", "Overdue", "Open", "Voided"),
+    )
+
+
+def test_given_both_sides_moved_under_hold_then_the_conflict_is_audited_not_written(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    crm.edit(crm.records[(ObjectType.DEAL, "9")], {"due_date": "2026-12-24"})
+    change = ledger.edit(ObjectType.INVOICE, invoice_id(ledger), due_date=date(2026, 12, 31))
+
+    held = engine.handle(ledger_event(ledger, change))
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+
+    assert held.outcome is Outcome.SKIPPED
+    assert "due_date (CRM '2026-12-24', accounting '2026-12-31')" in held.reason
+    assert deal_props(crm)["due_date"] == "2026-12-24"
+    invoice = ledger.invoices[invoice_id(ledger)].body
+    assert isinstance(invoice, Invoice)
+    assert invoice.due_date == date(2026, 12, 31)
+
+
+def test_given_a_due_date_moved_in_accounting_then_the_crm_takes_it_and_the_echo_stops(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    change = ledger.edit(ObjectType.INVOICE, invoice_id(ledger), due_date=date(2027, 1, 15))
+    version = ledger.invoices[invoice_id(ledger)].sync_token
+
+    back = engine.handle(ledger_event(ledger, change))
+    echo = engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+
+    assert back.outcome is Outcome.UPDATED
+    assert crm.writes[-1] == {"due_date": "2027-01-15"}
+    assert echo.outcome is Outcome.UNCHANGED
+    assert ledger.invoices[invoice_id(ledger)].sync_token == version
+
+
+def test_given_a_back_write_when_its_echo_comes_then_nothing_is_written_forward(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    version = ledger.invoices[invoice_id(ledger)].sync_token
+
+    echo = engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+
+    assert echo.outcome is Outcome.UNCHANGED
+    assert ledger.invoices[invoice_id(ledger)].sync_token == version
+
+
+def test_given_no_back_section_then_accounting_changes_are_only_noted(
+    crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog
+) -> None:
+    engine = make_engine(crm, ledger, audit, DEFAULT_MAPPING.read_text())
+    change = TargetChange(object_type=ObjectType.INVOICE, target_id="77", changed_at_ms=T0)
+
+    entry = engine.handle(ledger_event(ledger, change))
+
+    assert entry.outcome is Outcome.SKIPPED
+    assert entry.reason == "no two-way fields configured for quickbooks invoice"
+    assert crm.writes == []
