@@ -32,7 +32,9 @@ Reproduced behaviours
   (401 ``AuthorizationUnsuccessful``). Responses are XML unless the client
   accepts JSON, as on the real API; JSON dates are MS-JSON (``/Date(ms+0000)/``).
 * Entities and rules: see ``xero_org`` (Contacts, Items, Invoices ACCREC/ACCPAY,
-  Accounts, TaxRates, Currencies, Organisation).
+  Accounts, TaxRates, Currencies, Organisation) and ``xero_payments`` (Payments
+  against invoices and their deletion, invoices' AmountPaid/AmountCredited/AmountDue,
+  PAID and FullyPaidOnDate, contacts' Balances, credit notes a person applies).
 * Writes: ``PUT`` creates only, ``POST`` updates or creates; bodies with several
   elements are processed in order. Errors are summarised by default (400
   ``ValidationException`` listing the failed elements, while valid elements are
@@ -50,7 +52,8 @@ Reproduced behaviours
   (``day``/``minute``/``appminute``/``concurrent``) and, for the windowed limits,
   ``Retry-After`` in seconds.
 * Webhooks (/documentation/guides/webhooks/overview and /configuring-your-server):
-  CONTACT and INVOICE events (CREATE/UPDATE) after API or "UI" changes, signed
+  CONTACT and INVOICE events (CREATE/UPDATE) after API or "UI" changes (a payment
+  or credit note is an UPDATE of its invoice: Xero has no payment events), signed
   ``x-xero-signature`` = base64(HMAC-SHA256(webhook key, raw body)); events are sent
   only once the subscription has passed Intent to Receive (200 to a correctly
   signed request, 401 to a wrongly signed one, empty body, no cookies, within 5 s);
@@ -59,7 +62,8 @@ Reproduced behaviours
 * Faults (``POST /_sandbox/faults``): 5xx, timeouts, 429 bursts in Xero's shape and
   lost responses, as every sandbox here.
 
-Deliberately not modelled: Payments/CreditNotes/other endpoints (404), PKCE,
+Deliberately not modelled: the CreditNotes, BatchPayments and other endpoints (404),
+refunds, PKCE,
 client-credentials (custom connection) grants, XML request bodies, tracked
 inventory, multi-tenant connections, HTTPS-only webhook URLs (local receivers use
 http) and Xero's 31-day replay of events held while a subscription is disabled.
@@ -87,7 +91,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -96,7 +100,7 @@ from urllib.parse import urlencode
 import httpx
 from flask import Flask, Response, g, request
 
-from local.sandboxes import xero_where
+from local.sandboxes import xero_payments, xero_where
 from local.sandboxes.base import (
     Delivery,
     Fault,
@@ -143,6 +147,8 @@ SCOPES = frozenset(
     }
 )
 # Body Xero documents for a rate-limited call (the OAuth 1 era form, still quoted).
+# The seeded "Business Bank Account": where a person's payments are received.
+PERSON_BANK_ACCOUNT = "090"
 RATE_LIMIT_BODY = (
     "oauth_problem=rate%20limit%20exceeded"
     "&oauth_problem_advice=please%20wait%20before%20retrying%20the%20xero%20api"
@@ -458,13 +464,35 @@ class XeroSandbox:
         """Change a record as a user would in Xero's web app (webhooks follow)."""
         return self._ui_save(kind, body, record_id)
 
-    def ui_pay_invoice(self, invoice_id: str, amount: Decimal | None = None) -> JsonObj:
-        """Record a payment against an AUTHORISED invoice (all that is due by default)."""
+    def ui_pay_invoice(
+        self, invoice_id: str, amount: Decimal | None = None, *, on: date | None = None
+    ) -> JsonObj:
+        """Receive a payment into the bank account against an AUTHORISED invoice (all
+        that is due by default, today by default), as a user does in Xero's web app;
+        returns the invoice after it (an INVOICE webhook follows)."""
+        invoices = self._kind("Invoices")
+        with self._lock:
+            due = self.org.get(invoices, invoice_id, CENT)["AmountDue"]
+            payment: JsonObj = {
+                "Invoice": {"InvoiceID": invoice_id},
+                "Account": {"Code": PERSON_BANK_ACCOUNT},
+                "Amount": due if amount is None else amount,
+            }
+            if on is not None:
+                payment["Date"] = on.isoformat()
+        self._ui_save("Payments", payment, None)
+        with self._lock:
+            return _json_object(self.org.get(invoices, invoice_id, CENT))
+
+    def ui_credit_invoice(self, invoice_id: str, amount: Decimal) -> JsonObj:
+        """Raise a credit note for ``amount`` and allocate it to the invoice, as a user
+        does in Xero's web app; returns the invoice after it."""
         changes = Changes()
         with self._lock:
-            invoice = self.org.pay_invoice(invoice_id, amount, changes)
+            invoice = xero_payments.credit_invoice(self.org, invoice_id, amount, changes)
+            rendered = self.org.render(self._kind("Invoices"), invoice, CENT)
         self._notify(changes)
-        return _json_object(invoice)
+        return _json_object(rendered)
 
     def mint_authorization_code(
         self, redirect_uri: str | None = None, scope: str | None = None
@@ -1363,6 +1391,28 @@ class XeroBooks:
         response = self.api().put("Contacts", json={"Name": name, "EmailAddress": email})
         response.raise_for_status()
         return str(response.json()["Contacts"][0]["ContactID"])
+
+    def record_payment(self, invoice_id: str, amount: Decimal, *, received_on: date) -> str:
+        """A payment received into the bank account (PUT /Payments): its PaymentID."""
+        response = self.api().put(
+            "Payments",
+            json={
+                "Invoice": {"InvoiceID": invoice_id},
+                "Account": {"Code": PERSON_BANK_ACCOUNT},
+                "Date": received_on.isoformat(),
+                "Amount": float(amount),
+            },
+        )
+        response.raise_for_status()
+        return str(response.json()["Payments"][0]["PaymentID"])
+
+    def void_invoice(self, invoice_id: str) -> None:
+        response = self.api().post(f"Invoices/{invoice_id}", json={"Status": "VOIDED"})
+        response.raise_for_status()
+
+    def credit_invoice(self, invoice_id: str, amount: Decimal) -> None:
+        """A credit note allocated to the invoice (the sandbox has no CreditNotes API)."""
+        self._sandbox.ui_credit_invoice(invoice_id, amount)
 
     def fail_next_invoice_writes(self, kinds: list[str]) -> None:
         # The connector creates an invoice with PUT /Invoices (updates are POSTs to the

@@ -31,7 +31,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from local.sandboxes import xero_where
+from local.sandboxes import xero_payments, xero_where
 
 JsonObj = dict[str, Any]
 
@@ -224,6 +224,11 @@ _ACCOUNT_FIELDS = _words(
     "BankAccountType CurrencyCode EnablePaymentsToAccount ShowInExpenseClaims ReportingCode "
     "ReportingCodeName HasAttachments UpdatedDateUTC AddToWatchlist"
 )
+_PAYMENT_FIELDS = _words(
+    "PaymentID Invoice CreditNote Prepayment Overpayment InvoiceNumber CreditNoteNumber Account "
+    "Code Date CurrencyRate Amount BankAmount Reference IsReconciled Status PaymentType "
+    "UpdatedDateUTC BatchPaymentID BatchPayment HasAccount HasValidationErrors"
+)
 _TAX_RATE_FIELDS = _words(
     "Name TaxType TaxComponents Status ReportTaxType CanApplyToAssets CanApplyToEquity "
     "CanApplyToExpenses CanApplyToLiabilities CanApplyToRevenue DisplayTaxRate EffectiveRate"
@@ -258,6 +263,21 @@ KINDS = {
             paged=True,
             modified_since=True,
             webhook_category="INVOICE",
+            scope="accounting.transactions",
+        ),
+        Kind(
+            "Payments",
+            "Payment",
+            "PaymentID",
+            frozenset({"GET", "PUT", "POST"}),
+            frozenset({"GET", "POST"}),
+            _PAYMENT_FIELDS,
+            # "The default order is UpdatedDateUTC ASC, PaymentId ASC" (Payments page).
+            "UpdatedDateUTC ASC, PaymentID ASC",
+            paged=True,
+            modified_since=True,
+            # No webhooks of their own: Xero's cover contacts and invoices only, and a
+            # payment updates its invoice (xero_payments).
             scope="accounting.transactions",
         ),
         Kind(
@@ -683,11 +703,13 @@ class Organisation:
                 "pageCount": -(-total // size),
                 "itemCount": total,
             }
-        if kind.name == "Invoices" and not paged:
+        if kind.name in ("Invoices", "Contacts") and not paged:
             # "page=1 – Up to 100 invoices will be returned in a single API call with
-            # line items shown": without paging, a list carries no line items.
+            # line items shown": without paging, a list carries no line items; a
+            # contact's Balances come "on GET requests for a single contact or when
+            # pagination is used" (Contacts page).
             for row in rendered:
-                row.pop("LineItems", None)
+                row.pop("LineItems" if kind.name == "Invoices" else "Balances", None)
         if summary:
             rendered = [_summarise(kind, row) for row in rendered]
         return rendered, pagination
@@ -740,6 +762,8 @@ class Organisation:
             self._render_contact(out)
         elif kind.name == "Invoices":
             self._render_invoice(out, record, unit_places)
+        elif kind.name == "Payments":
+            xero_payments.render_payment(self, out, record)
         elif kind.name == "Items":
             for details in ("SalesDetails", "PurchaseDetails"):
                 price = out.get(details, {}).get("UnitPrice")
@@ -785,6 +809,7 @@ class Organisation:
         out.setdefault("ContactPersons", [])
         out["HasAttachments"] = False
         out["HasValidationErrors"] = False
+        out["Balances"] = xero_payments.balances(self, out["ContactID"])
 
     def _render_invoice(self, out: JsonObj, record: JsonObj, unit_places: Decimal) -> None:
         contact = self.rows["Contacts"].get(record["Contact"]["ContactID"], {})
@@ -816,7 +841,11 @@ class Organisation:
             "DiscountRate" in line or "DiscountAmount" in line for line in record["LineItems"]
         )
         out.update(
-            CreditNotes=[], Prepayments=[], Overpayments=[], HasAttachments=False, HasErrors=False
+            CreditNotes=xero_payments.render_credit_notes(record),
+            Prepayments=[],
+            Overpayments=[],
+            HasAttachments=False,
+            HasErrors=False,
         )
 
     # --- writing ---------------------------------------------------------------------
@@ -841,6 +870,8 @@ class Organisation:
             record = self._prepare_contact(element, existing)
         elif kind.name == "Invoices":
             record = self._prepare_invoice(element, existing, changes, unit_places)
+        elif kind.name == "Payments":
+            record = xero_payments.prepare_payment(self, element, existing, changes)
         elif kind.name == "Items":
             record = self._prepare_item(element, existing, unit_places)
         elif kind.name == "Accounts":
@@ -1230,7 +1261,7 @@ class Organisation:
     ) -> JsonObj:
         record = copy.deepcopy({k: v for k, v in (existing or {}).items() if not k.startswith("_")})
         record.pop("InvoiceID", None)
-        if existing is not None and existing["Payments"]:
+        if existing is not None and (existing["Payments"] or existing.get("CreditNotes")):
             wanted = body.get("Status", existing["Status"])
             if wanted == "VOIDED":
                 raise ElementError(  # (obs)
@@ -1305,7 +1336,7 @@ class Organisation:
             raise ElementError(*errors)
         record.setdefault("Payments", [])
         record.setdefault("SentToContact", False)
-        _invoice_totals(record)
+        invoice_totals(record)
         return record
 
     def _invoice_status(self, body: JsonObj, existing: JsonObj | None) -> str:
@@ -1488,39 +1519,6 @@ class Organisation:
         out.update(Quantity=quantity, UnitAmount=unit, LineAmount=expected, TaxAmount=tax)
         return out
 
-    def pay_invoice(self, key: str, amount: Decimal | None, changes: Changes) -> JsonObj:
-        """Record a payment as a user would in Xero (the API's Payments are not modelled)."""
-        invoice = self._find(KINDS["invoices"], key, alternate=True)
-        if invoice is None:
-            raise not_found()
-        if invoice["Status"] != "AUTHORISED":
-            raise ElementError("Payments can only be made against Authorised documents")  # (obs)
-        due = invoice["AmountDue"]
-        paid = round_to(due if amount is None else amount, CENT)
-        if paid <= 0 or paid > due:
-            raise ElementError(  # (obs)
-                "Payment amount exceeds the amount outstanding on this document"
-            )
-        today = self.today().isoformat()
-        invoice["Payments"].append(
-            {
-                "PaymentID": str(uuid.uuid4()),
-                "Date": today,
-                "Amount": paid,
-                "CurrencyRate": invoice["CurrencyRate"],
-                "HasAccount": False,
-                "HasValidationErrors": False,
-            }
-        )
-        _invoice_totals(invoice)
-        if invoice["AmountDue"] == 0:
-            invoice["Status"] = "PAID"
-            invoice["FullyPaidOnDate"] = today
-        invoice["_updated"] = self.clock()
-        self.counts[("update", "Invoices")] += 1
-        changes.items.append(Change("Invoices", invoice["InvoiceID"], False, invoice["_updated"]))
-        return self.render(KINDS["invoices"], invoice, CENT)
-
 
 def _approval_errors(lines: list[JsonObj]) -> list[str]:
     if not lines:
@@ -1530,7 +1528,9 @@ def _approval_errors(lines: list[JsonObj]) -> list[str]:
     return []
 
 
-def _invoice_totals(record: JsonObj) -> None:
+def invoice_totals(record: JsonObj) -> None:
+    """SubTotal, tax, Total and what is paid, credited and still due (a payment or
+    credit note changes the last three: xero_payments)."""
     lines = record["LineItems"]
     line_total = sum((line["LineAmount"] for line in lines), Decimal("0.00"))
     tax = sum((line["TaxAmount"] for line in lines), Decimal("0.00"))
@@ -1547,14 +1547,15 @@ def _invoice_totals(record: JsonObj) -> None:
     else:
         subtotal, total = line_total, line_total + tax
     paid = sum((p["Amount"] for p in record["Payments"]), Decimal("0.00"))
+    credited = sum((c["AppliedAmount"] for c in record.get("CreditNotes", [])), Decimal("0.00"))
     record.update(
         SubTotal=subtotal,
         TotalTax=tax,
         Total=total,
         TotalDiscount=discount,
         AmountPaid=paid,
-        AmountCredited=Decimal("0.00"),
-        AmountDue=total - paid,
+        AmountCredited=credited,
+        AmountDue=total - paid - credited,
     )
 
 
@@ -1678,6 +1679,11 @@ def _check_element(kind: Kind, element: JsonObj, path: str) -> None:
             raise _conversion(contact, "Xero.API.Library.DataContracts.Contact", path)
         if contact:
             _check_element(KINDS["contacts"], contact, f"{path}.Contact")
+    elif kind.name == "Payments":
+        _numbers(element, ("Amount", "CurrencyRate"), path)
+        _bools(element, ("IsReconciled",), path)
+        if element.get("Date"):
+            parse_day(element["Date"], f"{path}.Date")
     elif kind.name == "Items":
         _bools(element, ("IsSold", "IsPurchased"), path)
         for details in ("SalesDetails", "PurchaseDetails"):

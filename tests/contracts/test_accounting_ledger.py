@@ -19,6 +19,7 @@ from shared.ports import AccountingLedger
 from tests.contracts.conftest import KitPool
 from tests.contracts.kits.base import AccountingKit
 from tests.contracts.kits.quickbooks import QuickBooksKit
+from tests.contracts.kits.xero import XeroKit
 
 TODAY = date.today()
 LATER = TODAY + timedelta(days=30)
@@ -51,7 +52,7 @@ class LedgerKit(Protocol):
     def unknown_id(self, object_type: ObjectType) -> str: ...
 
 
-LEDGER_KITS: tuple[type[AccountingKit], ...] = (QuickBooksKit,)
+LEDGER_KITS: tuple[type[AccountingKit], ...] = (QuickBooksKit, XeroKit)
 
 
 @pytest.fixture(params=LEDGER_KITS, ids=lambda kind: kind.name)

@@ -28,6 +28,9 @@ Xero Contacts and ACCREC Invoices. Facts are cited as [Xn]:
 * [X12] webhooks, ``x-xero-signature``, Intent to Receive:
   https://developer.xero.com/documentation/guides/webhooks/overview and
   https://developer.xero.com/documentation/guides/webhooks/configuring-your-server
+* [X13] Payments: https://developer.xero.com/documentation/api/accounting/payments
+* [X14] the organisation's base currency:
+  https://developer.xero.com/documentation/api/accounting/organisation
 
 Writes are exactly-once through Xero's ``Idempotency-Key`` [X4]: every PUT/POST
 carries one derived from the engine's idempotency key, so a write retried after a
@@ -41,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
@@ -73,8 +76,10 @@ from shared.errors import (
 from shared.models import (
     ChangeEvent,
     ChangeKind,
+    CustomerStanding,
     Invoice,
     InvoiceLine,
+    InvoiceStanding,
     ObjectType,
     Party,
     TaxTreatment,
@@ -88,6 +93,7 @@ from shared.ports import (
     Lock,
     NewItem,
     SecretStore,
+    TargetChange,
     TargetRef,
     WebhookAnswer,
 )
@@ -214,7 +220,7 @@ class _Items(BaseModel):
     Items: list[_Item]
 
 
-_Envelope = TypeVar("_Envelope", _Contacts, _Invoices, _Items)
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class _ValidationError(BaseModel):
@@ -305,9 +311,15 @@ def classify(response: httpx.Response) -> Classified:
     return Classified(ResponseAction.SUCCESS)
 
 
-def _read(response: httpx.Response, envelope: type[_Envelope]) -> _Envelope:
+def _read(response: httpx.Response, envelope: type[_Model]) -> _Model:
+    return parse(envelope, json_object(response, "xero"))
+
+
+def parse(model: type[_Model], body: Any) -> _Model:
+    """Xero's answer (or a record of it) as ``model``; one without what it needs is
+    refused for good, naming the first field missing or wrong."""
     try:
-        return envelope.model_validate(json_object(response, "xero"))
+        return model.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -360,7 +372,7 @@ def _present(model: BaseModel) -> dict[str, Any]:
 
 
 class XeroAccounting:
-    """``AccountingTarget`` for one Xero organisation (tenant).
+    """``AccountingTarget`` and ``AccountingLedger`` for one Xero organisation (tenant).
 
     ``api`` is rooted at ``/api.xro/2.0`` and sends the tenant's ``xero-tenant-id``
     (``build_xero`` wires it).
@@ -386,6 +398,7 @@ class XeroAccounting:
         self._tax_types = tax_types
         self._today = today or (lambda: datetime.now(UTC).date())
         self._catalog = ItemCatalog(self._catalog_items, clock=clock)
+        self._base_currency: str | None = None
 
     # --- reads --------------------------------------------------------------------------
 
@@ -440,16 +453,56 @@ class XeroAccounting:
         (one can only be deleted while a draft, and stays so [X8])."""
         collection = _collection(object_type)
         try:
-            response = self._api.request("GET", f"/{collection}/{quote(target_id, safe='')}")
+            rows = self.get(f"/{collection}/{quote(target_id, safe='')}").get(collection)
         except NotFound:
             return None
-        rows = json_object(response, "xero").get(collection)
         live = [
             row
             for row in (rows if isinstance(rows, list) else [])
             if isinstance(row, dict) and row.get("Status") != DELETED
         ]
         return live[0] if live else None
+
+    def get(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """The JSON object a ``GET`` of ``path`` answers."""
+        response = self._api.request("GET", path, params=params, headers=headers)
+        return json_object(response, "xero")
+
+    def base_currency(self) -> str:
+        """The organisation's ``BaseCurrency``, read once per instance [X14]."""
+        if self._base_currency is None:
+            rows = self.get("/Organisation").get("Organisations")
+            first = rows[0] if isinstance(rows, list) and rows else None
+            currency = first.get("BaseCurrency") if isinstance(first, dict) else None
+            if not isinstance(currency, str) or not currency:
+                raise Permanent("xero answered GET /Organisation without its BaseCurrency")
+            self._base_currency = currency
+        return self._base_currency
+
+    # --- ledger (``AccountingLedger``; the code is in ``ledger.py``) --------------------
+
+    def invoice_standing(self, target_id: str, *, today: date) -> InvoiceStanding | None:
+        from shared.connectors.xero import ledger  # it imports this module
+
+        return ledger.invoice_standing(self, target_id, today=today)
+
+    def customer_standing(self, target_id: str, *, today: date) -> CustomerStanding | None:
+        from shared.connectors.xero import ledger
+
+        return ledger.customer_standing(self, target_id, today=today)
+
+    def changed_since(
+        self, object_types: Sequence[ObjectType], since_ms: int
+    ) -> Iterator[TargetChange]:
+        from shared.connectors.xero import ledger
+
+        return ledger.changed_since(self, object_types, since_ms)
 
     def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
         if isinstance(record, Party):

@@ -10,7 +10,9 @@ the suite listens.
 
 from __future__ import annotations
 
+import itertools
 import threading
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -18,9 +20,10 @@ import httpx
 from flask import Flask, Response, request
 
 from local.sandboxes.base import Fault, SandboxServer, received_webhook
-from local.sandboxes.xero import API_PREFIX, XeroSandbox, XeroSandboxConfig, sign
+from local.sandboxes.xero import API_PREFIX, XeroBooks, XeroSandbox, XeroSandboxConfig, sign
 from shared.errors import WebhookRejected
 from shared.models import ObjectType
+from shared.ports import AccountingLedger
 from tests.contracts.kits.base import (
     CONNECTION_ID,
     AccountingKit,
@@ -61,8 +64,11 @@ class XeroKit(AccountingKit):
         self._forward_to: str | None = None
         self._forward_lock = threading.Lock()
         self.endpoint = SandboxServer(self._endpoint_app(), 0).start()
+        self.books = XeroBooks(self.sandbox, self.server.url)
+        self._numbers = itertools.count(1)
 
     def close(self) -> None:
+        self.books.api().close()
         self.sandbox.close()
         self.server.stop()
         self.endpoint.stop()
@@ -181,3 +187,51 @@ class XeroKit(AccountingKit):
     def sign(self, url: str, body: str) -> dict[str, str]:
         """``x-xero-signature``: base64 HMAC-SHA256 of the body under the webhook key."""
         return {"x-xero-signature": sign(self.config.webhook_key, body.encode())}
+
+    # --- the ledger (tests/contracts/test_accounting_ledger.py) ---------------------------
+
+    def ledger(self) -> AccountingLedger:
+        assert isinstance(self.target, AccountingLedger)
+        return self.target
+
+    def issue_invoice(self, amount: Decimal, *, due: date) -> tuple[str, str]:
+        """A new contact's approved invoice of one untaxed ``amount`` line, due on
+        ``due``: its (invoice id, contact id)."""
+        n = next(self._numbers)
+        contact = self.sandbox.ui_create(
+            "Contacts", {"Name": f"Ledger Customer {n}", "EmailAddress": f"ledger{n}@example.com"}
+        )
+        contact_id = str(contact["ContactID"])
+        return self.add_invoice(contact_id, amount, due=due), contact_id
+
+    def add_invoice(self, customer_id: str, amount: Decimal, *, due: date) -> str:
+        """Another approved invoice for the same contact, dated before any payment."""
+        invoice = self.sandbox.ui_create(
+            "Invoices",
+            {
+                "Type": "ACCREC",
+                "Contact": {"ContactID": customer_id},
+                "Date": (min(due, date.today()) - timedelta(days=30)).isoformat(),
+                "DueDate": due.isoformat(),
+                "Status": "AUTHORISED",
+                "LineAmountTypes": "NoTax",  # the total is the amount, as the suite expects
+                "LineItems": [
+                    {
+                        "Description": "Services",
+                        "Quantity": 1,
+                        "UnitAmount": float(amount),
+                        "AccountCode": self.income_account,
+                    }
+                ],
+            },
+        )
+        return str(invoice["InvoiceID"])
+
+    def pay(self, invoice_id: str, amount: Decimal, *, on: date) -> str:
+        return self.books.record_payment(invoice_id, amount, received_on=on)
+
+    def credit(self, invoice_id: str, amount: Decimal) -> None:
+        self.books.credit_invoice(invoice_id, amount)
+
+    def void(self, invoice_id: str) -> None:
+        self.books.void_invoice(invoice_id)

@@ -409,7 +409,7 @@ def test_unknown_id_is_a_plain_text_404_and_unmodelled_methods_501(xero: Harness
     missing = xero.api("GET", "Contacts/00000000-0000-0000-0000-000000000000")
     assert missing.status_code == 404
     assert missing.text == "The resource you're looking for cannot be found"
-    assert xero.api("GET", "Payments").status_code == 404
+    assert xero.api("GET", "BankTransactions").status_code == 404
     organisation = xero.api("POST", "Organisation", body={"Name": "x"})
     assert organisation.status_code == 501
     assert organisation.json()["Type"] == "ApiMethodNotImplementedException"

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from xero_python.accounting import (
+    Account,
     AccountingApi,
     Contact,
     Contacts,
@@ -24,6 +25,8 @@ from xero_python.accounting import (
     Invoices,
     LineAmountTypes,
     LineItem,
+    Payment,
+    Payments,
 )
 from xero_python.api_client import ApiClient
 from xero_python.api_client.configuration import Configuration
@@ -315,3 +318,72 @@ def test_rate_limit_is_the_sdks_rate_limit_exception(
         token_url(served[1])
         server.stop()
         sandbox.close()
+
+
+def test_sdk_pays_an_invoice_and_reads_the_balances(xero: Session) -> None:
+    api, tenant = xero.accounting, xero.tenant
+    contact = api.get_contacts(tenant, where='Name=="Boom FM"').contacts[0]
+    invoice = api.create_invoices(
+        tenant,
+        Invoices(
+            invoices=[
+                Invoice(
+                    type="ACCREC",
+                    contact=Contact(contact_id=contact.contact_id),
+                    date=date(2026, 1, 15),
+                    due_date=date(2026, 2, 15),
+                    status="AUTHORISED",
+                    line_amount_types=LineAmountTypes.NOTAX,
+                    line_items=[
+                        LineItem(description="Ads", quantity=1, unit_amount=100, account_code="200")
+                    ],
+                )
+            ]
+        ),
+    ).invoices[0]
+
+    # create_payment POSTs one Payment; create_payments PUTs a list.
+    part = api.create_payment(
+        tenant,
+        Payment(
+            invoice=Invoice(invoice_id=invoice.invoice_id),
+            account=Account(code="090"),
+            date=date(2026, 2, 1),
+            amount=40,
+            reference="Deposit",
+        ),
+    ).payments[0]
+    rest = api.create_payments(
+        tenant,
+        Payments(
+            payments=[
+                Payment(
+                    invoice=Invoice(invoice_id=invoice.invoice_id),
+                    account=Account(code="090"),
+                    date=date(2026, 2, 10),
+                    amount=60,
+                )
+            ]
+        ),
+    ).payments[0]
+    paid = api.get_invoice(tenant, invoice.invoice_id).invoices[0]
+    listed = api.get_payments(tenant, where='PaymentType=="ACCRECPAYMENT"').payments
+    balances = api.get_contact(tenant, contact.contact_id).contacts[0].balances
+    with pytest.raises(AccountingBadRequestException) as over:
+        api.create_payment(
+            tenant,
+            Payment(
+                invoice=Invoice(invoice_id=invoice.invoice_id),
+                account=Account(code="090"),
+                amount=1,
+            ),
+        )
+
+    assert (part.payment_type, part.status, part.amount) == ("ACCRECPAYMENT", "AUTHORISED", 40)
+    assert part.date == date(2026, 2, 1) and part.account.code == "090"
+    assert (paid.status, paid.amount_paid, paid.amount_due) == ("PAID", Decimal(100), Decimal(0))
+    assert paid.fully_paid_on_date == date(2026, 2, 10)
+    assert [p.payment_id for p in paid.payments] == [part.payment_id, rest.payment_id]
+    assert {p.payment_id for p in listed} == {part.payment_id, rest.payment_id}
+    assert balances.accounts_receivable.outstanding == 0
+    assert over.value.reason == "Payments can only be made against Authorised documents"

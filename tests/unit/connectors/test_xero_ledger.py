@@ -1,0 +1,110 @@
+"""The Xero ledger against the sandbox: its change feed pages (pages shrunk to 2 rows)
+and names deletions; a customer's totals come in the organisation's base currency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+
+from local.sandboxes.base import SandboxServer
+from local.sandboxes.xero import XeroBooks, XeroSandbox, XeroSandboxConfig
+from shared.connectors.xero import ledger
+from shared.models import ObjectType
+from shared.ports import AccountingLedger
+from tests.contracts.kits.base import SandboxConnection
+from tests.fakes import OffsetClock
+
+TODAY = date.today()
+
+
+@pytest.fixture
+def organisation() -> Iterator[tuple[XeroSandbox, str, OffsetClock]]:
+    clock = OffsetClock()
+    sandbox = XeroSandbox(XeroSandboxConfig(clock=clock, rate_per_minute=10_000))
+    server = SandboxServer(sandbox.app, 0).start()
+    yield sandbox, server.url, clock
+    server.stop()
+    sandbox.close()
+
+
+def ledger_of(sandbox: XeroSandbox, url: str) -> AccountingLedger:
+    target = SandboxConnection("xero", sandbox, url).accounting_target()
+    assert isinstance(target, AccountingLedger)
+    return target
+
+
+def approved(sandbox: XeroSandbox, contact_id: str, amount: int, **fields: object) -> str:
+    invoice = sandbox.ui_create(
+        "Invoices",
+        {
+            "Type": "ACCREC",
+            "Contact": {"ContactID": contact_id},
+            "Status": "AUTHORISED",
+            "LineAmountTypes": "NoTax",
+            "LineItems": [{"Description": "Work", "UnitAmount": amount, "AccountCode": "200"}],
+            **fields,
+        },
+    )
+    return str(invoice["InvoiceID"])
+
+
+def test_the_feed_pages_and_names_deleted_payments_and_archived_contacts(
+    organisation: tuple[XeroSandbox, str, OffsetClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, url, clock = organisation
+    monkeypatch.setattr(ledger, "PAGE_SIZE", 2)
+    books = XeroBooks(sandbox, url)
+    since_ms = int(clock() * 1000)
+    clock.advance(5)
+    contact = str(sandbox.ui_create("Contacts", {"Name": "Paged Ltd"})["ContactID"])
+    invoice_id = approved(sandbox, contact, 100)
+    payments = []
+    for _ in range(3):
+        clock.advance(5)
+        payments.append(books.record_payment(invoice_id, Decimal(10), received_on=TODAY))
+    clock.advance(5)
+    books.api().post(f"Payments/{payments[0]}", json={"Status": "DELETED"}).raise_for_status()
+    sandbox.ui_update("Contacts", contact, {"ContactStatus": "ARCHIVED"})
+
+    changes = list(
+        ledger_of(sandbox, url).changed_since([ObjectType.CUSTOMER, ObjectType.PAYMENT], since_ms)
+    )
+
+    paid = [
+        (c.target_id, c.deleted, c.invoice_ids, c.customer_id)
+        for c in changes
+        if c.object_type is ObjectType.PAYMENT
+    ]
+    # Three payments over two pages; the deleted one changed last.
+    assert paid == [
+        (payments[1], False, (invoice_id,), contact),
+        (payments[2], False, (invoice_id,), contact),
+        (payments[0], True, (invoice_id,), contact),
+    ]
+    customers = [c for c in changes if c.object_type is ObjectType.CUSTOMER]
+    assert [(c.target_id, c.deleted) for c in customers] == [(contact, True)]
+    assert [c.changed_at_ms for c in changes] == sorted(c.changed_at_ms for c in changes)
+
+
+def test_a_customer_stands_in_the_base_currency(
+    organisation: tuple[XeroSandbox, str, OffsetClock],
+) -> None:
+    sandbox, url, _ = organisation
+    sandbox.ui_create("Currencies", {"Code": "EUR"})
+    contact = str(sandbox.ui_create("Contacts", {"Name": "Euro GmbH"})["ContactID"])
+    late = (TODAY - timedelta(days=5)).isoformat()
+    approved(sandbox, contact, 100, CurrencyCode="EUR", CurrencyRate=2, DueDate=late)
+    local = approved(sandbox, contact, 30)
+    sandbox.ui_pay_invoice(local, Decimal(30), on=TODAY - timedelta(days=1))
+
+    standing = ledger_of(sandbox, url).customer_standing(contact, today=TODAY)
+
+    assert standing is not None
+    assert standing.currency == "USD"
+    # 100 EUR at 2 EUR to the dollar is 50 USD, all of it owed and overdue.
+    assert (standing.open_balance, standing.overdue_amount) == (Decimal(50), Decimal(50))
+    assert (standing.invoiced_to_date, standing.paid_to_date) == (Decimal(80), Decimal(30))
+    assert standing.last_payment_date == TODAY - timedelta(days=1)
