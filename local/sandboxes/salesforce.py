@@ -35,8 +35,11 @@ Reproduced behaviours
   (``STRING_TOO_LONG``), restricted picklists, e-mail format, ids
   (``MALFORMED_ID``, ``INVALID_CROSS_REFERENCE_KEY``, ``ENTITY_IS_DELETED``),
   read-only fields (``INVALID_FIELD_FOR_INSERT_UPDATE``), unknown fields
-  (``INVALID_FIELD``). Opportunities take ``IsClosed``/``IsWon``/``Probability``/
-  ``ForecastCategoryName`` from the stage, ``ExpectedRevenue`` = Amount x
+  (``INVALID_FIELD`` "No such column 'X' on sobject of type Opportunity"). Custom
+  fields (``custom_fields``, ``add_custom_field``; ``salesforce_fields``) are made
+  as an admin makes them in Setup, listed by the describe with ``custom: true`` and
+  checked on every write like the standard ones. Opportunities take ``IsClosed``/
+  ``IsWon``/``Probability``/``ForecastCategoryName`` from the stage, ``ExpectedRevenue`` = Amount x
   Probability, and with products ``Amount`` is the sum of the line items'
   ``TotalPrice`` (a written Amount is ignored). A line item needs an active
   ``PricebookEntryId`` from the opportunity's price book (the first one sets the
@@ -94,6 +97,7 @@ from flask import Flask, Response, has_request_context, request
 from local.sandboxes import salesforce_soql as soql
 from local.sandboxes.base import Fault, FaultInjector, SlidingWindowLimiter, install_fault_routes
 from local.sandboxes.registry import DemoLine, SandboxSpec
+from local.sandboxes.salesforce_fields import CustomField, add_fields, with_custom_fields
 from local.sandboxes.salesforce_outbound import (
     Notification,
     OutboundDelivery,
@@ -118,6 +122,7 @@ from local.sandboxes.salesforce_schema import (
 from ops.oauth import DEFAULT_PORT, redirect_uri
 
 __all__ = [
+    "CustomField",
     "OutboundMessageDefinition",
     "SalesforceApiError",
     "SalesforceSandbox",
@@ -169,6 +174,8 @@ class SalesforceSandboxConfig:
     currencies: Sequence[str] = ()  # empty: multi-currency off
     corporate_currency: str = "USD"
     outbound_messages: Sequence[OutboundMessageDefinition] = ()
+    # Custom fields by object, as an admin made them in Setup before the test.
+    custom_fields: Mapping[str, Sequence[CustomField]] = field(default_factory=dict)
     # The secret an admin puts in outbound message endpoint URLs (``?token=``): Salesforce
     # keeps no such thing, but the org's listener checks it (``SANDBOX`` below).
     outbound_token: str = "sandbox-outbound-token"
@@ -297,7 +304,7 @@ class SalesforceSandbox:
 
     def __init__(self, config: SalesforceSandboxConfig | None = None) -> None:
         self.config = config or SalesforceSandboxConfig()
-        self.schema = build_schema(self.config.currencies)
+        self.schema = self._configured_schema()
         self.faults = FaultInjector()
         self._lock = threading.RLock()
         clock = self.config.clock
@@ -404,14 +411,23 @@ class SalesforceSandbox:
             )
         return code
 
+    def add_custom_field(self, sobject: str, custom: CustomField) -> None:
+        """An admin adds a field in Setup: records read it as null until written."""
+        with self._lock:
+            obj = self._object(sobject)
+            self.schema[obj.name] = add_fields(obj, [custom])
+
     def api_usage(self) -> tuple[int, int]:
         """(requests counted in the last 24 hours, the allocation)."""
         remaining = self._usage.remaining("org")
         return self.config.daily_api_limit - remaining, self.config.daily_api_limit
 
     def reset(self) -> None:
-        """Back to the seeded org; OAuth tokens and outbound definitions are kept."""
+        """Back to the seeded org with its configured custom fields; OAuth tokens and
+        outbound definitions are kept."""
         with self._lock:
+            self.schema.clear()
+            self.schema.update(self._configured_schema())
             self._seed()
             self._cursors.clear()
             self._counts.clear()
@@ -423,6 +439,9 @@ class SalesforceSandbox:
         self._outbound.stop()
 
     # --- ids, time, seed ------------------------------------------------------------
+
+    def _configured_schema(self) -> dict[str, SObjectType]:
+        return with_custom_fields(build_schema(self.config.currencies), self.config.custom_fields)
 
     def _new_id(self, key_prefix: str) -> str:
         self._sequence[key_prefix] += 1
@@ -1438,6 +1457,7 @@ class SalesforceSandbox:
                 "name": f.name,
                 "label": f.label,
                 "type": f.type,
+                "custom": f.custom,
                 "soapType": f"xsd:{f.soap_type}" if f.type not in ID_TYPES else "tns:ID",
                 "length": f.length,
                 "precision": f.precision,

@@ -166,6 +166,7 @@ class Field:
     picklist: tuple[str, ...] = ()
     restricted: bool = False
     currency: bool = False  # exists only in a multi-currency org
+    custom: bool = False  # made by an admin (``salesforce_fields``), its name ends ``__c``
 
     @property
     def soap_type(self) -> str:

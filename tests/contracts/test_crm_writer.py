@@ -51,7 +51,22 @@ def connector(kit: CrmWriterKit, fields: Fields, *reads: ObjectType) -> tuple[Cr
     return built, built
 
 
+def given_fields(
+    kit: CrmWriterKit, crm: CrmWriter, object_type: ObjectType, properties: list[CrmProperty]
+) -> None:
+    """The fields exist: made by the connector, or by an admin where it cannot."""
+    if not kit.makes_fields:
+        kit.make_fields(object_type, properties)
+    crm.ensure_properties(object_type, properties)
+
+
+def makes_fields(kit: CrmWriterKit) -> None:
+    if not kit.makes_fields:
+        pytest.skip(f"{kit.name}'s connector makes no fields: an admin does")
+
+
 def test_given_missing_fields_when_ensured_twice_then_created_once(kit: CrmWriterKit) -> None:
+    makes_fields(kit)
     fields = Fields(kit)
     _, crm = connector(kit, fields)
 
@@ -61,9 +76,35 @@ def test_given_missing_fields_when_ensured_twice_then_created_once(kit: CrmWrite
     assert crm.ensure_properties(ObjectType.COMPANY, [fields.number]) == [fields.number.name]
 
 
+def test_given_fields_an_admin_must_make_when_ensured_then_the_missing_are_named(
+    kit: CrmWriterKit,
+) -> None:
+    if kit.makes_fields:
+        pytest.skip(f"{kit.name}'s connector makes its own fields")
+    fields = Fields(kit)
+    _, crm = connector(kit, fields)
+    kit.make_fields(ObjectType.DEAL, [fields.status, fields.due])
+
+    with pytest.raises(Permanent) as missing:
+        crm.ensure_properties(ObjectType.DEAL, fields.all)
+
+    named = str(missing.value)
+    assert fields.balance.name in named and fields.number.name in named
+    assert fields.status.name not in named and fields.due.name not in named
+    # Nothing was made: asked again, the same two are missing.
+    with pytest.raises(Permanent, match=fields.balance.name):
+        crm.ensure_properties(ObjectType.DEAL, [fields.balance])
+    kit.make_fields(ObjectType.DEAL, [fields.balance, fields.number])
+    assert crm.ensure_properties(ObjectType.DEAL, fields.all) == []
+    # Fields belong to one object type: the company's are still to be made.
+    with pytest.raises(Permanent, match=fields.number.name):
+        crm.ensure_properties(ObjectType.COMPANY, [fields.number])
+
+
 def test_given_a_lost_create_answer_when_ensured_then_the_field_counts_as_present(
     kit: CrmWriterKit,
 ) -> None:
+    makes_fields(kit)
     fields = Fields(kit)
     source, crm = connector(kit, fields, ObjectType.COMPANY)
     company = kit.create_company(name="Lost Answer Ltd")
@@ -86,7 +127,7 @@ def test_given_written_fields_when_fetched_then_values_and_version_match(
 ) -> None:
     fields = Fields(kit)
     source, crm = connector(kit, fields, ObjectType.COMPANY)
-    crm.ensure_properties(ObjectType.COMPANY, fields.all)
+    given_fields(kit, crm, ObjectType.COMPANY, fields.all)
     company = kit.create_company(name="Paid Up Ltd")
     values: dict[str, str | None] = {
         fields.status.name: "paid",
@@ -110,7 +151,7 @@ def test_given_written_fields_when_fetched_then_values_and_version_match(
 def test_given_a_deal_when_written_then_the_version_is_the_deals(kit: CrmWriterKit) -> None:
     fields = Fields(kit)
     source, crm = connector(kit, fields, ObjectType.DEAL)
-    crm.ensure_properties(ObjectType.DEAL, [fields.status])
+    given_fields(kit, crm, ObjectType.DEAL, fields.all)
     contact = kit.create_contact(given_name="Ada", family_name="Byron", email="ada@example.com")
     company = kit.create_company(name="Engines Ltd")
     deal = kit.create_won_deal(name="Engine", contact_id=contact, company_id=company, lines=[])
@@ -128,7 +169,7 @@ def test_given_a_deal_when_written_then_the_version_is_the_deals(kit: CrmWriterK
 def test_given_none_when_written_then_the_field_is_cleared(kit: CrmWriterKit) -> None:
     fields = Fields(kit)
     source, crm = connector(kit, fields, ObjectType.COMPANY)
-    crm.ensure_properties(ObjectType.COMPANY, fields.all)
+    given_fields(kit, crm, ObjectType.COMPANY, fields.all)
     company = kit.create_company(name="Cleared Ltd")
     crm.write_properties(
         ObjectType.COMPANY,

@@ -20,6 +20,9 @@ Salesforce's answers; ``ApiClient`` does the calling, budgeting and retrying, an
 * [S11] Outbound messaging WSDL: https://developer.salesforce.com/docs/platform/api/guide/sforce-api-om-outboundmessaging-wsdl.html
 * [S12] Outbound notifications: https://developer.salesforce.com/docs/atlas.en-us.246.0.api.meta/api/sforce_api_om_outboundmessaging_notifications.htm
 * [S13] Outbound messaging security: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_om_outboundmessaging_security.htm
+* [S14] sObject Describe: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
+* [S15] Update a record (PATCH, no body returned): https://developer.salesforce.com/docs/platform/api-rest/guide/dome-update-fields.html
+* [S16] Custom fields are made in Setup: https://help.salesforce.com/s/articleView?id=platform.adding_fields.htm
 """
 
 from __future__ import annotations
@@ -51,9 +54,16 @@ from shared.connectors.http import (
     RetryPolicy,
 )
 from shared.connectors.times import epoch_ms
-from shared.errors import AuthFailed, NotFound, Retryable, WebhookRejected
+from shared.errors import AuthFailed, NotFound, Permanent, Retryable, WebhookRejected
 from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord
-from shared.ports import CallBudget, InboundWebhook, Lock, SecretStore, WebhookAnswer
+from shared.ports import (
+    CallBudget,
+    CrmProperty,
+    InboundWebhook,
+    Lock,
+    SecretStore,
+    WebhookAnswer,
+)
 
 VENDOR = "salesforce"
 API_VERSION = "62.0"  # Winter '25
@@ -69,6 +79,8 @@ ASSUMED_SESSION_S = 2 * 3600
 DAILY_LIMIT_WAIT_S = 3600.0
 MAX_NOTIFICATIONS = 100  # a SOAP message holds up to 100 notifications [S11, S12]
 LAST_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last a datetime holds
+# Where the README tells an admin which fields to make, and how.
+FIELDS_HELP = 'README.md, "Salesforce: custom fields for two-way"'
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
@@ -165,6 +177,43 @@ class _Row(BaseModel):
 
     id: str = Field(alias="Id", min_length=15, max_length=18)
     system_modstamp: str = Field(alias="SystemModstamp", min_length=1)
+
+
+class _PicklistValue(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    value: str
+    active: bool = True
+
+
+class _FieldDescribe(BaseModel):
+    """One of the ``fields`` of an sObject Describe [S14]: for the running user, so a
+    field the user may not see is absent and one it may not edit is not updateable."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str
+    updateable: bool = False
+    restricted_picklist: bool = Field(default=False, alias="restrictedPicklist")
+    picklist_values: list[_PicklistValue] = Field(default_factory=list, alias="picklistValues")
+
+
+class _Describe(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    fields: list[_FieldDescribe]
+
+
+def _versioned(kind: _Kind, row: Any) -> tuple[_Row, int]:
+    """A record's id and modstamp, and its version: ``SystemModstamp`` in epoch ms."""
+    try:
+        essentials = _Row.model_validate(row)
+    except ValidationError as exc:
+        raise _unexpected(f"{kind.sobject}: {exc.error_count()} invalid fields") from exc
+    version = _epoch_ms(essentials.system_modstamp)
+    if version is None:
+        raise _unexpected(f"{kind.sobject} {essentials.id}: unreadable SystemModstamp")
+    return essentials, version
 
 
 def classify(response: httpx.Response) -> Classified:
@@ -535,7 +584,8 @@ class SalesforceOutboundMessages:
 
 
 class SalesforceCrm:
-    """Reads contacts, accounts, opportunities (with contacts and products) and products.
+    """Reads contacts, accounts, opportunities (with contacts and products) and products,
+    and writes fields back into them (``CrmWriter``).
 
     Every read is one SOQL query [S5]: an opportunity comes with its line items and
     contact roles as child relationships, so a deal is one call, and
@@ -593,6 +643,65 @@ class SalesforceCrm:
             if record.version >= since_ms:
                 yield record
 
+    def ensure_properties(
+        self, object_type: ObjectType, properties: Sequence[CrmProperty]
+    ) -> list[str]:
+        """Creates nothing: the REST API cannot make a field, an admin does in Setup
+        [S16]. One describe [S14] checks that each field is there for the integration
+        user to write, with every option a restricted picklist must take; otherwise
+        ``Permanent`` names what is wrong and where the README says how to fix it.
+        Field API names are case-insensitive, as in a request body."""
+        sobject = _kind(object_type).sobject
+        response = self._api.request("GET", f"{self._base}/sobjects/{sobject}/describe")
+        try:
+            described = _Describe.model_validate(_parse_json(response))
+        except ValidationError as exc:
+            raise _unexpected(f"{sobject} describe: {exc.error_count()} invalid fields") from exc
+        found = {f.name.lower(): f for f in described.fields}
+        problems: list[str] = []
+        for wanted in properties:
+            field = found.get(wanted.name.lower())
+            if field is None:
+                problems.append(f"{wanted.name} is missing")
+            elif not field.updateable:
+                problems.append(f"{wanted.name} is read-only for the integration user")
+            elif field.restricted_picklist:
+                allowed = {v.value for v in field.picklist_values if v.active}
+                lacking = [option for option in wanted.options if option not in allowed]
+                if lacking:
+                    problems.append(f"{wanted.name} lacks the picklist values {lacking}")
+        if problems:
+            raise Permanent(
+                f"{VENDOR} {sobject}: {'; '.join(problems)}. An admin makes these fields "
+                f"in Setup ({FIELDS_HELP})",
+                code="MISSING_CUSTOM_FIELDS",
+            )
+        return []
+
+    def write_properties(
+        self,
+        object_type: ObjectType,
+        record_id: str,
+        values: Mapping[str, str | None],
+        *,
+        idempotency_key: str,
+    ) -> int:
+        """One PATCH of the record (null clears a field), then its ``SystemModstamp``
+        read back: the PATCH answers 204 without a body [S15]. ``SystemModstamp`` is the
+        version ``fetch`` and outbound messages report [S7]; when automation or a person
+        changed the record after this PATCH, it is theirs, a later one.
+
+        Salesforce's REST API takes no idempotency key on this call, and needs none:
+        sending the same values again leaves the record as the first PATCH did.
+        """
+        kind = _kind(object_type)
+        if not _RECORD_ID.fullmatch(record_id):
+            raise NotFound(f"{VENDOR}: {record_id!r} is no Salesforce record id")
+        path = f"{self._base}/sobjects/{kind.sobject}/{record_id}"
+        self._api.request("PATCH", path, json=dict(values))
+        read = self._api.request("GET", path, params={"fields": "Id,SystemModstamp"})
+        return _versioned(kind, _parse_json(read))[1]
+
     def _wanted(self, object_type: ObjectType) -> list[str]:
         """The properties a record of this type carries: the mapping's, and ours."""
         return _unique(
@@ -642,13 +751,7 @@ class SalesforceCrm:
             page = _page(_parse_json(response), "query more")
 
     def _record(self, kind: _Kind, row: dict[str, Any]) -> SourceRecord:
-        try:
-            essentials = _Row.model_validate(row)
-        except ValidationError as exc:
-            raise _unexpected(f"{kind.sobject}: {exc.error_count()} invalid fields") from exc
-        version = _epoch_ms(essentials.system_modstamp)
-        if version is None:
-            raise _unexpected(f"{kind.sobject} {essentials.id}: unreadable SystemModstamp")
+        essentials, version = _versioned(kind, row)
         flat = _flatten(row)
         properties = {
             name: _discount_amount(flat) if name == DISCOUNT_AMOUNT else flat.get(name)

@@ -23,7 +23,13 @@ from shared.connectors.http import Deadline
 from shared.connectors.registry import vendor
 from shared.connectors.spec import ConnectorContext, WebhookContext, secret_id
 from shared.models import ObjectType
-from shared.ports import AccountingTarget, CrmSource, InboundWebhook, WebhookReceiver
+from shared.ports import (
+    AccountingTarget,
+    CrmProperty,
+    CrmSource,
+    InboundWebhook,
+    WebhookReceiver,
+)
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 CONNECTION_ID = "contracts"
@@ -169,6 +175,14 @@ class CrmKit(VendorKit):
 
 class CrmWriterKit(CrmKit):
     """A CRM whose connector also writes fields back, for the ``CrmWriter`` contract."""
+
+    # Whether the connector makes the fields it lacks. Where it cannot (an admin makes
+    # them), ``ensure_properties`` names those missing and ``make_fields`` is the admin.
+    makes_fields: ClassVar[bool] = True
+
+    def make_fields(self, object_type: ObjectType, properties: Sequence[CrmProperty]) -> None:
+        """An admin makes these fields, for a CRM whose connector cannot."""
+        raise NotImplementedError(f"{self.name}'s connector makes its own fields")
 
     @abstractmethod
     def writer(self, reads: Mapping[ObjectType, Sequence[str]]) -> CrmSource:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets as random_tokens
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
 
@@ -10,6 +11,7 @@ import httpx
 
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.salesforce import (
+    CustomField,
     OutboundMessageDefinition,
     SalesforceSandbox,
     SalesforceSandboxConfig,
@@ -18,8 +20,14 @@ from local.sandboxes.salesforce_schema import make_id
 from shared.bootstrap import CRM_OBJECTS
 from shared.mapping import Mapper, load_mapping
 from shared.models import ObjectType
-from shared.ports import InboundWebhook
-from tests.contracts.kits.base import CONFIG_DIR, CrmKit, Line, SandboxConnection, WonDeal
+from shared.ports import CrmProperty, CrmSource, InboundWebhook
+from tests.contracts.kits.base import (
+    CONFIG_DIR,
+    CrmWriterKit,
+    Line,
+    SandboxConnection,
+    WonDeal,
+)
 
 # The org's query batch: Salesforce's smallest honoured batch size, so a few hundred
 # records cross pages (the connector asks for 2,000; the org may give fewer).
@@ -46,10 +54,23 @@ def _epoch_ms(stamp: str) -> int:
     return (datetime.fromisoformat(stamp) - _EPOCH) // timedelta(milliseconds=1)
 
 
-class SalesforceKit(CrmKit):
+def _as_made_in_setup(prop: CrmProperty) -> CustomField:
+    """The Setup field for a ``CrmProperty``: Text(255), Number(16, 2), Date or Picklist."""
+    if prop.kind == "string":
+        return CustomField(prop.name, prop.label, "Text", length=255)
+    if prop.kind == "number":
+        return CustomField(prop.name, prop.label, "Number", length=16, decimals=2)
+    if prop.kind == "date":
+        return CustomField(prop.name, prop.label, "Date")
+    return CustomField(prop.name, prop.label, "Picklist", values=prop.options)
+
+
+class SalesforceKit(CrmWriterKit):
     name = "salesforce"
     preset = CONFIG_DIR / "salesforce" / "services.yaml"
     page_size = BATCH_SIZE
+    # The REST API makes no field: an admin does, in Setup (the README says which).
+    makes_fields = False
     # Outbound messages are not signed: the endpoint URL's token is what vouches.
     signature_headers: ClassVar[tuple[str, ...]] = ()
     signs_body = False
@@ -172,6 +193,25 @@ class SalesforceKit(CrmKit):
 
     def pending_faults(self) -> int:
         return sum(fault["count"] for fault in self.sandbox.faults.pending())
+
+    # --- writing back -------------------------------------------------------------------
+
+    def writer(self, reads: Mapping[ObjectType, Sequence[str]]) -> CrmSource:
+        return SandboxConnection(
+            self.name, self.sandbox, self.server.url, properties=reads
+        ).crm_source()
+
+    def field_name(self, name: str) -> str:
+        """``crmsync_due_date`` as Setup names its field: ``Crmsync_Due_Date__c``."""
+        return "_".join(part.capitalize() for part in name.split("_")) + "__c"
+
+    def make_fields(self, object_type: ObjectType, properties: Sequence[CrmProperty]) -> None:
+        """Each field as the README's "Salesforce: custom fields for two-way" asks."""
+        for prop in properties:
+            self.sandbox.add_custom_field(_SOBJECTS[object_type], _as_made_in_setup(prop))
+
+    def lose_next_field_create_answer(self) -> None:
+        raise NotImplementedError("the connector creates no Salesforce fields to lose")
 
     # --- webhooks ----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from simple_salesforce.exceptions import (
 )
 
 from local.sandboxes.base import SandboxServer
-from local.sandboxes.salesforce import SalesforceSandbox, SalesforceSandboxConfig
+from local.sandboxes.salesforce import CustomField, SalesforceSandbox, SalesforceSandboxConfig
 from tests.fakes import OffsetClock
 
 
@@ -197,3 +197,35 @@ def test_describe(sf: Salesforce) -> None:
     assert {"Account", "Opportunity", "OpportunityLineItem", "PricebookEntry"} <= names
     stage = next(f for f in sf.Opportunity.describe()["fields"] if f["name"] == "StageName")
     assert "Closed Won" in [v["value"] for v in stage["picklistValues"]]
+
+
+def test_the_sdk_describes_and_updates_a_custom_field(
+    sandbox: tuple[SalesforceSandbox, str], sf: Salesforce
+) -> None:
+    org, _ = sandbox
+    org.add_custom_field(
+        "Opportunity",
+        CustomField("Invoice_Status__c", "Invoice status", "Picklist", values=("Open", "Paid")),
+    )
+    deal = sf.Opportunity.create(
+        {"Name": "Engine", "StageName": "Prospecting", "CloseDate": "2026-12-01"}
+    )
+
+    assert sf.Opportunity.update(deal["id"], {"Invoice_Status__c": "Paid"}) == 204
+
+    described = sf.Opportunity.describe()["fields"]
+    status = next(f for f in described if f["name"] == "Invoice_Status__c")
+    assert status["custom"] is True and status["updateable"] is True
+    assert [v["value"] for v in status["picklistValues"]] == ["Open", "Paid"]
+    assert sf.Opportunity.get(deal["id"])["Invoice_Status__c"] == "Paid"
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Opportunity.update(deal["id"], {"Invoice_Status__c": "Lost"})
+    assert refused.value.content[0]["errorCode"] == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    with pytest.raises(SalesforceMalformedRequest) as unknown:
+        sf.Opportunity.update(deal["id"], {"Invoice_Number__c": "INV-1"})
+    assert unknown.value.content == [
+        {
+            "message": "No such column 'Invoice_Number__c' on sobject of type Opportunity",
+            "errorCode": "INVALID_FIELD",
+        }
+    ]
