@@ -1,4 +1,5 @@
-"""Reconcile Lambda: on the EventBridge schedule, enqueue what webhooks missed."""
+"""Reconcile Lambda: on the EventBridge schedule, enqueue what webhooks missed; then
+check each connection that finished for drift between the two systems."""
 
 # ruff: noqa: E402  (the imports follow gc.disable())
 from __future__ import annotations
@@ -16,7 +17,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.bootstrap import Container
-from shared.observability import log_metrics, logger, metrics, tracer
+from shared.observability import EmfDriftMetrics, log_metrics, logger, metrics, tracer
 from shared.settings import get_settings
 
 container = Container(get_settings())
@@ -28,22 +29,42 @@ container = Container(get_settings())
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Imported here, not at cold start: it imports the mapping, which only the
     # connections' reconcilers use (shared/bootstrap.py builds them on first use).
+    from shared.sync.drift import drift_all
     from shared.sync.reconcile import reconcile_all
 
+    def time_left_s() -> float:
+        return context.get_remaining_time_in_millis() / 1000
+
+    connections = container.connections.all()
     fleet = reconcile_all(
-        container.connections.all(),
-        container.reconciler,
-        container.dead_letters,
-        time_left_s=lambda: context.get_remaining_time_in_millis() / 1000,
+        connections, container.reconciler, container.dead_letters, time_left_s=time_left_s
     )
     reports = fleet.by_connection()
     for connection_id, report in reports.items():
         logger.info("reconciled", extra={"connection": connection_id, **report})
     enqueued = sum(report.total_enqueued for report in fleet.reports.values())
     metrics.add_metric(name="ReconcileEnqueued", unit=MetricUnit.Count, value=enqueued)
-    if fleet.failed:  # a function error, so the alarm sees it
-        logger.error("reconcile failed", extra={"failed": fleet.failed})
-        raise RuntimeError(f"reconcile failed for connection(s) {', '.join(fleet.failed)}")
+    # Drift is checked where the scan finished (one stopped for time carries on first).
+    finished = [
+        connection
+        for connection in connections
+        if connection.id in fleet.reports and fleet.reports[connection.id].complete
+    ]
+    drift = drift_all(finished, container.drift_check, EmfDriftMetrics(), time_left_s)
+    for connection_id, found in drift.reports.items():
+        logger.info(
+            "drift checked",
+            extra={
+                "connection": connection_id,
+                "found": found.counts,
+                "persistent": found.persistent,
+            },
+        )
+        reports[connection_id]["drift"] = {"found": found.counts, "persistent": found.persistent}
+    failed = {**fleet.failed, **{c: f"drift: {why}" for c, why in drift.failed.items()}}
+    if failed:  # a function error, so the alarm sees it
+        logger.error("reconcile failed", extra={"failed": failed})
+        raise RuntimeError(f"reconcile failed for connection(s) {', '.join(failed)}")
     return reports
 
 

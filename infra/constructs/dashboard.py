@@ -20,6 +20,8 @@ from constructs import Construct
 from infra.constructs.queues import Queues
 from shared.observability import (
     CONNECTION,
+    DRIFT,
+    DRIFT_PERSISTENT,
     FRESHNESS,
     NAMESPACE,
     RATE_LIMITED,
@@ -29,6 +31,9 @@ from shared.observability import (
 from shared.ports import Tally
 
 PERIOD = Duration.minutes(5)
+# The drift check runs with each reconcile (hourly): a graph point per run, the sum
+# of its kinds.
+DRIFT_PERIOD = Duration.hours(1)
 # Vendors state their limits per minute or per second: calls are graphed per minute.
 CALLS_PERIOD = Duration.minutes(1)
 WIDTH = 24  # a dashboard row's width in grid units
@@ -89,7 +94,8 @@ class Dashboard(Construct):
                 markdown=f"# crmsync `{stack.stack_name}`\n"
                 f"From a terminal: `crmsync status --stack {stack.stack_name}`; "
                 f"`crmsync redrive list --stack {stack.stack_name}` names each dead letter's "
-                "record and reason.",
+                f"record and reason; `crmsync drift --stack {stack.stack_name}` what the two "
+                "systems disagree on.",
                 width=WIDTH,
                 height=2,
             )
@@ -113,6 +119,16 @@ class Dashboard(Construct):
                 "Rate limited (429s) by vendor, deferred events by connection",
                 [search(RATE_LIMITED, VENDOR, "Sum"), search(Tally.DEFERRED, CONNECTION, "Sum")],
             ),
+        )
+        self._row(
+            Graph(
+                "Drift: disagreements the hourly check found per connection, and of those "
+                "found by the check before too (persistent)",
+                [
+                    search(DRIFT, CONNECTION, "Sum", DRIFT_PERIOD),
+                    search(DRIFT_PERSISTENT, CONNECTION, "Sum", DRIFT_PERIOD),
+                ],
+            )
         )
         queue_graphs: list[Graph] = []
         for queue_id, queue in queues.by_id.items():

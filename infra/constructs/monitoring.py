@@ -3,7 +3,9 @@
 * a dead-letter queue holds any message (an event gave up: invariant 1),
 * a function reports errors or throttles,
 * a queue's oldest message is older than a failing message could legitimately be
-  (every receive used up, one visibility timeout each): the consumer is stuck.
+  (every receive used up, one visibility timeout each): the consumer is stuck,
+* the drift check found the same disagreement between the two systems in two runs
+  in a row (``DriftPersistent``): the sync did not repair it, or may not.
 
 Each description names what failed and the command that shows more. An alarm watches
 a metric, so its email cannot name the record that gave up: the command does.
@@ -23,8 +25,11 @@ from constructs import Construct
 
 from infra.constructs.queues import Queues
 from infra.resources import QueueSpec
+from shared.observability import DRIFT_PERSISTENT, NAMESPACE, SERVICE
 
 PERIOD = Duration.minutes(1)
+# The drift check runs with each reconcile, every hour or so: its metric is sparse.
+DRIFT_PERIOD = Duration.minutes(5)
 
 
 class Monitoring(Construct):
@@ -71,6 +76,25 @@ class Monitoring(Construct):
                 "consumer is not keeping up or not running. "
                 f"`crmsync status --stack {stack}` shows where it stands.",
             )
+        self._alarm(
+            "DriftPersistent",
+            cloudwatch.Metric(
+                namespace=NAMESPACE,
+                metric_name=DRIFT_PERSISTENT,
+                dimensions_map={"service": SERVICE},
+                period=DRIFT_PERIOD,
+                statistic=cloudwatch.Stats.MAXIMUM,
+            ),
+            threshold=0,
+            description=f"crmsync {stack}: the drift check found the same disagreement "
+            "between the CRM and the accounting system in two runs in a row: the sync did "
+            "not repair it, or its policy leaves it to a person (a held conflict, a record "
+            f"deleted or voided on one side). `crmsync drift --stack {stack}` lists each "
+            "finding with both values; `crmsync drift --run` checks again after a fix.",
+            # Published once per drift check: between checks the alarm keeps its state,
+            # and the next check's count (0 once repaired) moves it.
+            missing=cloudwatch.TreatMissingData.IGNORE,
+        )
         for function_id, function in functions.items():
             logs = function.log_group.log_group_name
             self._alarm(
@@ -90,7 +114,13 @@ class Monitoring(Construct):
             )
 
     def _alarm(
-        self, construct_id: str, metric: cloudwatch.IMetric, *, threshold: float, description: str
+        self,
+        construct_id: str,
+        metric: cloudwatch.IMetric,
+        *,
+        threshold: float,
+        description: str,
+        missing: cloudwatch.TreatMissingData = cloudwatch.TreatMissingData.NOT_BREACHING,
     ) -> None:
         alarm = cloudwatch.Alarm(
             self,
@@ -99,7 +129,7 @@ class Monitoring(Construct):
             threshold=threshold,
             evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=missing,
             alarm_description=description,
         )
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))

@@ -115,6 +115,15 @@ class Previewer:
         except RecordInvalid as invalid:
             return Preview(key, Action.INVALID, str(invalid))
 
+    def recheck(self, key: str, content: Mapped, link: RecordLink) -> Preview:
+        """As ``preview`` of ``content``, compared with the linked target record even
+        when the link says the target holds it: someone may have edited it there since
+        (the drift check)."""
+        try:
+            return self._preview(key, content, link, trust_link=False)
+        except RecordInvalid as invalid:
+            return Preview(key, Action.INVALID, str(invalid))
+
     def missing_items(self, deals: Iterable[SourceRecord]) -> list[MissingItem]:
         """The products the deals' mapped lines name that the target has no item for,
         found as the sync finds them (SKU, else name). Deals the mapping filters out or
@@ -140,7 +149,9 @@ class Previewer:
 
     # --- one record -------------------------------------------------------------------
 
-    def _preview(self, key: str, content: Mapped, link: RecordLink | None) -> Preview:
+    def _preview(
+        self, key: str, content: Mapped, link: RecordLink | None, *, trust_link: bool = True
+    ) -> Preview:
         model = content.model
         new_items: list[str] = []
         if isinstance(model, Party):
@@ -155,7 +166,7 @@ class Previewer:
             customer = self._customer(content.customer)
             record = invoice_of(model, customer, self._item(new_items), self._today)
         if link is not None and link.target_type is target_type:
-            if link.holds(content.digest):
+            if trust_link and link.holds(content.digest):
                 return Preview(
                     key,
                     Action.UNCHANGED,

@@ -37,7 +37,11 @@ def test_given_contact_missed_by_webhooks_when_schedule_fires_then_its_customer_
     assert report["batched"]["contact"] == 1, "a new party, created in a batch"
     assert customer["DisplayName"] == person.display_name
     assert e2e.quickbooks.create_count("Customer") == customers_before + 1
-    [entry] = e2e.audit(f"hubspot:contact:{person.id}")
+    # Created once, in the batch; the drift check after the scan may queue it again for
+    # what a batch create does not write back (its back fields): unchanged forward.
+    [entry] = [
+        e for e in e2e.audit(f"hubspot:contact:{person.id}") if e.outcome is not Outcome.UNCHANGED
+    ]
     assert entry.outcome is Outcome.CREATED
     assert entry.event_id.startswith("backfill:")
     assert found(e2e.reconcile()) == 0, "everything found is linked now"

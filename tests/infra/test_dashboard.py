@@ -80,6 +80,18 @@ def test_given_the_dashboard_then_it_graphs_freshness_limits_and_calls(
     assert "SEARCH('{crmsync,Connection,service} MetricName=\"Deferred\"', 'Sum', 300)" in searches
 
 
+def test_given_the_dashboard_then_it_graphs_drift_and_its_persistent_part_per_connection(
+    synthesized: Synthesized,
+) -> None:
+    searches = _searches(synthesized)
+
+    for metric in ("Drift", "DriftPersistent"):
+        assert (
+            f"SEARCH('{{crmsync,Connection,service}} MetricName=\"{metric}\"', 'Sum', 3600)"
+            in searches
+        )
+
+
 def test_given_the_dashboard_then_it_graphs_the_queues_and_every_function(
     synthesized: Synthesized,
 ) -> None:
@@ -151,6 +163,23 @@ def test_given_a_functions_error_alarm_then_it_names_the_functions_log_group(
         log_group = _logical_id(synthesized.stack, "Functions", f"{function.id}Logs")
         assert f"<Ref:{log_group}>" in description
         assert function.id in description
+
+
+def test_given_the_drift_alarm_then_it_watches_persistent_drift_and_points_to_crmsync_drift(
+    synthesized: Synthesized,
+) -> None:
+    alarms = synthesized.template.find_resources("AWS::CloudWatch::Alarm")
+    alarm = alarms[_logical_id(synthesized.stack, "Monitoring", "DriftPersistent")]["Properties"]
+
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (
+        "crmsync",
+        "DriftPersistent",
+        [{"Name": "service", "Value": "crmsync"}],
+    )
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    # Published once per check: the state holds between checks instead of clearing.
+    assert alarm["TreatMissingData"] == "ignore"
+    assert f"`crmsync drift --stack {STACK_NAME}`" in _alarm(synthesized, "DriftPersistent")
 
 
 def test_given_every_alarm_then_its_description_fits_cloudwatchs_limit(

@@ -593,6 +593,7 @@ def test_given_the_alarms_when_synthesized_then_every_one_notifies_the_alarm_top
         sum(q.max_receive_count is not None for q in DESCRIPTION.queues)  # DLQ not empty
         + len(DESCRIPTION.queues)  # oldest message age
         + 2 * len(DESCRIPTION.functions)  # errors, throttles
+        + 1  # persistent drift
     )
     for alarm in alarms:
         assert alarm["AlarmActions"] == [{"Ref": topic_id}]
