@@ -22,7 +22,18 @@ from rich.markup import escape
 
 from local.config import DEFAULT_CONFIG, LocalConfig
 from local.runtime import LocalStack, LocalStackError
-from ops import audit, backfill, connect, connections, items, mapping, redrive, replay, status
+from ops import (
+    audit,
+    backfill,
+    connect,
+    connections,
+    drift,
+    items,
+    mapping,
+    redrive,
+    replay,
+    status,
+)
 from ops.command import Command, CommandError, console, errors
 from ops.deployment import AWS_ERRORS, load_config
 from shared.connectors.registry import vendor, vendors
@@ -157,6 +168,7 @@ COMMANDS: dict[str, Command] = {
     "connection": connections.COMMAND,
     "audit": audit.COMMAND,
     "backfill": backfill.COMMAND,
+    "drift": drift.COMMAND,
     "mapping": mapping.COMMAND,
     "items": items.COMMAND,
     "demo": Command(

@@ -197,6 +197,11 @@ class LocalConfig(_Model):
         """The same config with every port picked by the OS (parallel tests, busy machines)."""
         return self.model_copy(update={"ports": Ports(api=0, moto=0)})
 
+    def with_mapping(self, mapping_file: Path) -> LocalConfig:
+        """The first connection alone, on this mapping file (a preset's variant)."""
+        first = self.connections[0].model_copy(update={"mapping_file": mapping_file})
+        return self.model_copy(update={"connections": [first]})
+
     def with_pair(self, crm: str, accounting: str) -> LocalConfig:
         """One connection between ``crm`` and ``accounting``, with the CRM's services
         preset (``config/<crm>/services.yaml``): what ``crmsync demo --crm --accounting``

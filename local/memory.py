@@ -26,6 +26,7 @@ from shared.models import (
     PendingCreate,
     RecordLink,
 )
+from shared.models.drift import DriftReport
 from shared.ports import DeadLetter, LinkState
 from shared.queues.sqs import message_body
 from shared.stores.audit import utc
@@ -149,6 +150,20 @@ class MemoryCursorStore:
         with self._lock:
             if value > self._values.get(name, value - 1):
                 self._values[name] = value
+
+
+class MemoryDriftStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reports: dict[str, DriftReport] = {}
+
+    def latest(self, connection_id: str) -> DriftReport | None:
+        with self._lock:
+            return self._reports.get(connection_id)
+
+    def save(self, report: DriftReport) -> None:
+        with self._lock:
+            self._reports[report.connection_id] = report
 
 
 class MemoryConnections:

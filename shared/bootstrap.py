@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from shared.connectors.http import Deadline
     from shared.mapping import Mapper
     from shared.ports import AccountingTarget, CrmSource, WebhookReceiver
+    from shared.stores.drift import DynamoDriftStore
+    from shared.sync.drift import DriftCheck
     from shared.sync.engine import SyncEngine
     from shared.sync.preview import Previewer
     from shared.sync.reconcile import Reconciler
@@ -245,6 +247,37 @@ class Container:
             mapper=mapper,
             links=self.links,
             today=datetime.now(UTC).date(),
+        )
+
+    @cached_property
+    def drift_reports(self) -> DynamoDriftStore:
+        from shared.stores.drift import DynamoDriftStore
+
+        return DynamoDriftStore(self.dynamodb, self.settings.cursors_table)
+
+    def drift_check(self, connection: Connection) -> DriftCheck:
+        """The connection's drift check; two-way fields are compared when its
+        connectors read and write back, as the engine does them."""
+        from shared.sync.drift import DriftCheck
+
+        crm, mapper = self._crm(connection)
+        ledger = self._ledger(connection)
+        return DriftCheck(
+            connection_id=connection.id,
+            crm=crm,
+            target=ledger,
+            mapper=mapper,
+            links=self.links,
+            cursors=DynamoCursorStore(self.dynamodb, self.settings.cursors_table),
+            queue=self.queue,
+            store=self.drift_reports,
+            previewer=self.previewer(connection),
+            clock=lambda: datetime.now(UTC),
+            overlap_s=self.settings.reconcile_overlap_s,
+            start_ms=connection.start_ms,
+            standings=ledger
+            if isinstance(ledger, AccountingLedger) and isinstance(crm, CrmWriter)
+            else None,
         )
 
     @cached_property

@@ -37,6 +37,10 @@ VENDOR = "Vendor"
 FRESHNESS = "Freshness"
 VENDOR_CALLS = "VendorCalls"
 RATE_LIMITED = "RateLimited"
+DRIFT_KIND = "DriftKind"
+DRIFT = "Drift"
+# Also published per function alone (its ``service`` dimension): what the alarm watches.
+DRIFT_PERSISTENT = "DriftPersistent"
 F = TypeVar("F", bound=Callable[..., Any])
 
 # At DEBUG these print whole requests and responses (secret values, OAuth tokens): never
@@ -181,6 +185,23 @@ class EmfSyncMetrics:
     def _add(event: ChangeEvent, name: str, unit: MetricUnit, value: float) -> None:
         dimensions = {CONNECTION: event.connection_id, OBJECT_TYPE: event.object_type.value}
         metric_sets.add(name, unit, value, dimensions, rollup=(CONNECTION,))
+
+
+class EmfDriftMetrics:
+    """``shared.ports.DriftMetrics`` as CloudWatch metrics by connection and kind, and
+    by connection alone; the persistent ones also summed over the invocation's
+    connections, which one alarm can watch (an alarm takes no SEARCH)."""
+
+    def drift(
+        self, connection_id: str, found: Mapping[str, int], persistent: Mapping[str, int]
+    ) -> None:
+        for name, counts in ((DRIFT, found), (DRIFT_PERSISTENT, persistent)):
+            for kind, count in counts.items():
+                dimensions = {CONNECTION: connection_id, DRIFT_KIND: kind}
+                metric_sets.add(name, MetricUnit.Count, count, dimensions, rollup=(CONNECTION,))
+        metrics.add_metric(
+            name=DRIFT_PERSISTENT, unit=MetricUnit.Count, value=sum(persistent.values())
+        )
 
 
 @contextmanager

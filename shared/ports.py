@@ -33,6 +33,7 @@ from shared.models import (
     SourceRecord,
     System,
 )
+from shared.models.drift import DriftReport
 
 # --- inbound webhooks -------------------------------------------------------------
 
@@ -260,7 +261,9 @@ class CrmWriter(Protocol):
     def ensure_properties(
         self, object_type: ObjectType, properties: Sequence[CrmProperty]
     ) -> list[str]:
-        """Create the properties the CRM lacks; returns the names created."""
+        """Create the properties the CRM lacks; returns the names created. A CRM whose
+        fields an admin creates (no API for it here) creates none: it refuses with a
+        ``Permanent`` naming the fields missing and where its set-up says how."""
         ...
 
     def write_properties(
@@ -358,6 +361,14 @@ class CursorStore(Protocol):
     def get(self, name: str) -> int | None: ...
 
     def put(self, name: str, value: int) -> None: ...
+
+
+class DriftStore(Protocol):
+    """The newest drift report of each connection (``shared.sync.drift``)."""
+
+    def latest(self, connection_id: str) -> DriftReport | None: ...
+
+    def save(self, report: DriftReport) -> None: ...
 
 
 class EventQueue(Protocol):
@@ -458,6 +469,15 @@ class SyncMetrics(Protocol):
     def freshness(self, event: ChangeEvent, ms: float) -> None:
         """Milliseconds from the vendor's change to its write in the target."""
         ...
+
+
+class DriftMetrics(Protocol):
+    """What a drift check reports of a connection: its findings by kind, and of those
+    the persistent ones (found by the run before too), every kind, zeros included."""
+
+    def drift(
+        self, connection_id: str, found: Mapping[str, int], persistent: Mapping[str, int]
+    ) -> None: ...
 
 
 class Unmeasured:

@@ -254,7 +254,10 @@ class FakeLedger:
         self.payments[payment.id] = payment
         for invoice_id in amounts:
             self.touch(ObjectType.INVOICE, invoice_id)
-        return self._changed(ObjectType.PAYMENT, payment.id, invoice_ids=tuple(amounts))
+        customer = getattr(self.invoices[next(iter(amounts))].body, "customer_ref", None)
+        return self._changed(
+            ObjectType.PAYMENT, payment.id, invoice_ids=tuple(amounts), customer_id=customer
+        )
 
     def edit(self, object_type: ObjectType, target_id: str, **values: Any) -> TargetChange:
         """Someone edits the record in the accounting UI, these fields."""
@@ -264,7 +267,11 @@ class FakeLedger:
         return self.touch(object_type, target_id)
 
     def _changed(
-        self, object_type: ObjectType, target_id: str, invoice_ids: tuple[str, ...] = ()
+        self,
+        object_type: ObjectType,
+        target_id: str,
+        invoice_ids: tuple[str, ...] = (),
+        customer_id: str | None = None,
     ) -> TargetChange:
         stored = (self.customers if object_type is ObjectType.CUSTOMER else self.invoices).get(
             target_id
@@ -274,8 +281,14 @@ class FakeLedger:
             if stored
             else max([self.clock(), *(c.changed_at_ms + 1 for c in self.feed)])
         )
+        if object_type is ObjectType.INVOICE and stored is not None:
+            customer_id = getattr(stored.body, "customer_ref", None)
         change = TargetChange(
-            object_type=object_type, target_id=target_id, changed_at_ms=at, invoice_ids=invoice_ids
+            object_type=object_type,
+            target_id=target_id,
+            changed_at_ms=at,
+            invoice_ids=invoice_ids,
+            customer_id=customer_id,
         )
         self.feed.append(change)
         return change

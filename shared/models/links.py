@@ -73,6 +73,9 @@ class BackState(BaseModel):
     source_key: str  # the CRM record's key, as ``RecordLink.source_key``
     written: dict[str, str] = Field(default_factory=dict)  # CRM property → value digest
     revision: int = Field(default=0, ge=0)  # each save is the next; a concurrent one fails
+    # The record's version (last-modified time) our last write left: the CRM's webhook
+    # announcing that version is our echo.
+    crm_version: int | None = None
 
 
 class PendingCreate(BaseModel):

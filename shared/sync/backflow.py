@@ -17,6 +17,8 @@ marked ``accounting_to_crm`` or ``both``. What it guarantees:
 * **No loops.** A back write changes only properties the forward flow does not send
   (checked when the mapping is loaded), or a two-way field to the value the other side
   already holds: the CRM's echo maps to content the accounting system holds, and stops.
+  The CRM's webhook announcing the version a back write left is not even read
+  (``echoes``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from shared.mapping.back import TwoWayField, canonical_text
 from shared.models import (
     BackState,
     ChangeEvent,
+    ChangeKind,
     CustomerStanding,
     InvoiceStanding,
     ObjectType,
@@ -43,15 +46,26 @@ from shared.models import (
     SourceRecord,
 )
 from shared.models.events import record_key
-from shared.ports import AccountingLedger, CrmSource, CrmWriter, EventQueue, LinkStore
-from shared.sync.content import Mapped
+from shared.ports import (
+    AccountingLedger,
+    CrmSource,
+    CrmWriter,
+    EventQueue,
+    LinkStore,
+    TargetChange,
+)
+from shared.sync.content import CUSTOMER_SOURCES, Mapped
 
-# The CRM objects whose records the accounting side's changes reach.
+# The CRM objects whose records the accounting side's changes reach: an invoice's or a
+# payment's change moves its deals' standing and, through the balance, its customer's.
 REACHES = {
-    ObjectType.INVOICE: (ObjectType.DEAL,),
-    ObjectType.PAYMENT: (ObjectType.DEAL,),
-    ObjectType.CUSTOMER: (ObjectType.COMPANY, ObjectType.CONTACT),
+    ObjectType.INVOICE: (ObjectType.DEAL, *CUSTOMER_SOURCES),
+    ObjectType.PAYMENT: (ObjectType.DEAL, *CUSTOMER_SOURCES),
+    ObjectType.CUSTOMER: CUSTOMER_SOURCES,
 }
+
+# How a CRM webhook about our own write back is audited (``BackSync.echoes``).
+ECHO_OF_WRITE_BACK = "echo of our write back"
 
 
 def digest(text: str | None) -> str:
@@ -102,6 +116,19 @@ def side_of(
     if two_way.conflict == "newest_wins":
         return Side.CRM if crm_newer() else Side.ACCOUNTING
     return Side.HELD
+
+
+# Attempts of one record's way back when another invocation saves its back state first.
+MARK_ATTEMPTS = 3
+
+
+class _Contended(StaleWrite):
+    """Another invocation saved the record's back state first; ``written``: the
+    properties this one wrote meanwhile."""
+
+    def __init__(self, written: frozenset[str]) -> None:
+        super().__init__("back state was saved meanwhile")
+        self.written = written
 
 
 @dataclass(frozen=True)
@@ -160,48 +187,81 @@ class BackSync:
     def sends_back(self, object_type: ObjectType) -> bool:
         return self._plan.sends_back(object_type)
 
+    def echoes(self, event: ChangeEvent) -> bool:
+        """Whether a CRM webhook announces the version our last write back left: it
+        changed what the accounting side already holds, and nothing else."""
+        if event.kind is not ChangeKind.UPDATED or not self._plan.sends_back(event.object_type):
+            return False
+        state = self._links.back_state(self.connection_id, event.record_key)
+        return state is not None and state.crm_version == event.version
+
     # --- an accounting change ---------------------------------------------------------
 
     def apply(
         self, event: ChangeEvent, link: RecordLink | None
     ) -> tuple[BackResult, list[BackResult]]:
         """The event's own result, and those of the other records it reached (a
-        payment's invoices), each for its own audit entry."""
-        if event.object_type is not ObjectType.PAYMENT:
+        payment's invoices; an invoice's or payment's customer), each for its own audit
+        entry."""
+        if event.object_type is ObjectType.CUSTOMER:
             if link is None:
-                return BackResult(
-                    Outcome.SKIPPED, "not linked to a CRM record", event.record_key
-                ), []
+                return self._unlinked(event), []
             return self._sync(link, accounting_ms=event.version), []
-        invoices = self._invoices_paid_by(event)
-        reached = [
-            found
-            for invoice_id in invoices
-            if (
-                found := self._links.get_by_target(
-                    self.connection_id, record_key(event.source, ObjectType.INVOICE, invoice_id)
-                )
-            )
-            is not None
-        ]
+        change = self._change_of(event)
+        if event.object_type is ObjectType.INVOICE:
+            own = self._sync(link, accounting_ms=event.version) if link else self._unlinked(event)
+            return own, self._reach(event, (), change)
+        invoices = change.invoice_ids if change else ()
+        reached = self._reach(event, invoices, change)
         if not reached:
             return BackResult(
                 Outcome.SKIPPED, "applies to no invoice linked to a CRM record", event.record_key
             ), []
-        results = [self._sync(found, accounting_ms=event.version) for found in reached]
         summary = BackResult(
             Outcome.FORWARDED,
-            "applied to " + ", ".join(r.record_key for r in results),
+            "applied to " + ", ".join(r.record_key for r in reached),
             event.record_key,
         )
-        return summary, results
+        return summary, reached
 
-    def _invoices_paid_by(self, event: ChangeEvent) -> tuple[str, ...]:
-        """A payment's invoices, from the change feed (a webhook names only the payment)."""
-        for change in self._ledger.changed_since([ObjectType.PAYMENT], event.version):
+    def _unlinked(self, event: ChangeEvent) -> BackResult:
+        return BackResult(Outcome.SKIPPED, "not linked to a CRM record", event.record_key)
+
+    def _reach(
+        self, event: ChangeEvent, invoice_ids: tuple[str, ...], change: TargetChange | None
+    ) -> list[BackResult]:
+        """Write back each linked record among these invoices and the change's customer
+        (its company or contact: the record the deals invoice) that something flows
+        back to."""
+        keys = [(ObjectType.INVOICE, invoice_id) for invoice_id in invoice_ids]
+        if change is not None and change.customer_id is not None:
+            keys.append((ObjectType.CUSTOMER, change.customer_id))
+        links = [
+            found
+            for object_type, target_id in keys
+            if (
+                found := self._links.get_by_target(
+                    self.connection_id, record_key(event.source, object_type, target_id)
+                )
+            )
+            is not None
+            and self._plan.sends_back(found.source_type)
+        ]
+        return [self._sync(found, accounting_ms=event.version) for found in links]
+
+    def _change_of(self, event: ChangeEvent) -> TargetChange | None:
+        """The event's entry in the change feed (a webhook names only the record): a
+        payment's invoices, and the customer whose picture an invoice or payment moves.
+        Asked only when something would be written from it."""
+        wanted = event.object_type is ObjectType.PAYMENT or any(
+            self._plan.sends_back(party) for party in CUSTOMER_SOURCES
+        )
+        if not wanted:
+            return None
+        for change in self._ledger.changed_since([event.object_type], event.version):
             if change.target_id == event.record_id:
-                return change.invoice_ids
-        return ()
+                return change
+        return None
 
     # --- a forward write -----------------------------------------------------------------
 
@@ -238,15 +298,16 @@ class BackSync:
                 keep[f.key] = getattr(standing, f.key)
         return Ahead(content.settled(keep, moving), source_key, agreed, content.digest)
 
-    def settle(self, ahead: Ahead) -> BackResult | None:
+    def settle(self, ahead: Ahead) -> list[BackResult]:
         """After the forward write of ``ahead``: the two-way values it sent are agreed,
         and what the accounting side holds now goes back (a total or balance the write
-        changed, a value that wins there); its result when something was written or
-        held. Asked even when nothing was written forward: a retry after the way back
-        failed finds the forward write done."""
+        changed, a value that wins there), to the record and, for a deal, to the party
+        it invoices (its customer's balance moved with the invoice); the results where
+        something was written or held. Asked even when nothing was written forward: a
+        retry after the way back failed finds the forward write done."""
         link = self._links.get(self.connection_id, ahead.source_key)
         if link is None:
-            return None
+            return []
         if ahead.agreed:
             self._mark(self._state(ahead.source_key), ahead.agreed)
         if link.content_hash == ahead.content.digest != ahead.settled_digest:
@@ -254,8 +315,15 @@ class BackSync:
             # later read of the record digests it.
             with suppress(StaleWrite):  # a newer write's link stands
                 self._links.save(link.model_copy(update={"content_hash": ahead.settled_digest}))
-        result = self._sync(link, accounting_ms=None)
-        return None if result.outcome is Outcome.UNCHANGED else result  # nothing to tell
+        reached = [link]
+        if ahead.content.customer is not None:
+            party = self._links.get(
+                self.connection_id, record_key(self._crm.system, *ahead.content.customer)
+            )
+            if party is not None and self._plan.sends_back(party.source_type):
+                reached.append(party)
+        results = [self._sync(found, accounting_ms=None) for found in reached]
+        return [r for r in results if r.outcome is not Outcome.UNCHANGED]  # nothing to tell
 
     # --- one record ----------------------------------------------------------------------
 
@@ -263,7 +331,25 @@ class BackSync:
         """Write what changed of ``link``'s standing into its CRM record.
 
         ``accounting_ms``: when the accounting side changed, if known (else its change
-        feed is asked, only for a ``newest_wins`` conflict)."""
+        feed is asked, only for a ``newest_wins`` conflict).
+
+        Two invocations may write one record at once (a company's picture, from two of
+        its deals): the one whose back state is saved second may have written an older
+        standing over a newer one, so it reads the standing again and writes what it
+        wrote once more. After ``MARK_ATTEMPTS`` the ``StaleWrite`` goes to the queue."""
+        doubted: frozenset[str] = frozenset()
+        for _ in range(MARK_ATTEMPTS - 1):
+            try:
+                return self._sync_once(link, accounting_ms, doubted)
+            except _Contended as contended:
+                doubted |= contended.written
+        return self._sync_once(link, accounting_ms, doubted)
+
+    def _sync_once(
+        self, link: RecordLink, accounting_ms: int | None, doubted: frozenset[str]
+    ) -> BackResult:
+        """One attempt of ``_sync``; ``doubted``: properties written again whatever the
+        back state says."""
         object_type = link.source_type
         if not self._plan.sends_back(object_type):
             return BackResult(
@@ -283,7 +369,7 @@ class BackSync:
         marks: dict[str, str] = {}
 
         def put(prop: str, value: str | None, mark: str) -> None:
-            if state.written.get(prop) != mark:
+            if prop in doubted or state.written.get(prop) != mark:
                 writes[prop] = value
                 marks[prop] = mark
 
@@ -319,14 +405,18 @@ class BackSync:
                 forward = True
             elif side is Side.HELD:
                 held.append(f"{f.prop} (CRM {crm[f.key]!r}, accounting {accounting!r})")
+        written = None
         if writes:
-            self._writer.write_properties(
+            written = self._writer.write_properties(
                 object_type,
                 link.source_id,
                 writes,
                 idempotency_key=back_key(self.connection_id, link.source_key, state, writes),
             )
-        self._mark(state, marks)
+        try:
+            self._mark(state, marks, crm_version=written)
+        except StaleWrite:
+            raise _Contended(frozenset(writes)) from None
         if forward:
             self._queue.send(
                 [
@@ -416,10 +506,16 @@ class BackSync:
         found = self._links.back_state(self.connection_id, source_key)
         return found or BackState(connection_id=self.connection_id, source_key=source_key)
 
-    def _mark(self, state: BackState, marks: Mapping[str, str]) -> None:
-        if any(state.written.get(prop) != mark for prop, mark in marks.items()):
-            self._links.save_back_state(
-                state.model_copy(
-                    update={"written": {**state.written, **marks}, "revision": state.revision + 1}
-                )
-            )
+    def _mark(
+        self, state: BackState, marks: Mapping[str, str], *, crm_version: int | None = None
+    ) -> None:
+        if crm_version is not None or any(
+            state.written.get(prop) != mark for prop, mark in marks.items()
+        ):
+            update: dict[str, object] = {
+                "written": {**state.written, **marks},
+                "revision": state.revision + 1,
+            }
+            if crm_version is not None:
+                update["crm_version"] = crm_version
+            self._links.save_back_state(state.model_copy(update=update))

@@ -85,7 +85,7 @@ from shared.ports import (
     NewItem,
     TargetRef,
 )
-from shared.sync.backflow import BackResult, BackSync
+from shared.sync.backflow import ECHO_OF_WRITE_BACK, BackResult, BackSync
 from shared.sync.content import Mapped, map_content
 
 M = TypeVar("M", bound=BaseModel)
@@ -256,6 +256,9 @@ class SyncEngine:
             return self._hand_to_deal(event)
         if not self._mapper.handles(event.object_type):
             return _Result(Outcome.SKIPPED, f"the mapping has no section for {event.object_type}")
+        if self._back is not None and self._back.echoes(event):
+            # Recognised from what our write returned, not by reading the record back.
+            return _Result(Outcome.SKIPPED, ECHO_OF_WRITE_BACK)
         if event.kind is ChangeKind.DELETED:
             return _Result(
                 Outcome.SKIPPED, "deletions are not propagated: accounting records are kept"
@@ -286,8 +289,7 @@ class SyncEngine:
         ahead = self._back.ahead(record, content, link)
         result = self._sync_content(event, record, ahead.content, link)
         if result.outcome in _WRITTEN:
-            back = self._back.settle(ahead)
-            if back is not None:
+            for back in self._back.settle(ahead):
                 self._record(event, _back_result(back), key=back.record_key)
         return result
 

@@ -33,6 +33,7 @@ from local.sandboxes.hubspot import (
 from local.sandboxes.quickbooks import QuickBooksSandbox
 from shared.models import AuditEntry, ChangeEvent
 from shared.stores.audit import DynamoAuditLog
+from shared.sync.backflow import ECHO_OF_WRITE_BACK
 
 T = TypeVar("T")
 
@@ -207,9 +208,15 @@ class Harness:
 
     # --- the service's own records ------------------------------------------------------
 
-    def audit(self, record_key: str) -> list[AuditEntry]:
-        """The audit trail of one record's events, oldest first."""
-        return [e for e in self.audit_log() if e.record_key == record_key]
+    def audit(self, record_key: str, *, echoes: bool = False) -> list[AuditEntry]:
+        """The audit trail of one record's events, oldest first; without the CRM's
+        webhooks about what the way back wrote into the record (a two-way mapping
+        sends an invoice's standing back), unless ``echoes``."""
+        return [
+            e
+            for e in self.audit_log()
+            if e.record_key == record_key and (echoes or e.reason != ECHO_OF_WRITE_BACK)
+        ]
 
     def audit_of_target(self, entity: str, target_id: str) -> list[AuditEntry]:
         """Entries, of whichever record's events, that name this QuickBooks record."""

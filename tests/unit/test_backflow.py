@@ -11,6 +11,7 @@ import pytest
 from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
 from shared.mapping import Mapper, parse_mapping
 from shared.models import (
+    BackState,
     ChangeEvent,
     ChangeKind,
     Invoice,
@@ -19,8 +20,9 @@ from shared.models import (
     SourceRecord,
 )
 from shared.ports import TargetChange
+from shared.sync.backflow import ECHO_OF_WRITE_BACK
 from shared.sync.engine import SyncEngine
-from tests.fakes import DEFAULT_MAPPING, FakeCrm, FakeLedger, epoch_ms
+from tests.fakes import FakeCrm, FakeLedger, epoch_ms
 
 T0 = epoch_ms("2026-11-20T10:00:00")
 TODAY = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -57,6 +59,9 @@ objects:
       amount_paid: {from: amount_paid, label: Amount paid, kind: number}
       balance_due: {from: balance, label: Balance due, kind: number}
 """
+
+# The company's forward fields only: nothing flows back.
+ONE_WAY = MAPPING[: MAPPING.index("    back:")]
 
 
 @pytest.fixture
@@ -100,14 +105,18 @@ def audit() -> MemoryAuditLog:
 
 
 def make_engine(
-    crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog, mapping: str = MAPPING
+    crm: FakeCrm,
+    ledger: FakeLedger,
+    audit: MemoryAuditLog,
+    mapping: str = MAPPING,
+    links: MemoryLinkStore | None = None,
 ) -> SyncEngine:
     return SyncEngine(
         connection_id=CONNECTION,
         crm=crm,
         ledger=ledger,
         mapper=Mapper(parse_mapping(mapping, "two-way.yaml")),
-        links=MemoryLinkStore(),
+        links=links or MemoryLinkStore(),
         audit=audit,
         queue=MemoryQueue(),
         lock=MemoryLock(),
@@ -187,12 +196,9 @@ def test_given_a_payment_when_applied_then_the_deal_fields_are_written_once(
         "400",
         "600",
     )
-    assert len(crm.writes) == writes + 1
-    assert crm.writes[-1] == {
-        "invoice_status": "Partly paid",
-        "amount_paid": "400",
-        "balance_due": "600",
-    }
+    assert [w for w in crm.writes[writes:] if "invoice_status" in w] == [
+        {"invoice_status": "Partly paid", "amount_paid": "400", "balance_due": "600"}
+    ]
     assert entry.outcome is Outcome.FORWARDED
     invoice_key = f"quickbooks:invoice:{invoice_id(ledger)}"
     (reached, repeated) = audit.history(CONNECTION, invoice_key, limit=2)[::-1]
@@ -201,6 +207,99 @@ def test_given_a_payment_when_applied_then_the_deal_fields_are_written_once(
     assert reached.target_key == "hubspot:deal:9"
     assert again.outcome is Outcome.FORWARDED
     assert repeated.outcome is Outcome.UNCHANGED
+
+
+def test_given_a_payment_then_the_customers_picture_reaches_its_company_in_the_same_event(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine, audit: MemoryAuditLog
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    (customer,) = ledger.customers
+    payment = ledger.pay({invoice_id(ledger): Decimal("400")}, date(2026, 11, 24))
+    event = ledger_event(ledger, payment)
+
+    entry = engine.handle(event)
+    writes = len(crm.writes)
+    engine.handle(ledger_event(ledger, payment))
+
+    company = crm.records[(ObjectType.COMPANY, "5")].properties
+    assert (company["open_balance"], company["overdue_amount"]) == ("600", "0")
+    assert f"quickbooks:customer:{customer}" in entry.reason
+    first, repeated = audit.history(CONNECTION, f"quickbooks:customer:{customer}", limit=2)[::-1]
+    assert (first.outcome, first.target_key, first.event_id) == (
+        Outcome.UPDATED,
+        "hubspot:company:5",
+        event.event_id,
+    )
+    assert repeated.outcome is Outcome.UNCHANGED
+    assert len(crm.writes) == writes
+
+
+def test_given_a_voided_invoice_then_its_customers_open_balance_drops(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    engine.handle(
+        ledger_event(ledger, ledger.pay({invoice_id(ledger): Decimal("1")}, TODAY.date()))
+    )
+    ledger.voided.add(invoice_id(ledger))
+
+    entry = engine.handle(
+        ledger_event(ledger, ledger.touch(ObjectType.INVOICE, invoice_id(ledger)))
+    )
+
+    assert deal_props(crm)["invoice_status"] == "Voided"
+    assert entry.outcome is Outcome.UPDATED
+    assert crm.records[(ObjectType.COMPANY, "5")].properties["open_balance"] == "0"
+
+
+def test_given_back_fields_on_the_company_only_then_a_payment_still_reaches_it(
+    crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog
+) -> None:
+    deal_back = MAPPING.index("    back:\n      invoice_status:")
+    one_way_deal = MAPPING[:deal_back].replace(", direction: both, conflict: hold", "")
+    engine = make_engine(crm, ledger, audit, one_way_deal)
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    payment = ledger.pay({invoice_id(ledger): Decimal("250")}, date(2026, 11, 24))
+
+    entry = engine.handle(ledger_event(ledger, payment))
+
+    assert entry.outcome is Outcome.FORWARDED
+    assert crm.writes[-1] == {"open_balance": "750", "overdue_amount": "0"}
+    assert "invoice_status" not in deal_props(crm)
+
+
+class Racing(MemoryLinkStore):
+    """Once ``armed``: another invocation saves the company's back state just before
+    ours, and its write of an older picture reaches the CRM after ours."""
+
+    def __init__(self, crm: FakeCrm) -> None:
+        super().__init__()
+        self.crm = crm
+        self.armed = False
+
+    def save_back_state(self, state: BackState) -> None:
+        if self.armed and state.source_key == "hubspot:company:5":
+            self.armed = False
+            super().save_back_state(state)
+            self.crm.edit(self.crm.records[(ObjectType.COMPANY, "5")], {"open_balance": "1000"})
+        super().save_back_state(state)
+
+
+def test_given_two_writes_of_one_company_at_once_then_the_later_one_writes_it_again(
+    crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog
+) -> None:
+    links = Racing(crm)
+    engine = make_engine(crm, ledger, audit, links=links)
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    payment = ledger.pay({invoice_id(ledger): Decimal("400")}, date(2026, 11, 24))
+    links.armed = True
+
+    entry = engine.handle(ledger_event(ledger, payment))
+
+    assert entry.outcome is Outcome.FORWARDED
+    company = crm.records[(ObjectType.COMPANY, "5")].properties
+    assert (company["open_balance"], company["overdue_amount"]) == ("600", "0")
+    assert crm.writes[-2:] == [{"open_balance": "600"}] * 2  # the same write, once more
 
 
 def test_given_an_unchanged_standing_when_the_invoice_changes_then_nothing_is_written(
@@ -249,7 +348,7 @@ def test_given_back_fields_then_the_crm_properties_are_made_once_per_connection(
     for _ in range(2):
         engine.handle(ledger_event(ledger, ledger.touch(ObjectType.INVOICE, invoice_id(ledger))))
 
-    assert made == [ObjectType.DEAL]
+    assert made == [ObjectType.DEAL, ObjectType.COMPANY]
     status = crm.properties[ObjectType.DEAL]["invoice_status"]
     assert (status.kind, status.options) == (
         "enumeration",
@@ -287,7 +386,7 @@ def test_given_a_due_date_moved_in_accounting_then_the_crm_takes_it_and_the_echo
 
     assert back.outcome is Outcome.UPDATED
     assert crm.writes[-1] == {"due_date": "2027-01-15"}
-    assert echo.outcome is Outcome.UNCHANGED
+    assert (echo.outcome, echo.reason) == (Outcome.SKIPPED, ECHO_OF_WRITE_BACK)
     assert ledger.invoices[invoice_id(ledger)].sync_token == version
 
 
@@ -299,14 +398,14 @@ def test_given_a_back_write_when_its_echo_comes_then_nothing_is_written_forward(
 
     echo = engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
 
-    assert echo.outcome is Outcome.UNCHANGED
+    assert (echo.outcome, echo.reason) == (Outcome.SKIPPED, ECHO_OF_WRITE_BACK)
     assert ledger.invoices[invoice_id(ledger)].sync_token == version
 
 
 def test_given_no_back_section_then_accounting_changes_are_only_noted(
     crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog
 ) -> None:
-    engine = make_engine(crm, ledger, audit, DEFAULT_MAPPING.read_text())
+    engine = make_engine(crm, ledger, audit, ONE_WAY)
     change = TargetChange(object_type=ObjectType.INVOICE, target_id="77", changed_at_ms=T0)
 
     entry = engine.handle(ledger_event(ledger, change))

@@ -23,8 +23,9 @@ CONNECTION = "acme"
 TODAY = datetime(2026, 11, 25, 12, tzinfo=UTC)
 START = date(2026, 12, 1)
 POLICIES = ("crm_wins", "accounting_wins", "newest_wins", "hold")
-# A change is applied once on the other side, and its echoes write nothing.
-WRITES_PER_CHANGE = 1
+# A change is applied once to each record it reaches on the other side (a payment: the
+# deal, and its company's balance), and its echoes write nothing.
+WRITES_PER_CHANGE = 2
 MAX_DELIVERIES = 400
 
 
@@ -249,6 +250,11 @@ def test_random_edits_on_both_sides_settle_and_agree(policy: str, edits: list[Ed
         standing.status.value,
         format(standing.amount_paid, "f"),
     )
+    (customer,) = world.ledger.customers
+    picture = world.ledger.customer_standing(customer, today=TODAY.date())
+    assert picture is not None
+    company = world.crm.records[(ObjectType.COMPANY, "5")].properties
+    assert company["open_balance"] == format(picture.open_balance, "f")
 
 
 @pytest.mark.parametrize("policy", POLICIES)
