@@ -34,7 +34,7 @@ up: $(VENV)/.installed
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadfile  # a module's local stack starts once, on one worker
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
