@@ -19,6 +19,7 @@ What Intuit documents, cited as in connector.py (keys in docs/vendors/quickbooks
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -39,6 +40,8 @@ from shared.ports import TargetChange
 
 VOIDED_NOTE = "Voided"  # what a void writes at the start of PrivateNote [Q21]
 CDC_MAX_OBJECTS = 1000  # objects in one change-data-capture answer [Q9]
+# How far back CDC reads [Q9], less a minute for the two clocks' skew.
+CDC_LOOKBACK_MS = 30 * 24 * 3600 * 1000 - 60_000
 # The customer's latest payments read for its last payment date: credit applications
 # (zero-total payments) are skipped, so a few more than one.
 RECENT_PAYMENTS = 20
@@ -215,10 +218,13 @@ def changed_since(
 
     One entity a call, so a full answer (1,000 objects, the oldest first) can go on
     from its last change's time; objects of that second come again and are dropped.
-    Intuit refuses a start more than 30 days back (a ``Permanent`` here): a drift check
-    that old must compare whole lists instead.
+    Intuit refuses a start more than 30 days back: an older one reads from the oldest
+    time it allows (what changed before is beyond the feed; a drift check finds such
+    records through the CRM side and its earlier findings) rather than failing every
+    run from then on.
     """
     entities = [name for t in dict.fromkeys(object_types) for name in _FEED_ENTITIES.get(t, ())]
+    since_ms = max(since_ms, int(time.time() * 1000) - CDC_LOOKBACK_MS)
     changes: dict[tuple[str, str, int], TargetChange] = {}
     for entity in entities:
         cursor = since_ms

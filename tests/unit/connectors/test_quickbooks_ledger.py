@@ -67,3 +67,19 @@ def test_a_full_answer_within_one_second_cannot_be_paged(
 
     with pytest.raises(Permanent, match="within one second"):
         list(target.changed_since([ObjectType.PAYMENT], since_ms))
+
+
+def test_a_start_beyond_intuits_30_days_reads_from_the_oldest_it_allows(
+    company: tuple[QuickBooksSandbox, str, OffsetClock],
+) -> None:
+    # A drift check that has not run for six weeks: Intuit refuses such a start.
+    sandbox, url, clock = company
+    books = QuickBooksBooks(sandbox, url)
+    six_weeks_ago_ms = int((clock() - 42 * 24 * 3600) * 1000)
+    payment = books.record_payment("1", Decimal("50"))
+    target = SandboxConnection("quickbooks", sandbox, url).accounting_target()
+    assert isinstance(target, AccountingLedger)
+
+    changes = list(target.changed_since([ObjectType.PAYMENT], six_weeks_ago_ms))
+
+    assert [c.target_id for c in changes] == [payment]
