@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -320,12 +319,3 @@ def register_outputs(clients: AwsClients, stack: str, outputs: StackOutputs) -> 
         "Outputs": {key: {"Value": value} for key, value in outputs.as_outputs().items()},
     }
     clients.cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
-
-
-def put_secret(client: SecretsManagerClient, name: str, value: Mapping[str, str]) -> None:
-    """Create the secret, or give it a new value when it exists."""
-    string = json.dumps(dict(value))
-    try:
-        client.create_secret(Name=name, SecretString=string)
-    except client.exceptions.ResourceExistsException:
-        client.put_secret_value(SecretId=name, SecretString=string)

@@ -44,7 +44,6 @@ from local.aws import (
     create_resources,
     function_arn,
     function_name,
-    put_secret,
     register_outputs,
 )
 from local.config import NO_VENDOR, LocalConfig, Ports, ensure_port_free
@@ -56,6 +55,7 @@ from local.worker import SqsWorker, WorkerStatus
 from ops.redrive import DeadLetterQueue
 from shared.connectors.registry import vendor
 from shared.connectors.spec import secret_id
+from shared.secrets.secrets_manager import put_secret
 from shared.settings import get_settings
 from shared.stores import DynamoConnections
 

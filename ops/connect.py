@@ -24,13 +24,13 @@ import botocore.exceptions
 from rich.markup import escape
 from rich.table import Table
 
-from local.aws import put_secret
 from local.config import NO_VENDOR
 from ops import oauth
 from ops.command import Command, CommandError, console
 from ops.deployment import Deployment, add_deployment_arguments, deployment_of
 from shared.connectors.registry import vendor, vendors
 from shared.connectors.spec import OAuthFlow, VendorSpec, secret_id
+from shared.secrets.secrets_manager import put_secret
 
 # Where the client credentials may come from instead of a flag (kept out of the
 # shell's history and the process list).

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import botocore.exceptions
 
-from local.aws import put_secret
 from ops.command import Command, CommandError, console
 from ops.deployment import add_deployment_arguments, deployment_of
 from shared.bootstrap import mapper_of
@@ -22,6 +21,7 @@ from shared.connectors.registry import UnknownVendor, vendor, vendors
 from shared.connectors.spec import VendorKind, secret_id
 from shared.errors import MappingConfigError
 from shared.models import Connection
+from shared.secrets.secrets_manager import put_secret
 from shared.stores import DynamoConnections
 
 
@@ -97,7 +97,12 @@ def _secret_file(path: Path, name: str, role: VendorKind) -> dict[str, str]:
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--id", required=True, help="the connection's id (a-z, 0-9, -)")
+    parser.add_argument(
+        "--connection",
+        dest="id",
+        required=True,
+        help="the connection's id (a-z, 0-9, -)",
+    )
     parser.add_argument("--crm", required=True, choices=[s.name for s in vendors("crm")])
     parser.add_argument(
         "--accounting", required=True, choices=[s.name for s in vendors("accounting")]

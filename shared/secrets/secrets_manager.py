@@ -30,6 +30,16 @@ def _decode(secret_id: str, raw: object) -> dict[str, str]:
     return value
 
 
+def put_secret(client: SecretsManagerClient, name: str, value: Mapping[str, str]) -> None:
+    """Create the secret, or give it a new value when it exists: what an operator does
+    adding a connection (a function only ever rewrites one, ``SecretsManagerStore.write``)."""
+    string = json.dumps(dict(value))
+    try:
+        client.create_secret(Name=name, SecretString=string)
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=string)
+
+
 class SecretsManagerStore:
     """``SecretStore`` over Secrets Manager; reads are cached for ``max_age_s`` per process."""
 

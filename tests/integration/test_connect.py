@@ -374,7 +374,7 @@ def add(
         [
             "connection",
             "add",
-            "--id",
+            "--connection",
             connection_id,
             "--crm",
             "salesforce",
