@@ -200,7 +200,7 @@ class LocalConfig(_Model):
     def with_mapping(self, mapping_file: Path) -> LocalConfig:
         """The first connection alone, on this mapping file (a preset's variant)."""
         first = self.connections[0].model_copy(update={"mapping_file": mapping_file})
-        return self.model_copy(update={"connections": [first]})
+        return self.model_copy(update={"connections": (first,)})
 
     def with_pair(self, crm: str, accounting: str) -> LocalConfig:
         """One connection between ``crm`` and ``accounting``, with the CRM's services
