@@ -96,6 +96,15 @@ class WebhookReceiver(Protocol):
 # --- the two sides ----------------------------------------------------------------
 
 
+class DeletedRecord(BaseModel):
+    """A record the CRM lists as deleted, and when it was deleted (epoch ms)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    deleted_at_ms: int
+
+
 class CrmSource(Protocol):
     """Reads records from a CRM (the source of truth for customers and deals)."""
 
@@ -107,6 +116,13 @@ class CrmSource(Protocol):
 
     def changed_since(self, object_type: ObjectType, since_ms: int) -> Iterator[SourceRecord]:
         """Records modified at or after ``since_ms``, oldest first (reconciliation)."""
+        ...
+
+    def deleted_since(self, object_type: ObjectType, since_ms: int) -> Iterator[DeletedRecord]:
+        """Records deleted at or after ``since_ms``, in any order, as far back as the CRM
+        still lists deletions (``changed_since`` never shows a deleted record). A deletion
+        the CRM has not listed yet is dated after every one listed now, so the newest
+        time listed is a watermark to list from next time."""
         ...
 
 
@@ -205,13 +221,17 @@ class TargetChange(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    object_type: ObjectType  # CUSTOMER, INVOICE or PAYMENT (credit notes count as PAYMENT)
+    # CUSTOMER, INVOICE or PAYMENT (credit notes and refunds count as PAYMENT)
+    object_type: ObjectType
+    # The record id the connector's webhook events give it: unique within its object
+    # type, a refund's never a payment's (the way back finds a webhook's record by it).
     target_id: str
     changed_at_ms: int
     deleted: bool = False  # deleted or voided
     # For a payment or credit note: the invoices it applies to (their standing changed).
     invoice_ids: tuple[str, ...] = ()
-    # For an invoice, payment or credit note: its customer, whose standing changed too.
+    # For an invoice, payment, credit note or refund: its customer, whose standing
+    # changed too.
     customer_id: str | None = None
 
 

@@ -41,6 +41,7 @@ from shared.ports import (
     BY_DOC_NUMBER,
     BY_ITEM_NAME,
     CrmProperty,
+    DeletedRecord,
     NewItem,
     TargetChange,
     TargetRef,
@@ -82,6 +83,7 @@ class FakeCrm:
     changes: list[tuple[ObjectType, str, int]] = field(default_factory=list)  # its webhooks
     replies: dict[str, int] = field(default_factory=dict)
     clock: Callable[[], int] = wall_ms  # what a change's version is taken from
+    deleted: dict[tuple[ObjectType, str], int] = field(default_factory=dict)  # when
 
     def ensure_properties(
         self, object_type: ObjectType, properties: Sequence[CrmProperty]
@@ -135,6 +137,18 @@ class FakeCrm:
     def changed_since(self, object_type: ObjectType, since_ms: int) -> list[SourceRecord]:
         found = [r for (t, _), r in self.records.items() if t == object_type]
         return sorted((r for r in found if r.version >= since_ms), key=lambda r: r.version)
+
+    def delete(self, object_type: ObjectType, record_id: str) -> None:
+        """Someone deletes the record in the CRM: gone, listed by ``deleted_since``."""
+        del self.records[(object_type, record_id)]
+        self.deleted[(object_type, record_id)] = self.clock()
+
+    def deleted_since(self, object_type: ObjectType, since_ms: int) -> list[DeletedRecord]:
+        return [
+            DeletedRecord(id=record_id, deleted_at_ms=at)
+            for (t, record_id), at in self.deleted.items()
+            if t == object_type and at >= since_ms
+        ]
 
 
 @dataclass

@@ -10,7 +10,8 @@ Reproduced:
   ``category: INVALID_AUTHENTICATION``.
 * CRM v3 objects (contacts, companies, deals, line_items, products; the singular
   names and ``0-x`` type ids are accepted too): create 201, read, list, PATCH 200,
-  archive 204. ``properties`` may be comma-separated or repeated; unknown names are
+  archive 204 (``archived=true`` reads and lists archived records, with their
+  ``archivedAt``). ``properties`` may be comma-separated or repeated; unknown names are
   ignored on read and rejected on write (``PROPERTY_DOESNT_EXIST``). Values are
   stored and returned as strings; datetimes are accepted as ISO-8601 or epoch ms and
   returned as ISO-8601 UTC, and an empty string clears a value. ``createdate``,
@@ -1871,6 +1872,10 @@ class HubSpotPerson:
         self._http.patch(
             f"/crm/v3/objects/{object_type}/{record_id}", json={"properties": properties}
         ).raise_for_status()
+
+    def delete(self, object_type: str, record_id: str) -> None:
+        """Archive the record: to the recycling bin, listed with ``archived=true``."""
+        self._http.delete(f"/crm/v3/objects/{object_type}/{record_id}").raise_for_status()
 
     def rename_deal(self, deal: str, name: str) -> None:
         self.update("deals", deal, {"dealname": name})

@@ -27,8 +27,9 @@ Reproduced behaviours
   lists them without authentication): ``sobjects`` (describe global), ``sobjects/T``,
   ``sobjects/T/describe``, ``sobjects/T`` POST (201 ``{id, success, errors}``),
   ``sobjects/T/{id}`` GET (``?fields=``), PATCH (204), DELETE (204, to the recycle
-  bin, cascading as the Object Reference says), ``query``/``queryAll`` with
-  ``nextRecordsUrl`` locators, ``limits``. A missing or dead token answers 401
+  bin, cascading as the Object Reference says), ``sobjects/T/deleted`` (Get Deleted,
+  from the recycle bin), ``query``/``queryAll`` with ``nextRecordsUrl`` locators,
+  ``limits``. A missing or dead token answers 401
   ``INVALID_SESSION_ID`` "Session expired or invalid". Errors are JSON arrays of
   ``{message, errorCode[, fields]}``.
 * Object rules: required fields (``REQUIRED_FIELD_MISSING``), lengths
@@ -115,8 +116,10 @@ from local.sandboxes.salesforce_schema import (
     build_schema,
     coerce,
     digits_fit,
+    format_datetime,
     make_id,
     normalize_id,
+    parse_datetime,
     to_json,
 )
 from ops.oauth import DEFAULT_PORT, redirect_uri
@@ -150,6 +153,10 @@ SCOPES = frozenset(
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _JSON_TYPE = "application/json;charset=UTF-8"
 _NOT_FOUND = "The requested resource does not exist"
+# Get Deleted answers for no more than 15 days before the day of the call (doc); a start
+# further back than 30 days is refused (obs).
+DELETED_LISTED_DAYS = 15
+DELETED_START_DAYS = 30
 
 
 @dataclass
@@ -1149,6 +1156,7 @@ class SalesforceSandbox:
             ("/sobjects/<sobject>", "sobject_info", self._sobject_info, ["GET"]),
             ("/sobjects/<sobject>", "create", self._create_route, ["POST"]),
             ("/sobjects/<sobject>/describe", "describe", self._describe, ["GET"]),
+            ("/sobjects/<sobject>/deleted", "deleted", self._deleted_route, ["GET"]),
             ("/sobjects/<sobject>/<record_id>", "read", self._read_route, ["GET"]),
             ("/sobjects/<sobject>/<record_id>", "update", self._update_route, ["PATCH"]),
             ("/sobjects/<sobject>/<record_id>", "delete", self._delete_route, ["DELETE"]),
@@ -1536,6 +1544,66 @@ class SalesforceSandbox:
             self._remove(obj, record_id, self.integration_user_id, batch)
         self._flush(batch)
         return Response(status=204)
+
+    def _deleted_route(self, version: str, sobject: str) -> Response:
+        """sObject Get Deleted: the records of ``sobject`` in the recycle bin deleted from
+        ``start`` until ``end``, dated by their ``SystemModstamp`` (https://developer.
+        salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getdeleted.htm,
+        and the rules of SOAP's getDeleted(): https://developer.salesforce.com/docs/
+        atlas.en-us.api.meta/api/sforce_api_calls_getdeleted.htm).
+
+        Seconds are ignored; a start less than a minute before the end, or more than 30
+        days back (obs), is ``INVALID_REPLICATION_DATE``. Nothing deleted before the
+        day 15 days back is listed: that is ``earliestDateAvailable``. NOT documented,
+        chosen: the window is [start, end); ``latestDateCovered`` is the end (nothing
+        is ever half deleted here); the error texts and ``MISSING_ARGUMENT`` /
+        ``INVALID_PARAMETER_VALUE`` for a missing or unreadable date.
+        """
+        obj = self._object(sobject)
+        start, end = self._replication_date("start"), self._replication_date("end")
+        now = self._now()
+        if end - start <= timedelta(minutes=1):
+            raise SalesforceApiError(
+                400, "INVALID_REPLICATION_DATE", "start must be more than a minute before end"
+            )
+        if start < now - timedelta(days=DELETED_START_DAYS):
+            raise SalesforceApiError(
+                400,
+                "INVALID_REPLICATION_DATE",
+                f"start must be within the last {DELETED_START_DAYS} days",
+            )
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        earliest = today - timedelta(days=DELETED_LISTED_DAYS)
+        since = max(start, earliest)
+        with self._lock:
+            deleted = sorted(
+                (r["SystemModstamp"], r["Id"])
+                for r in self._store[obj.name].values()
+                if r["IsDeleted"] and since <= r["SystemModstamp"] < end
+            )
+        return _json_response(
+            {
+                "deletedRecords": [
+                    {"id": record_id, "deletedDate": format_datetime(at)}
+                    for at, record_id in deleted
+                ],
+                "earliestDateAvailable": format_datetime(earliest),
+                "latestDateCovered": format_datetime(end),
+            }
+        )
+
+    @staticmethod
+    def _replication_date(name: str) -> datetime:
+        """A Get Deleted parameter, ISO 8601, to the minute (its seconds are ignored)."""
+        raw = request.args.get(name)
+        if raw is None:
+            raise SalesforceApiError(400, "MISSING_ARGUMENT", f"{name} not specified")
+        parsed = parse_datetime(raw)
+        if parsed is None:
+            raise SalesforceApiError(
+                400, "INVALID_PARAMETER_VALUE", f"{name}: unreadable date-time '{raw}'"
+            )
+        return parsed.replace(second=0, microsecond=0)
 
     # --- queries ----------------------------------------------------------------------
 

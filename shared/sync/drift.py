@@ -4,9 +4,10 @@ Reconciliation catches a CRM change no webhook announced; it trusts the links fo
 rest. Someone can still edit, delete or void a record in the accounting system, or a
 write back to the CRM can be lost or overwritten. The drift check reads both sides:
 
-* the records to look at: the CRM's changes and the accounting system's change feed
-  since their own watermarks (a little overlap before each), and every record of the
-  previous run's findings, so a finding still there is seen again (``persistent``);
+* the records to look at: the CRM's changes, the CRM's deletions of linked records and
+  the accounting system's change feed since their own watermarks (a little overlap
+  before each), and every record of the previous run's findings, so a finding still
+  there is seen again (``persistent``);
 * for each, what the sync would write (the preview's payload, ``Previewer.recheck``)
   against what the target holds, field by field; an invoice's total against the
   deal's lines; each two-way and ``back`` field against where the accounting record
@@ -143,7 +144,7 @@ class DriftCheck:
     ) -> Iterator[tuple[Iterable[str], Callable[[], None]]]:
         """Batches of CRM keys to check, each with what moves its watermark once done:
         the previous findings' records, the accounting changes' (first: they say what
-        was deleted or voided there), the CRM's changes."""
+        was deleted or voided there), the CRM's changes and deletions."""
         yield sorted({f.crm_key for f in previous.findings} if previous else set()), _nothing
         if self._standings is not None:
             cursor = f"{self._connection_id}:drift:{self._target.system}"
@@ -177,6 +178,15 @@ class DriftCheck:
             records = list(self._crm.changed_since(object_type, self._since(cursor)))
             keys = [record_key(self._crm.system, object_type, r.id) for r in records]
             yield keys, self._mover(cursor, max((r.version for r in records), default=0))
+            # A deleted record is in no change: the CRM lists deletions apart, dated by
+            # its own clock, so they keep a watermark of their own. Only a linked record
+            # can leave an accounting record behind; the rest are not read.
+            deletions = f"{cursor}:deleted"
+            deleted = list(self._crm.deleted_since(object_type, self._since(deletions)))
+            deleted_keys = (record_key(self._crm.system, object_type, d.id) for d in deleted)
+            keys = [k for k in deleted_keys if self._links.get(self._connection_id, k) is not None]
+            newest = max((d.deleted_at_ms for d in deleted), default=0)
+            yield keys, self._mover(deletions, newest)
 
     def _since(self, cursor: str) -> int:
         return max((self._cursors.get(cursor) or 0) - self._overlap_ms, self._start_ms)

@@ -108,6 +108,47 @@ def test_given_a_record_deleted_in_the_crm_when_fetched_then_none(
     assert crm_kit.crm.fetch(object_type, record_id) is None
 
 
+@pytest.mark.parametrize("object_type", CRM_TYPES, ids=str)
+def test_given_a_record_deleted_in_the_crm_when_deletions_are_listed_then_it_is_listed_once(
+    crm_kit: CrmKit, object_type: ObjectType
+) -> None:
+    record_id = _one_of_each(crm_kit)[object_type]
+    assert list(crm_kit.crm.deleted_since(object_type, 0)) == []
+
+    crm_kit.delete(object_type, record_id)
+
+    assert [d.id for d in crm_kit.crm.deleted_since(object_type, 0)] == [record_id]
+
+
+def test_given_two_deletions_when_listed_since_the_second_then_the_first_is_not_listed(
+    crm_kit: CrmKit,
+) -> None:
+    first = crm_kit.create_contact(given_name="Ida", family_name="One", email="ida@example.com")
+    second = crm_kit.create_contact(given_name="Ian", family_name="Two", email="ian@example.com")
+    crm_kit.delete(ObjectType.CONTACT, first)
+    time.sleep(0.005)  # so the second is deleted later at the vendor's millisecond
+    crm_kit.delete(ObjectType.CONTACT, second)
+    deleted = {d.id: d.deleted_at_ms for d in crm_kit.crm.deleted_since(ObjectType.CONTACT, 0)}
+    assert deleted[first] < deleted[second]
+
+    listed = list(crm_kit.crm.deleted_since(ObjectType.CONTACT, deleted[second]))
+
+    assert [(d.id, d.deleted_at_ms) for d in listed] == [(second, deleted[second])]
+
+
+def test_given_a_watermark_of_now_when_deletions_are_listed_then_none_and_no_refusal(
+    crm_kit: CrmKit,
+) -> None:
+    contact_id = crm_kit.create_contact(
+        given_name="Eve", family_name="Now", email="eve@example.com"
+    )
+    crm_kit.delete(ObjectType.CONTACT, contact_id)
+    time.sleep(0.005)  # so the deletion is older than now at the millisecond
+    now_ms = time.time_ns() // 1_000_000
+
+    assert list(crm_kit.crm.deleted_since(ObjectType.CONTACT, now_ms)) == []
+
+
 def test_given_a_won_deal_with_two_lines_when_fetched_then_its_parties_and_lines_map_to_a_deal(
     crm_kit: CrmKit, mapper: Mapper
 ) -> None:

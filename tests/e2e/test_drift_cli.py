@@ -1,10 +1,13 @@
 """``crmsync drift --run --local``: a drift planted in QuickBooks by a person is found
-with both values, repaired by the sync per the mapping's policy, and the report kept.
+with both values, repaired by the sync per the mapping's policy, and the report kept;
+one planted in HubSpot, a synced contact deleted there, is reported.
 
 A contact's customer is renamed through QuickBooks' public API (a token of the
 person's own), as someone would in the books; the connection's mapping sends a
 customer's name one way (CRM → accounting), so the check queues the contact and the
 deployed functions of the local stack write the CRM's name back over the edit.
+A contact deleted through HubSpot's public API leaves its customer behind, as
+deletions are not propagated: the check finds it among HubSpot's archived contacts.
 """
 
 from __future__ import annotations
@@ -69,3 +72,24 @@ def test_given_a_customer_renamed_in_quickbooks_then_drift_finds_it_and_the_sync
     assert f"{run[e2e.connection_id]['counts']['field']} field" in shown
     again = drift(config_file, capsys, "--run", "--connection", e2e.connection_id)
     assert [f for f in again[e2e.connection_id]["findings"] if f["crm_key"] == contact_key] == []
+
+
+def test_given_a_synced_contact_deleted_in_hubspot_then_drift_reports_the_customer_left(
+    e2e: Harness,
+    config_file: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    person = e2e.create_contact()
+    [customer] = eventually(lambda: e2e.customers_with(person.email), "the contact's customer")
+    e2e.settle()
+    e2e.crm.delete("contacts", person.id)
+    e2e.settle()  # its webhook changes nothing: deletions are not propagated
+
+    run = drift(config_file, capsys, "--run", "--connection", e2e.connection_id)
+
+    contact_key = f"hubspot:contact:{person.id}"
+    found = [f for f in run[e2e.connection_id]["findings"] if f["crm_key"] == contact_key]
+    assert [(f["kind"], f["target_key"], f["done"]) for f in found] == [
+        ("crm_gone", f"quickbooks:customer:{customer['Id']}", "reported")
+    ]
+    assert [c["Id"] for c in e2e.customers_with(person.email)] == [customer["Id"]]

@@ -373,6 +373,42 @@ def test_given_a_deal_deleted_in_the_crm_when_its_invoice_is_paid_then_reported_
     assert all(event.record_key != "hubspot:deal:9" for event in two_way.drained())
 
 
+def test_given_a_company_deleted_in_the_crm_when_nothing_else_changed_then_reported_only(
+    one_way: World,
+) -> None:
+    customer = one_way.customer()
+    one_way.crm.delete(ObjectType.COMPANY, "5")  # its webhook changes nothing
+
+    report = one_way.check().run()
+
+    assert [(f.kind, f.crm_key, f.target_key, f.done) for f in report.findings] == [
+        (DriftKind.CRM_GONE, "hubspot:company:5", f"quickbooks:customer:{customer}", Done.REPORTED)
+    ]
+    assert one_way.drained() == []
+    assert customer in one_way.ledger.customers
+
+
+def test_given_a_company_never_synced_deleted_in_the_crm_then_nothing_is_found_nor_read(
+    one_way: World,
+) -> None:
+    one_way.check().run()
+    reads = one_way.crm.fetches
+    one_way.check().run()
+    unchanged = one_way.crm.fetches - reads  # what a run reads again (the overlap)
+    one_way.crm.put(
+        SourceRecord(
+            object_type=ObjectType.COMPANY, id="6", version=T0 + 5, properties={"name": "Initech"}
+        )
+    )
+    one_way.crm.delete(ObjectType.COMPANY, "6")
+    reads = one_way.crm.fetches
+
+    report = one_way.check().run()
+
+    assert report.findings == []
+    assert one_way.crm.fetches - reads == unchanged
+
+
 def test_given_a_finding_left_unrepaired_then_the_next_run_marks_it_persistent(
     two_way: World,
 ) -> None:

@@ -38,6 +38,7 @@ from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord
 from shared.ports import (
     CallBudget,
     CrmProperty,
+    DeletedRecord,
     InboundWebhook,
     SecretStore,
     WebhookAnswer,
@@ -55,6 +56,7 @@ SEARCH_LIMIT = CallLimit(limit=5, per_s=1)
 # Search returns at most 10,000 results per query; paging past that is a 400 [H10].
 SEARCH_RESULT_CAP = 10_000
 SEARCH_PAGE_SIZE = 100  # HubSpot allows up to 200 per page
+LIST_PAGE_SIZE = 100  # the most a list page holds (obs)
 BATCH_READ_MAX = 100  # inputs per /batch/read [H5]
 # HubSpot retries a delivery for up to 24 h [H1]; an hour's margin for clock skew.
 UNSIGNED_TIME_REPLAY_WINDOW_MS = 25 * 3600 * 1000
@@ -368,6 +370,7 @@ class _Object(_Body):
     properties: dict[str, str | None] = Field(default_factory=dict)
     updated_at: str | None = Field(default=None, alias="updatedAt")
     archived: bool = False
+    archived_at: str | None = Field(default=None, alias="archivedAt")
     associations: dict[str, _AssociationPage] = Field(default_factory=dict)
 
 
@@ -475,6 +478,14 @@ def _epoch_ms(value: str | None) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact, unlike float seconds
+
+
+def _deleted(kind: _Kind, found: _Object) -> DeletedRecord:
+    """An archived record of the list, by its ``archivedAt`` [H5]."""
+    archived_at = _epoch_ms(found.archived_at)
+    if not found.archived or archived_at is None:
+        raise _unexpected(f"{kind.path} {found.id} listed as archived without an archive time")
+    return DeletedRecord(id=found.id, deleted_at_ms=archived_at)
 
 
 def _unique(ids: Iterable[str]) -> list[str]:
@@ -648,6 +659,28 @@ class HubSpotCrm:
                 return after is not None or (page.total or 0) > read
             if after is None:
                 return False
+
+    def deleted_since(self, object_type: ObjectType, since_ms: int) -> Iterator[DeletedRecord]:
+        """The archived list (``archived=true``), page by page, keeping those archived at
+        or after ``since_ms`` [H5].
+
+        The list takes no time filter: every record still in the recycling bin, where
+        a deleted record stays restorable for 90 days [H22], is read, 100 a page. A
+        record archived while the pages are read may be missed; it is dated after
+        every one listed, so the next call from the newest time listed finds it.
+        """
+        kind = _kind(object_type)
+
+        def page(after: str | None) -> tuple[list[DeletedRecord], str | None]:
+            params: dict[str, str | int] = {"archived": "true", "limit": LIST_PAGE_SIZE}
+            if after is not None:
+                params["after"] = after
+            listed = _parse(
+                _Objects, self._api.request("GET", f"/crm/v3/objects/{kind.path}", params=params)
+            )
+            return [_deleted(kind, found) for found in listed.results], _next_after(listed.paging)
+
+        return (d for d in paginate(page) if d.deleted_at_ms >= since_ms)
 
     def ensure_properties(
         self, object_type: ObjectType, properties: Sequence[CrmProperty]

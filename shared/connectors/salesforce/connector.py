@@ -23,6 +23,9 @@ Salesforce's answers; ``ApiClient`` does the calling, budgeting and retrying, an
 * [S14] sObject Describe: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
 * [S15] Update a record (PATCH, no body returned): https://developer.salesforce.com/docs/platform/api-rest/guide/dome-update-fields.html
 * [S16] Custom fields are made in Setup: https://help.salesforce.com/s/articleView?id=platform.adding_fields.htm
+* [S17] sObject Get Deleted: https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_getdeleted.htm,
+  its rules (getDeleted()): https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_getdeleted.htm
+  and its answer: https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_getdeleted_getdeletedresult.htm
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from shared.models import ChangeEvent, ChangeKind, ObjectType, SourceRecord
 from shared.ports import (
     CallBudget,
     CrmProperty,
+    DeletedRecord,
     InboundWebhook,
     Lock,
     SecretStore,
@@ -78,6 +82,11 @@ ASSUMED_SESSION_S = 2 * 3600
 # that if the allocation is still spent.
 DAILY_LIMIT_WAIT_S = 3600.0
 MAX_NOTIFICATIONS = 100  # a SOAP message holds up to 100 notifications [S11, S12]
+# Get Deleted lists the deletions of the last 15 days only [S17], and a start further
+# back than 30 days is refused with INVALID_REPLICATION_DATE (obs): a window starts no
+# earlier than 15 days ago.
+DELETED_REACH_MS = 15 * 24 * 3600 * 1000
+MINUTE_MS = 60_000
 LAST_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last a datetime holds
 # Where the README tells an admin which fields to make, and how.
 FIELDS_HELP = 'README.md, "Salesforce: custom fields for two-way"'
@@ -168,6 +177,22 @@ class _QueryPage(BaseModel):
     done: bool
     next_records_url: str | None = Field(default=None, alias="nextRecordsUrl")
     records: list[dict[str, Any]]
+
+
+class _DeletedRow(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(min_length=15, max_length=18)
+    deleted_date: str = Field(alias="deletedDate", min_length=1)
+
+
+class _Deleted(BaseModel):
+    """The answer of sObject Get Deleted [S17]."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    deleted_records: list[_DeletedRow] = Field(alias="deletedRecords")
+    latest_date_covered: str | None = Field(default=None, alias="latestDateCovered")
 
 
 class _Row(BaseModel):
@@ -337,6 +362,11 @@ def _epoch_ms(value: str | None) -> int | None:
 def _soql_datetime(moment_ms: int) -> str:
     """A SOQL date-time literal, unquoted [S8], at the whole second at or before it."""
     return datetime.fromtimestamp(moment_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _rest_datetime(moment_ms: int) -> str:
+    """A REST date-time parameter, ``YYYY-MM-DDThh:mm:ss+hh:mm`` in UTC [S17]."""
+    return datetime.fromtimestamp(moment_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def _discount_amount(flat: Mapping[str, str | None]) -> str | None:
@@ -601,6 +631,7 @@ class SalesforceCrm:
         *,
         api_version: str = API_VERSION,
         batch_size: int = QUERY_BATCH_SIZE,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         for names in properties.values():
             for name in names:
@@ -610,6 +641,7 @@ class SalesforceCrm:
         self._properties = properties
         self._base = f"/services/data/v{api_version}"
         self._batch_size = batch_size
+        self._clock = clock
 
     def fetch(self, object_type: ObjectType, record_id: str) -> SourceRecord | None:
         kind = _kind(object_type)
@@ -642,6 +674,38 @@ class SalesforceCrm:
             record = self._record(kind, row)
             if record.version >= since_ms:
                 yield record
+
+    def deleted_since(self, object_type: ObjectType, since_ms: int) -> Iterator[DeletedRecord]:
+        """sObject Get Deleted [S17] from ``since_ms`` (15 days back at most) to now.
+
+        The API ignores the seconds of ``start`` and ``end``, and the start must precede
+        the end by more than a minute [S17]: the window runs from the minute of
+        ``since_ms``, or two minutes before now's if that is later, to now's minute.
+        Salesforce says to start the next call at ``latestDateCovered``, as a deletion
+        after it may not be listed yet [S17]: one listed after it is left for that call.
+        """
+        kind = _kind(object_type)
+        now_ms = int(self._clock() * 1000)
+        end = now_ms - now_ms % MINUTE_MS
+        start = max(since_ms, now_ms - DELETED_REACH_MS)
+        start = min(start - start % MINUTE_MS, end - 2 * MINUTE_MS)
+        response = self._api.request(
+            "GET",
+            f"{self._base}/sobjects/{kind.sobject}/deleted/",
+            params={"start": _rest_datetime(start), "end": _rest_datetime(end)},
+        )
+        try:
+            listed = _Deleted.model_validate(_parse_json(response))
+        except ValidationError as exc:
+            detail = f"{kind.sobject} deleted: {exc.error_count()} invalid fields"
+            raise _unexpected(detail) from exc
+        covered = _epoch_ms(listed.latest_date_covered)
+        for row in listed.deleted_records:
+            deleted_at = _epoch_ms(row.deleted_date)
+            if deleted_at is None:
+                raise _unexpected(f"{kind.sobject} {row.id}: unreadable deletedDate")
+            if deleted_at >= since_ms and (covered is None or deleted_at <= covered):
+                yield DeletedRecord(id=row.id, deleted_at_ms=deleted_at)
 
     def ensure_properties(
         self, object_type: ObjectType, properties: Sequence[CrmProperty]
@@ -845,7 +909,11 @@ def build_salesforce(
         deadline=deadline,
     )
     return SalesforceCrm(
-        client(limits=limits), properties, api_version=api_version, batch_size=batch_size
+        client(limits=limits),
+        properties,
+        api_version=api_version,
+        batch_size=batch_size,
+        clock=clock,
     )
 
 
