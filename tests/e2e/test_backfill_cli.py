@@ -8,7 +8,6 @@ interrupted after its first batch is finished by the same command, nothing twice
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ import ops.backfill
 from local.cli import main
 from shared.sync.reconcile import ReconcileReport
 from tests.e2e.conftest import Harness, Line, Person
+from tests.integration.operator_cli import json_output
 
 pytestmark = pytest.mark.e2e
 
@@ -86,12 +86,12 @@ def test_given_records_before_and_after_a_time_then_only_those_after_are_importe
     after = made_unannounced(e2e, 3)
 
     assert backfill(config_file, e2e.connection_id, since, "--dry-run", "--json") == 0
-    counted = json.loads(capsys.readouterr().out)["objects"]
+    counted = json_output(capsys.readouterr().out)["objects"]
     assert (counted["contact"]["to_import"], counted["deal"]["to_import"]) == (3, 3)
     assert all(e2e.customers_with(p.email) == [] for p, _ in after), "a dry run writes nothing"
 
     assert backfill(config_file, e2e.connection_id, since, "--json") == 0
-    report = json.loads(capsys.readouterr().out)["objects"]
+    report = json_output(capsys.readouterr().out)["objects"]
     e2e.settle()
 
     assert (report["contact"]["written"], report["deal"]["written"]) == (3, 3)
@@ -100,7 +100,7 @@ def test_given_records_before_and_after_a_time_then_only_those_after_are_importe
     assert all(e2e.invoices_for(deal) == [] for _, deal in before)
     # Run again: from its checkpoint, everything it finds is in sync.
     assert backfill(config_file, e2e.connection_id, since, "--json") == 0
-    again = json.loads(capsys.readouterr().out)["objects"]
+    again = json_output(capsys.readouterr().out)["objects"]
     assert sum(counts["to_import"] for counts in again.values()) == 0
 
 
@@ -127,7 +127,7 @@ def test_given_a_backfill_interrupted_after_its_first_batch_then_the_next_run_fi
     assert all(e2e.invoices_for(deal) == [] for _, deal in made), "stopped before the deals"
 
     assert backfill(config_file, e2e.connection_id, since, "--json") == 0
-    resumed = json.loads(capsys.readouterr().out)["objects"]
+    resumed = json_output(capsys.readouterr().out)["objects"]
     e2e.settle()
 
     assert resumed["contact"]["written"] == 0, "the contacts were done: not written again"

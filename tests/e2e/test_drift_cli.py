@@ -12,7 +12,6 @@ deletions are not propagated: the check finds it among HubSpot's archived contac
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 from local.sandboxes.quickbooks import QuickBooksBooks
 from tests.e2e.conftest import Harness, eventually
 from tests.e2e.test_backfill_cli import config_file  # noqa: F401  (the --local config)
-from tests.integration.operator_cli import crmsync
+from tests.integration.operator_cli import crmsync, json_output
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +28,7 @@ pytestmark = pytest.mark.e2e
 def drift(config: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> dict[str, Any]:
     capsys.readouterr()
     assert crmsync(config, "drift", "--json", *extra) == 0
-    reports: dict[str, Any] = json.loads(capsys.readouterr().out)
+    reports: dict[str, Any] = json_output(capsys.readouterr().out)
     return reports
 
 

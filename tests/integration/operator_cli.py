@@ -5,11 +5,13 @@ events put in the dead-letter queue as the sync function puts them there, and
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -51,6 +53,16 @@ def another_connection(stack: LocalStack, connection_id: str) -> None:
 
 def crmsync(config: Path, *argv: str) -> int:
     return main([*argv, "--local", "--config", str(config)])
+
+
+def json_output(out: str) -> Any:
+    """A command's ``--json`` document among what a test captured: the local stack's
+    functions log to the same stdout meanwhile, one JSON object a line, while the
+    document is indented and so starts on a line of its own."""
+    lines = out.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.rstrip() in ("{", "[", "{}", "[]"))
+    document, _ = json.JSONDecoder().raw_decode("".join(lines[start:]))
+    return document
 
 
 def event(
