@@ -8,6 +8,7 @@ by the connector's receiver, and the sandbox judges the answer.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,15 +55,28 @@ def _epoch_ms(stamp: str) -> int:
 
 
 class Recorder(httpx.HTTPTransport):
-    """The real transport, noting each request's method and path."""
+    """The real transport, noting each request's method and path.
+
+    With ``latest_date_covered`` set, a Get Deleted answer says it covers no further,
+    as Salesforce's does while deletions begun before the end are still under way
+    (https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_getdeleted_getdeletedresult.htm);
+    the sandbox, where nothing is ever half deleted, never answers so.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str, str]] = []
+        self.latest_date_covered: str | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.method, request.url.path))
-        return super().handle_request(request)
+        response = super().handle_request(request)
+        if self.latest_date_covered is None or not request.url.path.endswith("/deleted/"):
+            return response
+        body = json.loads(response.read())
+        body["latestDateCovered"] = self.latest_date_covered
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        return httpx.Response(response.status_code, headers=headers, json=body)
 
     def paths(self, fragment: str) -> list[str]:
         return [path for _, path in self.calls if fragment in path]
@@ -355,6 +369,29 @@ def test_given_won_deals_changed_when_listed_then_each_comes_complete(org: Org) 
     assert [c.id for c in listed[first].children[ObjectType.LINE_ITEM]] == first_lines
     assert [c.id for c in listed[second].children[ObjectType.LINE_ITEM]] == second_lines
     assert len(org.transport.paths("/services/data/v62.0/query")) == 1
+
+
+def test_given_a_deletion_after_latest_date_covered_when_listed_then_left_for_the_next_call(
+    org: Org,
+) -> None:
+    # Deleted minutes ago: Get Deleted ignores seconds and ends at the current minute.
+    org.clock.advance(-300)
+    first = org.contact("Ada", "First")
+    org.sandbox.ui_delete("Contact", first)
+    org.clock.advance(120)
+    second = org.contact("Bea", "Second")
+    org.sandbox.ui_delete("Contact", second)
+    org.clock.offset = 0.0
+    stamps = {r["Id"]: r["SystemModstamp"] for r in org.sandbox.records("Contact", True)}
+    org.transport.latest_date_covered = stamps[first]
+
+    listed = list(org.crm.deleted_since(ObjectType.CONTACT, 0))
+
+    assert [(d.id, d.deleted_at_ms) for d in listed] == [(first, _epoch_ms(stamps[first]))]
+    org.transport.latest_date_covered = None
+    watermark = max(d.deleted_at_ms for d in listed)
+    again = {d.id: d.deleted_at_ms for d in org.crm.deleted_since(ObjectType.CONTACT, watermark)}
+    assert again == {first: watermark, second: _epoch_ms(stamps[second])}
 
 
 # --- limits and sessions -----------------------------------------------------------------

@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
@@ -173,6 +173,15 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 def opportunity(org: Org, **fields: Any) -> str:
     body = {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2026-12-01", **fields}
     return org.created("Opportunity", body)
+
+
+def get_deleted(org: Org, sobject: str, **dates: datetime | str) -> httpx.Response:
+    """sObject Get Deleted; a datetime is sent as ``YYYY-MM-DDThh:mm:ss+00:00``."""
+    params = {
+        name: value if isinstance(value, str) else value.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        for name, value in dates.items()
+    }
+    return org.api("GET", f"/sobjects/{sobject}/deleted/", params=params)
 
 
 # --- OAuth -------------------------------------------------------------------------------
@@ -769,6 +778,70 @@ def test_deleting_cascades_and_refuses_what_is_in_use(org: Org) -> None:
     assert {r["Id"] for r in deleted} == {contact_id, line_id}
     assert org.api("GET", f"/sobjects/Opportunity/{opp_id}").status_code == 404
     assert org.api("DELETE", f"/sobjects/Product2/{product}").status_code == 204
+
+
+def test_get_deleted_lists_nothing_from_before_the_day_15_days_back(
+    org: Org, clock: OffsetClock
+) -> None:
+    clock.offset = DAY / 2 - clock() % DAY  # noon UTC: no day turns while the test runs
+    old = org.sandbox.ui_create("Contact", {"LastName": "Old"})
+    org.sandbox.ui_delete("Contact", old)
+    clock.advance(DAY)
+    recent = org.sandbox.ui_create("Contact", {"LastName": "Recent"})
+    org.sandbox.ui_delete("Contact", recent)
+    clock.advance(15 * DAY)
+    org.refresh()  # the session idled out meanwhile
+    now = datetime.fromtimestamp(clock(), UTC)
+
+    response = get_deleted(org, "Contact", start=now - timedelta(days=20), end=now)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # Deleted 16 days back, within the start asked for, yet no longer listed.
+    assert [r["id"] for r in body["deletedRecords"]] == [recent]
+    # The cut-off is midnight UTC of the day 15 days back: the day ``recent`` was deleted.
+    earliest = body["earliestDateAvailable"]
+    assert earliest == body["deletedRecords"][0]["deletedDate"][:10] + "T00:00:00.000+0000"
+
+
+def test_get_deleted_start_must_precede_end_by_more_than_a_minute(org: Org) -> None:
+    minute = datetime.fromtimestamp(org.clock(), UTC).replace(second=0, microsecond=0)
+    contact_id = org.created("Contact", {"LastName": "Gone"})
+    assert org.api("DELETE", f"/sobjects/Contact/{contact_id}").status_code == 204
+    refused = [
+        (minute, minute),
+        (minute, minute - timedelta(minutes=2)),
+        (minute - timedelta(minutes=1), minute),
+        # Seconds are ignored: 12:31:59 is 12:31, a minute after 12:30.
+        (minute - timedelta(minutes=1), minute + timedelta(seconds=59)),
+        # A start more than 30 days back (obs).
+        (minute - timedelta(days=31), minute),
+    ]
+    for start, end in refused:
+        response = get_deleted(org, "Contact", start=start, end=end)
+        assert response.status_code == 400, (start, end)
+        assert error_of(response)["errorCode"] == "INVALID_REPLICATION_DATE", (start, end)
+
+    end = minute + timedelta(minutes=2)  # the deletion's minute may have turned
+    listed = get_deleted(org, "Contact", start=minute - timedelta(minutes=1), end=end)
+
+    assert listed.status_code == 200, listed.text
+    assert [r["id"] for r in listed.json()["deletedRecords"]] == [contact_id]
+
+
+def test_get_deleted_refuses_a_missing_or_unreadable_date(org: Org) -> None:
+    now = datetime.fromtimestamp(org.clock(), UTC)
+    start = now - timedelta(days=1)
+    cases: list[tuple[dict[str, datetime | str], str]] = [
+        ({"start": start}, "MISSING_ARGUMENT"),
+        ({"end": now}, "MISSING_ARGUMENT"),
+        ({"start": "yesterday", "end": now}, "INVALID_PARAMETER_VALUE"),
+        ({"start": start, "end": "2026-13-01T00:00:00+00:00"}, "INVALID_PARAMETER_VALUE"),
+    ]
+    for dates, code in cases:
+        response = get_deleted(org, "Contact", **dates)
+        assert response.status_code == 400, dates
+        assert error_of(response)["errorCode"] == code, dates
 
 
 def test_multi_currency_only_when_enabled(org: Org, make_org: Callable[..., Org]) -> None:

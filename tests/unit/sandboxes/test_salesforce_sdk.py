@@ -13,6 +13,7 @@ Nothing else about the requests changes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -144,6 +145,23 @@ def test_query_all_follows_next_records_url(
     sf.Contact.delete(gone)
     deleted = sf.query_all("SELECT Id FROM Contact WHERE IsDeleted = true", include_deleted=True)
     assert [r["Id"] for r in deleted["records"]] == [gone]
+
+
+def test_get_deleted_lists_what_the_sdk_deleted(
+    sf: Salesforce, sandbox: tuple[SalesforceSandbox, str], clock: OffsetClock
+) -> None:
+    org, _ = sandbox
+    gone = sf.Contact.create({"LastName": "Gone"})["id"]
+    sf.Contact.delete(gone)
+    clock.advance(120)  # so the deletion's minute is before the end's (seconds are ignored)
+    end = datetime.fromtimestamp(clock(), UTC)
+
+    # The SDK sends start and end with +00:00 offsets, URL-encoded, to ".../deleted/".
+    listed = sf.Contact.deleted(end - timedelta(days=1), end)
+
+    stored = {r["Id"]: r for r in org.records("Contact", include_deleted=True)}[gone]
+    assert listed["deletedRecords"] == [{"id": gone, "deletedDate": stored["SystemModstamp"]}]
+    assert listed["latestDateCovered"] <= end.strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
 def test_bad_soql_is_a_malformed_request(sf: Salesforce) -> None:
