@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from ops.command import Command, CommandError, console, print_json
+from ops.command import Command, CommandError, console, moment, print_json
 from ops.deployment import AWS_ERRORS, add_deployment_arguments, deployment_of
 from shared.bootstrap import Container, mapper_of
 from shared.errors import CrmSyncError, MappingConfigError
@@ -106,7 +106,9 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
-    since = _since(args.since)
+    since: datetime = args.since
+    if since > datetime.now(UTC):
+        raise CommandError(f"--since {since.isoformat()} is in the future: nothing changed since")
     deployment = deployment_of(args)
     wired = deployment.container
     container = _MeteredContainer(**{f.name: getattr(wired, f.name) for f in fields(wired)})
@@ -197,19 +199,6 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _since(text: str) -> datetime:
-    try:
-        since = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandError(
-            f"--since {text!r} is not a date (YYYY-MM-DD) or a time (YYYY-MM-DDTHH:MM)"
-        ) from None
-    since = since if since.tzinfo else since.replace(tzinfo=UTC)
-    if since > datetime.now(UTC):
-        raise CommandError(f"--since {text} is in the future: nothing has changed since")
-    return since
-
-
 def _objects(text: str | None, mapper: Mapper, connection: Connection) -> list[ObjectType]:
     """The object types asked for (default: every one the mapping maps)."""
     if text is None:
@@ -241,6 +230,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since",
         required=True,
+        type=moment,
         help="import what changed since this day (YYYY-MM-DD) or time (YYYY-MM-DDTHH:MM[:SS]);"
         " UTC unless it has an offset",
     )

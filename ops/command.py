@@ -6,12 +6,24 @@ import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 
 console = Console()
 errors = Console(stderr=True)
+
+
+def moment(text: str) -> datetime:
+    """An argument naming a day or a time (``--since``), UTC unless it has an offset."""
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: 2026-11-28, or 2026-11-28T09:00 (UTC unless it says)"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class CommandError(Exception):

@@ -17,7 +17,7 @@ import botocore.exceptions
 from rich.markup import escape
 from rich.table import Table
 
-from ops.command import Command, CommandError, console, print_json
+from ops.command import Command, CommandError, console, moment, print_json
 from ops.deployment import add_deployment_arguments, deployment_of
 from shared.errors import Retryable
 from shared.models import AuditEntry, ChangeEvent, ObjectType, Outcome
@@ -49,16 +49,6 @@ def replay_event(entry: AuditEntry, now: datetime) -> ChangeEvent:
         int(now.timestamp() * 1000),
         by="replay",
     )
-
-
-def _since(value: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a date: 2026-11-28, or 2026-11-28T09:00 (UTC unless it says)"
-        ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,7 +110,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since",
         required=True,
-        type=_since,
+        type=moment,
         help="records whose newest entry since this date (ISO 8601, UTC unless it says) "
         "has the outcome",
     )

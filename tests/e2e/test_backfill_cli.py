@@ -135,11 +135,13 @@ def test_given_a_backfill_interrupted_after_its_first_batch_then_the_next_run_fi
     assert imported_once(e2e, made)
 
 
-def test_given_an_unknown_connection_or_a_bad_date_then_it_says_so_and_exits_1(
+def test_given_an_unknown_connection_or_a_bad_date_then_it_says_so(
     e2e: Harness, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert backfill(config_file, e2e.connection_id, "last tuesday") == 1
-    assert "is not a date" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # a usage error, as replay's
+        backfill(config_file, e2e.connection_id, "last tuesday")
+    assert exited.value.code == 2
+    assert "'last tuesday' is not a date" in capsys.readouterr().err
 
     code = backfill(config_file, "nobody", "2026-01-01")
 
