@@ -172,6 +172,7 @@ class Container:
             lock=self.lock,
             budget=self.budget,
             properties={t: mapper.source_properties(t) for t in CRM_OBJECTS},
+            written_back={t: [p.name for p in mapper.back.properties(t)] for t in CRM_OBJECTS},
             deadline=self.deadline,
             vendor_settings=self.vendor_settings.get(system),
         )

@@ -48,6 +48,9 @@ class ConnectorContext:
     deadline: Deadline
     # The vendor's settings, when not the process environment's (the operator's CLI).
     vendor_settings: Mapping[str, str] | None = None
+    # The CRM properties the way back fills, per object type: read with their record
+    # where the CRM has them, for the drift check to compare (a missing one is no error).
+    written_back: Mapping[ObjectType, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

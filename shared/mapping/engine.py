@@ -253,8 +253,7 @@ class Mapper:
         return object_type in self._fields
 
     def source_properties(self, object_type: ObjectType) -> list[str]:
-        """Vendor properties to fetch for this type: those its fields and filters read,
-        and those its ``back`` fields fill (the drift check compares them).
+        """Vendor properties to fetch for this type: those its fields and filters read.
 
         For ``LINE_ITEM``, those the deal's ``line_items`` fields read from each child.
         """
@@ -268,7 +267,6 @@ class Mapper:
             for when, plan in self._extra_lines:
                 names += [rule.field for rule in when] + plan.sources()
             names += [name for plan in self._custom_fields for name in plan.sources]
-        names += [prop.name for prop in self.back.properties(object_type)]
         return _unique(names)
 
     def map(self, record: SourceRecord) -> Party | Deal | Filtered:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.connectors.spec import ConnectorContext, VendorSpec, WebhookContext
+from shared.models import ObjectType
 from shared.ports import CrmSource, WebhookReceiver
 
 
@@ -26,7 +27,10 @@ def _crm(ctx: ConnectorContext, settings: HubSpotSettings) -> CrmSource:
         secret_id=ctx.secret_id,
         budget=ctx.budget,
         connection_id=ctx.connection_id,
-        properties=ctx.properties,
+        # HubSpot leaves a requested property it does not have out of its answer.
+        properties={
+            t: [*ctx.properties.get(t, ()), *ctx.written_back.get(t, ())] for t in ObjectType
+        },
         deadline=ctx.deadline,
     )
 

@@ -38,6 +38,7 @@ def _crm(ctx: ConnectorContext, settings: SalesforceSettings) -> CrmSource:
         budget=ctx.budget,
         connection_id=ctx.connection_id,
         properties=ctx.properties,
+        written_back=ctx.written_back,
         deadline=ctx.deadline,
     )
 

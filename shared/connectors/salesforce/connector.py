@@ -632,13 +632,19 @@ class SalesforceCrm:
         api_version: str = API_VERSION,
         batch_size: int = QUERY_BATCH_SIZE,
         clock: Callable[[], float] = time.time,
+        written_back: Mapping[ObjectType, Sequence[str]] | None = None,
     ) -> None:
-        for names in properties.values():
+        """``written_back``: the fields the way back fills, read with their record where
+        the org has them (an admin makes them; a missing one must not stop the reads)."""
+        written_back = written_back or {}
+        for names in [*properties.values(), *written_back.values()]:
             for name in names:
                 if name not in _DERIVED and not _FIELD_PATH.fullmatch(name):
                     raise ValueError(f"{name!r} is not a Salesforce field name")
         self._api = api
         self._properties = properties
+        self._written_back = written_back
+        self._described: dict[str, _Describe] = {}
         self._base = f"/services/data/v{api_version}"
         self._batch_size = batch_size
         self._clock = clock
@@ -716,12 +722,7 @@ class SalesforceCrm:
         ``Permanent`` names what is wrong and where the README says how to fix it.
         Field API names are case-insensitive, as in a request body."""
         sobject = _kind(object_type).sobject
-        response = self._api.request("GET", f"{self._base}/sobjects/{sobject}/describe")
-        try:
-            described = _Describe.model_validate(_parse_json(response))
-        except ValidationError as exc:
-            raise _unexpected(f"{sobject} describe: {exc.error_count()} invalid fields") from exc
-        found = {f.name.lower(): f for f in described.fields}
+        found = {f.name.lower(): f for f in self._describe(sobject).fields}
         problems: list[str] = []
         for wanted in properties:
             field = found.get(wanted.name.lower())
@@ -767,15 +768,37 @@ class SalesforceCrm:
         return _versioned(kind, _parse_json(read))[1]
 
     def _wanted(self, object_type: ObjectType) -> list[str]:
-        """The properties a record of this type carries: the mapping's, and ours."""
+        """The properties a record of this type carries: the mapping's, ours, and the
+        written-back fields the org has."""
         return _unique(
             [
                 "Id",
                 "SystemModstamp",
                 *_kind(object_type).needs,
                 *self._properties.get(object_type, ()),
+                *self._readable_back(object_type),
             ]
         )
+
+    def _readable_back(self, object_type: ObjectType) -> list[str]:
+        """The written-back fields the org has, by its describe (one per object type
+        and process; ``ensure_properties`` describes afresh)."""
+        names = self._written_back.get(object_type, ())
+        if not names:
+            return []
+        sobject = _kind(object_type).sobject
+        described = self._described.get(sobject) or self._describe(sobject)
+        present = {f.name.lower() for f in described.fields}
+        return [name for name in names if name.lower() in present]
+
+    def _describe(self, sobject: str) -> _Describe:
+        response = self._api.request("GET", f"{self._base}/sobjects/{sobject}/describe")
+        try:
+            described = _Describe.model_validate(_parse_json(response))
+        except ValidationError as exc:
+            raise _unexpected(f"{sobject} describe: {exc.error_count()} invalid fields") from exc
+        self._described[sobject] = described
+        return described
 
     def _fields(self, object_type: ObjectType) -> list[str]:
         """The SOQL fields behind ``_wanted``: derived properties by their inputs."""
@@ -875,6 +898,7 @@ def build_salesforce(
     sleep: Callable[[float], None] = time.sleep,
     deadline: Deadline | None = None,
     clock: Callable[[], float] = time.time,
+    written_back: Mapping[ObjectType, Sequence[str]] | None = None,
 ) -> SalesforceCrm:
     """The Salesforce org of one connection, through the refresh token in ``secret_id``.
 
@@ -914,6 +938,7 @@ def build_salesforce(
         api_version=api_version,
         batch_size=batch_size,
         clock=clock,
+        written_back=written_back,
     )
 
 

@@ -22,6 +22,7 @@ from flask import Flask, Response
 
 from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer, received_webhook
+from local.sandboxes.salesforce_fields import CustomField
 from local.sandboxes.salesforce import (
     OutboundMessageDefinition,
     SalesforceSandbox,
@@ -341,6 +342,41 @@ def test_given_text_that_is_no_salesforce_id_when_fetched_then_none_without_a_ca
 def test_given_a_property_that_is_no_field_name_when_built_then_refused(org: Org) -> None:
     with pytest.raises(ValueError, match="not a Salesforce field name"):
         SalesforceCrm(org.crm._api, {ObjectType.CONTACT: ["Email FROM User --"]})
+
+
+def test_given_written_back_fields_then_those_the_org_has_are_read_and_a_missing_one_is_no_error(
+    org: Org,
+) -> None:
+    """A field the way back fills is read with its record for the drift check to compare;
+    one the admin has not made yet must not stop the reads the forward sync needs."""
+    org.sandbox.add_custom_field(
+        "Account",
+        CustomField(
+            name="Crmsync_Open_Balance__c",
+            label="Open balance",
+            type="Number",
+            length=16,
+            decimals=2,
+        ),
+    )
+    account = org.account()
+    org.sandbox.ui_update("Account", account, {"Crmsync_Open_Balance__c": 250})
+    crm = SalesforceCrm(
+        org.crm._api,
+        {t: org.mapper.source_properties(t) for t in CRM_OBJECTS},
+        written_back={
+            ObjectType.COMPANY: ["Crmsync_Open_Balance__c", "Crmsync_Last_Refund_Date__c"]
+        },
+    )
+
+    first = crm.fetch(ObjectType.COMPANY, account)
+    again = crm.fetch(ObjectType.COMPANY, account)
+
+    assert first is not None and again is not None
+    assert first.properties["Crmsync_Open_Balance__c"] == "250.0"
+    assert "Crmsync_Last_Refund_Date__c" not in first.properties
+    assert first.properties["Name"] == "Ek & Sons"  # the mapping's own, read all the same
+    assert len(org.transport.paths("/sobjects/Account/describe")) == 1  # once per process
 
 
 def test_given_more_changes_than_a_batch_when_listed_then_next_records_urls_are_followed(

@@ -519,18 +519,6 @@ def test_given_extra_lines_then_their_deal_properties_are_fetched_with_the_deal(
     assert the_mapper.source_properties(ObjectType.COMPANY) == []
 
 
-def test_given_back_fields_then_their_properties_are_fetched_to_compare_with() -> None:
-    """The drift check compares what the CRM holds in a back field with where the
-    accounting record stands: the property is read with the record."""
-    the_mapper = Mapper(load_mapping(CONFIG_DIR / "services-two-way.yaml"))
-
-    assert "crmsync_invoice_status" in the_mapper.source_properties(ObjectType.DEAL)
-    assert "crmsync_open_balance" in the_mapper.source_properties(ObjectType.COMPANY)
-    assert not any(
-        name.startswith("crmsync_") for name in the_mapper.source_properties(ObjectType.LINE_ITEM)
-    )
-
-
 def test_given_the_services_config_when_a_won_deal_is_mapped_then_an_invoice_ready_deal() -> None:
     the_mapper = Mapper(load_mapping(CONFIG_DIR / "services.yaml"))
     source = record(
