@@ -29,15 +29,16 @@ Reproduced behaviours
   ``fault.error[]`` body (type ``AUTHENTICATION``, code 3200) that differs from the
   ``Fault.Error[]`` shape of every other error. ``minorversion`` below 75 is read
   as 75 (Aug 2025 rule); no behaviour depends on it.
-* Entities Customer, Item, Invoice, Payment, CreditMemo, Account, Term (read/write) and
-  TaxCode, TaxRate, CompanyInfo (read-only; ``GET /companyinfo/{realmId}``).
+* Entities Customer, Item, Invoice, Payment, CreditMemo, RefundReceipt, Account, Term
+  (read/write) and TaxCode, TaxRate, CompanyInfo (read-only; ``GET
+  /companyinfo/{realmId}``).
   Create and update share ``POST /{entity}``; ``"sparse": true`` changes only the
   supplied top-level fields (a ``Line`` array is replaced whole), a full update
   replaces every writable field. Each write bumps the string ``SyncToken`` and
-  ``MetaData.LastUpdatedTime``; a stale token gets 5010. Invoice, Payment and
-  CreditMemo delete with ``?operation=delete``; an invoice is voided with
-  ``?operation=void`` (``quickbooks_payments``: amounts zeroed, "Voided" in
-  ``PrivateNote``, the invoice kept); Customer, Item, Account and Term are retired
+  ``MetaData.LastUpdatedTime``; a stale token gets 5010. Invoice, Payment,
+  CreditMemo and RefundReceipt delete with ``?operation=delete``; an invoice is
+  voided with ``?operation=void`` (``quickbooks_payments``: amounts zeroed, "Voided"
+  in ``PrivateNote``, the invoice kept); Customer, Item, Account and Term are retired
   with ``Active: false`` (delete answers 500 "Unsupported Operation").
 * Term: ``Name`` (unique) and either ``DueDays`` (0-999, ``Type`` STANDARD, with
   ``DiscountPercent``/``DiscountDays``) or ``DayOfMonthDue`` (1-31, ``Type``
@@ -68,6 +69,11 @@ Reproduced behaviours
   names, within the invoice's balance or the memo's ``RemainingCredit``; the rest is
   ``UnappliedAmt``. A credit memo reaches an invoice through a zero-total payment.
   Customer ``Balance`` = open invoices - remaining credits - unapplied payments.
+* RefundReceipt (``quickbooks_refunds``): money paid back to a customer from a Bank or
+  Other Current Asset account (``DepositToAccountRef``, required), lines and
+  ``TotalAmt`` as an invoice's, ``CustomerRef`` optional; it names no invoice.
+* Ids count up per entity: a Payment and a RefundReceipt may share one (Intuit names
+  a linked transaction by ``TxnType`` and ``TxnId`` together and promises no more).
 * Query (GET ``?query=`` or POST ``application/text``): see ``quickbooks_query``. The
   entity key is absent when nothing matches; ``count(*)`` answers ``totalCount``.
   Name-list entities return only active rows unless the query tests ``Active``.
@@ -132,7 +138,7 @@ Choices where the documentation is unclear
   invoice, 2170 for another ``TxnType``) are not documented by Intuit.
 * Applying a payment changes the invoice's ``Balance`` but not its SyncToken, so it
   sends no Invoice webhook and puts no invoice in CDC: Intuit documents neither.
-  Payment void (``include=void``) and refunds are not modelled.
+  Payment void (``include=void``) and a refund receipt's void are not modelled.
 * Batch: more than 30 items answers 400 with code 1040 "Batch size exceeds allowed
   limit" for the whole request, and a missing or repeated ``bId`` 400 (2020/2010)
   for the whole request; an item with no valid operation gets its own Fault (500
@@ -206,6 +212,7 @@ from local.sandboxes import (
     quickbooks_custom_fields,
     quickbooks_payments,
     quickbooks_query,
+    quickbooks_refunds,
 )
 from local.sandboxes.base import (
     Delivery,
@@ -380,6 +387,15 @@ def _invalid_enum(value: str, element: str) -> QboError:
     )
 
 
+def _too_long(element: str, detail: str) -> QboError:
+    return QboError(
+        "2050",
+        "String length is either shorter or longer than supported by specification",
+        detail,
+        element=element,
+    )
+
+
 def _unsupported(operation: str) -> QboError:
     return QboError("500", "Unsupported Operation", f"Operation {operation} is not supported.")
 
@@ -400,6 +416,7 @@ _ENTITIES = {
         _EntitySpec("Invoice", writable=True, deletable=True),
         _EntitySpec("Payment", writable=True, deletable=True),
         _EntitySpec("CreditMemo", writable=True, deletable=True),
+        _EntitySpec(quickbooks_refunds.REFUND_RECEIPT, writable=True, deletable=True),
         _EntitySpec("Account", writable=True, name_list=True),
         _EntitySpec("Term", writable=True, name_list=True),
         _EntitySpec("TaxCode", name_list=True),
@@ -467,8 +484,8 @@ def _whole(value: Any, name: str, low: int, high: int) -> int:
     return int(number)
 
 
-def _ref_id(body: JsonObj, key: str) -> str | None:
-    ref = body.get(key)
+def _ref_id(body: JsonObj | None, key: str) -> str | None:
+    ref = body.get(key) if body is not None else None
     if isinstance(ref, dict) and ref.get("value") not in (None, ""):
         return str(ref["value"])
     return None
@@ -1539,6 +1556,8 @@ class QuickBooksSandbox:
             return self._prepare_item(body, existing, call)
         if spec.name in quickbooks_payments.LINKABLE:
             return self._prepare_invoice(body, call, existing, spec.name)
+        if spec.name == quickbooks_refunds.REFUND_RECEIPT:
+            return self._prepare_refund(body, existing, call)
         if spec.name == "Term":
             return self._prepare_term(body, existing)
         if spec.name == "Account":
@@ -1754,14 +1773,15 @@ class QuickBooksSandbox:
         existing: JsonObj | None = None,
         entity: str = "Invoice",
     ) -> JsonObj:
-        """An Invoice, or a CreditMemo: the same lines, tax and totals (CreditMemo
-        reference), without a due date or terms; its numbers run on their own."""
+        """An Invoice, a CreditMemo or a RefundReceipt: the same lines, tax and totals
+        (CreditMemo and RefundReceipt references), without a due date or terms; each
+        entity's numbers run on their own. A refund receipt may name no customer."""
         derived = ("TotalAmt", "Balance", "LinkedTxn", "RemainingCredit")
         out = {k: v for k, v in body.items() if k not in derived}
         customer_id = _ref_id(body, "CustomerRef")
-        if customer_id is None:
+        if customer_id is None and entity != quickbooks_refunds.REFUND_RECEIPT:
             raise _required("CustomerRef")
-        customer = self._resolve("Customer", customer_id, call, "Customer")
+        customer = self._resolve("Customer", customer_id, call, "Customer") if customer_id else None
         lines = body.get("Line")
         if not isinstance(lines, list) or not lines:
             raise _required("Line")
@@ -1774,6 +1794,7 @@ class QuickBooksSandbox:
         subtotal = Decimal(0)
         taxable = Decimal(0)
         discount = Decimal(0)
+        items = 0  # lines that describe an item
         kept: list[JsonObj] = []
         used_ids = {
             str(line.get("Id")) for line in lines if isinstance(line, dict) and line.get("Id")
@@ -1788,6 +1809,7 @@ class QuickBooksSandbox:
                 continue  # recomputed and appended below
             if kind == "SalesItemLineDetail":
                 amount, is_taxable = self._sales_line(line, places, call)
+                items += 1
                 subtotal += amount
                 if is_taxable:
                     taxable += amount
@@ -1808,6 +1830,10 @@ class QuickBooksSandbox:
             kept.append(line)
         if discount > subtotal:
             raise _business("The discount amount can't be greater than the subtotal.")
+        if not items and entity == quickbooks_refunds.REFUND_RECEIPT:
+            # "must have at least one line that describes an item". NOT documented: the
+            # answer; 2020 for the missing item line chosen.
+            raise _required("Line.SalesItemLineDetail")
         kept.append(
             {
                 "Amount": _num_out(subtotal),
@@ -1830,7 +1856,8 @@ class QuickBooksSandbox:
             out["DueDate"] = due.isoformat()
 
         out["Line"] = kept
-        out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
+        if customer is not None:
+            out["CustomerRef"] = {"value": customer_id, "name": customer["DisplayName"]}
         out["CurrencyRef"] = currency
         out["TxnDate"] = txn_date.isoformat()
         out["DocNumber"] = str(body.get("DocNumber") or "") or self._next_doc_number(entity)
@@ -1843,15 +1870,53 @@ class QuickBooksSandbox:
                 body.get("CustomField"), self._custom_field_defs
             )
         except quickbooks_custom_fields.CustomFieldError as exc:
-            message = (
-                "String length is either shorter or longer than supported by specification"
-                if exc.code == "2050"
-                else "Request has invalid or unsupported property"
-            )
+            if exc.code == "2050":
+                raise _too_long(exc.element, exc.detail) from exc
+            message = "Request has invalid or unsupported property"
             raise QboError(exc.code, message, exc.detail, element=exc.element) from exc
         out["CustomField"] = quickbooks_custom_fields.stored(values, self._custom_field_defs)
         out.setdefault("PrintStatus", "NotSet")
-        out.setdefault("EmailStatus", "NotSet")
+        if entity != quickbooks_refunds.REFUND_RECEIPT:  # a refund receipt has no EmailStatus
+            out.setdefault("EmailStatus", "NotSet")
+        return out
+
+    def _prepare_refund(
+        self, body: JsonObj, existing: JsonObj | None, call: _Call | None
+    ) -> JsonObj:
+        """A RefundReceipt (``quickbooks_refunds``): an invoice's lines, tax and total,
+        paid back from a Bank or Other Current Asset account."""
+        account_id = _ref_id(body, "DepositToAccountRef")
+        if account_id is None:
+            raise _required("DepositToAccountRef")
+        account = self._resolve("Account", account_id, call, "Account")
+        if account["AccountType"] not in quickbooks_refunds.DEPOSIT_ACCOUNT_TYPES:
+            # NOT documented: the answer to another type of account; 6000 chosen.
+            raise _business(
+                f"Account {account['Name']} is a {account['AccountType']} account; a refund "
+                "is paid from a Bank or Other Current Asset account."
+            )
+        payment_type = str(body.get("PaymentType") or "")
+        if payment_type and payment_type not in quickbooks_refunds.PAYMENT_TYPES:
+            raise _invalid_enum(payment_type, "PaymentType")
+        requested = str(body.get("PrintStatus") or "")
+        if requested and requested not in quickbooks_refunds.PRINT_STATUSES:
+            raise _invalid_enum(requested, "PrintStatus")
+        status = quickbooks_refunds.print_status(requested, account["AccountType"])
+        ref_num = str(body.get("PaymentRefNum") or "")
+        if status == "NeedToPrint":
+            ref_num = quickbooks_refunds.TO_PRINT
+        elif status == "PrintComplete" and not ref_num:
+            raise _required("PaymentRefNum")
+        if len(ref_num) > quickbooks_refunds.PAYMENT_REF_NUM_MAX:
+            limit = quickbooks_refunds.PAYMENT_REF_NUM_MAX
+            raise _too_long("PaymentRefNum", f"PaymentRefNum is at most {limit} characters")
+        out = self._prepare_invoice(body, call, existing, quickbooks_refunds.REFUND_RECEIPT)
+        out["DepositToAccountRef"] = {"value": account_id, "name": account["Name"]}
+        out["PrintStatus"] = status
+        out.pop("PaymentRefNum", None)
+        if ref_num:
+            out["PaymentRefNum"] = ref_num
+        out["Balance"] = 0  # nothing is paid against a refund
         return out
 
     def _sales_line(self, line: JsonObj, places: int, call: _Call | None) -> tuple[Decimal, bool]:
@@ -2226,6 +2291,25 @@ class QuickBooksBooks:
             },
         )
         return str(memo["Id"])
+
+    def refund(self, customer_id: str, amount: Decimal, *, refunded_on: date | None = None) -> str:
+        """Pay ``amount`` back to the customer (Refund receipt in the UI): one Services
+        line, paid out of Undeposited Funds (the money received and not yet banked); the
+        RefundReceipt's Id."""
+        body: JsonObj = {
+            "CustomerRef": {"value": customer_id},
+            "DepositToAccountRef": {"value": "6"},  # the seeded Undeposited Funds
+            "Line": [
+                {
+                    "Amount": float(amount),
+                    "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+                }
+            ],
+        }
+        if refunded_on is not None:
+            body["TxnDate"] = refunded_on.isoformat()
+        return str(self._post("/refundreceipt", body)["RefundReceipt"]["Id"])
 
     def void_invoice(self, invoice_id: str) -> None:
         invoice = self._invoice(invoice_id)

@@ -32,9 +32,11 @@ Reproduced behaviours
   (401 ``AuthorizationUnsuccessful``). Responses are XML unless the client
   accepts JSON, as on the real API; JSON dates are MS-JSON (``/Date(ms+0000)/``).
 * Entities and rules: see ``xero_org`` (Contacts, Items, Invoices ACCREC/ACCPAY,
-  Accounts, TaxRates, Currencies, Organisation) and ``xero_payments`` (Payments
-  against invoices and their deletion, invoices' AmountPaid/AmountCredited/AmountDue,
-  PAID and FullyPaidOnDate, contacts' Balances, credit notes a person applies).
+  CreditNotes ACCRECCREDIT/ACCPAYCREDIT, Accounts, TaxRates, Currencies,
+  Organisation) and ``xero_payments`` (Payments against invoices, refunds of credit
+  notes and their deletion, ``PUT /CreditNotes/{id}/Allocations``, invoices'
+  AmountPaid/AmountCredited/AmountDue, credit notes' RemainingCredit, PAID and
+  FullyPaidOnDate, contacts' Balances).
 * Writes: ``PUT`` creates only, ``POST`` updates or creates; bodies with several
   elements are processed in order. Errors are summarised by default (400
   ``ValidationException`` listing the failed elements, while valid elements are
@@ -51,22 +53,26 @@ Reproduced behaviours
   ``X-AppMinLimit-Remaining``; a 429 carries ``X-Rate-Limit-Problem``
   (``day``/``minute``/``appminute``/``concurrent``) and, for the windowed limits,
   ``Retry-After`` in seconds.
-* Webhooks (/documentation/guides/webhooks/overview and /configuring-your-server):
-  CONTACT and INVOICE events (CREATE/UPDATE) after API or "UI" changes (a payment
-  or credit note is an UPDATE of its invoice: Xero has no payment events), signed
-  ``x-xero-signature`` = base64(HMAC-SHA256(webhook key, raw body)); events are sent
-  only once the subscription has passed Intent to Receive (200 to a correctly
-  signed request, 401 to a wrongly signed one, empty body, no cookies, within 5 s);
-  failed deliveries are retried (compressed delays), and a delivery that runs out
-  of retries disables the subscription until it passes Intent to Receive again.
+* Webhooks (/documentation/guides/webhooks/overview and /configuring-your-server;
+  XeroAPI/Xero-OpenAPI ``xero-webhooks.yaml``): CONTACT, INVOICE and CREDITNOTE events
+  (CREATE/UPDATE; a credit note's with its ``data`` Type and Status) after API or
+  "UI" changes, in the categories the app subscribes to (a payment or allocation is
+  an UPDATE of its invoice, an allocation or refund one of its credit note: Xero has
+  no payment events), signed ``x-xero-signature`` = base64(HMAC-SHA256(webhook key,
+  raw body)); events are sent only once the subscription has passed Intent to
+  Receive (200 to a correctly signed request, 401 to a wrongly signed one, empty
+  body, no cookies, within 5 s); failed deliveries are retried (compressed delays),
+  and a delivery that runs out of retries disables the subscription until it passes
+  Intent to Receive again.
 * Faults (``POST /_sandbox/faults``): 5xx, timeouts, 429 bursts in Xero's shape and
   lost responses, as every sandbox here.
 
-Deliberately not modelled: the CreditNotes, BatchPayments and other endpoints (404),
-refunds, PKCE,
-client-credentials (custom connection) grants, XML request bodies, tracked
-inventory, multi-tenant connections, HTTPS-only webhook URLs (local receivers use
-http) and Xero's 31-day replay of events held while a subscription is disabled.
+Deliberately not modelled: the BatchPayments, Prepayments, Overpayments and other
+endpoints (404), deleting a credit note's allocation, refunds of prepayments and
+overpayments, PKCE, client-credentials (custom connection) grants, XML request
+bodies, tracked inventory, multi-tenant connections, HTTPS-only webhook URLs (local
+receivers use http) and Xero's 31-day replay of events held while a subscription is
+disabled.
 
 Admin routes (never called by production code): ``/_sandbox/faults`` and
 ``/_sandbox/reset`` (base), ``GET /_sandbox/entities/<Kind>``, ``GET
@@ -110,9 +116,11 @@ from local.sandboxes.base import (
 )
 from local.sandboxes.registry import BookCustomer, BookInvoice, SandboxSpec
 from local.sandboxes.xero_org import (
+    ALLOCATIONS,
     CENT,
     QUANTITY_PLACES,
     ApiError,
+    Change,
     Changes,
     ElementError,
     JsonObj,
@@ -146,9 +154,11 @@ SCOPES = frozenset(
         "accounting.attachments.read",
     }
 )
-# Body Xero documents for a rate-limited call (the OAuth 1 era form, still quoted).
-# The seeded "Business Bank Account": where a person's payments are received.
+# The seeded "Business Bank Account": where a person's payments are received, and
+# refunds paid from; and "Sales", where their credit notes are posted.
 PERSON_BANK_ACCOUNT = "090"
+PERSON_SALES_ACCOUNT = "200"
+# Body Xero documents for a rate-limited call (the OAuth 1 era form, still quoted).
 RATE_LIMIT_BODY = (
     "oauth_problem=rate%20limit%20exceeded"
     "&oauth_problem_advice=please%20wait%20before%20retrying%20the%20xero%20api"
@@ -179,6 +189,8 @@ class XeroSandboxConfig:
     public_url: str | None = None  # base of webhook resourceUrls; else the request's host
     webhook_url: str | None = None
     webhook_key: str = "sandbox-xero-webhook-key"
+    # The event categories the app's webhook subscribes to (all an organisation sends).
+    webhook_categories: tuple[str, ...] = ("CONTACT", "INVOICE", "CREDITNOTE")
     # Xero retries "with decreasing frequency for up to 24 hours"; compressed here.
     webhook_retry_delays_s: list[float] = field(default_factory=lambda: [0.2, 0.5, 1.0])
     webhook_timeout_s: float = 5.0
@@ -483,16 +495,6 @@ class XeroSandbox:
         self._ui_save("Payments", payment, None)
         with self._lock:
             return _json_object(self.org.get(invoices, invoice_id, CENT))
-
-    def ui_credit_invoice(self, invoice_id: str, amount: Decimal) -> JsonObj:
-        """Raise a credit note for ``amount`` and allocate it to the invoice, as a user
-        does in Xero's web app; returns the invoice after it."""
-        changes = Changes()
-        with self._lock:
-            invoice = xero_payments.credit_invoice(self.org, invoice_id, amount, changes)
-            rendered = self.org.render(self._kind("Invoices"), invoice, CENT)
-        self._notify(changes)
-        return _json_object(rendered)
 
     def mint_authorization_code(
         self, redirect_uri: str | None = None, scope: str | None = None
@@ -907,8 +909,18 @@ class XeroSandbox:
         try:
             parts = [p for p in rest.split("/") if p]
             kind = kind_of(parts[0]) if parts else None
-            if kind is None or len(parts) > 2:
+            allocations = (
+                kind is not None
+                and kind.name == "CreditNotes"
+                and len(parts) == 3
+                and parts[2].lower() == ALLOCATIONS.name.lower()
+            )
+            if kind is None or (len(parts) > 2 and not allocations):
                 raise ApiError(404, "The resource you're looking for cannot be found")
+            if allocations:
+                if request.method not in ALLOCATIONS.item_methods:
+                    raise not_implemented()
+                return self._idempotent(lambda: self._allocate(parts[1]))
             record_id = parts[1] if len(parts) == 2 else None
             methods = kind.item_methods if record_id else kind.collection_methods
             if request.method not in methods:
@@ -993,30 +1005,51 @@ class XeroSandbox:
         return wrapped
 
     def _write(self, kind: Kind, record_id: str | None) -> tuple[int, JsonObj]:
+        places = self._unit_places()
+
+        def save(element: JsonObj, changes: Changes) -> JsonObj:
+            return self.org.save(
+                kind,
+                element,
+                method=request.method,
+                path_id=record_id,
+                unit_places=places,
+                changes=changes,
+                by_app=True,
+            )
+
+        return self._save_elements(kind, save, one=record_id is not None)
+
+    def _allocate(self, credit_note_id: str) -> tuple[int, JsonObj]:
+        """``PUT /CreditNotes/{id}/Allocations``: each element allocates part of the
+        credit note (an unknown one is a 404, as its own path is)."""
+        with self._lock:
+            note = xero_payments.credit_note(self.org, credit_note_id)
+
+        def save(element: JsonObj, changes: Changes) -> JsonObj:
+            return xero_payments.allocate(self.org, note, element, changes)
+
+        return self._save_elements(ALLOCATIONS, save, one=False)
+
+    def _save_elements(
+        self, kind: Kind, save: Callable[[JsonObj, Changes], JsonObj], *, one: bool
+    ) -> tuple[int, JsonObj]:
+        """The body's elements saved in order (only the first when ``one``), then the
+        webhooks of what changed, and Xero's answer."""
         args = self._args()
         # Errors are summarised unless summarizeErrors=false: the spec gives false as
         # the default, but the API summarises (Xero staff; see docs/vendors/xero.md).
         summarize = args.get("summarizeerrors", "true").lower() != "false"
-        places = self._unit_places()
         changes = Changes()
         results: list[tuple[bool, JsonObj]] = []
         try:
             with self._lock:
                 elements = self.org.check_types(kind, self._elements(kind), kind.name)
-                if record_id is not None:
+                if one:
                     elements = elements[:1]
                 for element in elements:
                     try:
-                        saved = self.org.save(
-                            kind,
-                            element,
-                            method=request.method,
-                            path_id=record_id,
-                            unit_places=places,
-                            changes=changes,
-                            by_app=True,
-                        )
-                        results.append((True, saved))
+                        results.append((True, save(element, changes)))
                     except ElementError as exc:
                         results.append((False, _failed_element(kind, element, exc.messages)))
         finally:
@@ -1107,11 +1140,14 @@ class XeroSandbox:
     # --- webhooks ----------------------------------------------------------------------------
 
     def _notify(self, changes: Changes) -> None:
-        """One signed delivery carrying the CONTACT/INVOICE events of one call."""
+        """One signed delivery carrying the events of one call, in the categories the
+        subscription takes ("You will only retrieve events from categories that your
+        webhook is subscribed to", xero-webhooks.yaml)."""
         events = [
             (change, kind)
             for change in changes.items
-            if (kind := kind_of(change.kind)) is not None and kind.webhook_category
+            if (kind := kind_of(change.kind)) is not None
+            and kind.webhook_category in self.config.webhook_categories
         ]
         url = self.webhook_url
         if not events or not url or self.webhook_status() != "OK":
@@ -1120,25 +1156,12 @@ class XeroSandbox:
         with self._lock:
             first = self._event_sequence + 1
             self._event_sequence += len(events)
-        payload = {
-            "events": [
-                {
-                    "resourceUrl": f"{base}{API_PREFIX}{kind.name}/{c.record_id}",
-                    "resourceId": c.record_id,
-                    "eventDateUtc": datetime.fromtimestamp(c.at, UTC).strftime(
-                        "%Y-%m-%dT%H:%M:%S.%f"
-                    )[:-3],
-                    "eventType": "CREATE" if c.created else "UPDATE",
-                    "eventCategory": kind.webhook_category,
-                    "tenantId": self.config.tenant_id,
-                    "tenantType": "ORGANISATION",
-                }
-                for c, kind in events
-            ],
-            "firstEventSequence": first,
-            "lastEventSequence": first + len(events) - 1,
-            "entropy": _entropy(),
-        }
+            payload = {
+                "events": [self._event(base, change, kind) for change, kind in events],
+                "firstEventSequence": first,
+                "lastEventSequence": first + len(events) - 1,
+                "entropy": _entropy(),
+            }
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
@@ -1146,6 +1169,24 @@ class XeroSandbox:
         }
         self._dispatcher.start()
         self._dispatcher.send(url, lambda _attempt: (body, headers))
+
+    def _event(self, base: str, change: Change, kind: Kind) -> JsonObj:
+        """One event of a delivery. A credit note's carries its ``data``: its ``Type``
+        and ``Status`` (the CreditNoteWebhookEvent of xero-webhooks.yaml)."""
+        at = datetime.fromtimestamp(change.at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+        event: JsonObj = {
+            "resourceUrl": f"{base}{API_PREFIX}{kind.name}/{change.record_id}",
+            "resourceId": change.record_id,
+            "eventDateUtc": at[:-3],  # milliseconds
+            "eventType": "CREATE" if change.created else "UPDATE",
+            "eventCategory": kind.webhook_category,
+            "tenantId": self.config.tenant_id,
+            "tenantType": "ORGANISATION",
+        }
+        if kind.name == "CreditNotes":
+            note = self.org.rows[kind.name][change.record_id]
+            event["data"] = {"Type": note["Type"], "Status": note["Status"]}
+        return event
 
     # --- admin routes ------------------------------------------------------------------------
 
@@ -1263,7 +1304,7 @@ def _validation(message: str) -> ApiError:
 
 def _failed_element(kind: Kind, element: JsonObj, messages: list[str]) -> JsonObj:
     """The element as sent, marked the way Xero marks a failed one."""
-    flag = "HasErrors" if kind.name == "Invoices" else "HasValidationErrors"
+    flag = "HasErrors" if kind.name in ("Invoices", "CreditNotes") else "HasValidationErrors"
     return {**element, flag: True, "ValidationErrors": [{"Message": m} for m in messages]}
 
 
@@ -1411,8 +1452,66 @@ class XeroBooks:
         response.raise_for_status()
 
     def credit_invoice(self, invoice_id: str, amount: Decimal) -> None:
-        """A credit note allocated to the invoice (the sandbox has no CreditNotes API)."""
-        self._sandbox.ui_credit_invoice(invoice_id, amount)
+        """A credit note for ``amount`` raised for the invoice's contact and allocated
+        to the invoice in full (PUT /CreditNotes, PUT /CreditNotes/{id}/Allocations)."""
+        response = self.api().get(f"Invoices/{invoice_id}")
+        response.raise_for_status()
+        invoice = response.json()["Invoices"][0]
+        note_id = self._credit_note(
+            invoice["Contact"]["ContactID"], amount, currency=invoice["CurrencyCode"]
+        )
+        allocation = {"Invoice": {"InvoiceID": invoice_id}, "Amount": float(amount)}
+        response = self.api().put(
+            f"CreditNotes/{note_id}/Allocations", json={"Allocations": [allocation]}
+        )
+        response.raise_for_status()
+
+    def refund(self, customer_id: str, amount: Decimal, *, refunded_on: date) -> str:
+        """Money paid back to the contact: a credit note for ``amount`` refunded in cash
+        from the bank account (PUT /Payments naming the credit note): the PaymentID."""
+        note_id = self._credit_note(customer_id, amount, dated=refunded_on)
+        response = self.api().put(
+            "Payments",
+            json={
+                "CreditNote": {"CreditNoteID": note_id},
+                "Account": {"Code": PERSON_BANK_ACCOUNT},
+                "Date": refunded_on.isoformat(),
+                "Amount": float(amount),
+            },
+        )
+        response.raise_for_status()
+        return str(response.json()["Payments"][0]["PaymentID"])
+
+    def _credit_note(
+        self,
+        contact_id: str,
+        amount: Decimal,
+        *,
+        currency: str | None = None,
+        dated: date | None = None,
+    ) -> str:
+        """An approved sales credit note of one untaxed ``amount`` line: its id."""
+        note: JsonObj = {
+            "Type": "ACCRECCREDIT",
+            "Contact": {"ContactID": contact_id},
+            "Status": "AUTHORISED",
+            "LineAmountTypes": "NoTax",
+            "LineItems": [
+                {
+                    "Description": "Credit",
+                    "Quantity": 1,
+                    "UnitAmount": float(amount),
+                    "AccountCode": PERSON_SALES_ACCOUNT,
+                }
+            ],
+        }
+        if currency is not None:
+            note["CurrencyCode"] = currency
+        if dated is not None:
+            note["Date"] = dated.isoformat()
+        response = self.api().put("CreditNotes", json={"CreditNotes": [note]})
+        response.raise_for_status()
+        return str(response.json()["CreditNotes"][0]["CreditNoteID"])
 
     def fail_next_invoice_writes(self, kinds: list[str]) -> None:
         # The connector creates an invoice with PUT /Invoices (updates are POSTs to the

@@ -45,7 +45,6 @@ class InvoiceStanding(_Standing):
     paid_date: date | None = None  # the last payment's date, once the balance is 0
     last_payment_date: date | None = None
     credited: Decimal = Field(default=Decimal("0"), ge=0)  # credit notes applied
-    refunded: Decimal = Field(default=Decimal("0"), ge=0)  # refunds paid out
 
 
 class CustomerStanding(_Standing):
@@ -58,6 +57,11 @@ class CustomerStanding(_Standing):
     invoiced_to_date: Decimal = Field(ge=0)  # totals of its invoices, voided left out
     paid_to_date: Decimal = Field(ge=0)  # payments applied to them
     last_payment_date: date | None = None
+    # Money paid back to the customer. Accounting systems record a refund against the
+    # customer (or a credit note of theirs), never against an invoice, so refunds show
+    # on the customer, not on a deal.
+    refunded_to_date: Decimal = Field(default=Decimal("0"), ge=0)
+    last_refund_date: date | None = None
 
 
 def invoice_status(

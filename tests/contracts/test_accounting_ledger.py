@@ -49,6 +49,11 @@ class LedgerKit(Protocol):
 
     def void(self, invoice_id: str) -> None: ...
 
+    def refund(self, customer_id: str, amount: Decimal, *, on: date) -> str:
+        """Pay ``amount`` back to the customer, as that system records a refund; the id
+        of what the change feed names for it."""
+        ...
+
     def unknown_id(self, object_type: ObjectType) -> str: ...
 
 
@@ -194,3 +199,44 @@ def test_the_change_feed_names_a_payments_invoices_and_a_void(kit: LedgerKit) ->
     }
     assert [c.changed_at_ms for c in changes] == sorted(c.changed_at_ms for c in changes)
     assert all(c.changed_at_ms >= since_ms - 1000 for c in changes)
+
+
+def test_a_refund_shows_on_the_customer_and_leaves_the_invoice_paid(kit: LedgerKit) -> None:
+    invoice_id, customer_id = kit.issue_invoice(Decimal("100.00"), due=LATER)
+    kit.pay(invoice_id, Decimal("100.00"), on=TODAY - timedelta(days=3))
+    kit.refund(customer_id, Decimal("30.00"), on=TODAY - timedelta(days=1))
+    kit.refund(customer_id, Decimal("5.00"), on=TODAY - timedelta(days=2))
+
+    customer = kit.ledger().customer_standing(customer_id, today=TODAY)
+    invoice = kit.ledger().invoice_standing(invoice_id, today=TODAY)
+
+    assert customer is not None and invoice is not None
+    assert customer.refunded_to_date == 35
+    assert customer.last_refund_date == TODAY - timedelta(days=1)
+    assert customer.paid_to_date == 100  # what was paid on its invoices, refunds apart
+    assert customer.last_payment_date == TODAY - timedelta(days=3)  # a refund is no payment
+    assert invoice.status is InvoiceStatus.PAID  # no vendor ties a refund to an invoice
+
+
+def test_a_customer_never_refunded_has_refunded_nothing(kit: LedgerKit) -> None:
+    invoice_id, customer_id = kit.issue_invoice(Decimal("100.00"), due=LATER)
+    kit.pay(invoice_id, Decimal("100.00"), on=TODAY)
+
+    customer = kit.ledger().customer_standing(customer_id, today=TODAY)
+
+    assert customer is not None
+    assert customer.refunded_to_date == 0 and customer.last_refund_date is None
+
+
+def test_the_change_feed_names_a_refunds_customer(kit: LedgerKit) -> None:
+    since_ms = int(time.time() * 1000) - 1000
+    invoice_id, customer_id = kit.issue_invoice(Decimal("100.00"), due=LATER)
+    kit.pay(invoice_id, Decimal("100.00"), on=TODAY)
+    refund_id = kit.refund(customer_id, Decimal("20.00"), on=TODAY)
+
+    changes = list(kit.ledger().changed_since([ObjectType.PAYMENT], since_ms))
+
+    refunds = [c for c in changes if c.target_id == refund_id]
+    assert [(c.object_type, c.invoice_ids, c.customer_id) for c in refunds] == [
+        (ObjectType.PAYMENT, (), customer_id)
+    ]

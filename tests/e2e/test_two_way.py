@@ -1,4 +1,5 @@
-"""The way back on the local stack: a payment, a void in QuickBooks reach HubSpot.
+"""The way back on the local stack: a payment, a void, a refund in QuickBooks reach
+HubSpot.
 
 A person works in the QuickBooks sandbox (``QuickBooksBooks``, the public API with a
 token of their own); the sandbox sends its signed webhook to the local API, and the
@@ -44,6 +45,7 @@ def running() -> Iterator[Harness]:
 SERVICES = Line("Services", quantity="4", price="250")  # an invoice of 1,000.00
 DEAL_STATUS = "crmsync_invoice_status"
 PICTURE = ("crmsync_open_balance", "crmsync_paid_to_date", "crmsync_invoiced_to_date")
+REFUNDS = ("crmsync_refunded_to_date", "crmsync_last_refund_date")
 
 
 class TwoWay:
@@ -92,6 +94,14 @@ class TwoWay:
 
     def picture(self) -> dict[str, Any]:
         return self.read("companies", self.company, PICTURE)
+
+    def refunds(self) -> dict[str, Any]:
+        return self.read("companies", self.company, REFUNDS)
+
+    def customer_of(self, invoice_id: str) -> str:
+        """The QuickBooks customer the invoice bills (the company's)."""
+        [row] = [i for i in self.e2e.quickbooks.entities("Invoice") if i["Id"] == invoice_id]
+        return str(row["CustomerRef"]["value"])
 
     def app_writes(self, object_id: str) -> int:
         """PATCHes our app made to the record, as HubSpot's webhooks report them: one
@@ -176,6 +186,34 @@ def test_given_an_open_invoice_when_voided_then_its_deal_shows_voided(
     [void] = two_way.quickbooks_events("qbo.invoice.voided.v1", invoice)
     [voided] = [e for e in e2e.audit(f"quickbooks:invoice:{invoice}") if e.event_id == void]
     assert (voided.outcome, voided.target_key) == (Outcome.UPDATED, f"hubspot:deal:{deal}")
+
+
+def test_given_a_paid_invoice_when_refunded_then_the_company_shows_the_refund(
+    e2e: Harness, two_way: TwoWay
+) -> None:
+    deal, invoice = two_way.invoiced_deal()
+    two_way.books.record_payment(invoice, Decimal(1000), received_on=date(2026, 11, 20))
+    e2e.settle()
+    assert two_way.deal(deal)[DEAL_STATUS] == "Paid"
+    assert not two_way.refunds()["crmsync_last_refund_date"]
+
+    refund = two_way.books.refund(
+        two_way.customer_of(invoice), Decimal(150), refunded_on=date(2026, 11, 24)
+    )
+    e2e.settle()
+
+    # One delivery of the RefundReceipt webhook did it: no reconcile ran.
+    assert len(two_way.quickbooks_events("qbo.refundreceipt.created.v1", refund)) == 1
+    shown = two_way.refunds()
+    assert (money(shown["crmsync_refunded_to_date"]), shown["crmsync_last_refund_date"]) == (
+        Decimal(150),
+        "2026-11-24",
+    )
+    assert money(two_way.picture()["crmsync_paid_to_date"]) == Decimal(1000)  # refunds apart
+    assert two_way.deal(deal)[DEAL_STATUS] == "Paid"  # a refund receipt names no invoice
+    [applied] = e2e.audit(f"quickbooks:payment:RefundReceipt-{refund}")
+    assert applied.outcome is Outcome.FORWARDED
+    assert f"quickbooks:customer:{two_way.customer_of(invoice)}" in applied.reason
 
 
 def test_given_a_payment_written_back_then_its_echoes_write_nothing_more(

@@ -122,7 +122,25 @@ _ENTITY = {
     ObjectType.PAYMENT: "Payment",
     ObjectType.ITEM: "Item",
 }
-_OBJECT_TYPE = {name.lower(): object_type for object_type, name in _ENTITY.items()}
+# Money paid back to a customer [Q23]. The ports count it, as a credit memo, among the
+# PAYMENTs: money moving for a customer (``ledger``).
+REFUND_RECEIPT = "RefundReceipt"
+# A webhook's entity (lower case, as CloudEvents spell it [Q12]) → the port's object
+# type and the entity its record id is of.
+_WEBHOOK_ENTITIES = {
+    **{name.lower(): (object_type, name) for object_type, name in _ENTITY.items()},
+    REFUND_RECEIPT.lower(): (ObjectType.PAYMENT, REFUND_RECEIPT),
+}
+
+
+def port_id(entity: str, entity_id: str) -> str:
+    """The id the ports know a QuickBooks object by: its ``Id``, or ``<Entity>-<Id>``
+    for an entity the ports count as another's kind (a refund receipt or credit memo
+    is a PAYMENT). Intuit's references show an Id unique only within its entity (a
+    linked transaction is named by ``TxnType`` and ``TxnId`` together [Q19]), so a
+    refund receipt may hold a payment's Id; a webhook is matched to its change-feed
+    entry by id, and must never find the payment's."""
+    return entity_id if entity in _ENTITY.values() else f"{entity}-{entity_id}"
 
 
 # --- reading Intuit's answers --------------------------------------------------------
@@ -1011,7 +1029,8 @@ class QuickBooksWebhooks:
         return enqueued_answer(enqueued)
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
-        """Customer, Invoice, Payment and Item events; other entities are dropped."""
+        """Customer, Invoice, Payment, RefundReceipt and Item events; other entities
+        are dropped."""
         payload = request.payload()
         try:
             if isinstance(payload, list):
@@ -1026,14 +1045,15 @@ class QuickBooksWebhooks:
         realm = self._realm_id()
         for event in _CLOUD_EVENTS.validate_python(payload):
             parts = event.type.split(".")
-            object_type = _OBJECT_TYPE.get(parts[1]) if len(parts) >= 3 else None
-            if parts[0] != "qbo" or object_type is None or event.intuitaccountid != realm:
+            found = _WEBHOOK_ENTITIES.get(parts[1]) if len(parts) >= 3 else None
+            if parts[0] != "qbo" or found is None or event.intuitaccountid != realm:
                 continue
+            object_type, entity = found
             yield ChangeEvent(
                 connection_id=connection_id,
                 source="quickbooks",
                 object_type=object_type,
-                record_id=event.intuitentityid,
+                record_id=port_id(entity, event.intuitentityid),
                 event_id=event.id,
                 kind=_kind(parts[2]),
                 occurred_at=event.time,
@@ -1046,15 +1066,16 @@ class QuickBooksWebhooks:
             if notification.realmId != realm:
                 continue
             for entity in notification.dataChangeEvent.entities:
-                object_type = _OBJECT_TYPE.get(entity.name.lower())
-                if object_type is None:
+                found = _WEBHOOK_ENTITIES.get(entity.name.lower())
+                if found is None:
                     continue
+                object_type, name = found
                 version = epoch_ms(entity.lastUpdated)
                 yield ChangeEvent(
                     connection_id=connection_id,
                     source="quickbooks",
                     object_type=object_type,
-                    record_id=entity.id,
+                    record_id=port_id(name, entity.id),
                     # No event id in this shape: the change itself identifies it.
                     event_id=":".join(
                         (notification.realmId, entity.name, entity.id, entity.operation)

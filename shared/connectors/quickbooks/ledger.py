@@ -13,6 +13,9 @@ What Intuit documents, cited as in connector.py (keys in docs/vendors/quickbooks
   ``PrivateNote`` [Q21]: QuickBooks has no status field, so an invoice of total 0 whose
   note begins "Voided" is taken as voided.
 * ``Customer.Balance`` is the customer's open balance [Q3].
+* A ``RefundReceipt`` pays money back to the customer its ``CustomerRef`` names
+  (optional), from a bank or other current asset account; its ``TotalAmt`` is
+  computed from its lines, and it names no invoice [Q23].
 * Change data capture (``GET /cdc``): at most 30 days back and 1,000 objects an answer,
   deleted objects as ``{"status": "Deleted"}`` [Q9].
 """
@@ -28,7 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.connectors.quickbooks.connector import (
     QUERY_MAX_RESULTS,
+    REFUND_RECEIPT,
     QuickBooksAccounting,
+    port_id,
     select,
 )
 from shared.connectors.times import epoch_ms
@@ -45,11 +50,12 @@ CDC_LOOKBACK_MS = 30 * 24 * 3600 * 1000 - 60_000
 # The customer's latest payments read for its last payment date: credit applications
 # (zero-total payments) are skipped, so a few more than one.
 RECENT_PAYMENTS = 20
-# The entities of the change feed by port object type; a credit memo counts as a payment.
+# The entities of the change feed by port object type; a credit memo or refund receipt
+# counts as a payment (money moving for its customer), named as ``port_id`` says.
 _FEED_ENTITIES = {
     ObjectType.CUSTOMER: ("Customer",),
     ObjectType.INVOICE: ("Invoice",),
-    ObjectType.PAYMENT: ("Payment", "CreditMemo"),
+    ObjectType.PAYMENT: ("Payment", "CreditMemo", REFUND_RECEIPT),
 }
 _FEED_TYPES = {
     entity: object_type for object_type, names in _FEED_ENTITIES.items() for entity in names
@@ -117,6 +123,11 @@ class _Payment(_Row):
         return min(credits, paid_on_invoices) * share
 
 
+class _Refund(_Row):
+    TxnDate: date
+    TotalAmt: Decimal
+
+
 class _Customer(_Row):
     Id: str
     Balance: Decimal = Decimal(0)
@@ -174,7 +185,8 @@ def customer_standing(
     books: QuickBooksAccounting, target_id: str, *, today: date
 ) -> CustomerStanding | None:
     """The customer's ``Balance``; overdue and totals from one query of its invoices
-    (1,000 a page); its last payment from one query of its latest payments."""
+    (1,000 a page); its last payment from one query of its latest payments; what was
+    refunded from one query of its refund receipts (1,000 a page)."""
     row = books.read(ObjectType.CUSTOMER, target_id)
     if row is None:
         return None
@@ -200,6 +212,10 @@ def customer_standing(
     last_payment = next(
         (p.TxnDate for p in map(_Payment.model_validate, recent) if p.TotalAmt > 0), None
     )
+    refunds = [
+        _Refund.model_validate(row)
+        for row in books.query_all(REFUND_RECEIPT, {"CustomerRef": customer.Id})
+    ]
     return CustomerStanding(
         target_id=customer.Id,
         currency=customer.CurrencyRef.value,
@@ -208,6 +224,9 @@ def customer_standing(
         invoiced_to_date=invoiced,
         paid_to_date=paid,
         last_payment_date=last_payment,
+        refunded_to_date=sum((r.TotalAmt for r in refunds), Decimal(0)),
+        # A receipt of total 0 (its lines discounted away, or voided) paid nothing back.
+        last_refund_date=max((r.TxnDate for r in refunds if r.TotalAmt > 0), default=None),
     )
 
 
@@ -264,7 +283,7 @@ def _target_change(entity: str, row: _Change) -> TargetChange:
         invoice_ids = tuple(_applied(row.Line, "Invoice"))
     return TargetChange(
         object_type=_FEED_TYPES[entity],
-        target_id=row.Id,
+        target_id=port_id(entity, row.Id),
         changed_at_ms=epoch_ms(row.MetaData.LastUpdatedTime),
         deleted=deleted,
         invoice_ids=invoice_ids,

@@ -17,6 +17,11 @@ What Xero documents, cited as in connector.py (keys in docs/vendors/xero.md):
   contact [X13]. Xero's webhooks have no payment events [X12]: a payment updates its
   invoice, whose UpdatedDateUTC moves. A change to a contact's Balances does not
   move the contact's [X7], so a payment reaches the customer through its invoice.
+* A refund pays out a credit note: a payment of ``PaymentType`` ARCREDITPAYMENT that
+  names the credit note (``Type`` ACCRECCREDIT, its contact) where an invoice payment
+  names its invoice [X13]; no invoice moves. A credit note lists its refunds under
+  ``Payments`` (``Date``, ``Amount``, ``CurrencyRate``), in a list of credit notes
+  too, filtered by ``where`` and paged as invoices are [X15].
 """
 
 from __future__ import annotations
@@ -45,7 +50,10 @@ GONE = frozenset({VOIDED, "DELETED"})  # an invoice or payment that no longer co
 OWED = ("AUTHORISED", "PAID")  # approved invoices: what a customer was invoiced
 ARCHIVED = "ARCHIVED"
 SALES = f"Type=={literal(INVOICE_TYPE)}"  # sales invoices: bills are not the CRM's [X8]
-SALES_PAYMENTS = f"PaymentType=={literal('ACCRECPAYMENT')}"  # payments of them [X13]
+SALES_CREDIT = f"Type=={literal('ACCRECCREDIT')}"  # sales credit notes [X15]
+REFUND = "ARCREDITPAYMENT"  # a sales credit note paid out [X13]
+# Payments of sales invoices, and refunds of sales credit notes [X13].
+SALES_PAYMENTS = f"PaymentType=={literal('ACCRECPAYMENT')} OR PaymentType=={literal(REFUND)}"
 
 
 class _Payment(BaseModel):
@@ -79,6 +87,16 @@ class _Invoice(BaseModel):
     @property
     def last_payment(self) -> date | None:
         return max((_day(p.Date) for p in self.Payments), default=None)
+
+
+class _Refund(BaseModel):
+    Date: UpdatedMs
+    Amount: Decimal
+    CurrencyRate: Decimal = Decimal(1)
+
+
+class _CreditNote(BaseModel):
+    Payments: list[_Refund] = Field(default_factory=list)  # its refunds [X15]
 
 
 class _Owed(BaseModel):
@@ -138,18 +156,23 @@ class _PaidInvoice(BaseModel):
 
 
 class _ChangedPayment(_Changed):
+    """A payment of an invoice, or a refund: its ``Invoice`` is then the credit note it
+    pays out [X13], which no invoice's standing depends on."""
+
     PaymentID: str = Field(min_length=1)
     UpdatedDateUTC: UpdatedMs
     Status: str = ""
+    PaymentType: str = ""
     Invoice: _PaidInvoice
 
     def change(self) -> TargetChange:
+        refund = self.PaymentType == REFUND
         return TargetChange(
             object_type=ObjectType.PAYMENT,
             target_id=self.PaymentID,
             changed_at_ms=self.UpdatedDateUTC,
             deleted=self.Status in GONE,
-            invoice_ids=(self.Invoice.InvoiceID,),
+            invoice_ids=() if refund else (self.Invoice.InvoiceID,),
             customer_id=self.Invoice.Contact.ContactID if self.Invoice.Contact else None,
         )
 
@@ -204,7 +227,9 @@ def customer_standing(
 ) -> CustomerStanding | None:
     """The contact's receivable ``Balances`` (Xero's own figure, in the organisation's
     base currency [X7]); overdue part, totals and last payment from its approved
-    invoices, one paged list, each converted to the base currency at its own rate."""
+    invoices, one paged list, each converted to the base currency at its own rate;
+    refunds from its sales credit notes' payments, one paged list [X15], each at the
+    rate it was paid at [X13]."""
     row = books.read(ObjectType.CUSTOMER, target_id)
     if row is None:
         return None
@@ -224,6 +249,14 @@ def customer_standing(
             overdue += _base(invoice.AmountDue, rate, places)
         if invoice.last_payment is not None:
             last_payment = max(last_payment or invoice.last_payment, invoice.last_payment)
+    refunded = Decimal(0)
+    last_refund: date | None = None
+    where = f"{SALES_CREDIT} AND Contact.ContactID==Guid({literal(contact.ContactID)})"
+    for note_row in _pages(books, "CreditNotes", {"where": where}):
+        for refund in parse(_CreditNote, note_row).Payments:
+            refunded += _base(refund.Amount, refund.CurrencyRate, places)
+            day = _day(refund.Date)
+            last_refund = max(last_refund or day, day)
     return CustomerStanding(
         target_id=contact.ContactID,
         currency=currency,
@@ -232,6 +265,8 @@ def customer_standing(
         invoiced_to_date=invoiced,
         paid_to_date=paid,
         last_payment_date=last_payment,
+        refunded_to_date=refunded,
+        last_refund_date=last_refund,
     )
 
 

@@ -15,6 +15,7 @@ import httpx
 
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.quickbooks import QuickBooksBooks, QuickBooksSandbox, QuickBooksSandboxConfig
+from shared.connectors.quickbooks.connector import REFUND_RECEIPT, port_id
 from shared.models import ObjectType
 from shared.ports import AccountingLedger
 from tests.contracts.kits.base import (
@@ -168,6 +169,11 @@ class QuickBooksKit(AccountingKit):
 
     def void(self, invoice_id: str) -> None:
         self.books.void_invoice(invoice_id)
+
+    def refund(self, customer_id: str, amount: Decimal, *, on: date) -> str:
+        """A refund receipt for the customer; the change feed names it apart from the
+        payment that may hold the same Id."""
+        return port_id(REFUND_RECEIPT, self.books.refund(customer_id, amount, refunded_on=on))
 
     def wait_for_webhooks(self) -> None:
         assert self.sandbox.wait_for_webhooks_idle(), "QuickBooks' webhooks did not go out"

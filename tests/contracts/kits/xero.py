@@ -235,3 +235,8 @@ class XeroKit(AccountingKit):
 
     def void(self, invoice_id: str) -> None:
         self.books.void_invoice(invoice_id)
+
+    def refund(self, customer_id: str, amount: Decimal, *, on: date) -> str:
+        """A credit note refunded in cash: the refund's PaymentID, which the change
+        feed names."""
+        return self.books.refund(customer_id, amount, refunded_on=on)

@@ -1314,6 +1314,57 @@ def test_given_the_legacy_payload_when_normalized_then_event_ids_are_determinist
     assert events[1].version == 1444081340500
 
 
+def test_given_refund_receipt_events_when_normalized_then_they_are_payments_named_apart(
+    hooks: QuickBooksWebhooks,
+) -> None:
+    """A refund receipt moves money for its customer, as a payment does; its Id may be a
+    payment's too (Ids are unique per entity), so it is named with its entity."""
+    cloud = [
+        {
+            "specversion": "1.0",
+            "id": "e-1",
+            "type": "qbo.refundreceipt.voided.v1",
+            "time": "2025-09-10T21:31:25Z",
+            "intuitentityid": "9",
+            "intuitaccountid": REALM,
+        }
+    ]
+    legacy = {
+        "eventNotifications": [
+            {
+                "realmId": REALM,
+                "dataChangeEvent": {
+                    "entities": [
+                        {
+                            "name": "RefundReceipt",
+                            "id": "9",
+                            "operation": "Create",
+                            "lastUpdated": "2015-10-05T14:42:19-0700",
+                        },
+                        {
+                            "name": "Payment",
+                            "id": "9",
+                            "operation": "Create",
+                            "lastUpdated": "2015-10-05T14:42:19-0700",
+                        },
+                    ]
+                },
+            }
+        ]
+    }
+
+    from_cloud = hooks.normalize(signed(json.dumps(cloud)), "conn-1")
+    from_legacy = hooks.normalize(signed(json.dumps(legacy)), "conn-1")
+
+    assert [(e.object_type, e.record_id, e.kind) for e in from_cloud] == [
+        (ObjectType.PAYMENT, "RefundReceipt-9", ChangeKind.UPDATED)
+    ]
+    assert [(e.object_type, e.record_id, e.kind) for e in from_legacy] == [
+        (ObjectType.PAYMENT, "RefundReceipt-9", ChangeKind.CREATED),
+        (ObjectType.PAYMENT, "9", ChangeKind.CREATED),
+    ]
+
+
 @pytest.mark.parametrize(
     "body",
     [

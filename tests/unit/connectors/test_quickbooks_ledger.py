@@ -1,10 +1,12 @@
-"""The QuickBooks ledger's change feed pages past a full CDC answer, against the sandbox
-with its 1,000-object cap shrunk to 2 (on both sides) so three payments fill a page."""
+"""The QuickBooks ledger's change feed against the sandbox: it pages past a full CDC
+answer (the 1,000-object cap shrunk to 2 on both sides, so three payments fill a page),
+and a refund receipt holding a payment's Id is never taken for that payment."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -15,9 +17,10 @@ from local.sandboxes.quickbooks import QuickBooksBooks, QuickBooksSandbox, Quick
 from shared.connectors.quickbooks import ledger
 from shared.errors import Permanent
 from shared.models import ObjectType
-from shared.ports import AccountingLedger
+from shared.ports import AccountingLedger, InboundWebhook
 from tests.contracts.kits.base import SandboxConnection
 from tests.fakes import OffsetClock
+from tests.unit.sandboxes.test_quickbooks_sandbox import Receiver
 
 
 @pytest.fixture
@@ -83,3 +86,51 @@ def test_a_start_beyond_intuits_30_days_reads_from_the_oldest_it_allows(
     changes = list(target.changed_since([ObjectType.PAYMENT], six_weeks_ago_ms))
 
     assert [c.target_id for c in changes] == [payment]
+
+
+def test_a_refund_holding_a_payments_id_is_named_apart_from_it(
+    company: tuple[QuickBooksSandbox, str, OffsetClock],
+) -> None:
+    """Intuit's Ids are unique per entity only; the sandbox counts them so. The refund's
+    webhook must find the refund's change (its customer), never the payment's (its
+    invoice and another customer), as the way back looks a webhook up in the feed."""
+    sandbox, url, clock = company
+    books = QuickBooksBooks(sandbox, url)
+    since_ms = int(clock() * 1000)
+    receiver = Receiver()
+    hook = SandboxServer(receiver.app(), 0).start()
+    try:
+        sandbox.webhook_url = f"{hook.url}/hook"
+        payment = books.record_payment("1", Decimal("50"))  # seed invoice 1, customer 1
+        refunds = []
+        for amount in ("20", "5"):
+            clock.advance(5)  # apart: this company's CDC answers hold two objects
+            refunds.append(books.refund("2", Decimal(amount)))
+        assert sandbox.wait_for_webhooks_idle(10)
+    finally:
+        hook.stop()
+    assert payment in refunds  # the same Id, of two entities
+    connection = SandboxConnection("quickbooks", sandbox, url)
+    target = connection.accounting_target()
+    assert isinstance(target, AccountingLedger)
+    body, headers = receiver.received[-1]
+    [event] = connection.webhook_receiver().normalize(
+        InboundWebhook(
+            method="POST",
+            url=f"{hook.url}/hook",
+            headers={k.lower(): v for k, v in headers.items()},
+            body=body.decode(),
+            received_at=datetime.now(UTC),
+        ),
+        "conn-1",
+    )
+
+    changes = list(target.changed_since([ObjectType.PAYMENT], since_ms))
+
+    assert (event.object_type, event.record_id) == (ObjectType.PAYMENT, f"RefundReceipt-{payment}")
+    assert [(c.invoice_ids, c.customer_id) for c in changes if c.target_id == event.record_id] == [
+        ((), "2")
+    ]
+    assert [(c.invoice_ids, c.customer_id) for c in changes if c.target_id == payment] == [
+        (("1",), "1")
+    ]

@@ -1,5 +1,6 @@
 """The Xero ledger against the sandbox: its change feed pages (pages shrunk to 2 rows)
-and names deletions; a customer's totals come in the organisation's base currency."""
+and names deletions and refunds; a customer's totals and refunds come in the
+organisation's base currency."""
 
 from __future__ import annotations
 
@@ -108,3 +109,87 @@ def test_a_customer_stands_in_the_base_currency(
     assert (standing.open_balance, standing.overdue_amount) == (Decimal(50), Decimal(50))
     assert (standing.invoiced_to_date, standing.paid_to_date) == (Decimal(80), Decimal(30))
     assert standing.last_payment_date == TODAY - timedelta(days=1)
+
+
+def credit_note(sandbox: XeroSandbox, contact_id: str, amount: int, **fields: object) -> str:
+    """An approved, untaxed sales credit note (a bill's with Type ACCPAYCREDIT)."""
+    note = sandbox.ui_create(
+        "CreditNotes",
+        {
+            "Type": "ACCRECCREDIT",
+            "Contact": {"ContactID": contact_id},
+            "Status": "AUTHORISED",
+            "LineAmountTypes": "NoTax",
+            "LineItems": [{"Description": "Credit", "UnitAmount": amount, "AccountCode": "200"}],
+            **fields,
+        },
+    )
+    return str(note["CreditNoteID"])
+
+
+def refund(books: XeroBooks, note_id: str, amount: int, on: date) -> str:
+    response = books.api().put(
+        "Payments",
+        json={
+            "CreditNote": {"CreditNoteID": note_id},
+            "Account": {"Code": "090"},
+            "Date": on.isoformat(),
+            "Amount": amount,
+        },
+    )
+    response.raise_for_status()
+    return str(response.json()["Payments"][0]["PaymentID"])
+
+
+def test_refunds_stand_in_the_base_currency_and_only_live_sales_ones_count(
+    organisation: tuple[XeroSandbox, str, OffsetClock],
+) -> None:
+    sandbox, url, _ = organisation
+    books = XeroBooks(sandbox, url)
+    sandbox.ui_create("Currencies", {"Code": "EUR"})
+    contact = str(sandbox.ui_create("Contacts", {"Name": "Refunded Ltd"})["ContactID"])
+    euro = credit_note(sandbox, contact, 100, CurrencyCode="EUR", CurrencyRate=2)
+    refund(books, euro, 40, TODAY - timedelta(days=4))
+    local = credit_note(sandbox, contact, 10)
+    refund(books, local, 5, TODAY - timedelta(days=3))
+    undone = refund(books, local, 5, TODAY - timedelta(days=1))
+    books.api().post(f"Payments/{undone}", json={"Status": "DELETED"}).raise_for_status()
+    # A credit from the contact as a supplier, paid back to us: no refund to a customer.
+    bill_credit = credit_note(
+        sandbox,
+        contact,
+        7,
+        Type="ACCPAYCREDIT",
+        LineItems=[{"Description": "Returned", "UnitAmount": 7, "AccountCode": "429"}],
+    )
+    refund(books, bill_credit, 7, TODAY)
+
+    standing = ledger_of(sandbox, url).customer_standing(contact, today=TODAY)
+
+    assert standing is not None
+    # 40 EUR at 2 EUR to the dollar, and 5 USD; the deleted refund and the bill's left out.
+    assert standing.refunded_to_date == Decimal(25)
+    assert standing.last_refund_date == TODAY - timedelta(days=3)
+
+
+def test_the_feed_names_a_refund_and_its_deletion_by_customer_alone(
+    organisation: tuple[XeroSandbox, str, OffsetClock],
+) -> None:
+    sandbox, url, clock = organisation
+    books = XeroBooks(sandbox, url)
+    since_ms = int(clock() * 1000)
+    clock.advance(5)
+    contact = str(sandbox.ui_create("Contacts", {"Name": "Feed Refunds"})["ContactID"])
+    note_id = credit_note(sandbox, contact, 20)
+    kept = refund(books, note_id, 5, TODAY)
+    clock.advance(5)
+    undone = refund(books, note_id, 5, TODAY)
+    clock.advance(5)
+    books.api().post(f"Payments/{undone}", json={"Status": "DELETED"}).raise_for_status()
+
+    changes = list(ledger_of(sandbox, url).changed_since([ObjectType.PAYMENT], since_ms))
+
+    assert [(c.target_id, c.deleted, c.invoice_ids, c.customer_id) for c in changes] == [
+        (kept, False, (), contact),
+        (undone, True, (), contact),
+    ]

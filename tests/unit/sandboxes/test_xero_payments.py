@@ -1,11 +1,11 @@
-"""The Xero sandbox's payments, credit notes and contact balances, over real HTTP."""
+"""The Xero sandbox's payments and contact balances, over real HTTP (credit notes:
+test_xero_credit_notes.py)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -170,19 +170,6 @@ def test_a_payment_is_deleted_not_modified_and_then_the_invoice_can_be_voided(
     )
     assert "FullyPaidOnDate" not in reopened
     assert voided["Status"] == "VOIDED"
-
-
-def test_a_credit_note_counts_as_credited_not_paid(xero: Harness) -> None:
-    invoice_id = approved(xero)
-
-    part = xero.sandbox.ui_credit_invoice(invoice_id, Decimal(30))
-    whole = xero.sandbox.ui_credit_invoice(invoice_id, Decimal(70))
-
-    assert (part["AmountCredited"], part["AmountPaid"], part["AmountDue"]) == (30, 0, 70)
-    assert [c["AppliedAmount"] for c in part["CreditNotes"]] == [30]
-    assert (whole["Status"], whole["AmountDue"]) == ("PAID", 0)
-    assert [c["CreditNoteNumber"] for c in whole["CreditNotes"]] == ["CN-0001", "CN-0002"]
-    assert errors_of(xero.post(f"Invoices/{invoice_id}", {"Status": "VOIDED"}))
 
 
 def test_balances_come_with_one_contact_or_a_page_and_leave_its_date_alone(

@@ -19,8 +19,12 @@ import pytest
 from xero_python.accounting import (
     Account,
     AccountingApi,
+    Allocation,
+    Allocations,
     Contact,
     Contacts,
+    CreditNote,
+    CreditNotes,
     Invoice,
     Invoices,
     LineAmountTypes,
@@ -387,3 +391,77 @@ def test_sdk_pays_an_invoice_and_reads_the_balances(xero: Session) -> None:
     assert {p.payment_id for p in listed} == {part.payment_id, rest.payment_id}
     assert balances.accounts_receivable.outstanding == 0
     assert over.value.reason == "Payments can only be made against Authorised documents"
+
+
+def test_sdk_raises_allocates_and_refunds_a_credit_note(xero: Session) -> None:
+    api, tenant = xero.accounting, xero.tenant
+    contact = api.get_contacts(tenant, where='Name=="Boom FM"').contacts[0]
+    invoice = api.create_invoices(
+        tenant,
+        Invoices(
+            invoices=[
+                Invoice(
+                    type="ACCREC",
+                    contact=Contact(contact_id=contact.contact_id),
+                    status="AUTHORISED",
+                    line_amount_types=LineAmountTypes.NOTAX,
+                    line_items=[
+                        LineItem(description="Ads", quantity=1, unit_amount=100, account_code="200")
+                    ],
+                )
+            ]
+        ),
+    ).invoices[0]
+    note = api.create_credit_notes(
+        tenant,
+        CreditNotes(
+            credit_notes=[
+                CreditNote(
+                    type="ACCRECCREDIT",
+                    contact=Contact(contact_id=contact.contact_id),
+                    status="AUTHORISED",
+                    line_amount_types=LineAmountTypes.NOTAX,
+                    line_items=[
+                        LineItem(description="Ads", quantity=1, unit_amount=50, account_code="200")
+                    ],
+                )
+            ]
+        ),
+    ).credit_notes[0]
+
+    allocation = api.create_credit_note_allocation(
+        tenant,
+        note.credit_note_id,
+        Allocations(
+            allocations=[
+                Allocation(
+                    invoice=Invoice(invoice_id=invoice.invoice_id),
+                    amount=30,
+                    date=date(2026, 2, 1),
+                )
+            ]
+        ),
+    ).allocations[0]
+    refund = api.create_payment(
+        tenant,
+        Payment(
+            credit_note=CreditNote(credit_note_id=note.credit_note_id),
+            account=Account(code="090"),
+            date=date(2026, 2, 2),
+            amount=20,
+        ),
+    ).payments[0]
+    settled = api.get_credit_note(tenant, note.credit_note_id).credit_notes[0]
+    credited = api.get_invoice(tenant, invoice.invoice_id).invoices[0]
+
+    assert (note.credit_note_number, note.remaining_credit) == ("CN-0001", Decimal(50))
+    assert (allocation.amount, allocation.date) == (Decimal(30), date(2026, 2, 1))
+    assert (refund.payment_type, refund.invoice.invoice_id) == (
+        "ARCREDITPAYMENT",
+        note.credit_note_id,
+    )
+    assert (settled.status, settled.remaining_credit) == ("PAID", Decimal(0))
+    assert [a.amount for a in settled.allocations] == [Decimal(30)]
+    assert [p.payment_id for p in settled.payments] == [refund.payment_id]
+    assert settled.fully_paid_on_date == date(2026, 2, 2)
+    assert (credited.amount_credited, credited.amount_due) == (Decimal(30), Decimal(70))
