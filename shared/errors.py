@@ -1,6 +1,7 @@
 """Errors the core understands, by what should happen next.
 
-* ``WebhookRejected`` → a 4xx with a short reason, nothing enqueued.
+* ``WebhookRejected`` → a 4xx with a short reason (logged only, for a vendor that wants
+  no body), nothing enqueued.
 * ``RecordInvalid`` → audited with field and rule, not retried.
 * ``Retryable`` → the message is retried, and dead-lettered after a few failures.
 * ``RateLimited`` / ``OutOfTime`` → the message comes back after the wait; not a failure.
@@ -22,10 +23,13 @@ class CrmSyncError(Exception):
 
 
 class WebhookRejected(CrmSyncError):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, *, empty_answer: bool = False) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        # For a vendor that counts an answer with a body as a failed delivery or
+        # validation: the reason is logged only.
+        self.empty_answer = empty_answer
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def receive(vendor: str, connection: str) -> Response[str]:
 def rejected(error: WebhookRejected) -> Response[str]:
     logger.warning("webhook rejected", extra={"status": error.status, "reason": error.reason})
     metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+    if error.empty_answer:
+        return Response(status_code=error.status, content_type=content_types.TEXT_PLAIN, body="")
     return Response(
         status_code=error.status,
         content_type=content_types.APPLICATION_JSON,

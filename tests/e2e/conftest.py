@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -262,3 +263,45 @@ def e2e(running: Harness) -> Harness:
     """The module's stack, quiet: what earlier tests set in motion has finished."""
     running.settle()
     return running
+
+
+def pair_config(crm: str, accounting: str, mapping_file: Path) -> LocalConfig:
+    """One connection from ``crm`` to ``accounting`` on this mapping file, on free
+    ports, failed messages retried within a test and no background reconcile."""
+    config = LocalConfig.load().with_pair(crm, accounting).with_mapping(mapping_file)
+    quiet = config.with_free_ports().model_copy(update={"reconcile_interval_s": 3600})
+    return fast_retries(quiet)
+
+
+class PairHarness:
+    """A running stack of any one CRM and accounting system (``pair_config``): waiting
+    for it and its audit trail, as ``Harness`` offers them for HubSpot → QuickBooks."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.connection_id = stack.config.connections[0].id
+        self._audit = DynamoAuditLog(stack.clients.dynamodb, stack.resources.tables["Audit"], 1)
+
+    def settle(self, timeout: float = SETTLE_S) -> None:
+        """Every sandbox's webhooks delivered and every message handled (or dead-lettered)."""
+        deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
+        for _ in range(2):  # a drained queue can still receive a late webhook batch
+            for name, running in self.stack.sandboxes.items():
+                assert running.wait_for_webhooks_idle(left()), f"{name} webhooks still pending"
+                assert self.stack.wait_until_drained(left()), "the events queue did not drain"
+
+    def audit(self, record_key: str, *, echoes: bool = False) -> list[AuditEntry]:
+        """One record's trail, oldest first; without the CRM's webhooks about what the
+        way back wrote into the record, unless ``echoes``."""
+        return [
+            e
+            for e in reversed(self._audit.entries(self.connection_id, limit=1000))
+            if e.record_key == record_key and (echoes or e.reason != ECHO_OF_WRITE_BACK)
+        ]
+
+    def dead_letters(self) -> int:
+        return sum(q.dead_letters for q in self.stack.status().queues.values())

@@ -31,6 +31,8 @@ Xero Contacts and ACCREC Invoices. Facts are cited as [Xn]:
 * [X13] Payments: https://developer.xero.com/documentation/api/accounting/payments
 * [X14] the organisation's base currency:
   https://developer.xero.com/documentation/api/accounting/organisation
+* [X15] Credit notes, their ``Allocations`` and refund ``Payments``:
+  https://developer.xero.com/documentation/api/accounting/creditnotes
 
 Writes are exactly-once through Xero's ``Idempotency-Key`` [X4]: every PUT/POST
 carries one derived from the engine's idempotency key, so a write retried after a
@@ -839,7 +841,7 @@ class _Event(BaseModel):
     resourceId: str = Field(min_length=1, max_length=64)
     eventDateUtc: datetime
     eventType: str  # CREATE | UPDATE
-    eventCategory: str  # CONTACT | INVOICE (| SUBSCRIPTION, for app store apps)
+    eventCategory: str  # CONTACT | INVOICE | CREDITNOTE (| SUBSCRIPTION, app store apps)
     tenantId: str
     tenantType: str = ""
 
@@ -876,9 +878,14 @@ class XeroWebhooks:
         """``x-xero-signature`` = base64(HMAC-SHA256(key=webhook key, msg=raw body)) [X12].
 
         Intent to Receive checks exactly this: a wrongly signed request must get a
-        401 [X12], which the ``WebhookRejected`` here becomes.
+        401 [X12], which the ``WebhookRejected`` here becomes, with no body: Xero's
+        guidelines for every answer ("There is no body in the response") hold for the
+        401 too, and Intent to Receive fails one with a body.
         """
-        require_body_hmac(request, "x-xero-signature", self._webhook_key())
+        try:
+            require_body_hmac(request, "x-xero-signature", self._webhook_key())
+        except WebhookRejected as wrong:
+            raise WebhookRejected(wrong.status, wrong.reason, empty_answer=True) from None
 
     def answer(self, request: InboundWebhook, enqueued: int) -> WebhookAnswer:
         """An empty 200: what Intent to Receive requires of a correctly signed request
