@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import Harness, eventually, money, unique
-from tests.e2e.test_backfill_cli import config_file  # noqa: F401  (the --local config)
+from tests.e2e.test_backfill_cli import (  # noqa: F401  (config_file: the --local config)
+    backfill,
+    config_file,
+    made_unannounced,
+    now_iso,
+)
 from tests.e2e.test_drift_cli import drift
 from tests.e2e.test_two_way import DEAL_STATUS, TwoWay, running, two_way  # noqa: F401
 
@@ -125,3 +130,26 @@ def test_given_a_company_renamed_in_hubspot_unannounced_then_drift_carries_it_ov
         "the customer renamed",
     )
     assert e2e.audit(company)[0].target_key == f"quickbooks:customer:{customer['Id']}"
+
+
+def test_given_deals_a_backfill_invoiced_in_batches_then_the_drift_check_fills_them(
+    e2e: Harness,
+    two_way: TwoWay,  # noqa: F811
+    config_file: Path,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    since = now_iso()
+    made = made_unannounced(e2e, 2)
+
+    assert backfill(config_file, e2e.connection_id, since) == 0
+    e2e.settle()
+
+    for _, deal in made:
+        [invoice] = e2e.invoices_for(deal)
+        assert "(batch)" in e2e.audit_of_target("invoice", invoice["Id"])[0].reason
+    # A batch writes forward only; the next drift check finds the new invoices in the
+    # accounting change feed and the way back fills their deals.
+    drift(config_file, capsys, "--run", "--connection", e2e.connection_id)
+    e2e.settle()
+
+    assert [two_way.deal(deal).get(DEAL_STATUS) for _, deal in made] == ["Open", "Open"]
