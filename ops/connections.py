@@ -16,7 +16,7 @@ import botocore.exceptions
 
 from ops.command import Command, CommandError, console
 from ops.deployment import add_deployment_arguments, deployment_of
-from shared.bootstrap import mapper_of
+from shared.bootstrap import CRM_OBJECTS, mapper_of
 from shared.connectors.registry import UnknownVendor, vendor, vendors
 from shared.connectors.spec import VendorKind, secret_id
 from shared.errors import MappingConfigError
@@ -71,6 +71,7 @@ def run_add(args: argparse.Namespace) -> int:
             soft_wrap=True,
             highlight=False,
         )
+    _tell_written_back(connection)
     for name in (connection.crm, connection.accounting):
         if name not in secrets:
             console.print(
@@ -79,6 +80,23 @@ def run_add(args: argparse.Namespace) -> int:
                 soft_wrap=True,
             )
     return 0
+
+
+def _tell_written_back(connection: Connection) -> None:
+    """A two-way mapping writes into CRM properties: which, and how they come to be."""
+    back = mapper_of(connection).back
+    named = {
+        object_type: [p.name for p in back.properties(object_type)] for object_type in CRM_OBJECTS
+    }
+    if not any(named.values()):
+        return
+    crm = vendor(connection.crm)
+    console.print(f"The mapping writes back into these {crm.label} properties:", highlight=False)
+    for object_type, names in named.items():
+        if names:
+            console.print(f"  {object_type}: {', '.join(names)}", soft_wrap=True, highlight=False)
+    if crm.written_back_fields:
+        console.print(f"{crm.written_back_fields}.", soft_wrap=True, highlight=False)
 
 
 def _secret_file(path: Path, name: str, role: VendorKind) -> dict[str, str]:

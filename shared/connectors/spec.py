@@ -117,6 +117,9 @@ class VendorSpec(Generic[SettingsT]):
     # How an operator authorizes the app for an account (``crmsync connect``); None:
     # the vendor's credentials are copied from its own console.
     oauth: OAuthFlow | None = None
+    # A CRM's: how the properties a two-way mapping writes back come to exist there,
+    # told when a connection with such a mapping is added.
+    written_back_fields: str = ""
 
     def __post_init__(self) -> None:
         builder = self.crm if self.kind == "crm" else self.accounting

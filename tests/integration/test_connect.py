@@ -435,6 +435,29 @@ def test_given_no_secret_files_when_added_then_the_row_only_and_connect_is_sugge
     assert "crmsync connect xero --connection rowonly" in " ".join(capsys.readouterr().out.split())
 
 
+def test_given_a_two_way_mapping_when_added_then_the_fields_to_make_are_named(
+    stack: LocalStack, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    two_way = REPO / "config" / "salesforce" / "services-two-way.yaml"
+
+    assert add(config_file, "twoway", mapping=two_way) == 0
+
+    told = " ".join(capsys.readouterr().out.split())
+    assert "writes back into these Salesforce properties:" in told
+    assert "deal: Crmsync_Invoice_Status__c, Crmsync_Amount_Paid__c" in told
+    assert "company: Crmsync_Open_Balance__c" in told
+    assert "an admin makes them in Setup before the first write-back" in told
+    assert 'README.md, "Salesforce: custom fields for two-way" says' in told
+
+
+def test_given_a_one_way_mapping_when_added_then_no_fields_are_named(
+    stack: LocalStack, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert add(config_file, "oneway") == 0
+
+    assert "writes back" not in capsys.readouterr().out
+
+
 def test_given_a_start_date_when_added_then_the_connection_carries_it(
     stack: LocalStack, config_file: Path
 ) -> None:

@@ -59,6 +59,10 @@ SPEC = VendorSpec(
     crm=_crm,
     # Developer test accounts use the same API host.
     environments={"production": {}},
+    written_back_fields=(
+        "crmsync creates any that are missing, in a `crmsync` property group, at the "
+        "first write-back (the private app needs the crm.schemas write scopes)"
+    ),
     # No OAuth flow: the connector reads a private app's static access token
     # (https://developers.hubspot.com/docs/api/private-apps), which HubSpot shows in
     # the private app's settings; an OAuth app's access tokens last 30 minutes and the

@@ -91,4 +91,9 @@ SPEC = VendorSpec(
         },
         docs="https://help.salesforce.com/HTViewHelpDoc?id=remoteaccess_oauth_web_server_flow.htm",
     ),
+    # Salesforce's REST API cannot make a field (https://help.salesforce.com/s/articleView?id=platform.adding_fields.htm).
+    written_back_fields=(
+        "an admin makes them in Setup before the first write-back, as "
+        'README.md, "Salesforce: custom fields for two-way" says; crmsync names any missing'
+    ),
 )
