@@ -22,12 +22,12 @@ from flask import Flask, Response
 
 from local.memory import MemoryCallBudget, MemoryLock, MemorySecretStore
 from local.sandboxes.base import Fault, SandboxServer, received_webhook
-from local.sandboxes.salesforce_fields import CustomField
 from local.sandboxes.salesforce import (
     OutboundMessageDefinition,
     SalesforceSandbox,
     SalesforceSandboxConfig,
 )
+from local.sandboxes.salesforce_fields import CustomField
 from shared.bootstrap import CRM_OBJECTS
 from shared.connectors.http import RetryPolicy
 from shared.connectors.salesforce.connector import (
