@@ -120,6 +120,8 @@ def side_of(
 
 # Attempts of one record's way back when another invocation saves its back state first.
 MARK_ATTEMPTS = 3
+# How far before a webhook's time the change feed is read for its record.
+WEBHOOK_CLOCK_SLACK_MS = 60_000
 
 
 class _Contended(StaleWrite):
@@ -258,7 +260,10 @@ class BackSync:
         )
         if not wanted:
             return None
-        for change in self._ledger.changed_since([event.object_type], event.version):
+        # A minute before the event's time: no vendor documents that its webhook's time
+        # is not after the record's change time, and the id picks the entry.
+        since = event.version - WEBHOOK_CLOCK_SLACK_MS
+        for change in self._ledger.changed_since([event.object_type], since):
             if change.target_id == event.record_id:
                 return change
         return None

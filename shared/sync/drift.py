@@ -164,7 +164,10 @@ class DriftCheck:
                     reached.append((ObjectType.CUSTOMER, change.customer_id))
                 for object_type, target_id in reached:
                     target_key = record_key(self._target.system, object_type, target_id)
-                    if change.deleted:
+                    # Gone is the changed record itself: a void does not delete its
+                    # customer, nor a deleted payment the invoice it was applied to.
+                    itself = (object_type, target_id) == (change.object_type, change.target_id)
+                    if change.deleted and itself:
                         run.gone[target_key] = f"deleted or voided in {self._target.system}"
                     link = self._links.get_by_target(self._connection_id, target_key)
                     if link is not None:
@@ -501,9 +504,14 @@ class DriftCheck:
             done=done,
             reason=reason,
         )
-        run.findings.append(finding.model_copy(update={"persistent": finding.key in run.previous}))
+        deliberate = done is Done.REPORTED and kind in _DELIBERATE
+        persistent = finding.key in run.previous and not deliberate
+        run.findings.append(finding.model_copy(update={"persistent": persistent}))
 
 
+# What a person did on purpose (deleted in the CRM, voided in the books): reported at
+# every run while it holds, but never persistent, so never an alarm that cannot clear.
+_DELIBERATE = {DriftKind.CRM_GONE, DriftKind.TARGET_GONE}
 # Findings the forward write repairs: the link must not be trusted until it has.
 _FORWARD = {DriftKind.TARGET_GONE, DriftKind.FIELD, DriftKind.TOTAL}
 

@@ -129,10 +129,15 @@ def no_customer() -> RecordInvalid:
 
 
 def invoice_of(
-    deal: Deal, customer_ref: str, item_ref: Callable[[LineItem], str | None], today: date
+    deal: Deal,
+    customer_ref: str,
+    item_ref: Callable[[LineItem], str | None],
+    today: date | None,
 ) -> Invoice:
     """The invoice of a won deal for the target's customer ``customer_ref``, each line
-    selling the item ``item_ref`` gives it."""
+    selling the item ``item_ref`` gives it. A deal without a close date is dated
+    ``today`` when its invoice is made, and an update (``today`` None) leaves the
+    invoice's date as it is: else every later day would move it."""
     if not deal.line_items:
         raise RecordInvalid([Violation("line_items", "required", "the deal has no line items")])
     lines = [
@@ -151,12 +156,13 @@ def invoice_of(
         customer_ref=customer_ref,
         currency=deal.currency,
         lines=lines,
-        txn_date=deal.close_date or today,
         due_date=deal.due_date,
         payment_terms=deal.payment_terms,
         doc_number=deal.doc_number,
         memo=deal.memo or deal.name,
         custom_fields=deal.custom_fields,
+        # Unset, not None, when there is no date to give: a selective write leaves it.
+        **({"txn_date": dated} if (dated := deal.close_date or today) else {}),
     )
 
 
@@ -438,7 +444,9 @@ class SyncEngine:
             link,
             ObjectType.INVOICE,
             content.digest,
-            lambda: self._invoice_for(deal, self._ensure_customer(event, deal_key, customer)),
+            lambda: self._invoice_for(
+                deal, self._ensure_customer(event, deal_key, customer), new=link is None
+            ),
             self._ledger.upsert_invoice,
             describe=f"invoice for {deal.name}",
             match=match,
@@ -446,8 +454,9 @@ class SyncEngine:
         )
         return result
 
-    def _invoice_for(self, deal: Deal, customer_ref: str) -> Invoice:
-        return invoice_of(deal, customer_ref, self._item_ref, self._clock().date())
+    def _invoice_for(self, deal: Deal, customer_ref: str, *, new: bool = True) -> Invoice:
+        today = self._clock().date() if new else None
+        return invoice_of(deal, customer_ref, self._item_ref, today)
 
     def _item_ref(self, line: LineItem) -> str | None:
         """The target's item for a line. With the mapping's ``items.create_missing``, one

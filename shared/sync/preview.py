@@ -164,7 +164,8 @@ class Previewer:
                 raise no_customer()
             target_type = ObjectType.INVOICE
             customer = self._customer(content.customer)
-            record = invoice_of(model, customer, self._item(new_items), self._today)
+            today = self._today if link is None else None
+            record = invoice_of(model, customer, self._item(new_items), today)
         if link is not None and link.target_type is target_type:
             if trust_link and link.holds(content.digest):
                 return Preview(

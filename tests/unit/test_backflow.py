@@ -209,6 +209,21 @@ def test_given_a_payment_when_applied_then_the_deal_fields_are_written_once(
     assert repeated.outcome is Outcome.UNCHANGED
 
 
+def test_given_a_webhook_timed_after_its_payment_changed_then_the_payment_is_still_found(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    """No vendor documents that a webhook's time is not after the record's change time
+    (the event's version); seconds apart, the payment must still be found."""
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    payment = ledger.pay({invoice_id(ledger): Decimal("400")}, date(2026, 11, 24))
+    late = payment.model_copy(update={"changed_at_ms": payment.changed_at_ms + 2_000})
+
+    entry = engine.handle(ledger_event(ledger, late))
+
+    assert entry.outcome is Outcome.FORWARDED
+    assert deal_props(crm)["invoice_status"] == "Partly paid"
+
+
 def test_given_a_payment_then_the_customers_picture_reaches_its_company_in_the_same_event(
     crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine, audit: MemoryAuditLog
 ) -> None:

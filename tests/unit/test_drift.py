@@ -4,6 +4,7 @@ mapping's policy allows it, reported where not, and persistent from one run to t
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -30,6 +31,7 @@ from shared.models import (
     SourceRecord,
 )
 from shared.models.drift import Done, DriftKind, DriftReport, Finding
+from shared.ports import TargetChange
 from shared.sync.drift import IN_DOUBT, DriftCheck, drift_all
 from shared.sync.engine import SyncEngine
 from shared.sync.preview import Previewer
@@ -476,3 +478,75 @@ def test_given_connections_when_all_checked_then_each_reports_every_kind_and_a_f
     assert connection == CONNECTION
     assert found == {kind.value: int(kind is DriftKind.FIELD) for kind in DriftKind}
     assert persistent == dict.fromkeys(found, 0)
+
+
+def test_given_a_voided_invoice_then_its_customer_is_not_reported_gone(two_way: World) -> None:
+    two_way.cursors.put(f"{CONNECTION}:drift:quickbooks", T0)  # a feed read before
+    invoice, customer = two_way.invoice(), two_way.customer()
+    two_way.ledger.voided.add(invoice)
+    two_way.ledger.feed.append(
+        TargetChange(
+            object_type=ObjectType.INVOICE,
+            target_id=invoice,
+            changed_at_ms=T0 + 10,
+            deleted=True,
+            customer_id=customer,
+        )
+    )
+
+    report = two_way.check().run()
+
+    gone = {f.crm_key for f in report.findings if f.kind is DriftKind.TARGET_GONE}
+    assert gone == {"hubspot:deal:9"}  # the deal's invoice; the company's customer stays
+
+
+def test_given_a_deleted_payment_then_its_invoice_is_not_reported_gone(two_way: World) -> None:
+    two_way.cursors.put(f"{CONNECTION}:drift:quickbooks", T0)
+    invoice, customer = two_way.invoice(), two_way.customer()
+    two_way.ledger.feed.append(  # as Xero lists a deleted payment: its invoice and contact
+        TargetChange(
+            object_type=ObjectType.PAYMENT,
+            target_id="p1",
+            changed_at_ms=T0 + 10,
+            deleted=True,
+            invoice_ids=(invoice,),
+            customer_id=customer,
+        )
+    )
+
+    report = two_way.check().run()
+
+    assert [f for f in report.findings if f.kind is DriftKind.TARGET_GONE] == []
+
+
+def test_given_a_deal_deleted_and_its_invoice_voided_then_reported_but_never_persistent(
+    two_way: World,
+) -> None:
+    """What a person did on purpose is reported while it holds, but the alarm, which
+    watches persistent findings, must be able to clear."""
+    two_way.ledger.pay({two_way.invoice(): Decimal("100")}, date(2026, 11, 24))
+    two_way.crm.delete(ObjectType.DEAL, "9")
+    two_way.check().run()
+    two_way.ledger.voided.add(two_way.invoice())  # all the books allow for a paid invoice
+    two_way.check().run()
+
+    third = two_way.check().run()
+
+    assert third.counts[DriftKind.CRM_GONE] == 1
+    assert third.persistent[DriftKind.CRM_GONE] == 0
+
+
+def test_given_an_invoice_dated_when_made_then_a_later_check_does_not_redate_it(
+    two_way: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = two_way.ledger.invoices[two_way.invoice()].body
+    a_month_later = datetime(2027, 1, 15, 12, tzinfo=UTC)
+    monkeypatch.setattr(sys.modules[__name__], "TODAY", a_month_later)
+    two_way.ledger.pay({two_way.invoice(): Decimal("100")}, date(2027, 1, 14))
+
+    two_way.check().run()
+    two_way.apply_queued()
+
+    after = two_way.ledger.invoices[two_way.invoice()].body
+    assert isinstance(made, Invoice) and isinstance(after, Invoice)
+    assert after.txn_date == made.txn_date

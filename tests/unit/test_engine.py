@@ -282,6 +282,26 @@ class TestDeals:
         invoice = only_invoice(ledger)
         assert [ln.quantity for ln in invoice.lines] == [Decimal("12")]
 
+    def test_given_a_deal_without_a_close_date_then_dated_today_once_and_not_redated(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        crm.put(contact())
+        undated = deal()
+        undated.properties["closedate"] = None
+        engine.handle(event(crm.put(undated)))
+        changed = deal(version=T0 + 60_000, lines=[line("501", "Services", "12", "150")])
+        changed.properties["closedate"] = None
+        a_week_later = datetime(2026, 12, 2, 12, tzinfo=UTC)
+        monkeypatch.setattr(engine, "_clock", lambda: a_week_later)
+
+        entry = engine.handle(event(crm.put(changed)))
+
+        assert entry.outcome is Outcome.UPDATED
+        invoice = only_invoice(ledger)
+        assert [ln.quantity for ln in invoice.lines] == [Decimal("12")]
+        # Dated the day it was made; an update, on whatever day, sends no date.
+        assert invoice.txn_date == date(2026, 11, 25)
+
     def test_given_a_deal_updated_with_the_same_line_items_then_their_parent_is_not_rewritten(
         self,
         engine: SyncEngine,
