@@ -98,10 +98,11 @@ Reproduced behaviours
   objects appear as ``{"status": "Deleted"}``.
 * Throttling: 500 requests/min per realm, 10/s per realm and app, 40 batch
   calls/min per realm and app, 120 per realm -> 429 with Fault code 3001.
-* Webhooks: CloudEvents (default) or the legacy ``eventNotifications`` shape, for
-  Create, Update, Delete and an invoice's Void (``qbo.invoice.voided.v1``),
-  signed ``intuit-signature`` = base64(HMAC-SHA256(verifier token, raw body)),
-  retried on non-2xx.
+* Webhooks (https://developer.intuit.com/app/developer/qbo/docs/develop/webhooks):
+  CloudEvents (default) or the legacy ``eventNotifications`` shape, for every entity
+  written (CreditMemo and RefundReceipt among them), on Create, Update, Delete and an
+  invoice's Void (``qbo.invoice.voided.v1``), signed ``intuit-signature`` =
+  base64(HMAC-SHA256(verifier token, raw body)), retried on non-2xx.
 * Seed data: a new company has accounts, items, terms, tax codes, five sample
   customers, two invoices and a payment, like an Intuit sandbox company.
 * Preferences (read-only; ``GET /preferences`` or a query): ``SalesFormsPrefs.CustomField``
@@ -138,7 +139,8 @@ Choices where the documentation is unclear
   invoice, 2170 for another ``TxnType``) are not documented by Intuit.
 * Applying a payment changes the invoice's ``Balance`` but not its SyncToken, so it
   sends no Invoice webhook and puts no invoice in CDC: Intuit documents neither.
-  Payment void (``include=void``) and a refund receipt's void are not modelled.
+  Payment void (``include=void``) and a credit memo's or refund receipt's void are
+  not modelled.
 * Batch: more than 30 items answers 400 with code 1040 "Batch size exceeds allowed
   limit" for the whole request, and a missing or repeated ``bId`` 400 (2020/2010)
   for the whole request; an item with no valid operation gets its own Fault (500
@@ -2262,14 +2264,13 @@ class QuickBooksBooks:
             body["TxnDate"] = received_on.isoformat()
         return str(self._post("/payment", body)["Payment"]["Id"])
 
-    def credit_invoice(self, invoice_id: str, amount: Decimal) -> str:
-        """Issue a credit memo for ``amount`` and apply it to the invoice with a
-        zero-total payment, as the API applies credits; the credit memo's Id."""
-        customer = {"value": self._invoice(invoice_id)["CustomerRef"]["value"]}
+    def credit_memo(self, customer_id: str, amount: Decimal) -> str:
+        """Issue a credit memo of one Services line for ``amount`` (Credit memo in the
+        UI), applied to nothing yet; its Id."""
         memo = self._post(
             "/creditmemo",
             {
-                "CustomerRef": customer,
+                "CustomerRef": {"value": customer_id},
                 "Line": [
                     {
                         "Amount": float(amount),
@@ -2279,18 +2280,25 @@ class QuickBooksBooks:
                 ],
             },
         )["CreditMemo"]
+        return str(memo["Id"])
+
+    def credit_invoice(self, invoice_id: str, amount: Decimal) -> str:
+        """Issue a credit memo for ``amount`` and apply it to the invoice with a
+        zero-total payment, as the API applies credits; the credit memo's Id."""
+        customer = self._invoice(invoice_id)["CustomerRef"]["value"]
+        memo = self.credit_memo(customer, amount)
         self._post(
             "/payment",
             {
-                "CustomerRef": customer,
+                "CustomerRef": {"value": customer},
                 "TotalAmt": 0,
                 "Line": [
                     {"Amount": float(amount), "LinkedTxn": [{"TxnId": txn, "TxnType": kind}]}
-                    for txn, kind in ((invoice_id, "Invoice"), (memo["Id"], "CreditMemo"))
+                    for txn, kind in ((invoice_id, "Invoice"), (memo, "CreditMemo"))
                 ],
             },
         )
-        return str(memo["Id"])
+        return memo
 
     def refund(self, customer_id: str, amount: Decimal, *, refunded_on: date | None = None) -> str:
         """Pay ``amount`` back to the customer (Refund receipt in the UI): one Services

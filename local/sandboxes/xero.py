@@ -1451,9 +1451,10 @@ class XeroBooks:
         response = self.api().post(f"Invoices/{invoice_id}", json={"Status": "VOIDED"})
         response.raise_for_status()
 
-    def credit_invoice(self, invoice_id: str, amount: Decimal) -> None:
+    def credit_invoice(self, invoice_id: str, amount: Decimal) -> str:
         """A credit note for ``amount`` raised for the invoice's contact and allocated
-        to the invoice in full (PUT /CreditNotes, PUT /CreditNotes/{id}/Allocations)."""
+        to the invoice in full (PUT /CreditNotes, PUT /CreditNotes/{id}/Allocations):
+        its CreditNoteID."""
         response = self.api().get(f"Invoices/{invoice_id}")
         response.raise_for_status()
         invoice = response.json()["Invoices"][0]
@@ -1465,6 +1466,7 @@ class XeroBooks:
             f"CreditNotes/{note_id}/Allocations", json={"Allocations": [allocation]}
         )
         response.raise_for_status()
+        return note_id
 
     def refund(self, customer_id: str, amount: Decimal, *, refunded_on: date) -> str:
         """Money paid back to the contact: a credit note for ``amount`` refunded in cash

@@ -43,8 +43,9 @@ class LedgerKit(Protocol):
         """Receive a payment of ``amount`` on the invoice; the payment's id."""
         ...
 
-    def credit(self, invoice_id: str, amount: Decimal) -> None:
-        """Issue a credit note for ``amount`` and apply it to the invoice."""
+    def credit(self, invoice_id: str, amount: Decimal) -> str:
+        """Issue a credit note for ``amount`` and apply it to the invoice; the id of
+        what the change feed names for the credit note."""
         ...
 
     def void(self, invoice_id: str) -> None: ...
@@ -240,3 +241,21 @@ def test_the_change_feed_names_a_refunds_customer(kit: LedgerKit) -> None:
     assert [(c.object_type, c.invoice_ids, c.customer_id) for c in refunds] == [
         (ObjectType.PAYMENT, (), customer_id)
     ]
+
+
+def test_the_change_feed_names_a_credits_customer_and_the_invoice_it_reached(
+    kit: LedgerKit,
+) -> None:
+    since_ms = int(time.time() * 1000) - 1000
+    invoice_id, customer_id = kit.issue_invoice(Decimal("100.00"), due=LATER)
+    credit_id = kit.credit(invoice_id, Decimal("30.00"))
+
+    changes = list(kit.ledger().changed_since([ObjectType.PAYMENT], since_ms))
+
+    credits = [c for c in changes if c.target_id == credit_id]
+    assert [(c.object_type, c.deleted, c.customer_id) for c in credits] == [
+        (ObjectType.PAYMENT, False, customer_id)
+    ]
+    # QuickBooks applies a credit memo through a payment, Xero allocates the credit
+    # note itself: either way a payment-type change names the invoice.
+    assert invoice_id in {i for c in changes for i in c.invoice_ids}

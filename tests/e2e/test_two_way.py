@@ -1,5 +1,5 @@
-"""The way back on the local stack: a payment, a void, a refund in QuickBooks reach
-HubSpot.
+"""The way back on the local stack: a payment, a void, a refund, a credit memo in
+QuickBooks reach HubSpot.
 
 A person works in the QuickBooks sandbox (``QuickBooksBooks``, the public API with a
 token of their own); the sandbox sends its signed webhook to the local API, and the
@@ -214,6 +214,26 @@ def test_given_a_paid_invoice_when_refunded_then_the_company_shows_the_refund(
     [applied] = e2e.audit(f"quickbooks:payment:RefundReceipt-{refund}")
     assert applied.outcome is Outcome.FORWARDED
     assert f"quickbooks:customer:{two_way.customer_of(invoice)}" in applied.reason
+
+
+def test_given_an_open_invoice_when_a_credit_memo_is_issued_then_the_balance_falls(
+    e2e: Harness, two_way: TwoWay
+) -> None:
+    deal, invoice = two_way.invoiced_deal()
+    customer = two_way.customer_of(invoice)
+    assert money(two_way.picture()["crmsync_open_balance"]) == Decimal(1000)
+
+    memo = two_way.books.credit_memo(customer, Decimal(300))
+    e2e.settle()
+
+    # One delivery of the CreditMemo webhook did it: no reconcile ran, and the memo is
+    # applied to no invoice, so nothing else announced it.
+    assert len(two_way.quickbooks_events("qbo.creditmemo.created.v1", memo)) == 1
+    assert money(two_way.picture()["crmsync_open_balance"]) == Decimal(700)
+    assert two_way.deal(deal)[DEAL_STATUS] == "Open"  # the invoice still owes it all
+    [applied] = e2e.audit(f"quickbooks:payment:CreditMemo-{memo}")
+    assert applied.outcome is Outcome.FORWARDED
+    assert f"quickbooks:customer:{customer}" in applied.reason
 
 
 def test_given_a_payment_written_back_then_its_echoes_write_nothing_more(

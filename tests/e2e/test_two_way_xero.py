@@ -1,5 +1,5 @@
-"""The way back from Xero on the local stack: a payment or a void in Xero reaches the
-HubSpot deal and company.
+"""The way back from Xero on the local stack: a payment, a void or a refund in Xero
+reaches the HubSpot deal and company.
 
 The connection runs from HubSpot to Xero on the two-way preset
 (``config/hubspot/services-two-way.yaml``). Xero sends no event before its Intent to
@@ -9,11 +9,13 @@ the module's stack passes it once it is up. A bookkeeper approves each invoice (
 one is a draft), receives payments (``PUT /Payments``,
 https://developer.xero.com/documentation/api/accounting/payments) and voids an invoice
 (``POST /Invoices/{id}`` with ``Status: VOIDED``,
-https://developer.xero.com/documentation/api/accounting/invoices) through the
-Accounting API with a token of their own (``XeroBooks``); Xero's signed INVOICE UPDATE
-webhook (https://developer.xero.com/documentation/guides/webhooks/overview) reaches
-the local API, and the functions and the HubSpot sandbox do the rest. What HubSpot
-shows is read through its public API.
+https://developer.xero.com/documentation/api/accounting/invoices) and refunds a credit
+note (``PUT /Payments`` naming it,
+https://developer.xero.com/documentation/api/accounting/creditnotes) through the
+Accounting API with a token of their own (``XeroBooks``); Xero's signed INVOICE or
+CREDITNOTE webhook (https://developer.xero.com/documentation/guides/webhooks/overview)
+reaches the local API, and the functions and the HubSpot sandbox do the rest. What
+HubSpot shows is read through its public API.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ SERVICES = DemoLine("Services", "4", "250")  # an invoice of 1,000.00, not taxed
 STATUS = "crmsync_invoice_status"
 DEAL = (STATUS, "crmsync_amount_paid", "crmsync_balance_due", "crmsync_paid_date")
 PICTURE = ("crmsync_open_balance", "crmsync_paid_to_date", "crmsync_invoiced_to_date")
+REFUNDS = ("crmsync_refunded_to_date", "crmsync_last_refund_date")
 # Xero paces a connection to 60 calls a minute: a deal and its company take seconds.
 SLOW_S = 120.0
 
@@ -113,6 +116,31 @@ class HubSpotToXero:
     def picture(self) -> list[Decimal]:
         shown = self.read("companies", self.company, PICTURE)
         return [money(shown[p]) for p in PICTURE]
+
+    def refunds(self) -> dict[str, Any]:
+        return self.read("companies", self.company, REFUNDS)
+
+    def contact_of(self, invoice: str) -> str:
+        """The Xero contact the invoice bills (the company's)."""
+        response = self.books.api().get(f"Invoices/{invoice}")
+        response.raise_for_status()
+        return str(response.json()["Invoices"][0]["Contact"]["ContactID"])
+
+    def refunded_credit_note(self, payment: str) -> str:
+        """The credit note a refund paid out: a refund names it as its ``Invoice``."""
+        response = self.books.api().get(f"Payments/{payment}")
+        response.raise_for_status()
+        return str(response.json()["Payments"][0]["Invoice"]["InvoiceID"])
+
+    def credit_note_events(self, note: str) -> list[str]:
+        """The types of Xero's CREDITNOTE events about this credit note, one per
+        delivery."""
+        return [
+            e["eventType"]
+            for delivery in self.xero.deliveries
+            for e in json.loads(delivery.body)["events"]
+            if (e["eventCategory"], e["resourceId"]) == ("CREDITNOTE", note)
+        ]
 
     def invoice_updates(self, invoice: str) -> list[Delivery]:
         """Xero's deliveries that announce an UPDATE of this invoice."""
@@ -191,4 +219,35 @@ def test_given_an_approved_invoice_when_voided_in_xero_then_its_deal_shows_voide
     assert pair.picture() == [Decimal(0), Decimal(0), Decimal(0)]
     written = [e for e in e2e.audit(f"xero:invoice:{invoice}") if e.outcome is Outcome.UPDATED]
     assert written[-1].target_key == f"hubspot:deal:{deal}"
+    assert e2e.dead_letters() == 0
+
+
+def test_given_a_paid_invoice_when_a_credit_note_is_refunded_then_the_company_shows_it(
+    e2e: PairHarness, pair: HubSpotToXero
+) -> None:
+    deal, invoice = pair.approved_invoice()
+    pair.books.record_payment(invoice, Decimal(1000), received_on=date(2026, 11, 20))
+    e2e.settle(SLOW_S)
+    assert pair.deal(deal)[STATUS] == "Paid"
+    assert not pair.refunds()["crmsync_last_refund_date"]
+    contact = pair.contact_of(invoice)
+
+    # A credit note raised for the contact, then paid out from the bank account.
+    refund = pair.books.refund(contact, Decimal(150), refunded_on=date(2026, 11, 24))
+    e2e.settle(SLOW_S)
+
+    # Xero's CREDITNOTE events did it: a refund moves no invoice, and Xero has no
+    # payment events.
+    note = pair.refunded_credit_note(refund)
+    assert pair.credit_note_events(note) == ["CREATE", "UPDATE"]
+    shown = pair.refunds()
+    assert (money(shown["crmsync_refunded_to_date"]), shown["crmsync_last_refund_date"]) == (
+        Decimal(150),
+        "2026-11-24",
+    )
+    assert pair.picture() == [Decimal(0), Decimal(1000), Decimal(1000)]  # refunds apart
+    assert pair.deal(deal)[STATUS] == "Paid"  # a refund names no invoice
+    applied = e2e.audit(f"xero:payment:CreditNote-{note}")
+    assert applied and {e.outcome for e in applied} == {Outcome.FORWARDED}
+    assert all(f"xero:customer:{contact}" in e.reason for e in applied)
     assert e2e.dead_letters() == 0

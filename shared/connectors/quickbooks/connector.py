@@ -122,14 +122,16 @@ _ENTITY = {
     ObjectType.PAYMENT: "Payment",
     ObjectType.ITEM: "Item",
 }
-# Money paid back to a customer [Q23]. The ports count it, as a credit memo, among the
-# PAYMENTs: money moving for a customer (``ledger``).
+# Credit owed to a customer [Q22] and money paid back to one [Q23]. The ports count both
+# among the PAYMENTs: money moving for a customer (``ledger``). Both send webhooks
+# (Create, Update, Delete, Void) [Q23].
+CREDIT_MEMO = "CreditMemo"
 REFUND_RECEIPT = "RefundReceipt"
 # A webhook's entity (lower case, as CloudEvents spell it [Q12]) → the port's object
 # type and the entity its record id is of.
 _WEBHOOK_ENTITIES = {
     **{name.lower(): (object_type, name) for object_type, name in _ENTITY.items()},
-    REFUND_RECEIPT.lower(): (ObjectType.PAYMENT, REFUND_RECEIPT),
+    **{name.lower(): (ObjectType.PAYMENT, name) for name in (CREDIT_MEMO, REFUND_RECEIPT)},
 }
 
 
@@ -1029,8 +1031,8 @@ class QuickBooksWebhooks:
         return enqueued_answer(enqueued)
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
-        """Customer, Invoice, Payment, RefundReceipt and Item events; other entities
-        are dropped."""
+        """Customer, Invoice, Payment, CreditMemo, RefundReceipt and Item events;
+        other entities are dropped."""
         payload = request.payload()
         try:
             if isinstance(payload, list):

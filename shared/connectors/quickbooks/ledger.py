@@ -30,6 +30,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.connectors.quickbooks.connector import (
+    CREDIT_MEMO,
     QUERY_MAX_RESULTS,
     REFUND_RECEIPT,
     QuickBooksAccounting,
@@ -55,7 +56,7 @@ RECENT_PAYMENTS = 20
 _FEED_ENTITIES = {
     ObjectType.CUSTOMER: ("Customer",),
     ObjectType.INVOICE: ("Invoice",),
-    ObjectType.PAYMENT: ("Payment", "CreditMemo", REFUND_RECEIPT),
+    ObjectType.PAYMENT: ("Payment", CREDIT_MEMO, REFUND_RECEIPT),
 }
 _FEED_TYPES = {
     entity: object_type for object_type, names in _FEED_ENTITIES.items() for entity in names
@@ -115,7 +116,7 @@ class _Payment(_Row):
         memos: their total shared among the payment's invoices pro rata (QuickBooks
         does not say which credit went to which invoice)."""
         invoices = _applied(self.Line, "Invoice")
-        credits = sum(_applied(self.Line, "CreditMemo").values(), Decimal(0))
+        credits = sum(_applied(self.Line, CREDIT_MEMO).values(), Decimal(0))
         paid_on_invoices = sum(invoices.values(), Decimal(0))
         if not credits or not paid_on_invoices:
             return Decimal(0)

@@ -128,6 +128,11 @@ ITEM_CODE_MAX = 30  # an item's Code [X9]
 ITEM_NAME_MAX = 50  # an item's Name [X9]
 CONTACT_NAME_MAX = 255  # Contact Name "(max length = 255)" [X7]
 INVOICE_TYPE = "ACCREC"  # a sales invoice [X8]
+CREDIT_NOTE_TYPE = "ACCRECCREDIT"  # a sales credit note [X15]
+# A sales credit note moves money for its customer (allocated to invoices or refunded):
+# the ports count it among the PAYMENTs, named ``CreditNote-<CreditNoteID>`` as
+# QuickBooks' connector names the entities it counts so (``credit_note_port_id``).
+CREDIT_NOTE = "CreditNote"
 # A CRM's line item prices are net of tax, before any sales tax is added:
 # "Exclusive" has Xero add each line's tax on top, per line, rounded [X10, X11].
 # "Inclusive" would read the prices as gross and "NoTax" would drop the sales tax
@@ -149,7 +154,6 @@ DELETED = "DELETED"
 JSON_HEADERS = {"Accept": "application/json"}  # else Xero answers XML [X5]
 
 _COLLECTION = {ObjectType.CUSTOMER: "Contacts", ObjectType.INVOICE: "Invoices"}
-_OBJECT_TYPE = {"CONTACT": ObjectType.CUSTOMER, "INVOICE": ObjectType.INVOICE}  # [X12]
 _ADDRESS_FIELDS = {
     "line1": "AddressLine1",
     "line2": "AddressLine2",
@@ -160,6 +164,21 @@ _ADDRESS_FIELDS = {
 }
 _MS_DATE = re.compile(r"^/Date\((-?\d+)([+-]\d{4})?\)/$")
 _NET_DAYS = re.compile(r"net\s*(\d{1,3})")
+
+
+def credit_note_port_id(credit_note_id: str) -> str:
+    """The id the ports know a credit note by, in its webhook events and in the change
+    feed alike: the way back finds a webhook's record in the feed by this id."""
+    return f"{CREDIT_NOTE}-{credit_note_id}"
+
+
+# A webhook's category → the port's object type, and the id the ports know its
+# resource by [X12].
+_WEBHOOK_CATEGORIES: dict[str, tuple[ObjectType, Callable[[str], str]]] = {
+    "CONTACT": (ObjectType.CUSTOMER, str),
+    "INVOICE": (ObjectType.INVOICE, str),
+    "CREDITNOTE": (ObjectType.PAYMENT, credit_note_port_id),
+}
 
 
 # --- reading Xero's answers --------------------------------------------------------
@@ -834,6 +853,12 @@ def _collection(object_type: ObjectType) -> str:
 # --- webhooks ------------------------------------------------------------------------
 
 
+class _CreditNoteData(BaseModel):
+    """A CREDITNOTE event's ``data``: the credit note's ``Type`` and ``Status`` [X12]."""
+
+    Type: str = ""
+
+
 class _Event(BaseModel):
     """One event of a delivery [X12]."""
 
@@ -844,6 +869,11 @@ class _Event(BaseModel):
     eventCategory: str  # CONTACT | INVOICE | CREDITNOTE (| SUBSCRIPTION, app store apps)
     tenantId: str
     tenantType: str = ""
+    data: _CreditNoteData | None = None  # CREDITNOTE events only
+
+    def of_supplier(self) -> bool:
+        """A credit note of a supplier's (ACCPAYCREDIT): bills are not the CRM's."""
+        return self.data is not None and self.data.Type.upper() not in ("", CREDIT_NOTE_TYPE)
 
 
 class _Delivery(BaseModel):
@@ -893,7 +923,8 @@ class XeroWebhooks:
         return WebhookAnswer(status=200, content_type="text/plain", body="")
 
     def normalize(self, request: InboundWebhook, connection_id: str) -> list[ChangeEvent]:
-        """CONTACT and INVOICE events of this connection's organisation.
+        """CONTACT, INVOICE and sales CREDITNOTE events of this connection's
+        organisation; a credit note's is a PAYMENT named by ``credit_note_port_id``.
 
         A Xero app has one webhook for every organisation connected to it [X12]:
         events of other tenants belong to other connections and are dropped here.
@@ -911,15 +942,16 @@ class XeroWebhooks:
     def _events(self, delivery: _Delivery, connection_id: str) -> Iterator[ChangeEvent]:
         tenant = self._tenant_id().lower()
         for event in delivery.events or []:
-            object_type = _OBJECT_TYPE.get(event.eventCategory.upper())
-            if object_type is None or event.tenantId.lower() != tenant:
+            found = _WEBHOOK_CATEGORIES.get(event.eventCategory.upper())
+            if found is None or event.tenantId.lower() != tenant or event.of_supplier():
                 continue
+            object_type, port_id = found
             version = epoch_ms(event.eventDateUtc)
             yield ChangeEvent(
                 connection_id=connection_id,
                 source="xero",
                 object_type=object_type,
-                record_id=event.resourceId,
+                record_id=port_id(event.resourceId),
                 # No event id in Xero's payload: the change itself identifies it.
                 event_id=":".join(
                     (event.tenantId, event.eventCategory, event.resourceId, event.eventType)

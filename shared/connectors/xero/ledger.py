@@ -22,6 +22,10 @@ What Xero documents, cited as in connector.py (keys in docs/vendors/xero.md):
   names its invoice [X13]; no invoice moves. A credit note lists its refunds under
   ``Payments`` (``Date``, ``Amount``, ``CurrencyRate``), in a list of credit notes
   too, filtered by ``where`` and paged as invoices are [X15].
+* A credit note lists its ``Allocations`` too, each naming its ``Invoice``, and GET
+  CreditNotes takes ``If-Modified-Since`` [X15]. Xero's webhooks have credit note
+  events [X12]: the change feed lists sales credit notes as PAYMENTs of their
+  allocated invoices and contact, so such an event finds its customer there.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from shared.connectors.xero.connector import INVOICE_TYPE, UpdatedMs, literal, parse
+from shared.connectors.xero.connector import (
+    CREDIT_NOTE_TYPE,
+    INVOICE_TYPE,
+    UpdatedMs,
+    credit_note_port_id,
+    literal,
+    parse,
+)
 from shared.errors import Permanent
 from shared.models import CustomerStanding, InvoiceStanding, ObjectType
 from shared.models.standing import invoice_status
@@ -46,11 +57,11 @@ if TYPE_CHECKING:
 
 PAGE_SIZE = 1000  # the largest pageSize Xero serves [X5]
 VOIDED = "VOIDED"
-GONE = frozenset({VOIDED, "DELETED"})  # an invoice or payment that no longer counts
+GONE = frozenset({VOIDED, "DELETED"})  # an invoice, payment or credit note no longer counting
 OWED = ("AUTHORISED", "PAID")  # approved invoices: what a customer was invoiced
 ARCHIVED = "ARCHIVED"
 SALES = f"Type=={literal(INVOICE_TYPE)}"  # sales invoices: bills are not the CRM's [X8]
-SALES_CREDIT = f"Type=={literal('ACCRECCREDIT')}"  # sales credit notes [X15]
+SALES_CREDIT = f"Type=={literal(CREDIT_NOTE_TYPE)}"  # sales credit notes [X15]
 REFUND = "ARCREDITPAYMENT"  # a sales credit note paid out [X13]
 # Payments of sales invoices, and refunds of sales credit notes [X13].
 SALES_PAYMENTS = f"PaymentType=={literal('ACCRECPAYMENT')} OR PaymentType=={literal(REFUND)}"
@@ -177,16 +188,49 @@ class _ChangedPayment(_Changed):
         )
 
 
-# Each port type's listing: its collection, query and rows. Contacts and invoices as
-# summaries (Balances, lines and payments are not needed to name a change) [X7, X8].
-_FEEDS: dict[ObjectType, tuple[str, dict[str, str], type[_Changed]]] = {
+class _Allocated(BaseModel):
+    Invoice: _PaidInvoice
+
+
+class _ChangedCreditNote(_Changed):
+    """A sales credit note: allocated to invoices, or refunded, it moves its customer's
+    standing (and its invoices') as a payment does [X15]."""
+
+    CreditNoteID: str = Field(min_length=1)
+    UpdatedDateUTC: UpdatedMs
+    Status: str = ""
+    Contact: _ContactRef
+    Allocations: list[_Allocated] = Field(default_factory=list)
+
+    def change(self) -> TargetChange:
+        return TargetChange(
+            object_type=ObjectType.PAYMENT,
+            target_id=credit_note_port_id(self.CreditNoteID),
+            changed_at_ms=self.UpdatedDateUTC,
+            deleted=self.Status in GONE,
+            invoice_ids=tuple(dict.fromkeys(a.Invoice.InvoiceID for a in self.Allocations)),
+            customer_id=self.Contact.ContactID,
+        )
+
+
+# Each port type's listings: collection, query and rows. Contacts and invoices as
+# summaries (Balances, lines and payments are not needed to name a change) [X7, X8];
+# credit notes whole, for their ``Allocations`` (the spec's list example has them).
+# A refund stays listed as a payment though its credit note is listed too: Xero does
+# not say that a refund, or its deletion, moves the credit note's UpdatedDateUTC.
+_FEEDS: dict[ObjectType, tuple[tuple[str, dict[str, str], type[_Changed]], ...]] = {
     ObjectType.CUSTOMER: (
-        "Contacts",
-        {"summaryOnly": "true", "includeArchived": "true"},
-        _ChangedContact,
+        (
+            "Contacts",
+            {"summaryOnly": "true", "includeArchived": "true"},
+            _ChangedContact,
+        ),
     ),
-    ObjectType.INVOICE: ("Invoices", {"summaryOnly": "true", "where": SALES}, _ChangedInvoice),
-    ObjectType.PAYMENT: ("Payments", {"where": SALES_PAYMENTS}, _ChangedPayment),
+    ObjectType.INVOICE: (("Invoices", {"summaryOnly": "true", "where": SALES}, _ChangedInvoice),),
+    ObjectType.PAYMENT: (
+        ("Payments", {"where": SALES_PAYMENTS}, _ChangedPayment),
+        ("CreditNotes", {"where": SALES_CREDIT}, _ChangedCreditNote),
+    ),
 }
 
 
@@ -273,14 +317,14 @@ def customer_standing(
 def changed_since(
     books: XeroAccounting, object_types: Sequence[ObjectType], since_ms: int
 ) -> Iterator[TargetChange]:
-    """Contacts, sales invoices and their payments changed since ``since_ms`` (to the
-    second: Xero's If-Modified-Since has no finer grain [X5]), oldest first overall."""
+    """Contacts, sales invoices, their payments and sales credit notes changed since
+    ``since_ms`` (to the second: Xero's If-Modified-Since has no finer grain [X5]),
+    oldest first overall."""
     since = datetime.fromtimestamp(since_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     headers = {"If-Modified-Since": since}
     changes: list[TargetChange] = []
     for object_type in dict.fromkeys(object_types):
-        if object_type in _FEEDS:
-            collection, params, model = _FEEDS[object_type]
+        for collection, params, model in _FEEDS.get(object_type, ()):
             rows = _pages(books, collection, params, headers)
             changes.extend(parse(model, row).change() for row in rows)
     yield from sorted(changes, key=lambda c: c.changed_at_ms)

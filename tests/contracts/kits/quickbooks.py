@@ -15,7 +15,7 @@ import httpx
 
 from local.sandboxes.base import Fault, SandboxServer
 from local.sandboxes.quickbooks import QuickBooksBooks, QuickBooksSandbox, QuickBooksSandboxConfig
-from shared.connectors.quickbooks.connector import REFUND_RECEIPT, port_id
+from shared.connectors.quickbooks.connector import CREDIT_MEMO, REFUND_RECEIPT, port_id
 from shared.models import ObjectType
 from shared.ports import AccountingLedger
 from tests.contracts.kits.base import (
@@ -164,8 +164,10 @@ class QuickBooksKit(AccountingKit):
     def pay(self, invoice_id: str, amount: Decimal, *, on: date) -> str:
         return self.books.record_payment(invoice_id, amount, received_on=on)
 
-    def credit(self, invoice_id: str, amount: Decimal) -> None:
-        self.books.credit_invoice(invoice_id, amount)
+    def credit(self, invoice_id: str, amount: Decimal) -> str:
+        """A credit memo applied to the invoice by a zero-total payment; the change
+        feed names the memo apart from a payment that may hold the same Id."""
+        return port_id(CREDIT_MEMO, self.books.credit_invoice(invoice_id, amount))
 
     def void(self, invoice_id: str) -> None:
         self.books.void_invoice(invoice_id)

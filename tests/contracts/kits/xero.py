@@ -21,6 +21,7 @@ from flask import Flask, Response, request
 
 from local.sandboxes.base import Fault, SandboxServer, received_webhook
 from local.sandboxes.xero import API_PREFIX, XeroBooks, XeroSandbox, XeroSandboxConfig, sign
+from shared.connectors.xero.connector import credit_note_port_id
 from shared.errors import WebhookRejected
 from shared.models import ObjectType
 from shared.ports import AccountingLedger
@@ -230,8 +231,9 @@ class XeroKit(AccountingKit):
     def pay(self, invoice_id: str, amount: Decimal, *, on: date) -> str:
         return self.books.record_payment(invoice_id, amount, received_on=on)
 
-    def credit(self, invoice_id: str, amount: Decimal) -> None:
-        self.books.credit_invoice(invoice_id, amount)
+    def credit(self, invoice_id: str, amount: Decimal) -> str:
+        """A credit note allocated to the invoice; the change feed names it apart."""
+        return credit_note_port_id(self.books.credit_invoice(invoice_id, amount))
 
     def void(self, invoice_id: str) -> None:
         self.books.void_invoice(invoice_id)

@@ -1365,6 +1365,54 @@ def test_given_refund_receipt_events_when_normalized_then_they_are_payments_name
     ]
 
 
+def test_given_credit_memo_events_when_normalized_then_they_are_payments_named_apart(
+    hooks: QuickBooksWebhooks,
+) -> None:
+    """A credit memo changes its customer's balance, as a payment does; named with its
+    entity as a refund receipt is, since a payment may hold the same Id."""
+    cloud = [
+        {
+            "specversion": "1.0",
+            "id": f"e-{verb}",
+            "type": f"qbo.creditmemo.{verb}.v1",
+            "time": "2025-09-10T21:31:25Z",
+            "intuitentityid": "4",
+            "intuitaccountid": REALM,
+        }
+        for verb in ("created", "voided")
+    ]
+    legacy = {
+        "eventNotifications": [
+            {
+                "realmId": REALM,
+                "dataChangeEvent": {
+                    "entities": [
+                        {
+                            "name": "CreditMemo",
+                            "id": "4",
+                            "operation": operation,
+                            "lastUpdated": "2015-10-05T14:42:19-0700",
+                        }
+                        for operation in ("Update", "Delete")
+                    ]
+                },
+            }
+        ]
+    }
+
+    from_cloud = hooks.normalize(signed(json.dumps(cloud)), "conn-1")
+    from_legacy = hooks.normalize(signed(json.dumps(legacy)), "conn-1")
+
+    assert [(e.object_type, e.record_id, e.kind) for e in from_cloud] == [
+        (ObjectType.PAYMENT, "CreditMemo-4", ChangeKind.CREATED),
+        (ObjectType.PAYMENT, "CreditMemo-4", ChangeKind.UPDATED),
+    ]
+    assert [(e.object_type, e.record_id, e.kind) for e in from_legacy] == [
+        (ObjectType.PAYMENT, "CreditMemo-4", ChangeKind.UPDATED),
+        (ObjectType.PAYMENT, "CreditMemo-4", ChangeKind.DELETED),
+    ]
+
+
 @pytest.mark.parametrize(
     "body",
     [

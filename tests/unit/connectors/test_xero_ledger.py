@@ -1,6 +1,6 @@
 """The Xero ledger against the sandbox: its change feed pages (pages shrunk to 2 rows)
-and names deletions and refunds; a customer's totals and refunds come in the
-organisation's base currency."""
+and names deletions, refunds and credit notes; a customer's totals and refunds come in
+the organisation's base currency."""
 
 from __future__ import annotations
 
@@ -189,7 +189,59 @@ def test_the_feed_names_a_refund_and_its_deletion_by_customer_alone(
 
     changes = list(ledger_of(sandbox, url).changed_since([ObjectType.PAYMENT], since_ms))
 
-    assert [(c.target_id, c.deleted, c.invoice_ids, c.customer_id) for c in changes] == [
+    named = [(c.target_id, c.deleted, c.invoice_ids, c.customer_id) for c in changes]
+    # The refunds, and the credit note they paid out (it changed with each of them).
+    assert [n for n in named if n[0] != f"CreditNote-{note_id}"] == [
         (kept, False, (), contact),
         (undone, True, (), contact),
     ]
+    assert (f"CreditNote-{note_id}", False, (), contact) in named
+
+
+def allocate(books: XeroBooks, note_id: str, invoice_id: str, amount: int) -> None:
+    allocation = {"Invoice": {"InvoiceID": invoice_id}, "Amount": amount}
+    books.api().put(
+        f"CreditNotes/{note_id}/Allocations", json={"Allocations": [allocation]}
+    ).raise_for_status()
+
+
+def test_the_feed_names_sales_credit_notes_by_the_invoices_they_credit_and_customer(
+    organisation: tuple[XeroSandbox, str, OffsetClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, url, clock = organisation
+    monkeypatch.setattr(ledger, "PAGE_SIZE", 2)
+    books = XeroBooks(sandbox, url)
+    since_ms = int(clock() * 1000)
+    clock.advance(5)
+    contact = str(sandbox.ui_create("Contacts", {"Name": "Credited Ltd"})["ContactID"])
+    first, second = approved(sandbox, contact, 100), approved(sandbox, contact, 100)
+    clock.advance(5)
+    voided = credit_note(sandbox, contact, 10)
+    sandbox.ui_update("CreditNotes", voided, {"Status": "VOIDED"})
+    clock.advance(5)
+    unused = credit_note(sandbox, contact, 10)
+    clock.advance(5)
+    bill_credit = credit_note(
+        sandbox,
+        contact,
+        7,
+        Type="ACCPAYCREDIT",
+        LineItems=[{"Description": "Returned", "UnitAmount": 7, "AccountCode": "429"}],
+    )
+    clock.advance(5)
+    allocated = credit_note(sandbox, contact, 50)
+    for invoice_id, amount in ((second, 10), (first, 20), (second, 5)):
+        allocate(books, allocated, invoice_id, amount)
+
+    changes = list(ledger_of(sandbox, url).changed_since([ObjectType.PAYMENT], since_ms))
+
+    # Three sales credit notes over two pages, each a PAYMENT named apart; the bill's
+    # credit note left out.
+    assert [
+        (c.object_type, c.target_id, c.deleted, c.invoice_ids, c.customer_id) for c in changes
+    ] == [
+        (ObjectType.PAYMENT, f"CreditNote-{voided}", True, (), contact),
+        (ObjectType.PAYMENT, f"CreditNote-{unused}", False, (), contact),
+        (ObjectType.PAYMENT, f"CreditNote-{allocated}", False, (second, first), contact),
+    ]
+    assert f"CreditNote-{bill_credit}" not in {c.target_id for c in changes}

@@ -202,6 +202,7 @@ def test_given_a_delivery_not_signed_with_the_key_when_verified_then_401(
         receiver.verify(delivery(payload(event()), **headers))
 
     assert rejected.value.status == 401
+    assert rejected.value.empty_answer  # Intent to Receive fails a 401 with a body
 
 
 def test_given_a_rotated_webhook_key_when_verified_then_the_new_key_is_used(env: Env) -> None:
@@ -239,6 +240,62 @@ def test_given_events_of_every_kind_when_normalized_then_this_tenants_contacts_a
     stamp = datetime(2026, 3, 2, 10, 11, 12, 345000, tzinfo=UTC)
     assert {e.version for e in events} == {(stamp - EPOCH) // timedelta(milliseconds=1)}
     assert events[0].occurred_at.replace(tzinfo=UTC) == stamp
+
+
+def test_given_credit_note_events_when_normalized_then_sales_ones_are_payments_named_apart(
+    receiver: XeroWebhooks,
+) -> None:
+    """A sales credit note moves money for its customer (allocated or refunded), as a
+    payment does; a supplier's credit note (ACCPAYCREDIT) is not the CRM's."""
+    note_id = "55d84274-a3da-4829-a7c0-0cab601b95cc"
+    body = payload(
+        event(
+            resourceId=note_id,
+            eventCategory="CREDITNOTE",
+            eventType="CREATE",
+            data={"Type": "ACCRECCREDIT", "Status": "AUTHORISED"},
+        ),
+        event(
+            resourceId=note_id,
+            eventCategory="CREDITNOTE",
+            data={"Type": "ACCRECCREDIT", "Status": "PAID"},
+        ),
+        event(eventCategory="CREDITNOTE", data={"Type": "ACCPAYCREDIT", "Status": "DRAFT"}),
+    )
+
+    events = receiver.normalize(delivery(body), "conn-1")
+
+    assert [(e.object_type, e.record_id, e.kind) for e in events] == [
+        (ObjectType.PAYMENT, f"CreditNote-{note_id}", ChangeKind.CREATED),
+        (ObjectType.PAYMENT, f"CreditNote-{note_id}", ChangeKind.UPDATED),
+    ]
+    assert events[0].event_id != events[1].event_id
+
+
+def test_given_a_credit_note_raised_and_edited_in_xero_then_its_events_arrive_as_payments(
+    env: Env, endpoint: Endpoint
+) -> None:
+    env.sandbox.webhook_url = endpoint.url
+    assert env.sandbox.intent_to_receive().ok
+    contact = env.sandbox.ui_create("Contacts", {"Name": "Refunded Rita"})
+    note = env.sandbox.ui_create(
+        "CreditNotes",
+        {
+            "Type": "ACCRECCREDIT",
+            "Contact": {"ContactID": contact["ContactID"]},
+            "Status": "AUTHORISED",
+            "LineAmountTypes": "NoTax",
+            "LineItems": [{"Description": "Credit", "UnitAmount": 20, "AccountCode": "200"}],
+        },
+    )
+    env.sandbox.ui_update("CreditNotes", note["CreditNoteID"], {"Reference": "goodwill"})
+    assert env.sandbox.wait_for_webhooks_idle()
+
+    credit_notes = [e for e in endpoint.events if e.object_type is ObjectType.PAYMENT]
+    assert [(e.record_id, e.kind) for e in credit_notes] == [
+        (f"CreditNote-{note['CreditNoteID']}", ChangeKind.CREATED),
+        (f"CreditNote-{note['CreditNoteID']}", ChangeKind.UPDATED),
+    ]
 
 
 @pytest.mark.parametrize(

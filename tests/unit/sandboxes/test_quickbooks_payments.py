@@ -143,6 +143,39 @@ def test_a_credit_memo_applied_through_a_zero_payment(qbo: Harness) -> None:
     assert fault_of(deleting)["code"] == "6000"  # a credit in use stays
 
 
+def test_an_issued_credit_memo_lowers_the_customer_balance_and_sends_its_webhooks(
+    qbo: Harness,
+) -> None:
+    """Issued and not yet applied, a credit memo is credit on the customer's account
+    (Intuit's CreditMemoAdd: "It reduces a customer's outstanding balance"); CreditMemo
+    is among the webhook entities (Create, Update, Delete)."""
+    recv = Receiver()
+    server = SandboxServer(recv.app(), 0).start()
+    try:
+        qbo.sandbox.webhook_url = f"{server.url}/hook"
+        before = read(qbo, "Customer", "1")["Balance"]
+        memo = qbo.create(
+            "CreditMemo", {"CustomerRef": {"value": "1"}, "Line": [sales_line("1", 1, 30)]}
+        ).json()["CreditMemo"]
+        issued = read(qbo, "Customer", "1")["Balance"]
+        qbo.create("CreditMemo", {"Id": memo["Id"], "SyncToken": "0"}, operation="delete")
+        assert qbo.sandbox.wait_for_webhooks_idle(10)
+    finally:
+        server.stop()
+
+    assert issued == before - 30
+    assert read(qbo, "Customer", "1")["Balance"] == before
+    events = [
+        (event["type"], event["intuitentityid"])
+        for body, _ in recv.received
+        for event in json.loads(body)
+    ]
+    assert events == [
+        ("qbo.creditmemo.created.v1", memo["Id"]),
+        ("qbo.creditmemo.deleted.v1", memo["Id"]),
+    ]
+
+
 def test_void_zeroes_the_invoice_keeps_it_and_marks_the_note(qbo: Harness) -> None:
     inv = qbo.create(
         "Invoice",
