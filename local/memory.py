@@ -45,6 +45,7 @@ class MemoryLinkStore:
         self._pending: dict[tuple[str, str], PendingCreate] = {}
         self._parents: dict[tuple[str, str], str] = {}
         self._back: dict[tuple[str, str], BackState] = {}
+        self._reach: dict[tuple[str, str], frozenset[str]] = {}
 
     def get(self, connection_id: str, source_key: str) -> RecordLink | None:
         with self._lock:
@@ -110,6 +111,15 @@ class MemoryLinkStore:
             if stored is not None and stored.revision != state.revision - 1:
                 raise StaleWrite(f"back state of {state.source_key} was saved meanwhile")
             self._back[key] = state
+
+    def remember_reach(self, connection_id: str, target_key: str, reached: Sequence[str]) -> None:
+        key = (connection_id, target_key)
+        with self._lock:
+            self._reach[key] = self._reach.get(key, frozenset()).union(reached)
+
+    def reach_of(self, connection_id: str, target_key: str) -> frozenset[str]:
+        with self._lock:
+            return self._reach.get((connection_id, target_key), frozenset())
 
 
 class MemoryAuditLog:

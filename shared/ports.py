@@ -229,6 +229,7 @@ class TargetChange(BaseModel):
     changed_at_ms: int
     deleted: bool = False  # deleted or voided
     # For a payment or credit note: the invoices it applies to (their standing changed).
+    # A deleted one may name none, nor its customer (``LinkStore.reach_of`` has them).
     invoice_ids: tuple[str, ...] = ()
     # For an invoice, payment, credit note or refund: its customer, whose standing
     # changed too.
@@ -351,6 +352,14 @@ class LinkStore(Protocol):
         """Conditional write: succeeds when none is stored or the stored revision is
         the one before ``state.revision``; ``StaleWrite`` otherwise."""
         ...
+
+    def remember_reach(self, connection_id: str, target_key: str, reached: Sequence[str]) -> None:
+        """Add ``reached`` (target keys: a payment's invoices and customer) to what the
+        accounting record ``target_key`` has reached, in one atomic write. Never
+        forgets: its deletion, which may name none of them, reaches all it ever did."""
+        ...
+
+    def reach_of(self, connection_id: str, target_key: str) -> frozenset[str]: ...
 
 
 class Connections(Protocol):

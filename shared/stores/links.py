@@ -3,7 +3,8 @@
 A record's ``PendingCreate`` lives in the same item as its link (attribute
 ``pending_create``), so saving the link clears it in the same atomic write. Its
 ``BackState`` (two-way) is an item of its own (``back#`` key): saving a link puts the
-whole item and must not drop it.
+whole item and must not drop it. So is what an accounting record's changes reached
+(``reach#`` key, a string set), keyed by that record's target key.
 """
 
 from __future__ import annotations
@@ -159,3 +160,22 @@ class DynamoLinkStore:
             )
         except self._client.exceptions.ConditionalCheckFailedException:
             raise StaleWrite(f"back state of {state.source_key} was saved meanwhile") from None
+
+    def remember_reach(self, connection_id: str, target_key: str, reached: Sequence[str]) -> None:
+        if not reached:  # DynamoDB refuses an empty set
+            return
+        # ADD to a string set: a union in one atomic write, whoever added before.
+        self._client.update_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, f"reach#{target_key}")}},
+            UpdateExpression="ADD reach :r",
+            ExpressionAttributeValues={":r": {"SS": sorted(set(reached))}},
+        )
+
+    def reach_of(self, connection_id: str, target_key: str) -> frozenset[str]:
+        item = self._client.get_item(
+            TableName=self._table,
+            Key={"pk": {"S": _pk(connection_id, f"reach#{target_key}")}},
+            ConsistentRead=True,
+        ).get("Item")
+        return frozenset(item["reach"]["SS"]) if item else frozenset()

@@ -14,6 +14,10 @@ marked ``accounting_to_crm`` or ``both``. What it guarantees:
   moved, the field's ``conflict`` policy decides, and ``hold`` writes neither way and
   says so. The forward flow asks first (``ahead``) and sends the accounting side's
   value instead of the CRM's where that side wins.
+* **A deletion reaches what the record did.** A payment's (credit's, refund's) change
+  names its invoices and customer; what it named is remembered (``money_reach``), so
+  its deletion, which may name nothing, and a change that applies it elsewhere still
+  reach the records whose standing it moved.
 * **No loops.** A back write changes only properties the forward flow does not send
   (checked when the mapping is loaded), or a two-way field to the value the other side
   already holds: the CRM's echo maps to content the accounting system holds, and stops.
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +48,7 @@ from shared.models import (
     Outcome,
     RecordLink,
     SourceRecord,
+    System,
 )
 from shared.models.events import record_key
 from shared.ports import (
@@ -72,6 +77,35 @@ def digest(text: str | None) -> str:
     """A value as ``BackState`` keeps it (an empty value is a value: cleared)."""
     material = "\0" if text is None else f"={text}"
     return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def named_by(system: System, change: TargetChange) -> list[str]:
+    """The target keys of the records a change names beside its own: a payment's
+    invoices, and the customer whose standing moved with it."""
+    named = [record_key(system, ObjectType.INVOICE, i) for i in change.invoice_ids]
+    if change.customer_id is not None:
+        named.append(record_key(system, ObjectType.CUSTOMER, change.customer_id))
+    return named
+
+
+def money_reach(
+    links: LinkStore,
+    connection_id: str,
+    system: System,
+    payment_id: str,
+    change: TargetChange | None,
+) -> list[str]:
+    """The target keys a payment's (credit's, refund's) change reaches: what it names,
+    and what its earlier changes named (``LinkStore.reach_of``). A deleted one may name
+    nothing (a bare tombstone), and one applied elsewhere no longer names the invoice
+    it left: their standing moved all the same. ``change``: None when the feed does not
+    show it."""
+    key = record_key(system, ObjectType.PAYMENT, payment_id)
+    named = named_by(system, change) if change is not None else []
+    remembered = links.reach_of(connection_id, key)
+    if change is not None and not change.deleted and not remembered.issuperset(named):
+        links.remember_reach(connection_id, key, named)  # once a record, not once a change
+    return [*named, *sorted(remembered.difference(named))]
 
 
 def back_key(
@@ -212,9 +246,9 @@ class BackSync:
         change = self._change_of(event)
         if event.object_type is ObjectType.INVOICE:
             own = self._sync(link, accounting_ms=event.version) if link else self._unlinked(event)
-            return own, self._reach(event, (), change)
-        invoices = change.invoice_ids if change else ()
-        reached = self._reach(event, invoices, change)
+            return own, self._reach(event, named_by(event.source, change) if change else [])
+        keys = money_reach(self._links, self.connection_id, event.source, event.record_id, change)
+        reached = self._reach(event, keys)
         if not reached:
             return BackResult(
                 Outcome.SKIPPED, "applies to no invoice linked to a CRM record", event.record_key
@@ -229,24 +263,14 @@ class BackSync:
     def _unlinked(self, event: ChangeEvent) -> BackResult:
         return BackResult(Outcome.SKIPPED, "not linked to a CRM record", event.record_key)
 
-    def _reach(
-        self, event: ChangeEvent, invoice_ids: tuple[str, ...], change: TargetChange | None
-    ) -> list[BackResult]:
-        """Write back each linked record among these invoices and the change's customer
-        (its company or contact: the record the deals invoice) that something flows
-        back to."""
-        keys = [(ObjectType.INVOICE, invoice_id) for invoice_id in invoice_ids]
-        if change is not None and change.customer_id is not None:
-            keys.append((ObjectType.CUSTOMER, change.customer_id))
+    def _reach(self, event: ChangeEvent, target_keys: Sequence[str]) -> list[BackResult]:
+        """Write back each linked record among these invoices and customers (a
+        customer's: its company or contact, the record the deals invoice) that
+        something flows back to."""
         links = [
             found
-            for object_type, target_id in keys
-            if (
-                found := self._links.get_by_target(
-                    self.connection_id, record_key(event.source, object_type, target_id)
-                )
-            )
-            is not None
+            for target_key in target_keys
+            if (found := self._links.get_by_target(self.connection_id, target_key)) is not None
             and self._plan.sends_back(found.source_type)
         ]
         return [self._sync(found, accounting_ms=event.version) for found in links]
@@ -263,10 +287,14 @@ class BackSync:
         # A minute before the event's time: no vendor documents that its webhook's time
         # is not after the record's change time, and the id picks the entry.
         since = event.version - WEBHOOK_CLOCK_SLACK_MS
-        for change in self._ledger.changed_since([event.object_type], since):
-            if change.target_id == event.record_id:
-                return change
-        return None
+        entries = [
+            change
+            for change in self._ledger.changed_since([event.object_type], since)
+            if change.target_id == event.record_id
+        ]
+        # The newest (the feed is oldest first): the record as it is now, a deletion's
+        # tombstone rather than what it was a moment before.
+        return entries[-1] if entries else None
 
     # --- a forward write -----------------------------------------------------------------
 

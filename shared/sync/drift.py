@@ -6,8 +6,9 @@ write back to the CRM can be lost or overwritten. The drift check reads both sid
 
 * the records to look at: the CRM's changes, the CRM's deletions of linked records and
   the accounting system's change feed since their own watermarks (a little overlap
-  before each), and every record of the previous run's findings, so a finding still
-  there is seen again (``persistent``);
+  before each; a payment there reaches its invoices and customer, a deleted one those
+  it reached before, ``money_reach``), and every record of the previous run's
+  findings, so a finding still there is seen again (``persistent``);
 * for each, what the sync would write (the preview's payload, ``Previewer.recheck``)
   against what the target holds, field by field; an invoice's total against the
   deal's lines; each two-way and ``back`` field against where the accounting record
@@ -59,7 +60,7 @@ from shared.ports import (
     EventQueue,
     LinkStore,
 )
-from shared.sync.backflow import Side, digest, side_of
+from shared.sync.backflow import Side, digest, money_reach, named_by, side_of
 from shared.sync.content import Mapped, map_content
 from shared.sync.preview import Action, Previewer
 
@@ -154,21 +155,19 @@ class DriftCheck:
             since = read_at if self._cursors.get(cursor) is None else self._since(cursor)
             changes = list(self._standings.changed_since(FEED_TYPES, since))
             keys = []
+            system = self._target.system
             for change in changes:
-                reached = (
-                    [(ObjectType.INVOICE, i) for i in change.invoice_ids]
+                itself = record_key(system, change.object_type, change.target_id)
+                # Gone is the changed record itself: a void does not delete its
+                # customer, nor a deleted payment the invoices it was applied to.
+                if change.deleted:
+                    run.gone[itself] = f"deleted or voided in {system}"
+                reached = (  # a payment's invoices and customer, a deleted one's too
+                    money_reach(self._links, self._connection_id, system, change.target_id, change)
                     if change.object_type is ObjectType.PAYMENT
-                    else [(change.object_type, change.target_id)]
+                    else [itself, *named_by(system, change)]  # a customer's standing too
                 )
-                if change.customer_id:  # its standing changed too
-                    reached.append((ObjectType.CUSTOMER, change.customer_id))
-                for object_type, target_id in reached:
-                    target_key = record_key(self._target.system, object_type, target_id)
-                    # Gone is the changed record itself: a void does not delete its
-                    # customer, nor a deleted payment the invoice it was applied to.
-                    itself = (object_type, target_id) == (change.object_type, change.target_id)
-                    if change.deleted and itself:
-                        run.gone[target_key] = f"deleted or voided in {self._target.system}"
+                for target_key in reached:
                     link = self._links.get_by_target(self._connection_id, target_key)
                     if link is not None:
                         keys.append(link.source_key)

@@ -3,6 +3,7 @@ it reaches, once, and only what the mapping sends back."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -247,6 +248,98 @@ def test_given_a_payment_then_the_customers_picture_reaches_its_company_in_the_s
     )
     assert repeated.outcome is Outcome.UNCHANGED
     assert len(crm.writes) == writes
+
+
+def deleted(ledger: FakeLedger, payment: TargetChange) -> ChangeEvent:
+    """Someone deletes the payment in the books; the change feed lists it as QuickBooks'
+    CDC does, ``{"status": "Deleted", "Id"}``: neither its invoices nor its customer."""
+    del ledger.payments[payment.target_id]
+    tombstone = TargetChange(
+        object_type=ObjectType.PAYMENT,
+        target_id=payment.target_id,
+        changed_at_ms=payment.changed_at_ms + 1_000,
+        deleted=True,
+    )
+    ledger.feed.append(tombstone)
+    return ledger_event(ledger, tombstone).model_copy(update={"kind": ChangeKind.DELETED})
+
+
+def test_given_a_paid_deal_when_its_payment_is_deleted_naming_nothing_then_it_reopens(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine, audit: MemoryAuditLog
+) -> None:
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    (customer,) = ledger.customers
+    paid = ledger.pay({invoice_id(ledger): Decimal("1000")}, date(2026, 11, 24))
+    engine.handle(ledger_event(ledger, paid))
+    assert deal_props(crm)["invoice_status"] == "Paid"
+
+    entry = engine.handle(deleted(ledger, paid))
+
+    props = deal_props(crm)
+    assert (props["invoice_status"], props["amount_paid"], props["balance_due"]) == (
+        "Open",
+        "0",
+        "1000",
+    )
+    assert crm.records[(ObjectType.COMPANY, "5")].properties["open_balance"] == "1000"
+    assert entry.outcome is Outcome.FORWARDED
+    for reached in (f"quickbooks:invoice:{invoice_id(ledger)}", f"quickbooks:customer:{customer}"):
+        assert reached in entry.reason
+        assert audit.history(CONNECTION, reached)[0].outcome is Outcome.UPDATED
+
+
+def test_given_a_payment_applied_to_another_invoice_then_the_one_it_left_is_written_too(
+    crm: FakeCrm, ledger: FakeLedger, engine: SyncEngine
+) -> None:
+    """The payment's change names only the invoice it pays now; the one it left was paid
+    by it, and in QuickBooks a payment changes no invoice (no webhook, no CDC entry)."""
+    nine = crm.records[(ObjectType.DEAL, "9")]
+    crm.put(nine.model_copy(update={"id": "10"}))
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    engine.handle(crm_event(crm, ObjectType.DEAL, "10"))
+    first, second = ledger.invoices
+    paid = ledger.pay({first: Decimal("1000")}, date(2026, 11, 24))
+    engine.handle(ledger_event(ledger, paid))
+
+    ledger.payments[paid.target_id].amounts = {second: Decimal("1000")}
+    moved = paid.model_copy(
+        update={"changed_at_ms": paid.changed_at_ms + 1_000, "invoice_ids": (second,)}
+    )
+    ledger.feed.append(moved)
+    engine.handle(ledger_event(ledger, moved))
+
+    assert deal_props(crm)["invoice_status"] == "Open"
+    assert crm.records[(ObjectType.DEAL, "10")].properties["invoice_status"] == "Paid"
+    assert crm.records[(ObjectType.COMPANY, "5")].properties["open_balance"] == "1000"
+
+
+class Remembering(MemoryLinkStore):
+    """Counts the writes of what accounting records reached."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.remembered: list[str] = []
+
+    def remember_reach(self, connection_id: str, target_key: str, reached: Sequence[str]) -> None:
+        self.remembered.append(target_key)
+        super().remember_reach(connection_id, target_key, reached)
+
+
+def test_given_a_payment_changed_again_then_what_it_reaches_is_written_down_once(
+    crm: FakeCrm, ledger: FakeLedger, audit: MemoryAuditLog
+) -> None:
+    links = Remembering()
+    engine = make_engine(crm, ledger, audit, links=links)
+    engine.handle(crm_event(crm, ObjectType.DEAL, "9"))
+    paid = ledger.pay({invoice_id(ledger): Decimal("400")}, date(2026, 11, 24))
+    later = paid.model_copy(update={"changed_at_ms": paid.changed_at_ms + 1_000})
+
+    engine.handle(ledger_event(ledger, paid))
+    engine.handle(ledger_event(ledger, paid))
+    ledger.feed.append(later)
+    engine.handle(ledger_event(ledger, later))
+
+    assert links.remembered == [f"quickbooks:payment:{paid.target_id}"]
 
 
 def test_given_a_voided_invoice_then_its_customers_open_balance_drops(

@@ -32,11 +32,12 @@ from shared.models import (
 )
 from shared.models.drift import Done, DriftKind, DriftReport, Finding
 from shared.ports import TargetChange
-from shared.sync.drift import IN_DOUBT, DriftCheck, drift_all
+from shared.sync.drift import CHECKED_TYPES, IN_DOUBT, DriftCheck, drift_all
 from shared.sync.engine import SyncEngine
 from shared.sync.preview import Previewer
 from tests.fakes import FakeCrm, FakeLedger, epoch_ms
 from tests.unit.test_backflow import MAPPING as TWO_WAY
+from tests.unit.test_backflow import deleted, ledger_event
 
 T0 = epoch_ms("2026-11-20T10:00:00")
 TODAY = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -517,6 +518,43 @@ def test_given_a_deleted_payment_then_its_invoice_is_not_reported_gone(two_way: 
     report = two_way.check().run()
 
     assert [f for f in report.findings if f.kind is DriftKind.TARGET_GONE] == []
+
+
+def test_given_a_payment_deleted_naming_nothing_when_its_webhook_is_lost_then_its_deal_reopens(
+    two_way: World,
+) -> None:
+    paid = two_way.ledger.pay({two_way.invoice(): Decimal("1000")}, date(2026, 11, 24))
+    two_way.engine.handle(ledger_event(two_way.ledger, paid))
+    assert two_way.crm.records[(ObjectType.DEAL, "9")].properties["invoice_status"] == "Paid"
+    # Drift checks read both sides since: only the tombstone is new to the next one.
+    newest = max(record.version for record in two_way.crm.records.values())
+    for object_type in CHECKED_TYPES:
+        two_way.cursors.put(f"{CONNECTION}:drift:hubspot:{object_type}", newest + 1)
+    two_way.cursors.put(f"{CONNECTION}:drift:quickbooks", paid.changed_at_ms + 1)
+    deleted(two_way.ledger, paid)  # and its webhook is lost
+
+    report = two_way.check().run()
+
+    status = [f for f in report.findings if f.field == "invoice_status"]
+    assert [(f.crm_key, f.crm_value, f.accounting_value, f.done) for f in status] == [
+        ("hubspot:deal:9", "Paid", "Open", Done.QUEUED)
+    ]
+    two_way.apply_queued()
+    assert two_way.crm.records[(ObjectType.DEAL, "9")].properties["invoice_status"] == "Open"
+
+
+def test_given_a_payment_only_the_drift_check_saw_when_deleted_naming_nothing_then_reached(
+    two_way: World,
+) -> None:
+    two_way.cursors.put(f"{CONNECTION}:drift:quickbooks", T0)
+    paid = two_way.ledger.pay({two_way.invoice(): Decimal("1000")}, date(2026, 11, 24))
+    two_way.check().run()  # its webhook was lost: the drift check finds it
+    two_way.apply_queued()
+    assert two_way.crm.records[(ObjectType.DEAL, "9")].properties["invoice_status"] == "Paid"
+
+    two_way.engine.handle(deleted(two_way.ledger, paid))
+
+    assert two_way.crm.records[(ObjectType.DEAL, "9")].properties["invoice_status"] == "Open"
 
 
 def test_given_a_deal_deleted_and_its_invoice_voided_then_reported_but_never_persistent(

@@ -130,8 +130,8 @@ CONTACT_NAME_MAX = 255  # Contact Name "(max length = 255)" [X7]
 INVOICE_TYPE = "ACCREC"  # a sales invoice [X8]
 CREDIT_NOTE_TYPE = "ACCRECCREDIT"  # a sales credit note [X15]
 # A sales credit note moves money for its customer (allocated to invoices or refunded):
-# the ports count it among the PAYMENTs, named ``CreditNote-<CreditNoteID>`` as
-# QuickBooks' connector names the entities it counts so (``credit_note_port_id``).
+# the ports count it among the PAYMENTs, named ``CreditNote-<CreditNoteID>`` so its id
+# never meets a payment's (``credit_note_port_id``).
 CREDIT_NOTE = "CreditNote"
 # A CRM's line item prices are net of tax, before any sales tax is added:
 # "Exclusive" has Xero add each line's tax on top, per line, rounded [X10, X11].
