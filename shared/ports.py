@@ -260,6 +260,13 @@ class AccountingLedger(Protocol):
         first (the vendor's change feed: a drift check's and a missed webhook's net)."""
         ...
 
+    def falling_due(self, since: date, until: date) -> Iterator[TargetChange]:
+        """Sales invoices still owing money whose due date is in [``since``, ``until``),
+        oldest due first, each an INVOICE change naming its customer, at the start of
+        its due date (UTC). An invoice falls overdue only because a date passes: no
+        record changes, so neither a webhook nor the change feed tells of it."""
+        ...
+
 
 class CrmProperty(BaseModel):
     """A CRM field crmsync writes into, created by the connector when missing."""

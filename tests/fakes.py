@@ -262,6 +262,26 @@ class FakeLedger:
         ]
         return iter(sorted(found, key=lambda c: c.changed_at_ms))
 
+    def falling_due(self, since: date, until: date) -> Iterator[TargetChange]:
+        """Invoices not voided with a balance, due in [since, until), oldest due first."""
+        due = [
+            (standing.due_date, invoice_id)
+            for invoice_id in self.invoices
+            if invoice_id not in self.voided
+            and (standing := self.invoice_standing(invoice_id, today=since)) is not None
+            and standing.balance > 0
+            and standing.due_date is not None
+            and since <= standing.due_date < until
+        ]
+        for due_date, invoice_id in sorted(due):
+            start = datetime.combine(due_date, datetime.min.time(), UTC)
+            yield TargetChange(
+                object_type=ObjectType.INVOICE,
+                target_id=invoice_id,
+                changed_at_ms=int(start.timestamp()) * 1000,
+                customer_id=getattr(self.invoices[invoice_id].body, "customer_ref", None),
+            )
+
     def pay(self, amounts: Mapping[str, Decimal], on: date) -> TargetChange:
         """A payment is received against these invoices: each changes (a new version)."""
         payment = Paid(str(next(self._ids)), dict(amounts), on)

@@ -76,7 +76,8 @@ Reproduced behaviours
   a linked transaction by ``TxnType`` and ``TxnId`` together and promises no more).
 * Query (GET ``?query=`` or POST ``application/text``): see ``quickbooks_query``. The
   entity key is absent when nothing matches; ``count(*)`` answers ``totalCount``.
-  Name-list entities return only active rows unless the query tests ``Active``.
+  Name-list entities return only active rows unless the query tests ``Active``. A
+  WHERE on an Invoice property its reference does not mark filterable is 4001.
 * ``?requestid=``: a repeat gets the byte-identical original response and changes
   nothing (faults included). At most 50 characters, 36 for batch, and then each
   ``bId`` at most 10.
@@ -1314,13 +1315,16 @@ class QuickBooksSandbox:
     def _run_query(self, text: str, call: _Call) -> JsonObj:
         try:
             query = quickbooks_query.parse(text)
+            spec = _spec(query.entity)
+            if spec is None:
+                raise QboError(
+                    "4001",
+                    "Invalid query",
+                    f"QueryValidationError: Entity '{query.entity}' not found",
+                )
+            quickbooks_query.check_filterable(query, spec.name)
         except quickbooks_query.QueryError as exc:
             raise QboError(exc.code, exc.message, exc.detail) from exc
-        spec = _spec(query.entity)
-        if spec is None:
-            raise QboError(
-                "4001", "Invalid query", f"QueryValidationError: Entity '{query.entity}' not found"
-            )
         rows = self._rows(spec.name, call)
         if spec.name_list and not query.mentions("Active"):
             rows = [r for r in rows if r.get("Active", True)]

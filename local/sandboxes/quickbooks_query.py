@@ -18,6 +18,13 @@ Parse errors answer code 4000 with a ``QueryParserError:`` detail; valid syntax
 with a bad value (``MAXRESULTS 5000``) answers code 4001 with
 ``QueryValidationError:``, the two forms integrations report seeing.
 
+Only the properties an entity's reference marks "filterable" may be tested in WHERE;
+another answers 4001 ``QueryValidationError: property 'X' is not queryable`` (as
+Intuit answered in ruckus/quickbooks-ruby issue 403; "The property which are
+mentioned as filterable are only queryable", Intuit in intuit/QuickBooks-V3-DotNET-SDK
+issue 163). ``FILTERABLE`` holds the entities whose list is known; NOT modelled: the
+other entities' lists, whose WHERE accepts any property.
+
 Evaluation choices where the docs say nothing:
 
 * Field names match case-insensitively; a dotted path walks nested objects.
@@ -44,6 +51,30 @@ DEFAULT_MAX_RESULTS = 100
 _COMPARISONS = ("=", "<", ">", "<=", ">=")
 _UNSUPPORTED = {"OR", "JOIN", "GROUP", "HAVING", "NOT", "UNION", "LIMIT", "OFFSET"}
 _SCALAR_KEYS = ("value", "Address", "FreeFormNumber", "URI")
+# The properties Intuit's entity reference marks filterable, by entity (lower case).
+# Invoice: its marks as two client libraries copy them, their union (Intuit's page
+# itself was not read): Nytely-Official/quickbooks-api ``src/types/enums/filters.ts``
+# and the ``search_invoices`` tool of several QuickBooks MCP servers.
+FILTERABLE: Mapping[str, frozenset[str]] = {
+    "invoice": frozenset(
+        name.lower()
+        for name in (
+            "Id",
+            "MetaData.CreateTime",
+            "MetaData.LastUpdatedTime",
+            "DocNumber",
+            "TxnDate",
+            "DueDate",
+            "CustomerRef",
+            "SalesTermRef",
+            "ProjectRef",
+            "ClassRef",
+            "DepartmentRef",
+            "Balance",
+            "TotalAmt",
+        )
+    ),
+}
 
 Value = str | Decimal | bool
 
@@ -268,6 +299,16 @@ def parse(text: str) -> Query:
         start_position=start_position,
         max_results=max_results,
     )
+
+
+def check_filterable(query: Query, entity: str) -> None:
+    """Refuse a WHERE on a property ``entity`` does not mark filterable, as Intuit does."""
+    allowed = FILTERABLE.get(entity.lower())
+    if allowed is None:
+        return
+    for condition in query.where:
+        if condition.field.lower() not in allowed:
+            raise _validation_error(f"property '{condition.field}' is not queryable")
 
 
 def _select_item(p: _Parser) -> str:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel
@@ -167,12 +167,10 @@ class DriftCheck:
                     if change.object_type is ObjectType.PAYMENT
                     else [itself, *named_by(system, change)]  # a customer's standing too
                 )
-                for target_key in reached:
-                    link = self._links.get_by_target(self._connection_id, target_key)
-                    if link is not None:
-                        keys.append(link.source_key)
+                keys += self._linked_keys(reached)
             # Everything changed until it was read is in: the next run reads from there.
             yield keys, self._mover(cursor, max([read_at, *(c.changed_at_ms for c in changes)]))
+            yield self._fallen_due()
         for object_type in CHECKED_TYPES:
             if not self._mapper.handles(object_type):
                 continue
@@ -189,6 +187,36 @@ class DriftCheck:
             keys = [k for k in deleted_keys if self._links.get(self._connection_id, k) is not None]
             newest = max((d.deleted_at_ms for d in deleted), default=0)
             yield keys, self._mover(deletions, newest)
+
+    def _fallen_due(self) -> tuple[list[str], Callable[[], None]]:
+        """The invoices (and their customers) that turned overdue since the last run's
+        day: a date passed, nothing changed in the books, so no feed names them. An
+        invoice is overdue from the day after its due date: due in [last run's day,
+        today). A first run only notes the day: it compares every CRM record then."""
+        cursor = f"{self._connection_id}:drift:{self._target.system}:due"
+        today = self._clock().date()
+        note_today = self._mover(cursor, _day_ms(today))
+        marked = self._cursors.get(cursor)
+        if marked is None:
+            return [], note_today
+        last = _day(marked)
+        if last >= today or self._standings is None:
+            return [], _nothing
+        system = self._target.system
+        fallen = [
+            target_key
+            for change in self._standings.falling_due(last, today)
+            for target_key in [
+                record_key(system, ObjectType.INVOICE, change.target_id),
+                *named_by(system, change),
+            ]
+        ]
+        return self._linked_keys(fallen), note_today
+
+    def _linked_keys(self, target_keys: Iterable[str]) -> list[str]:
+        """The CRM keys of those accounting records that are linked."""
+        links = (self._links.get_by_target(self._connection_id, key) for key in target_keys)
+        return [link.source_key for link in links if link is not None]
 
     def _since(self, cursor: str) -> int:
         return max((self._cursors.get(cursor) or 0) - self._overlap_ms, self._start_ms)
@@ -517,6 +545,14 @@ _FORWARD = {DriftKind.TARGET_GONE, DriftKind.FIELD, DriftKind.TOTAL}
 
 def _nothing() -> None:
     pass
+
+
+def _day_ms(day: date) -> int:
+    return int(datetime.combine(day, time(), UTC).timestamp() * 1000)
+
+
+def _day(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, UTC).date()
 
 
 def _text(value: object) -> str | None:

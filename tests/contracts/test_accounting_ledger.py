@@ -8,7 +8,7 @@ Runs against every kit in ``LEDGER_KITS``; a vendor joins by giving its kit the
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, cast
 
@@ -259,3 +259,28 @@ def test_the_change_feed_names_a_credits_customer_and_the_invoice_it_reached(
     # QuickBooks applies a credit memo through a payment, Xero allocates the credit
     # note itself: either way a payment-type change names the invoice.
     assert invoice_id in {i for c in changes for i in c.invoice_ids}
+
+
+def test_invoices_falling_due_in_a_window_are_listed_with_their_customer(kit: LedgerKit) -> None:
+    start, end = TODAY - timedelta(days=5), TODAY + timedelta(days=5)  # [start, end)
+    due_id, customer_id = kit.issue_invoice(Decimal("100.00"), due=TODAY)
+    part_paid_id = kit.add_invoice(customer_id, Decimal("50.00"), due=start)
+    kit.pay(part_paid_id, Decimal("20.00"), on=TODAY)
+    paid_id = kit.add_invoice(customer_id, Decimal("80.00"), due=TODAY)
+    kit.pay(paid_id, Decimal("80.00"), on=TODAY)
+    voided_id = kit.add_invoice(customer_id, Decimal("60.00"), due=TODAY)
+    kit.void(voided_id)
+    before_id = kit.add_invoice(customer_id, Decimal("70.00"), due=start - timedelta(days=1))
+    at_end_id = kit.add_invoice(customer_id, Decimal("90.00"), due=end)
+    ours = {due_id, part_paid_id, paid_id, voided_id, before_id, at_end_id}
+
+    listed = [c for c in kit.ledger().falling_due(start, end) if c.target_id in ours]
+
+    assert [(c.target_id, c.object_type, c.customer_id, c.deleted) for c in listed] == [
+        (part_paid_id, ObjectType.INVOICE, customer_id, False),
+        (due_id, ObjectType.INVOICE, customer_id, False),
+    ]
+    assert [c.changed_at_ms for c in listed] == [
+        int(datetime.combine(day, datetime.min.time(), UTC).timestamp()) * 1000
+        for day in (start, TODAY)
+    ]

@@ -588,3 +588,28 @@ def test_given_an_invoice_dated_when_made_then_a_later_check_does_not_redate_it(
     after = two_way.ledger.invoices[two_way.invoice()].body
     assert isinstance(made, Invoice) and isinstance(after, Invoice)
     assert after.txn_date == made.txn_date
+
+
+def test_given_an_invoice_whose_due_date_passed_then_its_deal_and_company_turn_overdue(
+    two_way: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing changes in the books when a due date passes: no feed names the invoice."""
+    assert two_way.crm.records[(ObjectType.DEAL, "9")].properties["invoice_status"] == "Open"
+    two_way.check().run()  # a first check: every record compared, all agree
+    later = epoch_ms("2030-01-01T00:00:00")  # no change on either side since
+    for key in ("quickbooks", "hubspot:company", "hubspot:deal"):
+        two_way.cursors.put(f"{CONNECTION}:drift:{key}", later)
+    two_days_past_due = datetime(2026, 12, 22, 12, tzinfo=UTC)  # due 2026-12-20
+    monkeypatch.setattr(sys.modules[__name__], "TODAY", two_days_past_due)
+
+    two_way.check().run()
+    two_way.apply_queued()
+
+    deal = two_way.crm.records[(ObjectType.DEAL, "9")]
+    company = two_way.crm.records[(ObjectType.COMPANY, "5")]
+    assert (deal.properties["invoice_status"], company.properties["overdue_amount"]) == (
+        "Overdue",
+        "1000",
+    )
+    again = two_way.check().run()  # the same day: read once a day
+    assert again.counts[DriftKind.BACK] == 0

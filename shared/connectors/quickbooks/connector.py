@@ -281,15 +281,35 @@ def quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-# A query's conditions: field = value, or field IN (values) for a tuple.
-Where = Mapping[str, str | bool | tuple[str, ...]]
+@dataclass(frozen=True)
+class Above:
+    """``field > 'value'``."""
+
+    value: str
 
 
-def _condition(name: str, value: str | bool | tuple[str, ...]) -> str:
+@dataclass(frozen=True)
+class Between:
+    """``field >= 'start' AND field < 'end'``: a half-open range."""
+
+    start: str
+    end: str
+
+
+# A query's conditions: field = value, or field IN (values) for a tuple, or a
+# comparison [Q13]. A field must be one the entity's reference marks filterable [Q24].
+Where = Mapping[str, str | bool | tuple[str, ...] | Above | Between]
+
+
+def _condition(name: str, value: str | bool | tuple[str, ...] | Above | Between) -> str:
     if isinstance(value, bool):
         return f"{name} = {'true' if value else 'false'}"
     if isinstance(value, tuple):
         return f"{name} IN ({', '.join(quote(v) for v in value)})"
+    if isinstance(value, Above):
+        return f"{name} > {quote(value.value)}"
+    if isinstance(value, Between):
+        return f"{name} >= {quote(value.start)} AND {name} < {quote(value.end)}"
     return f"{name} = {quote(value)}"
 
 
@@ -656,6 +676,11 @@ class QuickBooksAccounting:
         from shared.connectors.quickbooks import ledger
 
         return ledger.changed_since(self, object_types, since_ms)
+
+    def falling_due(self, since: date, until: date) -> Iterator[TargetChange]:
+        from shared.connectors.quickbooks import ledger
+
+        return ledger.falling_due(self, since, until)
 
     # --- payloads ---------------------------------------------------------------------
 

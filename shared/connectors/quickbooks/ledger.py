@@ -18,6 +18,10 @@ What Intuit documents, cited as in connector.py (keys in docs/vendors/quickbooks
   computed from its lines, and it names no invoice [Q23].
 * Change data capture (``GET /cdc``): at most 30 days back and 1,000 objects an answer,
   deleted objects as ``{"status": "Deleted"}`` [Q9].
+* A query's WHERE (``= IN < > <= >=`` [Q13]) may test only the properties an entity's
+  reference marks filterable, an Invoice's ``DueDate`` and ``Balance`` among them;
+  another is refused, 4001 "property '…' is not queryable" [Q24]. A void zeroes
+  ``Balance`` [Q21]: ``Balance > '0'`` leaves voided invoices out.
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ from shared.connectors.quickbooks.connector import (
     CREDIT_MEMO,
     QUERY_MAX_RESULTS,
     REFUND_RECEIPT,
+    Above,
+    Between,
     QuickBooksAccounting,
+    Where,
     port_id,
     select,
 )
@@ -97,6 +104,12 @@ class _Invoice(_Row):
     @property
     def payment_ids(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(t.TxnId for t in self.LinkedTxn if t.TxnType == "Payment"))
+
+
+class _Due(_Row):
+    Id: str
+    DueDate: date
+    CustomerRef: _Ref
 
 
 class _PaymentLine(_Row):
@@ -263,6 +276,20 @@ def changed_since(
                 )
             cursor = last
     yield from sorted(changes.values(), key=lambda c: c.changed_at_ms)
+
+
+def falling_due(books: QuickBooksAccounting, since: date, until: date) -> Iterator[TargetChange]:
+    """Invoices owing money whose ``DueDate`` is in [since, until): one query (1,000 a
+    page) of ``DueDate`` and ``Balance`` [Q24], oldest due first."""
+    where: Where = {"DueDate": Between(since.isoformat(), until.isoformat()), "Balance": Above("0")}
+    due = [_Due.model_validate(row) for row in books.query_all("Invoice", where)]
+    for invoice in sorted(due, key=lambda d: (d.DueDate, d.Id)):
+        yield TargetChange(
+            object_type=ObjectType.INVOICE,
+            target_id=invoice.Id,
+            changed_at_ms=epoch_ms(datetime.combine(invoice.DueDate, datetime.min.time(), UTC)),
+            customer_id=invoice.CustomerRef.value,
+        )
 
 
 def _cdc(books: QuickBooksAccounting, entity: str, since_ms: int) -> list[dict[str, object]]:

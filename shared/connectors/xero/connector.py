@@ -525,6 +525,11 @@ class XeroAccounting:
 
         return ledger.changed_since(self, object_types, since_ms)
 
+    def falling_due(self, since: date, until: date) -> Iterator[TargetChange]:
+        from shared.connectors.xero import ledger
+
+        return ledger.falling_due(self, since, until)
+
     def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
         if isinstance(record, Party):
             return self._contact_body(record)

@@ -26,6 +26,8 @@ What Xero documents, cited as in connector.py (keys in docs/vendors/xero.md):
   CreditNotes takes ``If-Modified-Since`` [X15]. Xero's webhooks have credit note
   events [X12]: the change feed lists sales credit notes as PAYMENTs of their
   allocated invoices and contact, so such an event finds its customer there.
+* ``where`` compares dates with ``DateTime(y, m, d)`` [X5]; ``Type``, ``Status``,
+  ``DueDate`` and ``AmountDue`` are among the Invoices' optimised filters [X8].
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
+from shared.connectors.times import epoch_ms
 from shared.connectors.xero.connector import (
     CREDIT_NOTE_TYPE,
     INVOICE_TYPE,
@@ -58,7 +61,8 @@ if TYPE_CHECKING:
 PAGE_SIZE = 1000  # the largest pageSize Xero serves [X5]
 VOIDED = "VOIDED"
 GONE = frozenset({VOIDED, "DELETED"})  # an invoice, payment or credit note no longer counting
-OWED = ("AUTHORISED", "PAID")  # approved invoices: what a customer was invoiced
+AUTHORISED = "AUTHORISED"  # approved and not paid in full [X8]
+OWED = (AUTHORISED, "PAID")  # approved invoices: what a customer was invoiced
 ARCHIVED = "ARCHIVED"
 SALES = f"Type=={literal(INVOICE_TYPE)}"  # sales invoices: bills are not the CRM's [X8]
 SALES_CREDIT = f"Type=={literal(CREDIT_NOTE_TYPE)}"  # sales credit notes [X15]
@@ -98,6 +102,12 @@ class _Invoice(BaseModel):
     @property
     def last_payment(self) -> date | None:
         return max((_day(p.Date) for p in self.Payments), default=None)
+
+
+class _DueInvoice(BaseModel):
+    InvoiceID: str = Field(min_length=1)
+    DueDate: UpdatedMs
+    Contact: _ContactRef
 
 
 class _Refund(BaseModel):
@@ -328,6 +338,36 @@ def changed_since(
             rows = _pages(books, collection, params, headers)
             changes.extend(parse(model, row).change() for row in rows)
     yield from sorted(changes, key=lambda c: c.changed_at_ms)
+
+
+def falling_due(books: XeroAccounting, since: date, until: date) -> Iterator[TargetChange]:
+    """Approved sales invoices owing money whose ``DueDate`` is in [since, until): one
+    paged list of summaries [X8], oldest due first. A voided or paid one is not
+    AUTHORISED [X8]."""
+    where = " AND ".join(
+        (
+            SALES,
+            f"Status=={literal(AUTHORISED)}",
+            f"DueDate>={_date_literal(since)}",
+            f"DueDate<{_date_literal(until)}",
+            "AmountDue>0",
+        )
+    )
+    rows = _pages(books, "Invoices", {"summaryOnly": "true", "where": where})
+    due = [parse(_DueInvoice, row) for row in rows]
+    for invoice in sorted(due, key=lambda d: (d.DueDate, d.InvoiceID)):
+        day = datetime.combine(_day(invoice.DueDate), datetime.min.time(), UTC)
+        yield TargetChange(
+            object_type=ObjectType.INVOICE,
+            target_id=invoice.InvoiceID,
+            changed_at_ms=epoch_ms(day),
+            customer_id=invoice.Contact.ContactID,
+        )
+
+
+def _date_literal(day: date) -> str:
+    """A ``where`` date: ``DateTime(2015, 01, 01)`` [X5]."""
+    return f"DateTime({day.year}, {day.month:02d}, {day.day:02d})"
 
 
 def _pages(

@@ -152,6 +152,26 @@ def test_given_any_text_when_selected_by_then_the_query_language_reads_it_back(t
     ]
 
 
+def test_given_a_window_when_listing_invoices_falling_due_then_one_query_of_due_date_and_balance(
+    router: respx.MockRouter, qbo: QuickBooksAccounting
+) -> None:
+    route = router.get("/query").mock(
+        return_value=rows(
+            "Invoice", {"Id": "7", "DueDate": "2031-03-05", "CustomerRef": {"value": "58"}}
+        )
+    )
+
+    changes = list(qbo.falling_due(date(2031, 3, 1), date(2031, 4, 1)))
+
+    assert [(c.object_type, c.target_id, c.customer_id) for c in changes] == [
+        (ObjectType.INVOICE, "7", "58")
+    ]
+    assert queries(route) == [
+        "SELECT * FROM Invoice WHERE DueDate >= '2031-03-01' AND DueDate < '2031-04-01'"
+        " AND Balance > '0' STARTPOSITION 1 MAXRESULTS 1000"
+    ]
+
+
 # --- finding --------------------------------------------------------------------------
 
 

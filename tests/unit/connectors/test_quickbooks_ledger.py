@@ -1,12 +1,13 @@
 """The QuickBooks ledger's change feed against the sandbox: it pages past a full CDC
 answer (the 1,000-object cap shrunk to 2 on both sides, so three payments fill a page),
-and a refund receipt holding a payment's Id is never taken for that payment."""
+and a refund receipt holding a payment's Id is never taken for that payment; invoices
+falling due are read over query pages (shrunk to 2 rows)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from local.sandboxes import quickbooks as sandbox_module
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.quickbooks import QuickBooksBooks, QuickBooksSandbox, QuickBooksSandboxConfig
-from shared.connectors.quickbooks import ledger
+from shared.connectors.quickbooks import connector, ledger
 from shared.errors import Permanent
 from shared.models import ObjectType
 from shared.ports import AccountingLedger, InboundWebhook
@@ -134,3 +135,29 @@ def test_a_refund_holding_a_payments_id_is_named_apart_from_it(
     assert [(c.invoice_ids, c.customer_id) for c in changes if c.target_id == payment] == [
         (("1",), "1")
     ]
+
+
+def test_invoices_falling_due_are_read_over_every_page_oldest_due_first(
+    company: tuple[QuickBooksSandbox, str, OffsetClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, url, _ = company
+    monkeypatch.setattr(connector, "QUERY_MAX_RESULTS", 2)
+    api = QuickBooksBooks(sandbox, url).api()
+    due = {}
+    line = {
+        "Amount": 10,
+        "DetailType": "SalesItemLineDetail",
+        "SalesItemLineDetail": {"ItemRef": {"value": "1"}},
+    }
+    for day, customer in ((31, "1"), (5, "2"), (17, "3")):  # created out of due order
+        body = {"CustomerRef": {"value": customer}, "DueDate": f"2031-03-{day:02d}", "Line": [line]}
+        created = api.post("/invoice", json=body)
+        created.raise_for_status()
+        due[day] = (created.json()["Invoice"]["Id"], customer)
+    target = SandboxConnection("quickbooks", sandbox, url).accounting_target()
+    assert isinstance(target, AccountingLedger)
+
+    changes = list(target.falling_due(date(2031, 3, 1), date(2031, 4, 1)))
+
+    assert [(c.target_id, c.customer_id) for c in changes] == [due[5], due[17], due[31]]
+    assert changes[0].changed_at_ms == int(datetime(2031, 3, 5, tzinfo=UTC).timestamp()) * 1000

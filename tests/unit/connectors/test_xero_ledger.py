@@ -1,11 +1,12 @@
 """The Xero ledger against the sandbox: its change feed pages (pages shrunk to 2 rows)
 and names deletions, refunds and credit notes; a customer's totals and refunds come in
-the organisation's base currency."""
+the organisation's base currency; approved sales invoices falling due are read over
+every page."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -245,3 +246,22 @@ def test_the_feed_names_sales_credit_notes_by_the_invoices_they_credit_and_custo
         (ObjectType.PAYMENT, f"CreditNote-{allocated}", False, (second, first), contact),
     ]
     assert f"CreditNote-{bill_credit}" not in {c.target_id for c in changes}
+
+
+def test_approved_sales_invoices_falling_due_are_read_over_every_page(
+    organisation: tuple[XeroSandbox, str, OffsetClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox, url, _ = organisation
+    monkeypatch.setattr(ledger, "PAGE_SIZE", 2)
+    contact = str(sandbox.ui_create("Contacts", {"Name": "Due Soon Ltd"})["ContactID"])
+    due = {day: approved(sandbox, contact, 10, DueDate=f"2031-03-{day:02d}") for day in (31, 5, 17)}
+    approved(sandbox, contact, 10, DueDate="2031-03-10", Status="DRAFT")  # not yet owed
+    approved(sandbox, contact, 10, DueDate="2031-03-10", Type="ACCPAY")  # a bill
+    approved(sandbox, contact, 10, DueDate="2031-04-01")  # the window's end, excluded
+
+    changes = list(ledger_of(sandbox, url).falling_due(date(2031, 3, 1), date(2031, 4, 1)))
+
+    assert [(c.target_id, c.customer_id) for c in changes] == [
+        (due[day], contact) for day in (5, 17, 31)
+    ]
+    assert changes[0].changed_at_ms == int(datetime(2031, 3, 5, tzinfo=UTC).timestamp()) * 1000

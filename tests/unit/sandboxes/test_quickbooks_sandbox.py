@@ -540,6 +540,45 @@ def test_query_filters(qbo: Harness) -> None:
     ]
 
 
+def test_invoices_are_queried_by_due_date_and_balance_and_only_filterable_properties(
+    qbo: Harness,
+) -> None:
+    def invoice(due: str, qty: int) -> str:
+        body = {"CustomerRef": {"value": "1"}, "DueDate": due, "Line": [sales_line("3", qty, 75)]}
+        created = qbo.create("Invoice", body)
+        assert created.status_code == 200, created.text
+        return str(created.json()["Invoice"]["Id"])
+
+    first, last = invoice("2031-03-01", 1), invoice("2031-03-31", 2)
+    invoice("2031-04-01", 1)
+    paid = invoice("2031-03-15", 1)
+    payment = {
+        "CustomerRef": {"value": "1"},
+        "TotalAmt": 75,
+        "Line": [{"Amount": 75, "LinkedTxn": [{"TxnId": paid, "TxnType": "Invoice"}]}],
+    }
+    assert qbo.create("Payment", payment).status_code == 200
+
+    found = qbo.query(
+        "select * from Invoice where DueDate >= '2031-03-01' and DueDate < '2031-04-01'"
+        " and Balance > '0'"
+    )
+
+    assert found.status_code == 200, found.text
+    assert [i["Id"] for i in found.json()["QueryResponse"]["Invoice"]] == [first, last]
+    for prop, sql in (
+        ("PrivateNote", "select * from Invoice where PrivateNote = 'x'"),
+        ("Line.Amount", "select * from Invoice where Line.Amount > '0'"),
+        ("EmailStatus", "select * from Invoice where EmailStatus = 'NotSet'"),
+    ):
+        refused = qbo.query(sql)
+        assert refused.status_code == 400, sql
+        assert (fault_of(refused)["code"], fault_of(refused)["Detail"]) == (
+            "4001",
+            f"QueryValidationError: property '{prop}' is not queryable",
+        )
+
+
 def test_query_order_and_paging(qbo: Harness) -> None:
     ordered = qbo.query(
         "select * from Customer orderby DisplayName desc startposition 2 maxresults 2"
