@@ -87,33 +87,58 @@ class Person:
     display_name: str
 
 
-class Harness:
-    """A running stack plus the ways a test drives it and looks into it."""
+class PairHarness:
+    """A running stack of any one CRM and accounting system (``pair_config``): waiting
+    for it, its audit trail and its dead letters."""
 
     def __init__(self, stack: LocalStack) -> None:
         self.stack = stack
-        self.hubspot: HubSpotSandbox = stack.sandboxes["hubspot"]
-        self.quickbooks: QuickBooksSandbox = stack.sandboxes["quickbooks"]
-        self.hubspot_url = stack.urls.sandboxes["hubspot"]
-        self.quickbooks_url = stack.urls.sandboxes["quickbooks"]
         self.connection_id = stack.config.connections[0].id
-        self.crm = HubSpotPerson(self.hubspot, self.hubspot_url)
         self._audit = DynamoAuditLog(stack.clients.dynamodb, stack.resources.tables["Audit"], 1)
 
-    # --- waiting --------------------------------------------------------------------
-
     def settle(self, timeout: float = SETTLE_S) -> None:
-        """Every webhook delivered and every message handled (or dead-lettered)."""
+        """Every sandbox's webhooks delivered and every message handled (or dead-lettered)."""
         deadline = time.monotonic() + timeout
 
         def left() -> float:
             return max(deadline - time.monotonic(), 0.0)
 
         for _ in range(2):  # a drained queue can still receive a late webhook batch
-            assert self.hubspot.wait_for_webhooks_idle(left()), "HubSpot webhooks still pending"
-            assert self.stack.wait_until_drained(left()), "the events queue did not drain"
-            assert self.quickbooks.wait_for_webhooks_idle(left()), "QBO webhooks still pending"
-            assert self.stack.wait_until_drained(left()), "the events queue did not drain"
+            for name, running in self.stack.sandboxes.items():
+                assert running.wait_for_webhooks_idle(left()), f"{name} webhooks still pending"
+                assert self.stack.wait_until_drained(left()), "the events queue did not drain"
+
+    def audit(self, record_key: str, *, echoes: bool = False) -> list[AuditEntry]:
+        """The audit trail of one record's events, oldest first; without the CRM's
+        webhooks about what the way back wrote into the record (a two-way mapping
+        sends an invoice's standing back), unless ``echoes``."""
+        return [
+            e
+            for e in self.audit_log()
+            if e.record_key == record_key and (echoes or e.reason != ECHO_OF_WRITE_BACK)
+        ]
+
+    def audit_log(self) -> list[AuditEntry]:
+        """The connection's whole audit trail, oldest first."""
+        return list(reversed(self._audit.entries(self.connection_id, limit=1000)))
+
+    def dead_letters(self) -> int:
+        return sum(q.dead_letters for q in self.stack.status().queues.values())
+
+
+class Harness(PairHarness):
+    """A running HubSpot → QuickBooks stack plus the ways a test drives it and looks
+    into it."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        super().__init__(stack)
+        self.hubspot: HubSpotSandbox = stack.sandboxes["hubspot"]
+        self.quickbooks: QuickBooksSandbox = stack.sandboxes["quickbooks"]
+        self.hubspot_url = stack.urls.sandboxes["hubspot"]
+        self.quickbooks_url = stack.urls.sandboxes["quickbooks"]
+        self.crm = HubSpotPerson(self.hubspot, self.hubspot_url)
+
+    # --- the schedule ---------------------------------------------------------------
 
     def reconcile(self) -> dict[str, Any]:
         """Fire the reconcile schedule now; the connection's report of the run."""
@@ -209,32 +234,15 @@ class Harness:
 
     # --- the service's own records ------------------------------------------------------
 
-    def audit(self, record_key: str, *, echoes: bool = False) -> list[AuditEntry]:
-        """The audit trail of one record's events, oldest first; without the CRM's
-        webhooks about what the way back wrote into the record (a two-way mapping
-        sends an invoice's standing back), unless ``echoes``."""
-        return [
-            e
-            for e in self.audit_log()
-            if e.record_key == record_key and (echoes or e.reason != ECHO_OF_WRITE_BACK)
-        ]
-
     def audit_of_target(self, entity: str, target_id: str) -> list[AuditEntry]:
         """Entries, of whichever record's events, that name this QuickBooks record."""
         key = f"quickbooks:{entity}:{target_id}"
         return [e for e in self.audit_log() if e.target_key == key]
 
-    def audit_log(self) -> list[AuditEntry]:
-        """The connection's whole audit trail, oldest first."""
-        return list(reversed(self._audit.entries(self.connection_id, limit=1000)))
-
     def worker(self) -> tuple[int, int]:
         """(records handled, records failed) by the Events worker so far."""
         status = self.stack.status().workers[EVENTS]
         return status.processed, status.failed
-
-    def dead_letters(self) -> int:
-        return self.stack.status().queues[EVENTS].dead_letters
 
     def dead_lettered_keys(self) -> set[str]:
         """Record keys of the messages in the DLQ (peeked: they stay there)."""
@@ -271,37 +279,3 @@ def pair_config(crm: str, accounting: str, mapping_file: Path) -> LocalConfig:
     config = LocalConfig.load().with_pair(crm, accounting).with_mapping(mapping_file)
     quiet = config.with_free_ports().model_copy(update={"reconcile_interval_s": 3600})
     return fast_retries(quiet)
-
-
-class PairHarness:
-    """A running stack of any one CRM and accounting system (``pair_config``): waiting
-    for it and its audit trail, as ``Harness`` offers them for HubSpot → QuickBooks."""
-
-    def __init__(self, stack: LocalStack) -> None:
-        self.stack = stack
-        self.connection_id = stack.config.connections[0].id
-        self._audit = DynamoAuditLog(stack.clients.dynamodb, stack.resources.tables["Audit"], 1)
-
-    def settle(self, timeout: float = SETTLE_S) -> None:
-        """Every sandbox's webhooks delivered and every message handled (or dead-lettered)."""
-        deadline = time.monotonic() + timeout
-
-        def left() -> float:
-            return max(deadline - time.monotonic(), 0.0)
-
-        for _ in range(2):  # a drained queue can still receive a late webhook batch
-            for name, running in self.stack.sandboxes.items():
-                assert running.wait_for_webhooks_idle(left()), f"{name} webhooks still pending"
-                assert self.stack.wait_until_drained(left()), "the events queue did not drain"
-
-    def audit(self, record_key: str, *, echoes: bool = False) -> list[AuditEntry]:
-        """One record's trail, oldest first; without the CRM's webhooks about what the
-        way back wrote into the record, unless ``echoes``."""
-        return [
-            e
-            for e in reversed(self._audit.entries(self.connection_id, limit=1000))
-            if e.record_key == record_key and (echoes or e.reason != ECHO_OF_WRITE_BACK)
-        ]
-
-    def dead_letters(self) -> int:
-        return sum(q.dead_letters for q in self.stack.status().queues.values())

@@ -9,6 +9,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from infra.resources import DESCRIPTION
+from local.aws import create_table
+from local.memory import MemoryLinkStore
+from shared.ports import LinkStore
+from shared.stores import DynamoLinkStore
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
@@ -48,3 +54,14 @@ def sqs(aws: None, boto_session: boto3.Session) -> SQSClient:
 @pytest.fixture
 def secretsmanager(aws: None, boto_session: boto3.Session) -> SecretsManagerClient:
     return boto_session.client("secretsmanager")
+
+
+@pytest.fixture
+def links(kind: str, request: pytest.FixtureRequest) -> LinkStore:
+    """The links, on moto's DynamoDB or in memory as the test's ``kind`` parameter says
+    ("dynamo" or "memory"), so that one test holds both to the same behaviour."""
+    if kind == "memory":
+        return MemoryLinkStore()
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    create_table(dynamodb, DESCRIPTION.table("Links"), "test-links")
+    return DynamoLinkStore(dynamodb, "test-links")

@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
-from infra.resources import DESCRIPTION
-from local.aws import create_table
-from local.memory import MemoryLinkStore
 from shared.errors import StaleWrite
 from shared.models import BackState, ObjectType, RecordLink
 from shared.ports import LinkStore
-from shared.stores import DynamoLinkStore
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 BOTH = pytest.mark.parametrize("kind", ["dynamo", "memory"])
 KEY = "hubspot:deal:101"
-
-
-@pytest.fixture
-def links(kind: str, request: pytest.FixtureRequest) -> LinkStore:
-    if kind == "memory":
-        return MemoryLinkStore()
-    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
-    create_table(dynamodb, DESCRIPTION.table("Links"), "test-back-links")
-    return DynamoLinkStore(dynamodb, "test-back-links")
 
 
 def state(revision: int, **written: str) -> BackState:

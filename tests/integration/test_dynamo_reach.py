@@ -3,32 +3,14 @@ in memory alike: the way back's only path from a deleted payment to its invoices
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pytest
 
-from infra.resources import DESCRIPTION
-from local.aws import create_table
-from local.memory import MemoryLinkStore
 from shared.ports import LinkStore
-from shared.stores import DynamoLinkStore
-
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
 
 BOTH = pytest.mark.parametrize("kind", ["dynamo", "memory"])
 PAYMENT = "quickbooks:payment:42"
 INVOICE = "quickbooks:invoice:77"
 CUSTOMER = "quickbooks:customer:5"
-
-
-@pytest.fixture
-def links(kind: str, request: pytest.FixtureRequest) -> LinkStore:
-    if kind == "memory":
-        return MemoryLinkStore()
-    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
-    create_table(dynamodb, DESCRIPTION.table("Links"), "test-reach-links")
-    return DynamoLinkStore(dynamodb, "test-reach-links")
 
 
 @BOTH

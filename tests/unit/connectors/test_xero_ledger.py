@@ -38,11 +38,19 @@ def ledger_of(sandbox: XeroSandbox, url: str) -> AccountingLedger:
     return target
 
 
-def approved(sandbox: XeroSandbox, contact_id: str, amount: int, **fields: object) -> str:
-    invoice = sandbox.ui_create(
-        "Invoices",
+# Xero's Type of a sales document, by its kind.
+SALES_TYPE = {"Invoice": "ACCREC", "CreditNote": "ACCRECCREDIT"}
+
+
+def approved(
+    sandbox: XeroSandbox, contact_id: str, amount: int, kind: str = "Invoice", **fields: object
+) -> str:
+    """An approved, untaxed sales document of one line, an invoice unless ``kind`` is
+    "CreditNote" (a bill with Type ACCPAY): its id."""
+    document = sandbox.ui_create(
+        f"{kind}s",
         {
-            "Type": "ACCREC",
+            "Type": SALES_TYPE[kind],
             "Contact": {"ContactID": contact_id},
             "Status": "AUTHORISED",
             "LineAmountTypes": "NoTax",
@@ -50,7 +58,7 @@ def approved(sandbox: XeroSandbox, contact_id: str, amount: int, **fields: objec
             **fields,
         },
     )
-    return str(invoice["InvoiceID"])
+    return str(document[f"{kind}ID"])
 
 
 def test_the_feed_pages_and_names_deleted_payments_and_archived_contacts(
@@ -113,19 +121,8 @@ def test_a_customer_stands_in_the_base_currency(
 
 
 def credit_note(sandbox: XeroSandbox, contact_id: str, amount: int, **fields: object) -> str:
-    """An approved, untaxed sales credit note (a bill's with Type ACCPAYCREDIT)."""
-    note = sandbox.ui_create(
-        "CreditNotes",
-        {
-            "Type": "ACCRECCREDIT",
-            "Contact": {"ContactID": contact_id},
-            "Status": "AUTHORISED",
-            "LineAmountTypes": "NoTax",
-            "LineItems": [{"Description": "Credit", "UnitAmount": amount, "AccountCode": "200"}],
-            **fields,
-        },
-    )
-    return str(note["CreditNoteID"])
+    """An approved, untaxed sales credit note (a bill's with Type ACCPAYCREDIT): its id."""
+    return approved(sandbox, contact_id, amount, "CreditNote", **fields)
 
 
 def refund(books: XeroBooks, note_id: str, amount: int, on: date) -> str:

@@ -9,7 +9,6 @@ enabled and "Sales Rep" (3) named but disabled.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,20 +22,6 @@ from tests.unit.sandboxes.test_quickbooks_sandbox import (
     start_harness,
     stop_harness,
 )
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Harness]:
-    harness = start_harness(OffsetClock(), rate_per_second=100)
-    yield harness
-    stop_harness(harness)
-
-
-@pytest.fixture
-def qbo(shared: Harness) -> Harness:
-    shared.sandbox.reset()
-    shared.refresh()
-    return shared
 
 
 def invoice_with(qbo: Harness, custom: Any) -> dict[str, Any]:

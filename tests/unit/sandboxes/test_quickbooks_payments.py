@@ -4,7 +4,6 @@ python-quickbooks (Intuit's community client) paying an invoice against it."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,31 +11,13 @@ from quickbooks.objects import Invoice, Payment
 from quickbooks.objects.payment import PaymentLine
 
 from local.sandboxes.base import SandboxServer
-from tests.fakes import OffsetClock
 from tests.unit.sandboxes.test_quickbooks_sandbox import (
     Harness,
     Receiver,
     fault_of,
     sales_line,
-    start_harness,
-    stop_harness,
 )
 from tests.unit.sandboxes.test_quickbooks_sdk import connect, ref
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Harness]:
-    harness = start_harness(OffsetClock(), rate_per_second=100)
-    yield harness
-    stop_harness(harness)
-
-
-@pytest.fixture
-def qbo(shared: Harness) -> Harness:
-    shared.sandbox.reset()
-    shared.sandbox.webhook_url = None
-    shared.refresh()
-    return shared
 
 
 def invoice(qbo: Harness, customer: str = "1", amount: float = 100) -> dict[str, Any]:

@@ -4,43 +4,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from quickbooks.objects import RefundReceipt
 
 from local.sandboxes.base import SandboxServer
-from tests.fakes import OffsetClock
 from tests.unit.sandboxes.test_quickbooks_payments import invoice, pay, read
 from tests.unit.sandboxes.test_quickbooks_sandbox import (
     Harness,
     Receiver,
     fault_of,
     sales_line,
-    start_harness,
-    stop_harness,
 )
 from tests.unit.sandboxes.test_quickbooks_sdk import connect, ref
 from tests.unit.sandboxes.test_quickbooks_sdk import sales_line as sdk_line
 
 UNDEPOSITED_FUNDS = "6"  # seeded, an Other Current Asset account
 SERVICES_INCOME = "1"  # seeded, an Income account
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Harness]:
-    harness = start_harness(OffsetClock(), rate_per_second=100)
-    yield harness
-    stop_harness(harness)
-
-
-@pytest.fixture
-def qbo(shared: Harness) -> Harness:
-    shared.sandbox.reset()
-    shared.sandbox.webhook_url = None
-    shared.refresh()
-    return shared
 
 
 def refund(qbo: Harness, *lines: dict[str, Any], **fields: Any) -> Any:

@@ -4,14 +4,11 @@ real HTTP."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
-import pytest
 
-from local.sandboxes.base import SandboxServer
 from local.sandboxes.xero_org import INVOICE, LOCKED
 from local.sandboxes.xero_payments import (
     EXCEEDS_DUE,
@@ -25,32 +22,15 @@ from local.sandboxes.xero_payments import (
     WRONG_INVOICE_TYPE,
 )
 from tests.fakes import OffsetClock
-from tests.unit.sandboxes.test_xero_payments import BANK, approved, invoice, ms_day, pay
+from tests.unit.sandboxes.test_xero_payments import BANK, approved, invoice, ms_day, pay, webhooks
 from tests.unit.sandboxes.test_xero_sandbox import (
     Harness,
-    Receiver,
     contact_id,
     errors_of,
     line,
     start_harness,
     stop_harness,
 )
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Harness]:
-    harness = start_harness(OffsetClock(), rate_per_minute=10_000)
-    yield harness
-    stop_harness(harness)
-
-
-@pytest.fixture
-def xero(shared: Harness) -> Harness:
-    shared.clock.offset = 0.0
-    shared.sandbox.reset()
-    shared.sandbox.webhook_url = None
-    shared.refresh()
-    return shared
 
 
 def raise_note(
@@ -293,18 +273,11 @@ def test_credit_notes_list_by_contact_and_since_a_time(xero: Harness) -> None:
 
 
 def test_credit_note_events_carry_their_type_and_status(xero: Harness) -> None:
-    recv = Receiver(xero.config.webhook_key)
-    server = SandboxServer(recv.app(), 0).start()
-    try:
-        invoice_id = approved(xero)
-        xero.sandbox.webhook_url = f"{server.url}/hook"
-        assert xero.sandbox.intent_to_receive().ok
+    invoice_id = approved(xero)
+    with webhooks(xero) as recv:
         credit_note = note_id(raise_note(xero, 50))
         allocate(xero, credit_note, invoice_id, 20)
         refund(xero, credit_note, 30)
-        assert xero.sandbox.wait_for_webhooks_idle(10)
-    finally:
-        server.stop()
 
     deliveries = [json.loads(body)["events"] for body, _ in recv.received]
     assert [
@@ -324,16 +297,11 @@ def test_credit_note_events_carry_their_type_and_status(xero: Harness) -> None:
 
 def test_only_the_categories_subscribed_to_are_sent() -> None:
     harness = start_harness(OffsetClock(), webhook_categories=("INVOICE",))
-    recv = Receiver(harness.config.webhook_key)
-    server = SandboxServer(recv.app(), 0).start()
     try:
         invoice_id = approved(harness)
-        harness.sandbox.webhook_url = f"{server.url}/hook"
-        assert harness.sandbox.intent_to_receive().ok
-        allocate(harness, note_id(raise_note(harness, 50)), invoice_id, 20)
-        assert harness.sandbox.wait_for_webhooks_idle(10)
+        with webhooks(harness) as recv:
+            allocate(harness, note_id(raise_note(harness, 50)), invoice_id, 20)
     finally:
-        server.stop()
         stop_harness(harness)
 
     events = [e for body, _ in recv.received for e in json.loads(body)["events"]]

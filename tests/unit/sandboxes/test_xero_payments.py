@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from local.sandboxes.base import SandboxServer
 from local.sandboxes.xero_payments import EXCEEDS_DUE, NOT_AUTHORISED
-from tests.fakes import OffsetClock
 from tests.unit.sandboxes.test_xero_sandbox import (
     Harness,
     Receiver,
@@ -21,27 +19,9 @@ from tests.unit.sandboxes.test_xero_sandbox import (
     invoice_body,
     line,
     ms_datetime,
-    start_harness,
-    stop_harness,
 )
 
 BANK = {"Code": "090"}  # the seeded Business Bank Account
-
-
-@pytest.fixture(scope="module")
-def shared() -> Iterator[Harness]:
-    harness = start_harness(OffsetClock(), rate_per_minute=10_000)
-    yield harness
-    stop_harness(harness)
-
-
-@pytest.fixture
-def xero(shared: Harness) -> Harness:
-    shared.clock.offset = 0.0
-    shared.sandbox.reset()
-    shared.sandbox.webhook_url = None
-    shared.refresh()
-    return shared
 
 
 def approved(xero: Harness, amount: int = 100, *, due: date | None = None, **fields: Any) -> str:
@@ -217,17 +197,25 @@ def test_if_modified_since_lists_payments_and_their_invoices(xero: Harness) -> N
     assert [p["PaymentID"] for p in where.json()["Payments"]] == [payment_id]
 
 
-def test_a_payment_is_an_invoice_update_webhook(xero: Harness) -> None:
+@contextmanager
+def webhooks(xero: Harness) -> Iterator[Receiver]:
+    """Inside, the sandbox's webhooks go to a receiver that has answered Xero's Intent to
+    Receive; on leaving, every one has been delivered."""
     recv = Receiver(xero.config.webhook_key)
     server = SandboxServer(recv.app(), 0).start()
     try:
-        invoice_id = approved(xero)
         xero.sandbox.webhook_url = f"{server.url}/hook"
         assert xero.sandbox.intent_to_receive().ok
-        pay(xero, invoice_id, 100)
+        yield recv
         assert xero.sandbox.wait_for_webhooks_idle(10)
     finally:
         server.stop()
+
+
+def test_a_payment_is_an_invoice_update_webhook(xero: Harness) -> None:
+    invoice_id = approved(xero)
+    with webhooks(xero) as recv:
+        pay(xero, invoice_id, 100)
 
     events = [e for body, _ in recv.received for e in json.loads(body)["events"]]
     assert [(e["eventCategory"], e["eventType"], e["resourceId"]) for e in events] == [

@@ -324,27 +324,26 @@ def test_rate_limit_is_the_sdks_rate_limit_exception(
         sandbox.close()
 
 
+def ads(contact: Contact, amount: int) -> dict[str, Any]:
+    """An approved, untaxed sales document's fields, invoice or credit note alike: one
+    line of ads for the contact."""
+    return {
+        "contact": Contact(contact_id=contact.contact_id),
+        "status": "AUTHORISED",
+        "line_amount_types": LineAmountTypes.NOTAX,
+        "line_items": [
+            LineItem(description="Ads", quantity=1, unit_amount=amount, account_code="200")
+        ],
+    }
+
+
 def test_sdk_pays_an_invoice_and_reads_the_balances(xero: Session) -> None:
     api, tenant = xero.accounting, xero.tenant
     contact = api.get_contacts(tenant, where='Name=="Boom FM"').contacts[0]
-    invoice = api.create_invoices(
-        tenant,
-        Invoices(
-            invoices=[
-                Invoice(
-                    type="ACCREC",
-                    contact=Contact(contact_id=contact.contact_id),
-                    date=date(2026, 1, 15),
-                    due_date=date(2026, 2, 15),
-                    status="AUTHORISED",
-                    line_amount_types=LineAmountTypes.NOTAX,
-                    line_items=[
-                        LineItem(description="Ads", quantity=1, unit_amount=100, account_code="200")
-                    ],
-                )
-            ]
-        ),
-    ).invoices[0]
+    sale = Invoice(
+        type="ACCREC", date=date(2026, 1, 15), due_date=date(2026, 2, 15), **ads(contact, 100)
+    )
+    invoice = api.create_invoices(tenant, Invoices(invoices=[sale])).invoices[0]
 
     # create_payment POSTs one Payment; create_payments PUTs a list.
     part = api.create_payment(
@@ -397,36 +396,10 @@ def test_sdk_raises_allocates_and_refunds_a_credit_note(xero: Session) -> None:
     api, tenant = xero.accounting, xero.tenant
     contact = api.get_contacts(tenant, where='Name=="Boom FM"').contacts[0]
     invoice = api.create_invoices(
-        tenant,
-        Invoices(
-            invoices=[
-                Invoice(
-                    type="ACCREC",
-                    contact=Contact(contact_id=contact.contact_id),
-                    status="AUTHORISED",
-                    line_amount_types=LineAmountTypes.NOTAX,
-                    line_items=[
-                        LineItem(description="Ads", quantity=1, unit_amount=100, account_code="200")
-                    ],
-                )
-            ]
-        ),
+        tenant, Invoices(invoices=[Invoice(type="ACCREC", **ads(contact, 100))])
     ).invoices[0]
     note = api.create_credit_notes(
-        tenant,
-        CreditNotes(
-            credit_notes=[
-                CreditNote(
-                    type="ACCRECCREDIT",
-                    contact=Contact(contact_id=contact.contact_id),
-                    status="AUTHORISED",
-                    line_amount_types=LineAmountTypes.NOTAX,
-                    line_items=[
-                        LineItem(description="Ads", quantity=1, unit_amount=50, account_code="200")
-                    ],
-                )
-            ]
-        ),
+        tenant, CreditNotes(credit_notes=[CreditNote(type="ACCRECCREDIT", **ads(contact, 50))])
     ).credit_notes[0]
 
     allocation = api.create_credit_note_allocation(
