@@ -158,7 +158,9 @@ Choices where the documentation is unclear
   client id. One delivery per API request, holding every event it caused.
 * A SalesItemLine needs ``Amount`` and ``ItemRef`` (2020 otherwise); Intuit may
   default a missing ItemRef to the Services item, which is not modelled.
-* A request refused by one rate window still counts in the others.
+* A request refused by one rate window still counts in the others. The second's
+  window is keyed by the app a token was issued to (the company's other apps, as
+  ``QuickBooksBooks``, have their own), the minute's by the company alone.
 * Seed objects are dated 45 days back, so CDC reports only changes made through
   the API.
 * Invoice custom fields (``quickbooks_custom_fields``): an entry for a field that is
@@ -548,7 +550,9 @@ class QuickBooksSandbox:
             + base64.b64encode(hashlib.sha256(self.config.client_id.encode()).digest()).decode()
         )
         self._refresh_tokens: dict[str, _RefreshToken] = {}
-        self._access_tokens: dict[str, float] = {}  # token -> expiry
+        # token -> (expiry, the app it was issued to): "10 requests a second" is counted
+        # per company and app [Q6], the 500 a minute per company.
+        self._access_tokens: dict[str, tuple[float, str]] = {}
         self._auth_codes: dict[str, _AuthCode] = {}
         self._refresh_tokens[self.config.initial_refresh_token] = _RefreshToken(clock())
         self._store: dict[str, dict[str, JsonObj]] = {}
@@ -594,6 +598,16 @@ class QuickBooksSandbox:
         with self._lock:
             self._auth_codes[code] = _AuthCode(self.config.clock() + AUTH_CODE_TTL_S, redirect_uri)
         return code
+
+    def mint_access_token(self, app_client_id: str) -> str:
+        """An access token of another app the company connected (a person's own
+        tool): its calls count against the company's limits, not against this app's
+        per-second one."""
+        access = "eyJ" + secrets.token_urlsafe(48)
+        with self._lock:
+            expiry = self.config.clock() + self.config.access_token_ttl_s
+            self._access_tokens[access] = (expiry, app_client_id)
+        return access
 
     def issued_tokens(self) -> dict[str, list[str]]:
         """Every refresh token (the configured one first) and access token the OAuth
@@ -1003,7 +1017,10 @@ class QuickBooksSandbox:
             refresh = "AB11" + secrets.token_urlsafe(36)
             self._refresh_tokens[refresh] = _RefreshToken(now)
             access = "eyJ" + secrets.token_urlsafe(48)
-            self._access_tokens[access] = now + self.config.access_token_ttl_s
+            self._access_tokens[access] = (
+                now + self.config.access_token_ttl_s,
+                self.config.client_id,
+            )
         return self._json(
             {
                 "access_token": access,
@@ -1076,12 +1093,15 @@ class QuickBooksSandbox:
         }
         return self._json(body, status)
 
-    def _authenticate(self, realm: str) -> Response | None:
+    def _authenticate(self, realm: str) -> Response | str:
+        """The refusal of a request without a valid token for ``realm``, or the client
+        id of the app its token was issued to."""
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
         with self._lock:
-            expiry = self._access_tokens.get(token) if scheme.lower() == "bearer" else None
+            issued = self._access_tokens.get(token) if scheme.lower() == "bearer" else None
+        expiry = issued[0] if issued else None
         if expiry is None or self.config.clock() >= expiry:
             detail = f"Token expired: {token[:12]}" if expiry is not None else "Token invalid"
             return self._auth_failure(
@@ -1097,7 +1117,8 @@ class QuickBooksSandbox:
                 "3100",
                 f"The access token does not grant access to company {realm}",
             )
-        return None
+        assert issued is not None
+        return issued[1]
 
     def _throttled(self, retry_after_s: float) -> Response:
         error = QboError(
@@ -1115,10 +1136,10 @@ class QuickBooksSandbox:
     def _rate_limited_fault(self, fault: Fault) -> Response:
         return self._throttled(fault.retry_after_s)
 
-    def _throttle(self, is_batch: bool) -> Response | None:
+    def _throttle(self, is_batch: bool, app: str) -> Response | None:
         """One hit in each window that applies; a batch is one request unless
         ``batch_items_metered`` counts its items (see the module docstring)."""
-        realm, app_key = self.config.realm_id, f"{self.config.realm_id}:{self.config.client_id}"
+        realm, app_key = self.config.realm_id, f"{self.config.realm_id}:{app}"
         weight = self._batch_weight() if is_batch else 1
         waits = [self._per_minute.hit(realm) for _ in range(weight)]
         waits += [self._per_second.hit(app_key) for _ in range(weight)]
@@ -1142,12 +1163,12 @@ class QuickBooksSandbox:
     # --- accounting API: routing -------------------------------------------------------
 
     def _accounting(self, realm: str, rest: str) -> Response:
-        denied = self._authenticate(realm)
-        if denied is not None:
-            return denied
+        app = self._authenticate(realm)
+        if isinstance(app, Response):
+            return app
         parts = [p for p in rest.split("/") if p]
         resource = parts[0].lower() if parts else ""
-        throttled = self._throttle(resource == "batch")
+        throttled = self._throttle(resource == "batch", app)
         if throttled is not None:
             return throttled
         try:
@@ -2209,7 +2230,10 @@ def _sandbox_secret(sandbox: QuickBooksSandbox) -> dict[str, str]:
 
 class QuickBooksBooks:
     """The company's books as a person sees them; their own edits go through the public
-    API with a token of their own (an authorization code grant, as an app would get)."""
+    API with a token of another app the company connected (their own tool), so they
+    count against the company's limits but not against our app's per-second one."""
+
+    APP = "a-persons-own-tool"
 
     def __init__(self, sandbox: QuickBooksSandbox, base_url: str) -> None:
         self._sandbox = sandbox
@@ -2217,24 +2241,13 @@ class QuickBooksBooks:
         self._api: httpx.Client | None = None
 
     def api(self) -> httpx.Client:
-        """The company's v3 API, authorized (once) like another app of the company."""
+        """The company's v3 API, authorized (once) as that other app."""
         if self._api is None:
             config = self._sandbox.config
-            token = httpx.post(
-                f"{self._base_url}/oauth2/v1/tokens/bearer",
-                auth=(config.client_id, config.client_secret),
-                data={
-                    "grant_type": "authorization_code",
-                    "code": self._sandbox.mint_authorization_code(config.redirect_uris[0]),
-                    "redirect_uri": config.redirect_uris[0],
-                },
-                timeout=10,
-            )
-            token.raise_for_status()
             self._api = httpx.Client(
                 base_url=f"{self._base_url}/v3/company/{config.realm_id}",
                 headers={
-                    "Authorization": f"Bearer {token.json()['access_token']}",
+                    "Authorization": f"Bearer {self._sandbox.mint_access_token(self.APP)}",
                     "Accept": "application/json",
                 },
                 params={"minorversion": "75"},

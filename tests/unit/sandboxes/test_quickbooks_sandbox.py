@@ -885,6 +885,24 @@ def test_per_second_limit_gives_429_without_retry_after(
     assert throttled.json()["Fault"]["type"] == "SERVICE"
 
 
+def test_the_second_is_counted_per_app_and_the_minute_per_company(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """Intuit: 10 requests a second per company and app, 500 a minute per company."""
+    qbo = make_harness(rate_per_second=2, rate_per_minute=4)
+
+    def as_app(app: str) -> dict[str, Any]:
+        return {"headers": {"Authorization": f"Bearer {qbo.sandbox.mint_access_token(app)}"}}
+
+    ours = [qbo.api("GET", "customer/1").status_code for _ in range(2)]
+    another = [qbo.api("GET", "customer/1", **as_app("another")).status_code for _ in range(2)]
+    minute_full = qbo.api("GET", "customer/1", **as_app("a third"))
+
+    assert ours == another == [200, 200]  # each app its own second
+    assert minute_full.status_code == 429  # the company's minute: all apps together
+    assert fault_of(minute_full)["code"] == "3001"
+
+
 def test_batch_and_minute_limits(make_harness: Callable[..., Harness]) -> None:
     qbo = make_harness(batch_per_minute=1, rate_per_minute=4, send_retry_after=True)
     batch = {"BatchItemRequest": [{"bId": "1", "Query": "select * from Term"}]}
