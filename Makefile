@@ -34,7 +34,7 @@ up: $(VENV)/.installed
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -n 2 --dist loadfile  # a module's local stack starts once, on one worker
+	$(PY) -m pytest -n 3 --dist loadfile  # a module's stack starts once; e2e waits leave 2 cores room for 3
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
