@@ -195,7 +195,9 @@ path_texts = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclu
 paths = st.one_of(
     st.sampled_from([webhook_path(vendor, CONNECTION.id) for vendor in VENDORS]),
     path_texts.map(lambda vendor: webhook_path(vendor, CONNECTION.id)),
-    path_texts.map(lambda path: f"/{path}"),
+    # One leading "/": werkzeug's request builder (this test's, not API Gateway) reads
+    # "//x" as a host, and refuses "//[" outright.
+    path_texts.map(lambda path: "/" + path.lstrip("/")),
 )
 
 
