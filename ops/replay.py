@@ -20,7 +20,8 @@ from rich.table import Table
 from ops.command import Command, CommandError, console, moment, print_json
 from ops.deployment import add_deployment_arguments, deployment_of
 from shared.errors import Retryable
-from shared.models import AuditEntry, ChangeEvent, ObjectType, Outcome
+from shared.models import AuditEntry, ChangeEvent, Outcome
+from shared.models.events import split_record_key
 from shared.stores import DynamoAuditLog
 
 REPLAYABLE = (Outcome.INVALID, Outcome.REJECTED)
@@ -40,11 +41,11 @@ def replay_event(entry: AuditEntry, now: datetime) -> ChangeEvent:
     """A fresh event for the entry's record. Its version is now: a found record's
     event is never skipped as stale, and a later replay is a new event, not a repeat
     the queue would drop."""
-    system, object_type, record_id = entry.record_key.split(":", 2)
+    system, object_type, record_id = split_record_key(entry.record_key)
     return ChangeEvent.found(
         entry.connection_id,
         system,
-        ObjectType(object_type),
+        object_type,
         record_id,
         int(now.timestamp() * 1000),
         by="replay",

@@ -38,6 +38,13 @@ def record_key(system: System, object_type: ObjectType, record_id: str) -> str:
     return f"{system}:{object_type}:{record_id}"
 
 
+def split_record_key(key: str) -> tuple[System, ObjectType, str]:
+    """``record_key``'s parts. Raises ValueError for a key that is not one."""
+    system, _, rest = key.partition(":")
+    type_name, _, record_id = rest.partition(":")
+    return system, ObjectType(type_name), record_id
+
+
 class ChangeEvent(BaseModel):
     """One change to one record in one system.
 

@@ -48,7 +48,7 @@ from shared.models import (
     TaxTreatment,
 )
 from shared.models.drift import Done, DriftKind, DriftReport, Finding
-from shared.models.events import record_key
+from shared.models.events import record_key, split_record_key
 from shared.money import minor_units, round_half_up
 from shared.ports import (
     AccountingLedger,
@@ -59,6 +59,7 @@ from shared.ports import (
     DriftStore,
     EventQueue,
     LinkStore,
+    TargetChange,
 )
 from shared.sync.backflow import Side, digest, money_reach, named_by, side_of
 from shared.sync.content import Mapped, map_content
@@ -154,23 +155,17 @@ class DriftCheck:
             read_at = int(self._clock().timestamp() * 1000)
             since = read_at if self._cursors.get(cursor) is None else self._since(cursor)
             changes = list(self._standings.changed_since(FEED_TYPES, since))
-            keys = []
             system = self._target.system
             for change in changes:
-                itself = record_key(system, change.object_type, change.target_id)
                 # Gone is the changed record itself: a void does not delete its
                 # customer, nor a deleted payment the invoices it was applied to.
                 if change.deleted:
+                    itself = record_key(system, change.object_type, change.target_id)
                     run.gone[itself] = f"deleted or voided in {system}"
-                reached = (  # a payment's invoices and customer, a deleted one's too
-                    money_reach(self._links, self._connection_id, system, change.target_id, change)
-                    if change.object_type is ObjectType.PAYMENT
-                    else [itself, *named_by(system, change)]  # a customer's standing too
-                )
-                keys += self._linked_keys(reached)
+            keys = self._linked_keys(key for change in changes for key in self._reached(change))
             # Everything changed until it was read is in: the next run reads from there.
             yield keys, self._mover(cursor, max([read_at, *(c.changed_at_ms for c in changes)]))
-            yield self._fallen_due()
+            yield self._fallen_due(self._standings)
         for object_type in CHECKED_TYPES:
             if not self._mapper.handles(object_type):
                 continue
@@ -188,7 +183,7 @@ class DriftCheck:
             newest = max((d.deleted_at_ms for d in deleted), default=0)
             yield keys, self._mover(deletions, newest)
 
-    def _fallen_due(self) -> tuple[list[str], Callable[[], None]]:
+    def _fallen_due(self, standings: AccountingLedger) -> tuple[list[str], Callable[[], None]]:
         """The invoices (and their customers) that turned overdue since the last run's
         day: a date passed, nothing changed in the books, so no feed names them. An
         invoice is overdue from the day after its due date: due in [last run's day,
@@ -200,18 +195,20 @@ class DriftCheck:
         if marked is None:
             return [], note_today
         last = _day(marked)
-        if last >= today or self._standings is None:
+        if last >= today:
             return [], _nothing
+        fallen = standings.falling_due(last, today)
+        keys = self._linked_keys(key for change in fallen for key in self._reached(change))
+        return keys, note_today
+
+    def _reached(self, change: TargetChange) -> list[str]:
+        """The target keys whose standing an accounting change moved: a payment's
+        invoices and customer (a deleted one's, those it reached before), else the
+        record itself and its customer."""
         system = self._target.system
-        fallen = [
-            target_key
-            for change in self._standings.falling_due(last, today)
-            for target_key in [
-                record_key(system, ObjectType.INVOICE, change.target_id),
-                *named_by(system, change),
-            ]
-        ]
-        return self._linked_keys(fallen), note_today
+        if change.object_type is ObjectType.PAYMENT:
+            return money_reach(self._links, self._connection_id, system, change.target_id, change)
+        return [record_key(system, change.object_type, change.target_id), *named_by(system, change)]
 
     def _linked_keys(self, target_keys: Iterable[str]) -> list[str]:
         """The CRM keys of those accounting records that are linked."""
@@ -230,11 +227,12 @@ class DriftCheck:
         if crm_key in run.seen:
             return
         run.seen.add(crm_key)
-        system, _, rest = crm_key.partition(":")
-        type_name, _, record_id = rest.partition(":")
-        if system != self._crm.system or type_name not in set(ObjectType):
+        try:
+            system, object_type, record_id = split_record_key(crm_key)
+        except ValueError:
             return
-        object_type = ObjectType(type_name)
+        if system != self._crm.system:
+            return
         link = self._links.get(self._connection_id, crm_key)
         record = self._crm.fetch(object_type, record_id)
         if record is None:
