@@ -14,14 +14,14 @@ created in the same batch would be refused. Create the customers first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.errors import ConnectorError, RecordInvalid
 from shared.models import Invoice, ObjectType, Party
-from shared.ports import TargetRef
+from shared.ports import CustomerListing, TargetRef
 
 # What one write of a batch came to, in the order the writes were given:
 # * ``TargetRef``: written; the record's id and new version.
@@ -79,16 +79,8 @@ class BatchWrite(BaseModel):
         )
 
 
-class KnownCustomer(NamedTuple):
-    """A customer the target holds, as a backfill matches against it."""
-
-    ref: TargetRef
-    email: str | None
-    display_name: str
-
-
 @runtime_checkable
-class BatchingTarget(Protocol):
+class BatchingTarget(CustomerListing, Protocol):
     """An ``AccountingTarget`` that can write many customers and invoices a call.
 
     ``batch_max_items`` is how many writes one vendor call carries;
@@ -102,8 +94,3 @@ class BatchingTarget(Protocol):
     batch_max_items: int
 
     def batch_upsert(self, writes: Sequence[BatchWrite]) -> list[BatchResult]: ...
-
-    def known_customers(self) -> Iterator[KnownCustomer]:
-        """Every active customer, read a page at a time: what a backfill matches its
-        parties against, instead of a lookup per record."""
-        ...

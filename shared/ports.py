@@ -8,7 +8,7 @@ in-memory ones (tests, benchmarks, dry runs) in ``local/memory.py``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from decimal import Decimal
@@ -234,6 +234,48 @@ class TargetChange(BaseModel):
     # For an invoice, payment, credit note or refund: its customer, whose standing
     # changed too.
     customer_id: str | None = None
+
+
+class KnownCustomer(NamedTuple):
+    """A customer the target holds, as a listing of its customers gives it."""
+
+    ref: TargetRef
+    email: str | None
+    display_name: str
+
+
+@runtime_checkable
+class CustomerListing(Protocol):
+    """An ``AccountingTarget`` that lists its customers a page at a time: what a
+    backfill matches its parties against, and what keeps the ``CustomerDirectory``."""
+
+    def known_customers(self, *, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
+        """Every active customer; with ``changed_since``, only those the target last
+        changed at or after it (by the target's own clock)."""
+        ...
+
+
+class CustomerDirectory(Protocol):
+    """The emails the target's customers hold, so that a customer create looks up
+    an email only where some customer may hold it (a lookup is a vendor call).
+
+    Kept from the target's own listing (``CustomerListing``): all of it once, then
+    what changed since, at each reconcile and at each change of a customer in the
+    target; a customer this service makes or links is added as it is. Emails are
+    never taken out (a stale one costs a lookup, never a duplicate).
+    """
+
+    def holds(self, connection_id: str, email: str) -> bool | None:
+        """Whether a customer holds (or held) ``email``; None until first filled."""
+        ...
+
+    def add(self, connection_id: str, emails: Iterable[str]) -> None: ...
+
+    def filled_at(self, connection_id: str) -> datetime | None:
+        """When the newest listing that filled the directory started."""
+        ...
+
+    def mark_filled(self, connection_id: str, at: datetime) -> None: ...
 
 
 @runtime_checkable

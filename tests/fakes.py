@@ -15,7 +15,8 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from shared.batch import BatchResult, BatchWrite, KnownCustomer
+from shared.batch import BatchResult, BatchWrite
+from shared.connectors import times
 from shared.errors import (
     AlreadyExists,
     ConnectorError,
@@ -42,6 +43,7 @@ from shared.ports import (
     BY_ITEM_NAME,
     CrmProperty,
     DeletedRecord,
+    KnownCustomer,
     NewItem,
     TargetChange,
     TargetRef,
@@ -518,9 +520,12 @@ class FakeBatchLedger(FakeLedger):
             raise Retryable("batch answer lost on the wire")
         return results
 
-    def known_customers(self) -> Iterator[KnownCustomer]:
+    def known_customers(self, *, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
         self.lookups += 1
+        since_ms = times.epoch_ms(changed_since) if changed_since is not None else None
         for stored in list(self.customers.values()):
+            if since_ms is not None and stored.changed_at_ms < since_ms:
+                continue
             party = stored.body
             assert isinstance(party, Party)
             yield KnownCustomer(_ref(stored), party.email, party.display_name)

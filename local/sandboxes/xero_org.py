@@ -697,7 +697,8 @@ class Organisation:
             records = [r for r in records if r.get("ContactStatus") != "ARCHIVED"]
         if modified_since is not None and kind.modified_since:
             # "Only items created or updated since the specified timestamp will be
-            # returned (accurate to the second)".
+            # returned (accurate to the second)". NOT documented: whether a change in
+            # that very second is returned; chosen: it is (at or after, to the second).
             records = [r for r in records if int(r["_updated"]) >= int(modified_since)]
         if kind.name == "Invoices" and truthy(args.get("createdbymyapp")):
             records = [r for r in records if r.get("_by_app")]

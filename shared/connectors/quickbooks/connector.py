@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from shared.batch import BatchResult, BatchWrite, KnownCustomer
+from shared.batch import BatchResult, BatchWrite
 from shared.connectors.auth import RotatingOAuth2, require_body_hmac, required, secret_value
 from shared.connectors.catalog import CatalogItem, ItemCatalog, KeptIndex
 from shared.connectors.http import (
@@ -68,6 +68,7 @@ from shared.ports import (
     BY_ITEM_NAME,
     CallBudget,
     InboundWebhook,
+    KnownCustomer,
     Lock,
     NewItem,
     SecretStore,
@@ -289,6 +290,13 @@ class Above:
 
 
 @dataclass(frozen=True)
+class AtLeast:
+    """``field >= 'value'``."""
+
+    value: str
+
+
+@dataclass(frozen=True)
 class Between:
     """``field >= 'start' AND field < 'end'``: a half-open range."""
 
@@ -298,16 +306,18 @@ class Between:
 
 # A query's conditions: field = value, or field IN (values) for a tuple, or a
 # comparison [Q13]. A field must be one the entity's reference marks filterable [Q24].
-Where = Mapping[str, str | bool | tuple[str, ...] | Above | Between]
+Where = Mapping[str, str | bool | tuple[str, ...] | Above | AtLeast | Between]
 
 
-def _condition(name: str, value: str | bool | tuple[str, ...] | Above | Between) -> str:
+def _condition(name: str, value: str | bool | tuple[str, ...] | Above | AtLeast | Between) -> str:
     if isinstance(value, bool):
         return f"{name} = {'true' if value else 'false'}"
     if isinstance(value, tuple):
         return f"{name} IN ({', '.join(quote(v) for v in value)})"
     if isinstance(value, Above):
         return f"{name} > {quote(value.value)}"
+    if isinstance(value, AtLeast):
+        return f"{name} >= {quote(value.value)}"
     if isinstance(value, Between):
         return f"{name} >= {quote(value.start)} AND {name} < {quote(value.end)}"
     return f"{name} = {quote(value)}"
@@ -476,9 +486,15 @@ class QuickBooksAccounting:
         read once and kept (``ItemCatalog``)."""
         return self._items.find(name=name, sku=sku)
 
-    def known_customers(self) -> Iterator[KnownCustomer]:
-        """Every active customer, 1,000 a query [Q13]."""
-        for row in self.query_all("Customer", {"Active": True}):
+    def known_customers(self, *, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
+        """Every active customer, 1,000 a query [Q13]; with ``changed_since``, those whose
+        ``MetaData.LastUpdatedTime`` is at or after it [Q25]. LastUpdatedTime is to the
+        second [Q3]: the bound is rounded down, so a change within that second is kept."""
+        where: dict[str, bool | AtLeast] = {"Active": True}
+        if changed_since is not None:
+            since = datetime.fromtimestamp(epoch_ms(changed_since) // 1000, UTC)
+            where["MetaData.LastUpdatedTime"] = AtLeast(since.isoformat())
+        for row in self.query_all("Customer", where):
             customer = _Customer.model_validate(row)
             email = customer.PrimaryEmailAddr.Address if customer.PrimaryEmailAddr else None
             yield KnownCustomer(customer.ref(), email, customer.DisplayName)

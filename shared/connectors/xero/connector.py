@@ -92,6 +92,7 @@ from shared.ports import (
     BY_ITEM_NAME,
     CallBudget,
     InboundWebhook,
+    KnownCustomer,
     Lock,
     NewItem,
     SecretStore,
@@ -208,6 +209,13 @@ class _Contact(BaseModel):
             version=str(self.UpdatedDateUTC),
             changed_at_ms=self.UpdatedDateUTC,
         )
+
+
+class ListedContact(_Contact):
+    """A contact as a list of contacts gives it: what names and reaches the customer."""
+
+    Name: str
+    EmailAddress: str | None = None  # absent, or empty, when the contact has none
 
 
 class _Invoice(BaseModel):
@@ -529,6 +537,11 @@ class XeroAccounting:
         from shared.connectors.xero import ledger
 
         return ledger.falling_due(self, since, until)
+
+    def known_customers(self, *, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
+        from shared.connectors.xero import ledger
+
+        return ledger.known_customers(self, changed_since)
 
     def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
         if isinstance(record, Party):

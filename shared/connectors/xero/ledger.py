@@ -28,6 +28,10 @@ What Xero documents, cited as in connector.py (keys in docs/vendors/xero.md):
   allocated invoices and contact, so such an event finds its customer there.
 * ``where`` compares dates with ``DateTime(y, m, d)`` [X5]; ``Type``, ``Status``,
   ``DueDate`` and ``AmountDue`` are among the Invoices' optimised filters [X8].
+* GET Contacts leaves ARCHIVED contacts out unless ``includeArchived=true``, and its
+  summaries (``summaryOnly``) keep ``Name`` and ``EmailAddress`` [X7]: every active
+  contact is one paged list, what changed since a time the same list with
+  ``If-Modified-Since``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from shared.connectors.times import epoch_ms
 from shared.connectors.xero.connector import (
     CREDIT_NOTE_TYPE,
     INVOICE_TYPE,
+    ListedContact,
     UpdatedMs,
     credit_note_port_id,
     literal,
@@ -53,7 +58,7 @@ from shared.errors import Permanent
 from shared.models import CustomerStanding, InvoiceStanding, ObjectType
 from shared.models.standing import invoice_status
 from shared.money import minor_units, round_half_up
-from shared.ports import TargetChange
+from shared.ports import KnownCustomer, TargetChange
 
 if TYPE_CHECKING:
     from shared.connectors.xero.connector import XeroAccounting
@@ -330,14 +335,24 @@ def changed_since(
     """Contacts, sales invoices, their payments and sales credit notes changed since
     ``since_ms`` (to the second: Xero's If-Modified-Since has no finer grain [X5]),
     oldest first overall."""
-    since = datetime.fromtimestamp(since_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    headers = {"If-Modified-Since": since}
+    headers = _modified_since(since_ms)
     changes: list[TargetChange] = []
     for object_type in dict.fromkeys(object_types):
         for collection, params, model in _FEEDS.get(object_type, ()):
             rows = _pages(books, collection, params, headers)
             changes.extend(parse(model, row).change() for row in rows)
     yield from sorted(changes, key=lambda c: c.changed_at_ms)
+
+
+def known_customers(
+    books: XeroAccounting, changed_since: datetime | None
+) -> Iterator[KnownCustomer]:
+    """Every active contact, as summaries [X7]; with ``changed_since``, those changed at
+    or after it (to the second, rounded down [X5])."""
+    headers = _modified_since(epoch_ms(changed_since)) if changed_since is not None else None
+    for row in _pages(books, "Contacts", {"summaryOnly": "true"}, headers):
+        contact = parse(ListedContact, row)
+        yield KnownCustomer(contact.ref(), contact.EmailAddress or None, contact.Name)
 
 
 def falling_due(books: XeroAccounting, since: date, until: date) -> Iterator[TargetChange]:
@@ -363,6 +378,13 @@ def falling_due(books: XeroAccounting, since: date, until: date) -> Iterator[Tar
             changed_at_ms=epoch_ms(day),
             customer_id=invoice.Contact.ContactID,
         )
+
+
+def _modified_since(since_ms: int) -> dict[str, str]:
+    """``If-Modified-Since`` in UTC, to the second (Xero's grain [X5]): rounded down, so
+    a change within that second is listed."""
+    since = datetime.fromtimestamp(since_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return {"If-Modified-Since": since}
 
 
 def _date_literal(day: date) -> str:
