@@ -13,8 +13,9 @@ import random
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from shared.errors import Retryable, StaleWrite
@@ -160,6 +161,31 @@ class MemoryCursorStore:
         with self._lock:
             if value > self._values.get(name, value - 1):
                 self._values[name] = value
+
+
+class MemoryCustomerDirectory:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._emails: dict[str, set[str]] = {}
+        self._filled: dict[str, datetime] = {}
+
+    def holds(self, connection_id: str, email: str) -> bool | None:
+        with self._lock:
+            if connection_id not in self._filled:
+                return None
+            return email in self._emails.get(connection_id, set())
+
+    def add(self, connection_id: str, emails: Iterable[str]) -> None:
+        with self._lock:
+            self._emails.setdefault(connection_id, set()).update(emails)
+
+    def filled_at(self, connection_id: str) -> datetime | None:
+        with self._lock:
+            return self._filled.get(connection_id)
+
+    def mark_filled(self, connection_id: str, at: datetime) -> None:
+        with self._lock:
+            self._filled[connection_id] = at
 
 
 class MemoryDriftStore:

@@ -35,6 +35,7 @@ from shared.stores import (
     DynamoCallBudget,
     DynamoConnections,
     DynamoCursorStore,
+    DynamoCustomerDirectory,
     DynamoDeferralCounter,
     DynamoLinkStore,
     DynamoLock,
@@ -139,6 +140,10 @@ class Container:
         return DynamoLinkStore(self.dynamodb, self.settings.links_table)
 
     @cached_property
+    def directory(self) -> DynamoCustomerDirectory:
+        return DynamoCustomerDirectory(self.dynamodb, self.settings.links_table)
+
+    @cached_property
     def audit(self) -> DynamoAuditLog:
         return DynamoAuditLog(
             self.dynamodb, self.settings.audit_table, self.settings.audit_ttl_days
@@ -207,6 +212,7 @@ class Container:
             # A connector that can read back or write back says so by what it implements.
             standings=ledger if isinstance(ledger, AccountingLedger) else None,
             crm_writer=crm if isinstance(crm, CrmWriter) else None,
+            directory=self.directory,
         )
 
     @cache  # noqa: B019
@@ -234,6 +240,7 @@ class Container:
             start_ms=connection.start_ms,
             audit=self.audit,
             batch_writer=self.engine(connection).backfill,
+            refresh_directory=self.engine(connection).refresh_directory,
         )
 
     def previewer(self, connection: Connection) -> Previewer:

@@ -11,6 +11,7 @@ from shared.stores.audit import DynamoAuditLog
 from shared.stores.connections import DynamoConnections
 from shared.stores.cursors import DynamoCursorStore
 from shared.stores.deferrals import DynamoDeferralCounter
+from shared.stores.directory import DynamoCustomerDirectory
 from shared.stores.links import DynamoLinkStore
 from shared.stores.lock import DynamoLock
 from shared.stores.ratelimit import DynamoCallBudget
@@ -20,6 +21,7 @@ __all__ = [
     "DynamoCallBudget",
     "DynamoConnections",
     "DynamoCursorStore",
+    "DynamoCustomerDirectory",
     "DynamoDeferralCounter",
     "DynamoLinkStore",
     "DynamoLock",

@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING
 from shared.errors import StaleWrite
 from shared.models import BackState, PendingCreate, RecordLink
 from shared.ports import LinkState
-from shared.stores.dynamo import from_item, to_item
+from shared.stores.dynamo import from_item, put_all, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
-    from mypy_boto3_dynamodb.type_defs import WriteRequestTypeDef
 
 TARGET_INDEX = "by_target"
-BATCH_WRITE_MAX = 25  # items per BatchWriteItem
 PENDING = "pending_create"
 _KEYS = ("pk", "target_pk", PENDING)
 
@@ -95,23 +93,14 @@ class DynamoLinkStore:
         )
 
     def set_parent(self, connection_id: str, child_keys: Sequence[str], parent_key: str) -> None:
-        for start in range(0, len(child_keys), BATCH_WRITE_MAX):
-            requests: list[WriteRequestTypeDef] = [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "pk": {"S": _pk(connection_id, f"parent#{child}")},
-                            "parent": {"S": parent_key},
-                        }
-                    }
-                }
-                for child in child_keys[start : start + BATCH_WRITE_MAX]
-            ]
-            unprocessed = self._client.batch_write_item(RequestItems={self._table: requests}).get(
-                "UnprocessedItems", {}
-            )
-            if unprocessed:  # throttled: once more, then let the caller's retry handle it
-                self._client.batch_write_item(RequestItems=unprocessed)
+        put_all(
+            self._client,
+            self._table,
+            (
+                {"pk": {"S": _pk(connection_id, f"parent#{child}")}, "parent": {"S": parent_key}}
+                for child in child_keys
+            ),
+        )
 
     def parent_of(self, connection_id: str, child_key: str) -> str | None:
         item = self._client.get_item(

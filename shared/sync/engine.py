@@ -36,13 +36,13 @@ import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
 from pydantic import BaseModel
 
-from shared.batch import BatchingTarget, BatchWrite, KnownCustomer
+from shared.batch import BatchingTarget, BatchWrite
 from shared.errors import (
     AlreadyExists,
     AuthFailed,
@@ -79,7 +79,10 @@ from shared.ports import (
     AuditLog,
     CrmSource,
     CrmWriter,
+    CustomerDirectory,
+    CustomerListing,
     EventQueue,
+    KnownCustomer,
     LinkStore,
     Lock,
     NewItem,
@@ -95,6 +98,9 @@ Upsert = Callable[..., TargetRef]
 # and its link, short enough that a crashed holder does not block the record long.
 CREATE_LEASE_S = 60.0
 CREATE_WAIT_S = 15.0
+# How far the target's clock and ours may disagree, with the time a change takes to
+# show in the target's listing: a directory refresh reads from this much earlier.
+DIRECTORY_SKEW = timedelta(minutes=1)
 
 
 def update_key(connection_id: str, source_key: str, base: TargetRef, digest: str) -> str:
@@ -198,9 +204,12 @@ class SyncEngine:
         clock: Callable[[], datetime] = utc_now,
         standings: AccountingLedger | None = None,
         crm_writer: CrmWriter | None = None,
+        directory: CustomerDirectory | None = None,
     ) -> None:
         """``standings`` and ``crm_writer``: the two sides' two-way abilities; without
-        both, the sync is one-way whatever the mapping sends back."""
+        both, the sync is one-way whatever the mapping sends back. ``directory``: the
+        target's customer emails, kept where the target lists its customers
+        (``CustomerListing``); without it, every customer create looks up its email."""
         self.connection_id = connection_id
         self._crm = crm
         self._ledger = ledger
@@ -210,6 +219,8 @@ class SyncEngine:
         self._queue = queue
         self._lock = lock
         self._clock = clock
+        self._listing = ledger if isinstance(ledger, CustomerListing) else None
+        self._directory = directory if self._listing is not None else None
         self._back = (
             BackSync(
                 connection_id=connection_id,
@@ -350,6 +361,8 @@ class SyncEngine:
         ):
             # Recognised from what our write returned, not by reading the record back.
             return _Result(Outcome.SKIPPED, "echo of our own write", target_key=link.source_key)
+        if event.object_type is ObjectType.CUSTOMER and event.kind is not ChangeKind.DELETED:
+            self._customer_changed(event)
         if self._back is not None and self._back.handles(event.object_type):
             result, reached = self._back.apply(event, link)
             for back in reached:
@@ -369,7 +382,7 @@ class SyncEngine:
         party = content.model
         assert isinstance(party, Party)
         checked = self._ledger.checked_on_create
-        return self._write(
+        result, ref = self._write(
             record,
             link,
             ObjectType.CUSTOMER,
@@ -378,12 +391,55 @@ class SyncEngine:
             self._ledger.upsert_customer,
             describe=f"customer ({party.display_name})",
             match=lambda: self._ledger.find_customer(
-                email=party.email,
+                email=self._email_to_look_up(party.email),
                 # A target with unique names finds the holder on create instead.
                 display_name=None if BY_DISPLAY_NAME in checked else party.display_name,
             ),
             match_rule=f"email or {BY_DISPLAY_NAME}",
         )
+        if result.outcome in (Outcome.CREATED, Outcome.LINKED):
+            self._note_email(party)
+        return result, ref
+
+    # --- the target's customers, by email ------------------------------------------
+
+    def refresh_directory(self) -> None:
+        """Bring the customer directory up to the target's listing: all of it the first
+        time, then what changed since the last refresh began (``DIRECTORY_SKEW`` before)."""
+        if self._directory is None or self._listing is None:
+            return
+        started = self._clock()
+        filled = self._directory.filled_at(self.connection_id)
+        since = filled - DIRECTORY_SKEW if filled is not None else None
+        customers = self._listing.known_customers(changed_since=since)
+        self._directory.add(self.connection_id, (c.email.casefold() for c in customers if c.email))
+        self._directory.mark_filled(self.connection_id, started)
+
+    def _note_email(self, party: Party) -> None:
+        """A customer made or linked for ``party`` holds its email: another party with
+        that email is then matched to it, as a lookup would have found."""
+        if party.email and self._directory is not None:
+            self._directory.add(self.connection_id, [party.email.casefold()])
+
+    def _email_to_look_up(self, email: str | None) -> str | None:
+        """``email``, unless the directory knows that no customer holds it."""
+        if email is None or self._directory is None:
+            return email
+        held = self._directory.holds(self.connection_id, email.casefold())
+        return None if held is False else email
+
+    def _customer_changed(self, event: ChangeEvent) -> None:
+        """A customer changed in the target, not by us: its email may be new to the
+        directory. A directory never filled is left to the reconcile's first fill (a
+        whole listing is no work for one event); one filled since the change was read
+        by then."""
+        if self._directory is None:
+            return
+        filled = self._directory.filled_at(self.connection_id)
+        changed = datetime.fromtimestamp(event.version / 1000, UTC)
+        if filled is None or changed < filled - DIRECTORY_SKEW:
+            return
+        self.refresh_directory()
 
     def _ensure_customer(
         self, event: ChangeEvent, deal_key: str, party: tuple[ObjectType, str]
@@ -882,6 +938,8 @@ class Backfill:
     ) -> None:
         engine = self._engine
         describe = "customer" if write.object_type is ObjectType.CUSTOMER else "invoice"
+        if isinstance(write.record, Party):
+            engine._note_email(write.record)
         result, _ = engine._linked(
             record, write.object_type, ref, content.digest, Outcome.CREATED, f"{describe} (batch)"
         )

@@ -130,7 +130,10 @@ class Reconciler:
         walk_every_s: float = WALK_EVERY_S,
         clock: Callable[[], float] = time.time,
         batch_writer: Callable[[], BatchWriter] | None = None,
+        refresh_directory: Callable[[], None] = lambda: None,
     ) -> None:
+        """``refresh_directory`` brings the target's customer emails up to date before
+        a scan creates customers (``SyncEngine.refresh_directory``)."""
         self._connection_id = connection_id
         self._crm = crm
         self._mapper = mapper
@@ -143,6 +146,7 @@ class Reconciler:
         self._walk_every_s = walk_every_s
         self._clock = clock
         self._batch_writer = batch_writer
+        self._refresh_directory = refresh_directory
         self._writer: BatchWriter | None = None
 
     def run(self, time_left_s: Callable[[], float] = lambda: math.inf) -> ReconcileReport:
@@ -150,6 +154,7 @@ class Reconciler:
         drops under a minute, so a Lambda never times out mid-batch. The next run
         continues from the last checkpoint: a large backfill spans several runs."""
         report = ReconcileReport()
+        self._refresh_directory()
         # One writer a run: it reads the target's customers once, when first needed.
         self._writer = self._batch_writer() if self._batch_writer else None
         for object_type in RECONCILED_TYPES:
@@ -175,6 +180,8 @@ class Reconciler:
         checkpoint (``restart_backfill`` forgets it). ``dry_run`` counts what it would
         import. A deal's line items are scanned with the deals."""
         report = ReconcileReport()
+        if not dry_run:
+            self._refresh_directory()
         self._writer = self._batch_writer() if self._batch_writer and not dry_run else None
         for object_type, cursor in self._backfill_cursors(since_ms, objects):
             scan = _Scan(cursor, self._overlap_ms, since_ms, dry_run=dry_run, progress=progress)

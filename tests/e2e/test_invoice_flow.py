@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from local.sandboxes.base import Delivery
+from local.sandboxes.quickbooks import QuickBooksBooks
 from shared.models import Outcome
-from tests.e2e.conftest import Harness, Line, eventually, money
+from shared.stores import DynamoCustomerDirectory
+from tests.e2e.conftest import Harness, Line, eventually, money, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +157,31 @@ def test_given_customer_we_wrote_when_quickbooks_notifies_it_then_audited_as_ech
     assert entry.target_key == f"hubspot:contact:{person.id}"
     [unchanged] = e2e.customers_with(person.email)
     assert unchanged["SyncToken"] == customer["SyncToken"]
+
+
+def test_given_a_customer_typed_into_quickbooks_when_a_contact_has_its_email_then_it_is_linked(
+    e2e: Harness,
+) -> None:
+    """Creates look up only emails the customer directory holds; QuickBooks' own webhook
+    about a customer a person typed in puts its email there."""
+    directory = DynamoCustomerDirectory(
+        e2e.stack.clients.dynamodb, e2e.stack.resources.tables["Links"]
+    )
+    e2e.reconcile()  # a connection's first reconcile fills the directory
+    address = f"{unique('typed-')}@example.test".lower()
+    assert directory.holds(e2e.connection_id, address) is False
+    typed = QuickBooksBooks(e2e.quickbooks, e2e.quickbooks_url).add_customer(
+        unique("Typed by hand "), address
+    )
+    e2e.settle()
+    assert directory.holds(e2e.connection_id, address) is True
+
+    contact = e2e.crm.create(
+        "contacts", {"firstname": "Ada", "lastname": unique("Lovelace-"), "email": address}
+    )
+    e2e.settle()
+
+    [entry] = e2e.audit(f"hubspot:contact:{contact}")
+    assert entry.outcome is Outcome.LINKED
+    assert entry.target_key == f"quickbooks:customer:{typed}"
+    assert [c["Id"] for c in e2e.customers_with(address)] == [typed]

@@ -15,16 +15,18 @@ from local.memory import (
     MemoryAuditLog,
     MemoryCallBudget,
     MemoryCursorStore,
+    MemoryCustomerDirectory,
     MemoryLinkStore,
     MemoryLock,
 )
 from shared.errors import LockTimeout, StaleWrite
 from shared.models import AuditEntry, ObjectType, Outcome, PendingCreate, RecordLink
-from shared.ports import AuditLog, CallBudget, CursorStore, LinkStore, Lock
+from shared.ports import AuditLog, CallBudget, CursorStore, CustomerDirectory, LinkStore, Lock
 from shared.stores import (
     DynamoAuditLog,
     DynamoCallBudget,
     DynamoCursorStore,
+    DynamoCustomerDirectory,
     DynamoLinkStore,
     DynamoLock,
 )
@@ -223,6 +225,50 @@ def test_given_a_link_when_relinked_to_another_target_then_the_old_target_is_fre
     found = links.get_by_target("acme", "quickbooks:invoice:88")
     assert found is not None
     assert found.source_version == 2000
+
+
+# --- the customer directory ----------------------------------------------------------
+
+
+@pytest.fixture
+def directory(kind: str, request: pytest.FixtureRequest) -> CustomerDirectory:
+    if kind == "memory":
+        return MemoryCustomerDirectory()
+    dynamodb: DynamoDBClient = request.getfixturevalue("dynamodb")
+    return DynamoCustomerDirectory(dynamodb, _table(dynamodb, "Links"))
+
+
+@BOTH
+def test_given_a_directory_never_filled_then_it_knows_no_email_either_way(
+    directory: CustomerDirectory,
+) -> None:
+    directory.add("acme", ["ada@example.com"])
+
+    assert directory.holds("acme", "ada@example.com") is None
+    assert directory.filled_at("acme") is None
+
+
+@BOTH
+def test_given_a_filled_directory_then_it_holds_what_was_added_and_nothing_else(
+    directory: CustomerDirectory,
+) -> None:
+    # More than one write request's worth, one email twice (two customers share it).
+    emails = [f"c{n}@example.com" for n in range(60)] + ["c7@example.com"]
+    directory.add("acme", emails)
+    directory.mark_filled("acme", T0)
+
+    assert all(directory.holds("acme", email) is True for email in emails)
+    assert directory.holds("acme", "ada@example.com") is False
+    assert directory.holds("other", "c1@example.com") is None
+    assert directory.filled_at("acme") == T0
+
+
+@BOTH
+def test_given_a_new_fill_then_its_start_is_kept(directory: CustomerDirectory) -> None:
+    directory.mark_filled("acme", T0)
+    directory.mark_filled("acme", T0 + timedelta(hours=1))
+
+    assert directory.filled_at("acme") == T0 + timedelta(hours=1)
 
 
 # --- audit ----------------------------------------------------------------------------
