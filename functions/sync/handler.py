@@ -33,6 +33,7 @@ from shared.settings import get_settings
 from shared.sync.consume import Consumer, QueueMessage
 
 if TYPE_CHECKING:
+    from shared.sync.engine import Triage
     from shared.sync.route import ConnectionRouter
 
 settings = get_settings()
@@ -53,10 +54,10 @@ def router() -> ConnectionRouter:
     return container.router()
 
 
-def apply_event(event: ChangeEvent) -> dict[str, Any]:
+def apply_event(event: ChangeEvent, triage: Triage | None) -> dict[str, Any]:
     """Made idempotent by ``consumer``, keyed by the connection and the vendor's event
     id: a redelivered event is answered from the record."""
-    return router().handle(event).model_dump(mode="json")
+    return router().handle(event, triage).model_dump(mode="json")
 
 
 @cache
@@ -73,7 +74,15 @@ def consumer() -> Consumer:
         config=idempotency,
         persistence_store=persistence,
     )
-    return container.consumer(lambda event: idempotent(event=event))
+
+    def apply(event: ChangeEvent) -> dict[str, Any]:
+        triage = router().triage(event)
+        if triage is not None and triage.settled is not None:
+            # Decided by what is stored, written nowhere: no idempotency record.
+            return triage.settled.model_dump(mode="json")
+        return idempotent(event=event, triage=triage)  # type: ignore[no-any-return]
+
+    return container.consumer(apply)
 
 
 def message(record: SQSRecord) -> QueueMessage:

@@ -185,6 +185,20 @@ class _Result:
 _WRITTEN = {Outcome.CREATED, Outcome.UPDATED, Outcome.LINKED, Outcome.UNCHANGED}
 
 
+@dataclass(frozen=True)
+class Triage:
+    """What an event comes to by what is stored alone (``SyncEngine.triage``).
+
+    ``settled``: its audit entry, when it needs no write anywhere (our own echo, an
+    event older than what was applied, a deletion that is kept); handling it twice
+    writes nothing twice, so it needs no idempotency record. Otherwise ``link``, the
+    link read to decide, which ``SyncEngine.handle`` uses rather than read it again.
+    """
+
+    settled: AuditEntry | None = None
+    link: RecordLink | None = None
+
+
 def _back_result(back: BackResult) -> _Result:
     return _Result(back.outcome, back.reason, target_key=back.crm_key)
 
@@ -236,10 +250,18 @@ class SyncEngine:
             else None
         )
 
-    def handle(self, event: ChangeEvent) -> AuditEntry:
-        """Apply one event. Returns its audit entry; re-raises what a retry may cure."""
+    def triage(self, event: ChangeEvent) -> Triage:
+        """Decide ``event`` from what is stored, when that is enough (audited then)."""
+        settled, link = self._settle(event)
+        if settled is None:
+            return Triage(link=link)
+        return Triage(settled=self._record(event, settled))
+
+    def handle(self, event: ChangeEvent, triage: Triage | None = None) -> AuditEntry:
+        """Apply one event. Returns its audit entry; re-raises what a retry may cure.
+        ``triage``: this event's, unsettled, when it was triaged first."""
         try:
-            result = self._dispatch(event)
+            result = self._dispatch(event, triage)
         except RecordInvalid as invalid:
             first = invalid.violations[0]
             result = _Result(Outcome.INVALID, str(invalid), field=first.field, rule=first.rule)
@@ -266,35 +288,18 @@ class SyncEngine:
 
     # --- routing ----------------------------------------------------------------
 
-    def _dispatch(self, event: ChangeEvent) -> _Result:
+    def _dispatch(self, event: ChangeEvent, triage: Triage | None) -> _Result:
+        if triage is None:
+            settled, link = self._settle(event)
+            if settled is not None:
+                return settled
+        else:
+            assert triage.settled is None, "a settled event is not handled"
+            link = triage.link
         if event.source != self._crm.system:
-            return self._target_event(event)
+            return self._target_event(event, link)
         if event.object_type is ObjectType.LINE_ITEM:
             return self._hand_to_deal(event)
-        if not self._mapper.handles(event.object_type):
-            return _Result(Outcome.SKIPPED, f"the mapping has no section for {event.object_type}")
-        if self._back is not None and self._back.echoes(event):
-            # Recognised from what our write returned, not by reading the record back.
-            return _Result(Outcome.SKIPPED, ECHO_OF_WRITE_BACK)
-        if event.kind is ChangeKind.DELETED:
-            return _Result(
-                Outcome.SKIPPED, "deletions are not propagated: accounting records are kept"
-            )
-        link = self._links.get(self.connection_id, event.record_key)
-        if (
-            link is not None
-            and event.kind is not ChangeKind.RECONCILE
-            and event.version < link.source_version
-        ):
-            # Every sync reads the record as it is now: what this event changed was
-            # read by the sync that applied the newer version. A reconcile event names
-            # no change: it was found because the content differs now.
-            return _Result(
-                Outcome.SKIPPED,
-                f"stale event: version {event.version} is older than the applied "
-                f"{link.source_version}",
-                target_key=link.target_key,
-            )
         record = self._crm.fetch(event.object_type, event.record_id)
         if record is None:
             return _Result(Outcome.SKIPPED, "the record no longer exists in the CRM")
@@ -348,19 +353,55 @@ class SyncEngine:
         self._queue.send(handed)
         return _Result(Outcome.FORWARDED, "handed to " + ", ".join(e.record_key for e in handed))
 
-    def _target_event(self, event: ChangeEvent) -> _Result:
-        """A change in the accounting system: our own echo is skipped; what the mapping
-        sends back goes to the CRM records it reaches (two-way fields are opt-in)."""
-        target_key = record_key(event.source, event.object_type, event.record_id)
-        link = self._links.get_by_target(self.connection_id, target_key)
+    def _settle(self, event: ChangeEvent) -> tuple[_Result | None, RecordLink | None]:
+        """The event's result when what is stored decides it, and the link read: the
+        CRM record's (by source), or the accounting record's (by target)."""
+        if event.source != self._crm.system:
+            target_key = record_key(event.source, event.object_type, event.record_id)
+            link = self._links.get_by_target(self.connection_id, target_key)
+            if (
+                link is not None
+                and event.kind is not ChangeKind.DELETED
+                and link.target_changed_at_ms is not None
+                and event.version <= link.target_changed_at_ms
+            ):
+                # Recognised from what our write returned, not by reading the record back.
+                echo = _Result(Outcome.SKIPPED, "echo of our own write", link.source_key)
+                return echo, link
+            return None, link
+        if event.object_type is ObjectType.LINE_ITEM:
+            return None, None
+        if not self._mapper.handles(event.object_type):
+            return _Result(
+                Outcome.SKIPPED, f"the mapping has no section for {event.object_type}"
+            ), None
+        if self._back is not None and self._back.echoes(event):
+            # Recognised from what our write returned, not by reading the record back.
+            return _Result(Outcome.SKIPPED, ECHO_OF_WRITE_BACK), None
+        if event.kind is ChangeKind.DELETED:
+            return _Result(
+                Outcome.SKIPPED, "deletions are not propagated: accounting records are kept"
+            ), None
+        link = self._links.get(self.connection_id, event.record_key)
         if (
             link is not None
-            and event.kind is not ChangeKind.DELETED
-            and link.target_changed_at_ms is not None
-            and event.version <= link.target_changed_at_ms
+            and event.kind is not ChangeKind.RECONCILE
+            and event.version < link.source_version
         ):
-            # Recognised from what our write returned, not by reading the record back.
-            return _Result(Outcome.SKIPPED, "echo of our own write", target_key=link.source_key)
+            # Every sync reads the record as it is now: what this event changed was
+            # read by the sync that applied the newer version. A reconcile event names
+            # no change: it was found because the content differs now.
+            return _Result(
+                Outcome.SKIPPED,
+                f"stale event: version {event.version} is older than the applied "
+                f"{link.source_version}",
+                target_key=link.target_key,
+            ), link
+        return None, link
+
+    def _target_event(self, event: ChangeEvent, link: RecordLink | None) -> _Result:
+        """A change in the accounting system, not our own echo: what the mapping sends
+        back goes to the CRM records it reaches (two-way fields are opt-in)."""
         if event.object_type is ObjectType.CUSTOMER and event.kind is not ChangeKind.DELETED:
             self._customer_changed(event)
         if self._back is not None and self._back.handles(event.object_type):

@@ -16,7 +16,7 @@ from shared.models.links import utc_now
 from shared.ports import AuditLog, Connections, SyncMetrics, Tally, Unmeasured
 
 if TYPE_CHECKING:  # the engine (and the mapping) load with the first connection's engine
-    from shared.sync.engine import SyncEngine
+    from shared.sync.engine import SyncEngine, Triage
 
 TALLY_OF: dict[Outcome, Tally] = {
     Outcome.CREATED: Tally.APPLIED,
@@ -48,22 +48,40 @@ class ConnectionRouter:
         self._metrics = metrics or Unmeasured()
         self._clock = clock
 
-    def handle(self, event: ChangeEvent) -> AuditEntry:
-        entry = self._route(event)
+    def triage(self, event: ChangeEvent) -> Triage | None:
+        """The engine's ``triage`` of the event; one it settles is counted here, as
+        ``handle`` counts the rest. None for an event of no connection: ``handle``
+        rejects it."""
+        connection = self._connection(event)
+        if isinstance(connection, str):
+            return None
+        triage = self._engine_for(connection).triage(event)
+        if triage.settled is not None:
+            self._measure(event, triage.settled)
+        return triage
+
+    def handle(self, event: ChangeEvent, triage: Triage | None = None) -> AuditEntry:
+        entry = self._route(event, triage)
         self._measure(event, entry)
         return entry
 
-    def _route(self, event: ChangeEvent) -> AuditEntry:
+    def _connection(self, event: ChangeEvent) -> Connection | str:
+        """The event's connection, or why it has none."""
         connection = self._connections.get(event.connection_id)
         if connection is None:
-            return self._reject(event, f"no connection {event.connection_id!r} is configured")
+            return f"no connection {event.connection_id!r} is configured"
         if event.source not in (connection.crm, connection.accounting):
-            return self._reject(
-                event,
+            return (
                 f"connection {connection.id!r} joins {connection.crm} and "
-                f"{connection.accounting}, not {event.source}",
+                f"{connection.accounting}, not {event.source}"
             )
-        return self._engine_for(connection).handle(event)
+        return connection
+
+    def _route(self, event: ChangeEvent, triage: Triage | None) -> AuditEntry:
+        connection = self._connection(event)
+        if isinstance(connection, str):
+            return self._reject(event, connection)
+        return self._engine_for(connection).handle(event, triage)
 
     def _measure(self, event: ChangeEvent, entry: AuditEntry) -> None:
         """Count the event's outcome; time an applied change from the vendor's event.

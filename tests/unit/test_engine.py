@@ -18,6 +18,7 @@ from shared.models import (
     ObjectType,
     Outcome,
     Party,
+    RecordLink,
     SourceRecord,
     System,
 )
@@ -546,3 +547,72 @@ class TestMatchingSafety:
         assert handed.event.record_key == "hubspot:deal:9", "the deal's message group"
         assert applied.outcome is Outcome.UPDATED
         assert [ln.quantity for ln in only_invoice(ledger).lines] == [Decimal("12")]
+
+
+class CountingLinks(MemoryLinkStore):
+    """Counts the link reads a triage or a sync makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, connection_id: str, source_key: str) -> RecordLink | None:
+        self.reads += 1
+        return super().get(connection_id, source_key)
+
+    def get_by_target(self, connection_id: str, target_key: str) -> RecordLink | None:
+        self.reads += 1
+        return super().get_by_target(connection_id, target_key)
+
+
+class TestTriage:
+    @pytest.fixture
+    def links(self) -> CountingLinks:
+        return CountingLinks()
+
+    def test_an_event_older_than_the_applied_one_is_settled_and_audited(
+        self, engine: SyncEngine, crm: FakeCrm, audit: MemoryAuditLog
+    ) -> None:
+        record = crm.put(contact(version=T0 + 10))
+        engine.handle(event(record))
+
+        triage = engine.triage(event(record, version=T0))
+
+        assert triage.settled is not None
+        assert triage.settled.outcome is Outcome.SKIPPED
+        assert "stale event" in triage.settled.reason
+        assert audit.entries(CONNECTION, limit=10)[0] == triage.settled
+
+    def test_our_own_echo_is_settled_from_the_link(
+        self, engine: SyncEngine, crm: FakeCrm, links: CountingLinks
+    ) -> None:
+        created = engine.handle(event(crm.put(contact())))
+        assert created.target_key is not None
+        link = links.get(CONNECTION, "hubspot:contact:1")
+        assert link is not None and link.target_changed_at_ms is not None
+        customer = SourceRecord(
+            object_type=ObjectType.CUSTOMER,
+            id=link.target_id,
+            version=link.target_changed_at_ms,
+            properties={},
+        )
+
+        triage = engine.triage(event(customer, source="quickbooks"))
+
+        assert triage.settled is not None
+        assert triage.settled.reason == "echo of our own write"
+
+    def test_an_unsettled_event_is_handled_with_the_link_triage_read(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, links: CountingLinks
+    ) -> None:
+        engine.handle(event(crm.put(contact())))
+        changed = crm.put(contact(version=T0 + 10, lastname="Byron"))
+        reads = links.reads
+
+        triage = engine.triage(event(changed))
+        entry = engine.handle(event(changed), triage)
+
+        assert triage.settled is None and triage.link is not None
+        assert entry.outcome is Outcome.UPDATED
+        assert only_customer(ledger).display_name == "Ada Byron"
+        assert links.reads == reads + 1  # the triage's read, not a second

@@ -85,6 +85,7 @@ class Rig:
         reported = metrics or self.metrics
         self.queue = MemoryQueue.from_spec(SPEC)
         self.audit = MemoryAuditLog()
+        self.links = MemoryLinkStore()
         self.router = ConnectionRouter(
             connections=MemoryConnections([CONNECTION]),
             engine_for=self.engine,
@@ -107,7 +108,7 @@ class Rig:
             crm=self.crm,
             ledger=self.ledger,
             mapper=mapper_of(connection),
-            links=MemoryLinkStore(),
+            links=self.links,
             audit=self.audit,
             queue=self.queue,
             lock=MemoryLock(),
