@@ -31,8 +31,12 @@ a block instead of two a call; fewer busy workers than lanes leave lanes unused.
 and the last block of a worker that stops expires with it. Blocks therefore start
 at one slot and double while they are used up, shrink to what was used when
 slots expire, span at most ``BLOCK_S`` seconds and never reach past the caller's
-``max_wait_s``. A slot further away than the caller is willing to wait is not
-reserved, so nothing is wasted when the message goes back to the queue instead.
+``max_wait_s``. Except after a pause: a worker back from idling longer than a block
+(events seconds apart, a call or two each) takes a whole block in the lane whose
+first slot comes soonest, so the calls of its next burst cost one write, not one
+each; what it leaves unused is quota nobody was asking for a moment ago. A slot
+further away than the caller is willing to wait is not reserved, so nothing is
+wasted when the message goes back to the queue instead.
 
 A change of margin changes the grid: its lanes are stored under new keys.
 """
@@ -237,7 +241,12 @@ class PacedBudget(ABC):
             for i in range(pace.lanes)
             if (lease.lane + i) % pace.lanes not in held
         ]
-        size = max(1, min(lease.size, pace.max_block, (latest - first) // pace.stride + 1))
+        # Back from idling longer than a block, a worker holds no lane and takes a whole
+        # block: at a sparse pace (a call or two an event, events seconds apart) blocks
+        # sized by use would be one slot each, a store write a call.
+        back = lease.last_call is not None and now - lease.last_call > BLOCK_S
+        wanted = pace.max_block if back else lease.size
+        size = max(1, min(wanted, pace.max_block, (latest - first) // pace.stride + 1))
         count = size * pace.stride
         expires_at = math.ceil(pace.time_of(max(latest, first) + count) + pace.per_s)
 
@@ -264,8 +273,11 @@ class PacedBudget(ABC):
         if not lanes:
             return
         if pace.lanes > 1:
-            if not lease.contended and attempt(lanes[0], pace.first_in_lane(lanes[0], first)):
-                return  # its own lane, idle as this worker left it: one write
+            # Its own lane, idle as this worker left it: one write; back from idling, the
+            # lane whose first slot comes soonest.
+            mine = min(lanes, key=believed_free) if back else lanes[0]
+            if not lease.contended and attempt(mine, pace.first_in_lane(mine, first)):
+                return
             # Taken: learn where every lane stands (one read) and queue where it frees first.
             stored = self._peek([_lane_key(bucket, lane, pace) for lane in lanes])
             for lane, value in zip(lanes, stored, strict=True):

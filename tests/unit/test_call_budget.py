@@ -228,3 +228,19 @@ def test_given_the_deployed_sync_concurrency_then_every_quickbooks_lane_has_a_wo
 
     assert sync.max_concurrency is not None
     assert sync.max_concurrency > lanes
+
+
+def test_given_a_worker_back_from_a_pause_then_one_write_covers_its_next_burst() -> None:
+    now = [T0]
+    budget = MemoryCallBudget(clock=lambda: now[0])
+    budget.acquire("realm", limit=500, per_s=60, max_wait_s=5)
+    now[0] += 30  # events seconds apart: the worker idles between them
+    writes = budget.slots.writes
+
+    waits = []
+    for _ in range(3):  # one event's calls, a few tenths of a second each
+        waits.append(budget.acquire("realm", limit=500, per_s=60, max_wait_s=5))
+        now[0] += waits[-1] + 0.2
+
+    assert budget.slots.writes == writes + 1
+    assert waits[0] <= Pace(500, 60.0, 1.02).interval  # the soonest lane's first slot
