@@ -30,7 +30,6 @@ from local.memory import (
     MemoryCallBudget,
     MemoryCursorStore,
     MemoryLinkStore,
-    MemoryLock,
     MemoryQueue,
 )
 from local.sandboxes.base import SandboxServer
@@ -106,7 +105,6 @@ def run(hubspot_url: str, deals: int, *, batched: bool) -> tuple[float, int, int
             links=links,
             audit=MemoryAuditLog(),
             queue=queue,
-            lock=MemoryLock(),
         )
         reconciler = Reconciler(
             connection_id="bench",

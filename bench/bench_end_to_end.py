@@ -200,7 +200,6 @@ def engine_alone(contacts: int, deals: int) -> None:
             links=MemoryLinkStore(),
             audit=MemoryAuditLog(),
             queue=queue,
-            lock=MemoryLock(),
         )
         queue.send(
             [

@@ -47,6 +47,7 @@ class MemoryLinkStore:
         self._parents: dict[tuple[str, str], str] = {}
         self._back: dict[tuple[str, str], BackState] = {}
         self._reach: dict[tuple[str, str], frozenset[str]] = {}
+        self._claims: dict[tuple[str, str], tuple[str, float]] = {}  # owner, until
 
     def get(self, connection_id: str, source_key: str) -> RecordLink | None:
         with self._lock:
@@ -70,6 +71,7 @@ class MemoryLinkStore:
             self._by_source[source] = link
             self._by_target[(link.connection_id, link.target_key)] = link
             self._pending.pop(source, None)
+            self._claims.pop(source, None)
 
     def mark_writing(self, connection_id: str, source_key: str, digest: str) -> None:
         with self._lock:
@@ -92,6 +94,23 @@ class MemoryLinkStore:
         with self._lock:
             key = (connection_id, source_key)
             return LinkState(self._by_source.get(key), self._pending.get(key))
+
+    def claim_create(
+        self, connection_id: str, source_key: str, owner: str, *, now: float, lease_s: float
+    ) -> LinkState | None:
+        key = (connection_id, source_key)
+        with self._lock:
+            held = self._claims.get(key)
+            if held is not None and held[1] >= now:
+                return None
+            self._claims[key] = (owner, now + lease_s)
+            return LinkState(self._by_source.get(key), self._pending.get(key))
+
+    def release_create(self, connection_id: str, source_key: str, owner: str) -> None:
+        key = (connection_id, source_key)
+        with self._lock:
+            if key in self._claims and self._claims[key][0] == owner:
+                del self._claims[key]
 
     def put_pending_create(self, pending: PendingCreate) -> None:
         with self._lock:

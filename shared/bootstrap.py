@@ -208,7 +208,6 @@ class Container:
             links=self.links,
             audit=self.audit,
             queue=self.queue,
-            lock=self.lock,
             # A connector that can read back or write back says so by what it implements.
             standings=ledger if isinstance(ledger, AccountingLedger) else None,
             crm_writer=crm if isinstance(crm, CrmWriter) else None,

@@ -385,6 +385,18 @@ class LinkStore(Protocol):
         """The record's link and its written-down create, in one read."""
         ...
 
+    def claim_create(
+        self, connection_id: str, source_key: str, owner: str, *, now: float, lease_s: float
+    ) -> LinkState | None:
+        """Take the lease on creating the record's target, and read its ``state`` in the
+        same write; None while another owner's lease runs (times in epoch seconds).
+        Saving the link ends the lease in its own write."""
+        ...
+
+    def release_create(self, connection_id: str, source_key: str, owner: str) -> None:
+        """End the create lease if ``owner`` still holds it (no link was saved)."""
+        ...
+
     def put_pending_create(self, pending: PendingCreate) -> None:
         """Write down a create before sending it (replaces any earlier one)."""
         ...

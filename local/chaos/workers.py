@@ -245,7 +245,6 @@ def build_environment(
         links=stores.links,
         audit=stores.audit,
         queue=stores.queue,
-        lock=stores.lock,
     )
     consumer = Consumer(
         apply=engine.handle,

@@ -9,20 +9,25 @@ whole item and must not drop it. So is what an accounting record's changes reach
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from shared.errors import StaleWrite
 from shared.models import BackState, PendingCreate, RecordLink
 from shared.ports import LinkState
-from shared.stores.dynamo import from_item, put_all, to_item
+from shared.stores.dynamo import from_item, number, put_all, to_item
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 TARGET_INDEX = "by_target"
 PENDING = "pending_create"
-_KEYS = ("pk", "target_pk", PENDING)
+# The create lease: who holds it, until when (epoch seconds). A saved link is a whole
+# new item, so saving it ends the lease in the same write.
+CLAIM_OWNER, CLAIM_UNTIL = "create_owner", "create_until"
+_KEYS = ("pk", "target_pk", PENDING, CLAIM_OWNER, CLAIM_UNTIL)
 
 
 def _pk(connection_id: str, key: str) -> str:
@@ -45,14 +50,40 @@ class DynamoLinkStore:
             Key={"pk": {"S": _pk(connection_id, source_key)}},
             ConsistentRead=True,
         ).get("Item", {})
-        pending = item.get(PENDING, {}).get("S")
-        return LinkState(
-            # Nothing, or only a pending create, is no link.
-            link=RecordLink.model_validate(from_item(item, drop=_KEYS))
-            if "target_id" in item
-            else None,
-            pending=PendingCreate.model_validate_json(pending) if pending else None,
-        )
+        return _state(item)
+
+    def claim_create(
+        self, connection_id: str, source_key: str, owner: str, *, now: float, lease_s: float
+    ) -> LinkState | None:
+        try:
+            item = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(connection_id, source_key)}},
+                UpdateExpression="SET #o = :o, #u = :u",
+                ConditionExpression="attribute_not_exists(#o) OR #u < :now",
+                ExpressionAttributeNames={"#o": CLAIM_OWNER, "#u": CLAIM_UNTIL},
+                ExpressionAttributeValues={
+                    ":o": {"S": owner},
+                    ":u": number(now + lease_s),
+                    ":now": number(now),
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        return _state(item)
+
+    def release_create(self, connection_id: str, source_key: str, owner: str) -> None:
+        # Not ours any more: it ran out and was taken over.
+        with suppress(self._client.exceptions.ConditionalCheckFailedException):
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": _pk(connection_id, source_key)}},
+                UpdateExpression="REMOVE #o, #u",
+                ConditionExpression="#o = :o",
+                ExpressionAttributeNames={"#o": CLAIM_OWNER, "#u": CLAIM_UNTIL},
+                ExpressionAttributeValues={":o": {"S": owner}},
+            )
 
     def get_by_target(self, connection_id: str, target_key: str) -> RecordLink | None:
         # A GSI read is eventually consistent: a link saved a moment ago may not show yet.
@@ -168,3 +199,14 @@ class DynamoLinkStore:
             ConsistentRead=True,
         ).get("Item")
         return frozenset(item["reach"]["SS"]) if item else frozenset()
+
+
+def _state(item: Mapping[str, AttributeValueTypeDef]) -> LinkState:
+    pending = item.get(PENDING, {}).get("S")
+    return LinkState(
+        # Nothing, or only a pending create or a lease, is no link.
+        link=RecordLink.model_validate(from_item(item, drop=_KEYS))
+        if "target_id" in item
+        else None,
+        pending=PendingCreate.model_validate_json(pending) if pending else None,
+    )

@@ -33,8 +33,10 @@ It knows canonical models and ports only. What it guarantees:
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -46,6 +48,7 @@ from shared.batch import BatchingTarget, BatchWrite
 from shared.errors import (
     AlreadyExists,
     AuthFailed,
+    LockTimeout,
     NotFound,
     Permanent,
     RecordInvalid,
@@ -84,7 +87,6 @@ from shared.ports import (
     EventQueue,
     KnownCustomer,
     LinkStore,
-    Lock,
     NewItem,
     TargetRef,
 )
@@ -98,6 +100,7 @@ Upsert = Callable[..., TargetRef]
 # and its link, short enough that a crashed holder does not block the record long.
 CREATE_LEASE_S = 60.0
 CREATE_WAIT_S = 15.0
+CREATE_POLL_S = 0.1
 # How far the target's clock and ours may disagree, with the time a change takes to
 # show in the target's listing: a directory refresh reads from this much earlier.
 DIRECTORY_SKEW = timedelta(minutes=1)
@@ -185,6 +188,15 @@ class _Result:
 _WRITTEN = {Outcome.CREATED, Outcome.UPDATED, Outcome.LINKED, Outcome.UNCHANGED}
 
 
+@dataclass
+class _Leased:
+    """A record's create lease held, with its state read in the same write."""
+
+    link: RecordLink | None
+    pending: PendingCreate | None
+    saved: bool = False  # a link was saved, which ended the lease
+
+
 @dataclass(frozen=True)
 class Triage:
     """What an event comes to by what is stored alone (``SyncEngine.triage``).
@@ -214,7 +226,6 @@ class SyncEngine:
         links: LinkStore,
         audit: AuditLog,
         queue: EventQueue,
-        lock: Lock,
         clock: Callable[[], datetime] = utc_now,
         standings: AccountingLedger | None = None,
         crm_writer: CrmWriter | None = None,
@@ -231,7 +242,6 @@ class SyncEngine:
         self._links = links
         self._audit = audit
         self._queue = queue
-        self._lock = lock
         self._clock = clock
         self._listing = ledger if isinstance(ledger, CustomerListing) else None
         self._directory = directory if self._listing is not None else None
@@ -670,58 +680,110 @@ class SyncEngine:
         link to a record deleted in the target, which does not count as created.
         """
         source_key = record_key(self._crm.system, record.object_type, record.id)
-        with self._lock.hold(
-            f"create:{self.connection_id}:{source_key}",
-            lease_s=CREATE_LEASE_S,
-            wait_s=CREATE_WAIT_S,
-        ):
-            link, pending = self._links.state(self.connection_id, source_key)
-            created_since = stale is None or (
-                link is not None and link.target_id != stale.target_id
+        with self._create_lease(source_key) as leased:
+            result, ref = self._create_leased(
+                record,
+                target_type,
+                digest,
+                model,
+                upsert,
+                describe,
+                match,
+                match_rule,
+                leased=leased,
+                stale=stale,
             )
-            if link is not None and link.target_type is target_type and created_since:
-                # The invocation that held the lease before us created it.
-                if link.holds(digest):
-                    return self._unchanged(link, describe)
-                ref = self._update(link, model, digest, upsert)
-                if ref is not None:
-                    return self._linked(
-                        record, target_type, ref, digest, Outcome.UPDATED, describe, previous=link
-                    )
-            if pending is None or pending.target_type is not target_type:
-                found = match() if match else None
-                if found is not None:
-                    return self._take(
-                        record, target_type, found, digest, model, upsert, describe, match_rule
-                    )
-                pending = PendingCreate(
-                    connection_id=self.connection_id,
-                    source_key=source_key,
-                    target_type=target_type,
-                    idempotency_key=uuid.uuid4().hex,
-                    body=model.model_dump_json(exclude_unset=True),
-                    content_hash=digest,
-                    source_version=record.version,
-                    created_at=self._clock(),
+            # These outcomes saved the link, and the save ended the lease.
+            leased.saved = result.outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.LINKED)
+            return result, ref
+
+    @contextmanager
+    def _create_lease(self, source_key: str) -> Iterator[_Leased]:
+        """The record's create lease, waited for up to ``CREATE_WAIT_S``, with the
+        record's state read in the same write; released on the way out unless a link
+        was saved (which ends it)."""
+        owner = uuid.uuid4().hex
+        give_up_at = time.monotonic() + CREATE_WAIT_S
+        while True:
+            state = self._links.claim_create(
+                self.connection_id,
+                source_key,
+                owner,
+                now=self._clock().timestamp(),
+                lease_s=CREATE_LEASE_S,
+            )
+            if state is not None:
+                break
+            if time.monotonic() >= give_up_at:
+                raise LockTimeout(f"create:{self.connection_id}:{source_key}")
+            time.sleep(CREATE_POLL_S)
+        leased = _Leased(state.link, state.pending)
+        try:
+            yield leased
+        finally:
+            if not leased.saved:
+                self._links.release_create(self.connection_id, source_key, owner)
+
+    def _create_leased(
+        self,
+        record: SourceRecord,
+        target_type: ObjectType,
+        digest: str,
+        model: M,
+        upsert: Upsert,
+        describe: str,
+        match: Callable[[], TargetRef | None] | None,
+        match_rule: str,
+        *,
+        leased: _Leased,
+        stale: RecordLink | None,
+    ) -> tuple[_Result, TargetRef]:
+        source_key = record_key(self._crm.system, record.object_type, record.id)
+        link, pending = leased.link, leased.pending
+        created_since = stale is None or (link is not None and link.target_id != stale.target_id)
+        if link is not None and link.target_type is target_type and created_since:
+            # The invocation that held the lease before us created it.
+            if link.holds(digest):
+                return self._unchanged(link, describe)
+            ref = self._update(link, model, digest, upsert)
+            if ref is not None:
+                return self._linked(
+                    record, target_type, ref, digest, Outcome.UPDATED, describe, previous=link
                 )
-                self._links.put_pending_create(pending)
-            try:
-                ref = self._repeat(pending, model, upsert)
-            except AlreadyExists as taken:
-                # The create found what a lookup would have: taken the same way.
+        if pending is None or pending.target_type is not target_type:
+            found = match() if match else None
+            if found is not None:
                 return self._take(
-                    record, target_type, taken.holder, digest, model, upsert, describe, taken.rule
+                    record, target_type, found, digest, model, upsert, describe, match_rule
                 )
-            if pending.content_hash != digest:
-                # The repeated create wrote the content of its first attempt.
-                ref = upsert(
-                    model,
-                    existing=ref,
-                    idempotency_key=update_key(self.connection_id, source_key, ref, digest),
-                )
-            return self._linked(
-                record, target_type, ref, digest, Outcome.CREATED, describe, previous=link
+            pending = PendingCreate(
+                connection_id=self.connection_id,
+                source_key=source_key,
+                target_type=target_type,
+                idempotency_key=uuid.uuid4().hex,
+                body=model.model_dump_json(exclude_unset=True),
+                content_hash=digest,
+                source_version=record.version,
+                created_at=self._clock(),
             )
+            self._links.put_pending_create(pending)
+        try:
+            ref = self._repeat(pending, model, upsert)
+        except AlreadyExists as taken:
+            # The create found what a lookup would have: taken the same way.
+            return self._take(
+                record, target_type, taken.holder, digest, model, upsert, describe, taken.rule
+            )
+        if pending.content_hash != digest:
+            # The repeated create wrote the content of its first attempt.
+            ref = upsert(
+                model,
+                existing=ref,
+                idempotency_key=update_key(self.connection_id, source_key, ref, digest),
+            )
+        return self._linked(
+            record, target_type, ref, digest, Outcome.CREATED, describe, previous=link
+        )
 
     def _take(
         self,

@@ -189,6 +189,62 @@ def test_given_a_written_down_create_when_the_link_is_saved_then_it_is_cleared(
     assert links.get("acme", link.source_key) == link
 
 
+NOW_S = T0.timestamp()
+
+
+@BOTH
+def test_given_a_create_lease_then_nobody_else_takes_it_until_it_is_released(
+    links: LinkStore,
+) -> None:
+    key = _link(1000).source_key
+
+    assert links.claim_create("acme", key, "a", now=NOW_S, lease_s=60) == (None, None)
+    assert links.claim_create("acme", key, "b", now=NOW_S + 1, lease_s=60) is None
+    links.release_create("acme", key, "b")  # not b's to release
+    assert links.claim_create("acme", key, "c", now=NOW_S + 2, lease_s=60) is None
+    links.release_create("acme", key, "a")
+    assert links.claim_create("acme", key, "c", now=NOW_S + 3, lease_s=60) == (None, None)
+    assert links.claim_create("other", key, "d", now=NOW_S + 3, lease_s=60) == (None, None)
+
+
+@BOTH
+def test_given_a_create_lease_when_the_link_is_saved_then_the_save_ends_it(
+    links: LinkStore,
+) -> None:
+    link = _link(1000)
+    assert links.claim_create("acme", link.source_key, "a", now=NOW_S, lease_s=60) is not None
+
+    links.save(link)
+
+    assert links.get("acme", link.source_key) == link
+    assert links.state("acme", link.source_key) == (link, None)
+    taken = links.claim_create("acme", link.source_key, "b", now=NOW_S + 1, lease_s=60)
+    assert taken == (link, None), "the next holder reads the saved link with its lease"
+
+
+@BOTH
+def test_given_a_create_lease_run_out_then_another_takes_it_over_with_what_was_written(
+    links: LinkStore,
+) -> None:
+    key = _link(1000).source_key
+    links.claim_create("acme", key, "a", now=NOW_S, lease_s=60)
+    pending = PendingCreate(
+        connection_id="acme",
+        source_key=key,
+        target_type=ObjectType.INVOICE,
+        idempotency_key="k1",
+        body="{}",
+        content_hash="h1",
+        source_version=1000,
+    )
+    links.put_pending_create(pending)  # a crashed holder's written-down create
+
+    assert links.claim_create("acme", key, "b", now=NOW_S + 59, lease_s=60) is None
+    assert links.claim_create("acme", key, "b", now=NOW_S + 61, lease_s=60) == (None, pending)
+    links.release_create("acme", key, "a")  # the old holder, late: not its lease now
+    assert links.claim_create("acme", key, "c", now=NOW_S + 62, lease_s=60) is None
+
+
 @BOTH
 def test_given_a_deals_children_when_remembered_then_each_leads_to_the_deal(
     links: LinkStore,

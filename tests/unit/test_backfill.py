@@ -11,7 +11,6 @@ from local.memory import (
     MemoryAuditLog,
     MemoryCursorStore,
     MemoryLinkStore,
-    MemoryLock,
     MemoryQueue,
 )
 from shared.errors import Retryable
@@ -41,7 +40,6 @@ class Rig:
             links=self.links,
             audit=self.audit,
             queue=self.queue,
-            lock=MemoryLock(),
             clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
         )
         self.reconciler = Reconciler(

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
+from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryQueue
 from shared.mapping import Mapper, parse_mapping
 from shared.models import (
     BackState,
@@ -120,7 +120,6 @@ def make_engine(
         links=links or MemoryLinkStore(),
         audit=audit,
         queue=MemoryQueue(),
-        lock=MemoryLock(),
         clock=lambda: TODAY,
         standings=ledger,
         crm_writer=crm,

@@ -17,7 +17,6 @@ from local.memory import (
     MemoryConnections,
     MemoryCursorStore,
     MemoryLinkStore,
-    MemoryLock,
     MemoryQueue,
 )
 from shared.bootstrap import mapper_of
@@ -95,7 +94,6 @@ class Deployment:
             links=self.links,
             audit=self.audit,
             queue=self.queue,
-            lock=MemoryLock(),
             clock=lambda: NOW,
         )
 

@@ -12,7 +12,6 @@ from local.memory import (
     MemoryCursorStore,
     MemoryCustomerDirectory,
     MemoryLinkStore,
-    MemoryLock,
     MemoryQueue,
 )
 from shared.mapping import Mapper, load_mapping
@@ -77,7 +76,6 @@ def engine(
         links=links,
         audit=MemoryAuditLog(),
         queue=MemoryQueue(),
-        lock=MemoryLock(),
         clock=clock,
         directory=directory,
     )

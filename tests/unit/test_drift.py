@@ -17,7 +17,6 @@ from local.memory import (
     MemoryCursorStore,
     MemoryDriftStore,
     MemoryLinkStore,
-    MemoryLock,
     MemoryQueue,
 )
 from shared.mapping import Mapper, parse_mapping
@@ -87,7 +86,6 @@ class World:
             links=self.links,
             audit=MemoryAuditLog(),
             queue=self.queue,
-            lock=MemoryLock(),
             clock=lambda: TODAY,
             standings=self.ledger if self.two_way else None,
             crm_writer=self.crm if self.two_way else None,

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
+from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryQueue
 from shared.errors import Retryable
 from shared.mapping import Mapper, load_mapping
 from shared.models import (
@@ -70,7 +70,6 @@ def engine(
         links=links,
         audit=audit,
         queue=queue,
-        lock=MemoryLock(),
         clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
     )
 
@@ -616,3 +615,32 @@ class TestTriage:
         assert entry.outcome is Outcome.UPDATED
         assert only_customer(ledger).display_name == "Ada Byron"
         assert links.reads == reads + 1  # the triage's read, not a second
+
+
+class TestCreateLease:
+    def test_a_create_that_failed_leaves_no_lease_behind(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, links: MemoryLinkStore
+    ) -> None:
+        record = crm.put(contact())
+        ledger.lose_responses = 1  # made, its answer lost: the event is retried
+
+        with pytest.raises(Retryable):
+            engine.handle(event(record))
+
+        # Released on the way out: the retry (or anyone) takes the lease at once.
+        now = datetime(2026, 11, 25, 12, tzinfo=UTC).timestamp()
+        assert links.claim_create(CONNECTION, event(record).record_key, "x", now=now, lease_s=1)
+        links.release_create(CONNECTION, event(record).record_key, "x")
+        assert engine.handle(event(record)).outcome is Outcome.CREATED
+        assert len(ledger.customers) == 1
+
+    def test_a_saved_link_ends_the_lease(
+        self, engine: SyncEngine, crm: FakeCrm, links: MemoryLinkStore
+    ) -> None:
+        record = crm.put(contact())
+
+        engine.handle(event(record))
+
+        now = datetime(2026, 11, 25, 12, tzinfo=UTC).timestamp()
+        state = links.claim_create(CONNECTION, event(record).record_key, "x", now=now, lease_s=1)
+        assert state is not None and state.link is not None

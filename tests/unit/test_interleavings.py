@@ -20,7 +20,6 @@ from local.memory import (
     MemoryAuditLog,
     MemoryCursorStore,
     MemoryLinkStore,
-    MemoryLock,
     MemoryQueue,
 )
 from shared.errors import Permanent, Retryable
@@ -64,7 +63,6 @@ class Rig:
     links: MemoryLinkStore = field(default_factory=MemoryLinkStore)
     audit: MemoryAuditLog = field(default_factory=MemoryAuditLog)
     queue: MemoryQueue = field(default_factory=MemoryQueue)
-    lock: MemoryLock = field(default_factory=MemoryLock)
     mapper: Mapper = field(default_factory=lambda: Mapper(load_mapping(DEFAULT_MAPPING)))
 
     def engine(self) -> SyncEngine:
@@ -77,7 +75,6 @@ class Rig:
             links=self.links,
             audit=self.audit,
             queue=self.queue,
-            lock=self.lock,
             clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
         )
 

@@ -19,7 +19,6 @@ from local.memory import (
     MemoryConnections,
     MemoryDeferralCounter,
     MemoryLinkStore,
-    MemoryLock,
     MemoryQueue,
 )
 from shared.bootstrap import mapper_of
@@ -111,7 +110,6 @@ class Rig:
             links=self.links,
             audit=self.audit,
             queue=self.queue,
-            lock=MemoryLock(),
             clock=lambda: NOW,
         )
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock
+from local.memory import MemoryAuditLog, MemoryLinkStore
 from shared.mapping import Mapper, parse_mapping
 from shared.models import ChangeEvent, ChangeKind, Invoice, ObjectType, SourceRecord
 from shared.sync.engine import SyncEngine
@@ -96,7 +96,6 @@ class World:
             links=MemoryLinkStore(),
             audit=MemoryAuditLog(),
             queue=self.queue,
-            lock=MemoryLock(),
             clock=lambda: TODAY,
             standings=self.ledger,
             crm_writer=self.crm,

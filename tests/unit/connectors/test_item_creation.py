@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryLock, MemoryQueue
+from local.memory import MemoryAuditLog, MemoryLinkStore, MemoryQueue
 from shared.mapping import Mapper, parse_mapping
 from shared.models import ChangeEvent, ChangeKind, ObjectType, Outcome, SourceRecord
 from shared.ports import AccountingTarget
@@ -43,7 +43,6 @@ def engine(crm: FakeCrm, ledger: AccountingTarget, mapping: Mapper) -> SyncEngin
         links=MemoryLinkStore(),
         audit=MemoryAuditLog(),
         queue=MemoryQueue(),
-        lock=MemoryLock(),
         clock=lambda: datetime(2026, 11, 25, 12, tzinfo=UTC),
     )
 
