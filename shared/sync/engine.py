@@ -196,6 +196,11 @@ class _Leased:
     pending: PendingCreate | None
     saved: bool = False  # a link was saved, which ended the lease
 
+    def ended_by(self, done: tuple[_Result, TargetRef]) -> tuple[_Result, TargetRef]:
+        """What the create came to; these outcomes saved the link, ending the lease."""
+        self.saved = done[0].outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.LINKED)
+        return done
+
 
 @dataclass(frozen=True)
 class Triage:
@@ -681,21 +686,74 @@ class SyncEngine:
         """
         source_key = record_key(self._crm.system, record.object_type, record.id)
         with self._create_lease(source_key) as leased:
-            result, ref = self._create_leased(
-                record,
-                target_type,
-                digest,
-                model,
-                upsert,
-                describe,
-                match,
-                match_rule,
-                leased=leased,
-                stale=stale,
+            link, pending = leased.link, leased.pending
+            created_since = stale is None or (
+                link is not None and link.target_id != stale.target_id
             )
-            # These outcomes saved the link, and the save ended the lease.
-            leased.saved = result.outcome in (Outcome.CREATED, Outcome.UPDATED, Outcome.LINKED)
-            return result, ref
+            if link is not None and link.target_type is target_type and created_since:
+                # The invocation that held the lease before us created it.
+                if link.holds(digest):
+                    return leased.ended_by(self._unchanged(link, describe))
+                ref = self._update(link, model, digest, upsert)
+                if ref is not None:
+                    return leased.ended_by(
+                        self._linked(
+                            record,
+                            target_type,
+                            ref,
+                            digest,
+                            Outcome.UPDATED,
+                            describe,
+                            previous=link,
+                        )
+                    )
+            if pending is None or pending.target_type is not target_type:
+                found = match() if match else None
+                if found is not None:
+                    return leased.ended_by(
+                        self._take(
+                            record, target_type, found, digest, model, upsert, describe, match_rule
+                        )
+                    )
+                pending = PendingCreate(
+                    connection_id=self.connection_id,
+                    source_key=source_key,
+                    target_type=target_type,
+                    idempotency_key=uuid.uuid4().hex,
+                    body=model.model_dump_json(exclude_unset=True),
+                    content_hash=digest,
+                    source_version=record.version,
+                    created_at=self._clock(),
+                )
+                self._links.put_pending_create(pending)
+            try:
+                ref = self._repeat(pending, model, upsert)
+            except AlreadyExists as taken:
+                # The create found what a lookup would have: taken the same way.
+                return leased.ended_by(
+                    self._take(
+                        record,
+                        target_type,
+                        taken.holder,
+                        digest,
+                        model,
+                        upsert,
+                        describe,
+                        taken.rule,
+                    )
+                )
+            if pending.content_hash != digest:
+                # The repeated create wrote the content of its first attempt.
+                ref = upsert(
+                    model,
+                    existing=ref,
+                    idempotency_key=update_key(self.connection_id, source_key, ref, digest),
+                )
+            return leased.ended_by(
+                self._linked(
+                    record, target_type, ref, digest, Outcome.CREATED, describe, previous=link
+                )
+            )
 
     @contextmanager
     def _create_lease(self, source_key: str) -> Iterator[_Leased]:
@@ -723,67 +781,6 @@ class SyncEngine:
         finally:
             if not leased.saved:
                 self._links.release_create(self.connection_id, source_key, owner)
-
-    def _create_leased(
-        self,
-        record: SourceRecord,
-        target_type: ObjectType,
-        digest: str,
-        model: M,
-        upsert: Upsert,
-        describe: str,
-        match: Callable[[], TargetRef | None] | None,
-        match_rule: str,
-        *,
-        leased: _Leased,
-        stale: RecordLink | None,
-    ) -> tuple[_Result, TargetRef]:
-        source_key = record_key(self._crm.system, record.object_type, record.id)
-        link, pending = leased.link, leased.pending
-        created_since = stale is None or (link is not None and link.target_id != stale.target_id)
-        if link is not None and link.target_type is target_type and created_since:
-            # The invocation that held the lease before us created it.
-            if link.holds(digest):
-                return self._unchanged(link, describe)
-            ref = self._update(link, model, digest, upsert)
-            if ref is not None:
-                return self._linked(
-                    record, target_type, ref, digest, Outcome.UPDATED, describe, previous=link
-                )
-        if pending is None or pending.target_type is not target_type:
-            found = match() if match else None
-            if found is not None:
-                return self._take(
-                    record, target_type, found, digest, model, upsert, describe, match_rule
-                )
-            pending = PendingCreate(
-                connection_id=self.connection_id,
-                source_key=source_key,
-                target_type=target_type,
-                idempotency_key=uuid.uuid4().hex,
-                body=model.model_dump_json(exclude_unset=True),
-                content_hash=digest,
-                source_version=record.version,
-                created_at=self._clock(),
-            )
-            self._links.put_pending_create(pending)
-        try:
-            ref = self._repeat(pending, model, upsert)
-        except AlreadyExists as taken:
-            # The create found what a lookup would have: taken the same way.
-            return self._take(
-                record, target_type, taken.holder, digest, model, upsert, describe, taken.rule
-            )
-        if pending.content_hash != digest:
-            # The repeated create wrote the content of its first attempt.
-            ref = upsert(
-                model,
-                existing=ref,
-                idempotency_key=update_key(self.connection_id, source_key, ref, digest),
-            )
-        return self._linked(
-            record, target_type, ref, digest, Outcome.CREATED, describe, previous=link
-        )
 
     def _take(
         self,

@@ -3,8 +3,6 @@ every event that may write, none for an event settled by what is stored alone.""
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,8 +15,7 @@ from infra.resources import DESCRIPTION
 from local.aws import create_table
 from local.lambdas import LambdaContext
 from shared.models import Outcome
-from shared.settings import get_settings
-from tests.unit.test_observability import sqs_event
+from tests.unit.test_observability import cold_started, sqs_event
 from tests.unit.test_sync_metrics import ADA, Rig, changed, contact
 
 if TYPE_CHECKING:
@@ -34,14 +31,9 @@ def sync_function(
 ) -> Iterator[ModuleType]:
     """The sync handler's module, cold-started with its idempotency table on moto."""
     create_table(dynamodb, DESCRIPTION.table("Idempotency"), TABLE)
-    monkeypatch.setenv("CRMSYNC_IDEMPOTENCY_TABLE", TABLE)
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    get_settings.cache_clear()
-    module_name = SYNC.handler.rpartition(".")[0]
-    sys.modules.pop(module_name, None)
-    yield importlib.import_module(module_name)
-    sys.modules.pop(module_name, None)
-    get_settings.cache_clear()
+    env = {"CRMSYNC_IDEMPOTENCY_TABLE": TABLE, "POWERTOOLS_TRACE_DISABLED": "true"}
+    with cold_started(SYNC, monkeypatch, env) as module:
+        yield module
 
 
 def context() -> LambdaContext:

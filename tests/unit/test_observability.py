@@ -11,7 +11,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import timedelta
 from types import ModuleType
 from typing import Any
@@ -20,7 +21,7 @@ import boto3
 import httpx
 import pytest
 
-from infra.resources import DESCRIPTION
+from infra.resources import DESCRIPTION, FunctionSpec
 from local.lambdas import LambdaContext
 from shared.models import ChangeEvent, ChangeKind, ObjectType
 from shared.observability import EmfSyncMetrics, correlated, log_metrics, logger, metric_sets
@@ -184,22 +185,34 @@ def test_given_nested_work_then_lines_after_an_event_no_longer_carry_its_keys(
     assert "record_key" not in after and "event_id" not in after
 
 
+@contextmanager
+def cold_started(
+    function: FunctionSpec, monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str]
+) -> Iterator[ModuleType]:
+    """The function's handler module imported afresh (a cold start), ``env`` set."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    module_name = function.handler.rpartition(".")[0]
+    sys.modules.pop(module_name, None)
+    try:
+        yield importlib.import_module(module_name)
+    finally:
+        sys.modules.pop(module_name, None)
+        get_settings.cache_clear()
+
+
 @pytest.fixture
 def sync_function(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The sync handler's module, cold-started against a fake AWS environment."""
-    for name, value in {
+    env = {
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
         "POWERTOOLS_TRACE_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    module_name = SYNC.handler.rpartition(".")[0]
-    sys.modules.pop(module_name, None)
-    yield importlib.import_module(module_name)
-    sys.modules.pop(module_name, None)
-    get_settings.cache_clear()
+    }
+    with cold_started(SYNC, monkeypatch, env) as module:
+        yield module
     boto3.DEFAULT_SESSION = None
 
 
