@@ -302,6 +302,10 @@ def _reconciler(
         audit=stores.audit,
         walk_every_s=WALK_EVERY_S,
         clock=clock,
+        # The reconcile function's engine keeps the customer directory, as deployed.
+        refresh_directory=build_environment(
+            vendors, stores, mapper, call_timeout_s=config.call_timeout_s, after_write=lambda: None
+        ).engine.refresh_directory,
     )
 
 

@@ -34,8 +34,9 @@ import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -45,6 +46,7 @@ from local.memory import (
     MemoryAuditLog,
     MemoryCallBudget,
     MemoryCursorStore,
+    MemoryCustomerDirectory,
     MemoryDeferralCounter,
     MemoryLinkStore,
     MemoryLock,
@@ -60,7 +62,14 @@ from shared.connectors.spec import secret_id
 from shared.errors import OutOfTime, RateLimited
 from shared.mapping import Mapper
 from shared.models import Invoice, ObjectType, Party, System
-from shared.ports import AccountingTarget, CallBudget, NewItem, TargetRef
+from shared.ports import (
+    AccountingTarget,
+    CallBudget,
+    CustomerListing,
+    KnownCustomer,
+    NewItem,
+    TargetRef,
+)
 from shared.sync.consume import Consumer, QueueMessage
 from shared.sync.engine import SyncEngine
 
@@ -107,6 +116,7 @@ class Stores:
     queue: MemoryQueue
     secrets: MemorySecretStore
     links: MemoryLinkStore = field(default_factory=MemoryLinkStore)
+    directory: MemoryCustomerDirectory = field(default_factory=MemoryCustomerDirectory)
     audit: MemoryAuditLog = field(default_factory=MemoryAuditLog)
     lock: MemoryLock = field(default_factory=MemoryLock)
     cursors: MemoryCursorStore = field(default_factory=MemoryCursorStore)
@@ -194,12 +204,17 @@ class CrashingLedger:
     def payload(self, record: Party | Invoice, *, new: bool) -> dict[str, Any]:
         return self._ledger.payload(record, new=new)
 
+    def known_customers(self, *, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
+        assert isinstance(self._ledger, CustomerListing)  # QuickBooks lists its customers
+        return self._ledger.known_customers(changed_since=changed_since)
+
 
 @dataclass(frozen=True)
 class Environment:
     """One execution environment: what a Lambda builds at cold start."""
 
     consumer: Consumer
+    engine: SyncEngine
     deadline: Deadline
     transport: CappedTimeout
 
@@ -245,6 +260,7 @@ def build_environment(
         links=stores.links,
         audit=stores.audit,
         queue=stores.queue,
+        directory=stores.directory,
     )
     consumer = Consumer(
         apply=engine.handle,
@@ -253,7 +269,7 @@ def build_environment(
         max_failed_attempts=vendors.settings.max_failed_attempts,
         retry_delay_s=vendors.settings.retry_delay_s,
     )
-    return Environment(consumer=consumer, deadline=deadline, transport=transport)
+    return Environment(consumer=consumer, engine=engine, deadline=deadline, transport=transport)
 
 
 EnvironmentFactory = Callable[[Callable[[], None]], Environment]
