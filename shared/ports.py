@@ -250,8 +250,8 @@ class CustomerListing(Protocol):
     backfill matches its parties against, and what keeps the ``CustomerDirectory``."""
 
     def known_customers(self, *, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
-        """Every active customer; with ``changed_since``, only those the target last
-        changed at or after it (by the target's own clock)."""
+        """Every customer, inactive (archived) ones too; with ``changed_since``, only
+        those the target last changed at or after it (by the target's own clock)."""
         ...
 
 

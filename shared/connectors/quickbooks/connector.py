@@ -304,16 +304,28 @@ class Between:
     end: str
 
 
+# Active or not: a name list entity's query leaves inactive ones out unless its WHERE
+# tests Active; ``Active IN (true, false)`` asks for both, as client libraries do
+# (python-quickbooks, for name lists; docs/vendors/quickbooks.md).
+EITHER_ACTIVE = (True, False)
+
 # A query's conditions: field = value, or field IN (values) for a tuple, or a
 # comparison [Q13]. A field must be one the entity's reference marks filterable [Q24].
-Where = Mapping[str, str | bool | tuple[str, ...] | Above | AtLeast | Between]
+Condition = str | bool | tuple[str, ...] | tuple[bool, ...] | Above | AtLeast | Between
+Where = Mapping[str, Condition]
 
 
-def _condition(name: str, value: str | bool | tuple[str, ...] | Above | AtLeast | Between) -> str:
+def _literal(value: str | bool) -> str:
     if isinstance(value, bool):
-        return f"{name} = {'true' if value else 'false'}"
+        return "true" if value else "false"
+    return quote(value)
+
+
+def _condition(name: str, value: Condition) -> str:
+    if isinstance(value, bool):
+        return f"{name} = {_literal(value)}"
     if isinstance(value, tuple):
-        return f"{name} IN ({', '.join(quote(v) for v in value)})"
+        return f"{name} IN ({', '.join(_literal(v) for v in value)})"
     if isinstance(value, Above):
         return f"{name} > {quote(value.value)}"
     if isinstance(value, AtLeast):
@@ -487,10 +499,13 @@ class QuickBooksAccounting:
         return self._items.find(name=name, sku=sku)
 
     def known_customers(self, *, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
-        """Every active customer, 1,000 a query [Q13]; with ``changed_since``, those whose
-        ``MetaData.LastUpdatedTime`` is at or after it [Q25]. LastUpdatedTime is to the
-        second [Q3]: the bound is rounded down, so a change within that second is kept."""
-        where: dict[str, bool | AtLeast] = {"Active": True}
+        """Every customer, inactive ones too, 1,000 a query [Q13]; with ``changed_since``,
+        those whose ``MetaData.LastUpdatedTime`` is at or after it [Q25]. LastUpdatedTime
+        is to the second [Q3]: the bound is rounded down, so a change within that second
+        is kept. Inactive ones are listed because pages are read by position: one made
+        inactive meanwhile would shift the next page and hide a customer from the
+        reader (QuickBooks deletes no customer, it makes them inactive)."""
+        where: dict[str, Condition] = {"Active": EITHER_ACTIVE}
         if changed_since is not None:
             since = datetime.fromtimestamp(epoch_ms(changed_since) // 1000, UTC)
             where["MetaData.LastUpdatedTime"] = AtLeast(since.isoformat())

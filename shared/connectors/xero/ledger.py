@@ -347,10 +347,13 @@ def changed_since(
 def known_customers(
     books: XeroAccounting, changed_since: datetime | None
 ) -> Iterator[KnownCustomer]:
-    """Every active contact, as summaries [X7]; with ``changed_since``, those changed at
-    or after it (to the second, rounded down [X5])."""
+    """Every contact, archived ones too, as summaries [X7]; with ``changed_since``, those
+    changed at or after it (to the second, rounded down [X5]). Archived ones are listed
+    because pages are read by number: one archived meanwhile would shift the next page
+    and hide a contact from the reader (the API archives contacts, it deletes none)."""
     headers = _modified_since(epoch_ms(changed_since)) if changed_since is not None else None
-    for row in _pages(books, "Contacts", {"summaryOnly": "true"}, headers):
+    params = {"summaryOnly": "true", "includeArchived": "true"}
+    for row in _pages(books, "Contacts", params, headers):
         contact = parse(ListedContact, row)
         yield KnownCustomer(contact.ref(), contact.EmailAddress or None, contact.Name)
 
