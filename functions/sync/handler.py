@@ -80,6 +80,8 @@ def consumer() -> Consumer:
         if triage is not None and triage.settled is not None:
             # Decided by what is stored, written nowhere: no idempotency record.
             return triage.settled.model_dump(mode="json")
+        if triage is not None and not triage.writes:
+            return apply_event(event, triage)  # writes to no vendor: no record either
         return idempotent(event=event, triage=triage)  # type: ignore[no-any-return]
 
     return container.consumer(apply)

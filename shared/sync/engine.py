@@ -209,11 +209,15 @@ class Triage:
     ``settled``: its audit entry, when it needs no write anywhere (our own echo, an
     event older than what was applied, a deletion that is kept); handling it twice
     writes nothing twice, so it needs no idempotency record. Otherwise ``link``, the
-    link read to decide, which ``SyncEngine.handle`` uses rather than read it again.
+    link read to decide, which ``SyncEngine.handle`` uses rather than read it again,
+    and ``writes``: whether handling it may write to a vendor. One that may not (a line
+    item's change, handed to its deal as an event whose id derives from its own)
+    needs no idempotency record either.
     """
 
     settled: AuditEntry | None = None
     link: RecordLink | None = None
+    writes: bool = True
 
 
 def _back_result(back: BackResult) -> _Result:
@@ -268,9 +272,10 @@ class SyncEngine:
     def triage(self, event: ChangeEvent) -> Triage:
         """Decide ``event`` from what is stored, when that is enough (audited then)."""
         settled, link = self._settle(event)
-        if settled is None:
-            return Triage(link=link)
-        return Triage(settled=self._record(event, settled))
+        if settled is not None:
+            return Triage(settled=self._record(event, settled))
+        hands_on = event.source == self._crm.system and event.object_type is ObjectType.LINE_ITEM
+        return Triage(link=link, writes=not hands_on)
 
     def handle(self, event: ChangeEvent, triage: Triage | None = None) -> AuditEntry:
         """Apply one event. Returns its audit entry; re-raises what a retry may cure.

@@ -635,6 +635,14 @@ class TestTriage:
         assert triage.settled is not None
         assert triage.settled.reason == "echo of our own write"
 
+    def test_only_an_event_that_may_write_to_a_vendor_is_marked_so(
+        self, engine: SyncEngine, crm: FakeCrm
+    ) -> None:
+        record = crm.put(contact())
+
+        assert engine.triage(event(record)).writes
+        assert not engine.triage(event(line("501", "Services", "1", "100"))).writes
+
     def test_an_unsettled_event_is_handled_with_the_link_triage_read(
         self, engine: SyncEngine, crm: FakeCrm, ledger: FakeLedger, links: CountingLinks
     ) -> None:
