@@ -16,7 +16,8 @@ It knows canonical models and ports only. What it guarantees:
   gets a new key. A create is written down (``PendingCreate``) with a key of its own
   before it is sent; after a lost answer the next attempt repeats that very request
   and gets the record it made, even if the source was renamed meanwhile. Creates of
-  one record are serialized by a lease; customers are matched before one is made.
+  one record are serialized by a lease on its link; customers are matched before one
+  is made (by email only where the customer directory may hold it).
 * **Order per record.** An event older than the newest version the last sync read
   (the record's or a child's) is skipped; reconcile's events, found because the
   content differs, never are.
