@@ -138,7 +138,15 @@ def test_given_delivered_webhooks_when_delivered_again_then_nothing_is_written_t
     )
     assert len(e2e.invoices_for(deal)) == 1
     assert len(e2e.customers_with(person.email)) == 1
-    assert e2e.audit_log() == trail, "no event was applied again"
+    # A replayed event that writes nowhere (older than what was applied, or a line item
+    # handed to its deal again) keeps no idempotency record, so it is audited again as
+    # what it is; every other one is answered from its record. (SQS itself would drop
+    # these replays for five minutes; moto forgets a deduplication id once the message
+    # is deleted.)
+    again = [e for e in e2e.audit_log() if e not in trail]
+    assert {e.outcome for e in again} <= {Outcome.SKIPPED, Outcome.FORWARDED}, (
+        "no event was applied again"
+    )
 
 
 def test_given_customer_we_wrote_when_quickbooks_notifies_it_then_audited_as_echo(
