@@ -38,8 +38,10 @@ The cost per million events prices those measured calls at us-east-1 list prices
 Lambda at the functions' configured memory; SQS FIFO; DynamoDB on demand; HTTP API;
 Secrets Manager). SQS's billed requests are the sends, deletes and visibility changes
 plus one receive per batch handled: empty long polls cost by the hour, not by the event,
-and the harness's own queue-length looks are left out. Vendor latency is ~1 ms here; the
-line "with 250 ms vendor latency" adds 250 ms of Lambda time per vendor call. Cold starts
+and the harness's own queue-length looks are left out. Vendor latency is ~5 ms here, so
+the scenarios run again on a second stack whose sandboxes answer every API call 250 ms
+late (``VENDOR_LATENCY_S``, a ``timeout`` fault that waits, then serves), and that
+run's cost is measured the same way. Cold starts
 (Lambda bills the init phase too) are left out: an environment serves many thousands of
 events. The Lambda durations come from a shared 2-core machine running moto in this
 process: they vary from run to run, and DynamoDB in AWS answers faster than moto here.
@@ -69,6 +71,7 @@ from local.aws import MotoServer
 from local.config import LocalConfig
 from local.lambdas import LocalFunction
 from local.runtime import LocalStack
+from local.sandboxes.base import Fault
 from local.sandboxes.hubspot import (
     DEAL_TO_COMPANY,
     DEAL_TO_CONTACT,
@@ -602,8 +605,9 @@ def one_sync_environment() -> ServiceDescription:
     return DESCRIPTION.model_copy(update={"functions": functions})
 
 
-def run_scenarios() -> Run:
-    """Start the stack, run the warm-up and the scenarios, each counted until settled."""
+def run_scenarios(latency_s: float = 0.0) -> Run:
+    """Start the stack, run the warm-up and the scenarios, each counted until settled;
+    with ``latency_s``, every vendor API call is answered that much later."""
     aws = AwsRequests()
     # No reconcile run while counting: it would add its own calls to a window.
     config = (
@@ -618,6 +622,10 @@ def run_scenarios() -> Run:
         meter = Meter(stack, aws)
         person = HubSpotPerson(stack.sandboxes[CRM], stack.urls.sandboxes[CRM])
         meter.settle()
+        for name, api in ((CRM, "/crm/"), (ACCOUNTING, "/v3/")):
+            if latency_s:
+                late = Fault(kind="timeout", count=10**9, delay_s=latency_s, path_prefix=api)
+                stack.sandboxes[name].faults.add(late)
 
         def warmup() -> None:
             # A deployed connection has run its first reconcile: the customer directory
@@ -752,13 +760,6 @@ class CostPerMillion:
     def total(self) -> float:
         return sum(self.dollars.values())
 
-    @property
-    def with_vendor_latency(self) -> float:
-        """The total if each vendor call held the Lambda for ``VENDOR_LATENCY_S`` more."""
-        gb = DESCRIPTION.function("Sync").memory_mb / 1024
-        extra = self.vendor_calls_per_event * VENDOR_LATENCY_S * gb * LAMBDA_PER_GB_S * 1e6
-        return self.total + extra
-
 
 def cost_per_million(window: Window, run: Run) -> CostPerMillion:
     events = max(window.events, 1)
@@ -815,6 +816,9 @@ class CallsFigures:
     changes: list[QuickBooksCalls]  # customer create, customer update, invoice create, update
     dynamodb: DynamoPerEvent  # over the won deal and the four changes
     cost: CostPerMillion  # over the same
+    # The same scenarios on another stack whose sandboxes answer every API call
+    # ``VENDOR_LATENCY_S`` late, as a vendor across the internet does.
+    cost_at_latency: CostPerMillion
     # Every other AWS request over the same, "service Operation" -> count (the harness's
     # queue-length looks and the pollers' receives included: see ``cost_per_million``).
     aws_by_operation: dict[str, int]
@@ -826,12 +830,15 @@ def measure_calls() -> CallsFigures:
     """Run the scenarios on a fresh local stack; every figure of this module."""
     run = run_scenarios()
     counted = _add([run.won_deal, *run.changes], "won deal + four changes")
+    slow = run_scenarios(latency_s=VENDOR_LATENCY_S)
+    slow_counted = _add([slow.won_deal, *slow.changes], "the same, vendors 250 ms late")
     return CallsFigures(
         warmup=quickbooks_calls(run.warmup),
         won_deal=quickbooks_calls(run.won_deal),
         changes=[quickbooks_calls(w) for w in run.changes],
         dynamodb=dynamodb_per_event(counted, run.table_ids),
         cost=cost_per_million(counted, run),
+        cost_at_latency=cost_per_million(slow_counted, slow),
         aws_by_operation=dict(
             Counter(
                 f"{r.service} {r.operation}" for r in counted.aws if r.service != "dynamodb"
@@ -886,10 +893,12 @@ def print_figures(figures: CallsFigures) -> None:
             for name, (n, p50, p90, top) in c.invocations.items()
         )
     )
+    slow = figures.cost_at_latency
     print(
-        f"  with {VENDOR_LATENCY_S * 1e3:.0f} ms per vendor call "
-        f"({c.vendor_calls_per_event:.1f} calls per event) held in the Lambda: "
-        f"${c.with_vendor_latency:.2f}"
+        f"  again with every vendor API call answered {VENDOR_LATENCY_S * 1e3:.0f} ms late "
+        f"({slow.vendor_calls_per_event:.1f} calls per event), measured: "
+        f"${slow.total:.2f}; Lambda ms (Sync) {slow.per_event['Lambda ms (Sync)']:.0f} "
+        f"per event"
     )
 
 

@@ -110,7 +110,7 @@ def calls_rows() -> list[Row]:
     print_figures(figures)
     deal = figures.won_deal
     each = {c.scenario: c.api for c in figures.changes}
-    d, cost = figures.dynamodb, figures.cost
+    d, cost, slow = figures.dynamodb, figures.cost, figures.cost_at_latency
     return [
         Row(
             QUICKBOOKS_DEAL,
@@ -136,8 +136,8 @@ def calls_rows() -> list[Row]:
             GOALS[COST],
             f"${cost.total:.2f} per million queue events ("
             + ", ".join(f"{name} {v:.2f}" for name, v in cost.dollars.items() if v >= 0.005)
-            + f"); ${cost.with_vendor_latency:.2f} with {REALISTIC_LATENCY_MS} ms per vendor call",
-            cost.total < COST_GOAL,
+            + f"); ${slow.total:.2f} measured with vendors {REALISTIC_LATENCY_MS} ms late",
+            max(cost.total, slow.total) < COST_GOAL,
         ),
     ]
 
