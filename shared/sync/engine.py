@@ -459,7 +459,8 @@ class SyncEngine:
             ),
             match_rule=f"email or {BY_DISPLAY_NAME}",
         )
-        if result.outcome in (Outcome.CREATED, Outcome.LINKED):
+        if result.outcome in (Outcome.CREATED, Outcome.LINKED, Outcome.UPDATED):
+            # Our own write's webhook is an echo and refreshes nothing: noted here.
             self._note_email(party)
         return result, ref
 
@@ -473,13 +474,22 @@ class SyncEngine:
         started = self._clock()
         filled = self._directory.filled_at(self.connection_id)
         since = filled - DIRECTORY_SKEW if filled is not None else None
-        customers = self._listing.known_customers(changed_since=since)
-        self._directory.add(self.connection_id, (c.email.casefold() for c in customers if c.email))
+        self._add_listed(since)
+        if filled is None:
+            # A whole listing takes a while, and its pages are read by position: what
+            # changed while it was read (created, renamed) is read again, as are the
+            # target's notices it left to this first fill.
+            self._add_listed(started - DIRECTORY_SKEW)
         self._directory.mark_filled(self.connection_id, started)
 
+    def _add_listed(self, since: datetime | None) -> None:
+        assert self._directory is not None and self._listing is not None
+        customers = self._listing.known_customers(changed_since=since)
+        self._directory.add(self.connection_id, (c.email.casefold() for c in customers if c.email))
+
     def _note_email(self, party: Party) -> None:
-        """A customer made or linked for ``party`` holds its email: another party with
-        that email is then matched to it, as a lookup would have found."""
+        """A customer made, linked or updated for ``party`` holds its email: another
+        party with that email is then matched to it, as a lookup would have found."""
         if party.email and self._directory is not None:
             self._directory.add(self.connection_id, [party.email.casefold()])
 

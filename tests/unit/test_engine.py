@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -28,6 +29,7 @@ from shared.models import (
     SourceRecord,
     System,
 )
+from shared.ports import KnownCustomer
 from shared.sync.engine import DIRECTORY_SKEW, SyncEngine
 from shared.sync.reconcile import Reconciler
 from tests.fakes import DEFAULT_MAPPING, FakeBatchLedger, FakeCrm, FakeLedger, epoch_ms
@@ -738,10 +740,11 @@ class TestCustomerDirectoryCreates(WithCustomerDirectory):
     ) -> None:
         existing = seed(ledger, "A. Lovelace", "ada@example.com")
         engine.refresh_directory()
+        listed = ledger.lookups
 
         entry = engine.handle(event(crm.put(contact())))
 
-        assert ledger.lookups == 2  # the listing, then the email
+        assert ledger.lookups == listed + 1  # the email
         assert entry.outcome is Outcome.LINKED
         assert entry.target_key == f"quickbooks:customer:{existing}"
 
@@ -768,6 +771,21 @@ class TestCustomerDirectoryCreates(WithCustomerDirectory):
         # Looked up (the directory has the email now) and refused as another's customer,
         # as before the directory: never a second customer with one email.
         assert ledger.lookups == lookups + 1
+        assert second.outcome is Outcome.INVALID
+        assert len(ledger.customers) == 1
+
+    def test_an_email_our_update_wrote_is_found_for_the_next_party(
+        self, engine: SyncEngine, crm: FakeCrm, ledger: FakeBatchLedger
+    ) -> None:
+        engine.refresh_directory()
+        engine.handle(event(crm.put(contact(email="old@example.com"))))
+        moved = crm.put(contact(version=T0 + 10, email="new@example.com"))
+        assert engine.handle(event(moved)).outcome is Outcome.UPDATED
+
+        other = contact("2", firstname="Augusta", email="new@example.com")
+        second = engine.handle(event(crm.put(other)))
+
+        # Its webhook is our echo and refreshes nothing: the update noted the email.
         assert second.outcome is Outcome.INVALID
         assert len(ledger.customers) == 1
 
@@ -800,6 +818,28 @@ class TestCustomerDirectoryRefresh(WithCustomerDirectory):
         assert directory.holds(CONNECTION, "grace@example.com") is True
         assert directory.holds(CONNECTION, "linus@example.com") is False
         assert directory.filled_at(CONNECTION) == clock.now
+
+    def test_the_first_fill_reads_again_what_changed_while_it_was_read(
+        self,
+        engine: SyncEngine,
+        ledger: FakeBatchLedger,
+        directory: MemoryCustomerDirectory,
+        clock: Clock,
+    ) -> None:
+        seed(ledger, "Grace Hopper", "grace@example.com")
+        whole = ledger.known_customers
+
+        def paged(*, changed_since: datetime | None = None) -> Iterator[KnownCustomer]:
+            yield from whole(changed_since=changed_since)
+            if changed_since is None:  # typed in after its page was read
+                clock.now += timedelta(seconds=5)
+                seed(ledger, "A. Lovelace", "ada@example.com")
+
+        ledger.known_customers = paged  # type: ignore[method-assign]
+        engine.refresh_directory()
+
+        assert directory.holds(CONNECTION, "ada@example.com") is True
+        assert directory.holds(CONNECTION, "grace@example.com") is True
 
     def test_a_customer_typed_into_the_target_refreshes_the_directory(
         self, engine: SyncEngine, crm: FakeCrm, ledger: FakeBatchLedger, clock: Clock
