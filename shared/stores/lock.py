@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
-from shared.errors import LockTimeout
 from shared.stores.dynamo import number
+from shared.waiting import wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -50,14 +50,19 @@ class LeaseLock(ABC):
     def hold(self, name: str, *, lease_s: float, wait_s: float) -> Iterator[None]:
         # One token per hold: two threads of one process are two holders.
         token = f"{self._owner_id}#{uuid4().hex[:8]}"
-        deadline = self._clock() + wait_s
-        while True:
+
+        def take() -> bool | None:
             now = self._clock()
-            if self._take(name, token, now=now, expires_at=lease_expiry(now, lease_s)):
-                break
-            if now >= deadline:
-                raise LockTimeout(name)
-            self._sleep(min(self._poll_s, deadline - now))
+            return self._take(name, token, now=now, expires_at=lease_expiry(now, lease_s)) or None
+
+        wait_for(
+            take,
+            what=name,
+            wait_s=wait_s,
+            poll_s=self._poll_s,
+            clock=self._clock,
+            sleep=self._sleep,
+        )
         try:
             yield
         finally:

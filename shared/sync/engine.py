@@ -34,7 +34,6 @@ It knows canonical models and ports only. What it guarantees:
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,7 +48,6 @@ from shared.batch import BatchingTarget, BatchWrite
 from shared.errors import (
     AlreadyExists,
     AuthFailed,
-    LockTimeout,
     NotFound,
     Permanent,
     RecordInvalid,
@@ -93,6 +91,7 @@ from shared.ports import (
 )
 from shared.sync.backflow import ECHO_OF_WRITE_BACK, BackResult, BackSync
 from shared.sync.content import Mapped, map_content
+from shared.waiting import wait_for
 
 M = TypeVar("M", bound=BaseModel)
 Upsert = Callable[..., TargetRef]
@@ -777,20 +776,18 @@ class SyncEngine:
         record's state read in the same write; released on the way out unless a link
         was saved (which ends it)."""
         owner = uuid.uuid4().hex
-        give_up_at = time.monotonic() + CREATE_WAIT_S
-        while True:
-            state = self._links.claim_create(
+        state = wait_for(
+            lambda: self._links.claim_create(
                 self.connection_id,
                 source_key,
                 owner,
                 now=self._clock().timestamp(),
                 lease_s=CREATE_LEASE_S,
-            )
-            if state is not None:
-                break
-            if time.monotonic() >= give_up_at:
-                raise LockTimeout(f"create:{self.connection_id}:{source_key}")
-            time.sleep(CREATE_POLL_S)
+            ),
+            what=f"create:{self.connection_id}:{source_key}",
+            wait_s=CREATE_WAIT_S,
+            poll_s=CREATE_POLL_S,
+        )
         leased = _Leased(state.link, state.pending)
         try:
             yield leased
