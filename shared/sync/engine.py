@@ -470,8 +470,12 @@ class SyncEngine:
         time, then what changed since the last refresh began (``DIRECTORY_SKEW`` before)."""
         if self._directory is None or self._listing is None:
             return
+        self._refresh(self._directory.filled_at(self.connection_id))
+
+    def _refresh(self, filled: datetime | None) -> None:
+        """``refresh_directory`` from ``filled``, the directory's last fill as read."""
+        assert self._directory is not None
         started = self._clock()
-        filled = self._directory.filled_at(self.connection_id)
         since = filled - DIRECTORY_SKEW if filled is not None else None
         self._add_listed(since)
         if filled is None:
@@ -510,7 +514,7 @@ class SyncEngine:
         changed = datetime.fromtimestamp(event.version / 1000, UTC)
         if filled is None or changed < filled - DIRECTORY_SKEW:
             return
-        self.refresh_directory()
+        self._refresh(filled)
 
     def _ensure_customer(
         self, event: ChangeEvent, deal_key: str, party: tuple[ObjectType, str]
